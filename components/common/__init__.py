@@ -1,0 +1,1 @@
+"""Shared helpers used by every stage: image names, URIs, JSON Lines I/O and user-facing errors."""

@@ -1,0 +1,1 @@
+"""tunekit pipelines: one module per method, plus compile, run and submit."""
