@@ -1,1 +1,1 @@
-"""tunekit."""
+"""One interface for talking to models: Vertex Gemini, local Hugging Face models, and a scripted fake."""
