@@ -1,0 +1,34 @@
+"""KFP wrapper of the deploy step (imports the installed package inside its body)."""
+
+from kfp import dsl
+
+from tunekit.components.common.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def deploy_model(
+    backend: str,
+    tuned_model: dsl.Input[dsl.Model],
+    train_dataset: dsl.Input[dsl.Dataset],
+    evaluation_metrics: dsl.Input[dsl.Metrics],
+    purpose: str,
+    local_registry: str,
+    pipeline_job_name: str,
+    deployment: dsl.Output[dsl.Artifact],
+):
+    """Records the tuned model as the one serving ``purpose`` (Vertex endpoint, or the local registry)."""
+    from tunekit.components.deployment.steps import run_deploy
+
+    record = run_deploy(
+        backend=backend,
+        model_path=tuned_model.path,
+        model_metadata=dict(tuned_model.metadata),
+        dataset_fingerprint=str(train_dataset.metadata.get("fingerprint", "")),
+        metrics={k: v for k, v in evaluation_metrics.metadata.items() if isinstance(v, (int, float))},
+        gate_reason=str(evaluation_metrics.metadata.get("gate_reason", "")),
+        purpose=purpose,
+        pipeline_job_name=pipeline_job_name,
+        local_registry_path=local_registry,
+        deployment_path=deployment.path,
+    )
+    deployment.metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})

@@ -1,0 +1,88 @@
+"""KFP wrappers of the tuning steps.
+
+Bodies import the installed package: lightweight components drop anything defined outside the function, and the
+component image has tunekit installed (no pip at run time).
+"""
+
+from kfp import dsl
+
+from tunekit.components.common.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def prepare_supervised_data(
+    backend: str,
+    train_dataset_uri: str,
+    validation_dataset_uri: str,
+    validation_split: float,
+    train_dataset: dsl.Output[dsl.Dataset],
+    validation_dataset: dsl.Output[dsl.Dataset],
+):
+    """Normalises the training (and validation) data for the backend; holds out a split if no validation set."""
+    from tunekit.components.tuning.steps import run_prepare
+
+    run_prepare(
+        backend=backend,
+        train_dataset_uri=train_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
+        validation_split=validation_split,
+        train_path=train_dataset.path,
+        validation_path=validation_dataset.path,
+        train_metadata=train_dataset.metadata,
+        validation_metadata=validation_dataset.metadata,
+    )
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def tune_supervised(
+    backend: str,
+    base_model: str,
+    task: str,
+    train_dataset: dsl.Input[dsl.Dataset],
+    validation_dataset: dsl.Input[dsl.Dataset],
+    tuned_model_display_name: str,
+    epoch_count: int,
+    learning_rate_multiplier: float,
+    adapter_size: int,
+    labels: dict,
+    encryption_key: str,
+    output_uri: str,
+    train_steps: int,
+    learning_rate: float,
+    batch_size: int,
+    lora_rank: int,
+    local_options: dict,
+    project: str,
+    location: str,
+    pipeline_job_name: str,
+    tuned_model: dsl.Output[dsl.Model],
+):
+    """Supervised tuning: Gemini on Vertex (re-attaching on retry) or LoRA on an open model locally."""
+    from tunekit.components.tuning.steps import run_tune
+
+    run_tune(
+        backend=backend,
+        base_model=base_model,
+        task=task,
+        train_path=train_dataset.path,
+        train_uri=train_dataset.uri,
+        validation_path=validation_dataset.path,
+        validation_uri=validation_dataset.uri,
+        model_path=tuned_model.path,
+        model_metadata=tuned_model.metadata,
+        tuned_model_display_name=tuned_model_display_name,
+        epoch_count=epoch_count,
+        learning_rate_multiplier=learning_rate_multiplier,
+        adapter_size=adapter_size,
+        labels=labels,
+        encryption_key=encryption_key,
+        output_uri=output_uri,
+        train_steps=train_steps,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        lora_rank=lora_rank,
+        local_options=local_options,
+        project=project,
+        location=location,
+        pipeline_job_name=pipeline_job_name,
+    )

@@ -1,0 +1,158 @@
+"""The supervised-tuning steps as plain functions of paths and values (the KFP wrappers call these).
+
+Artifacts are passed as ``(path, metadata)``: the wrapper hands over ``artifact.path`` and ``artifact.metadata``
+(a dict the step fills in), and ``artifact.uri`` where a remote service must read the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tunekit.components.common import uris
+from tunekit.components.common.errors import UserError
+from tunekit.components.tuning import defaults, prepare
+
+STATE_FILE = "tuning_state.json"
+
+
+def run_prepare(
+    *,
+    backend: str,
+    train_dataset_uri: str,
+    validation_dataset_uri: str,
+    validation_split: float,
+    train_path: str,
+    validation_path: str,
+    train_metadata: dict,
+    validation_metadata: dict,
+) -> prepare.PreparedData:
+    """Normalises the user's datasets for ``backend`` into the two output files."""
+    with uris.local_copy(train_dataset_uri) as train_local:
+        if validation_dataset_uri:
+            with uris.local_copy(validation_dataset_uri) as validation_local:
+                result = prepare.prepare_supervised(
+                    train_local,
+                    validation_local,
+                    backend=backend,
+                    train_out=train_path,
+                    validation_out=validation_path,
+                    validation_split=validation_split,
+                )
+        else:
+            result = prepare.prepare_supervised(
+                train_local,
+                None,
+                backend=backend,
+                train_out=train_path,
+                validation_out=validation_path,
+                validation_split=validation_split,
+            )
+    layout = "gemini" if backend == "vertex" else "prompt_completion"
+    train_metadata.update(
+        rows=result.train_rows, layout=layout, source_format=result.source_format, fingerprint=result.fingerprint
+    )
+    validation_metadata.update(rows=result.validation_rows, layout=layout, held_out=result.held_out)
+    return result
+
+
+def _run_labels(labels: dict, pipeline_job_name: str) -> dict[str, str]:
+    # Vertex labels: lowercase letters, digits, '-' and '_', at most 63 characters.
+    def clean(value: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(value).lower())[:63]
+
+    merged = {clean(k): clean(v) for k, v in (labels or {}).items()}
+    if pipeline_job_name and not pipeline_job_name.startswith("{{"):
+        merged.setdefault("tunekit-pipeline-run", clean(pipeline_job_name))
+    merged.setdefault("tunekit-method", "supervised-tuning")
+    return merged
+
+
+def run_tune(
+    *,
+    backend: str,
+    base_model: str,
+    task: str,
+    train_path: str,
+    train_uri: str,
+    validation_path: str,
+    validation_uri: str,
+    model_path: str,
+    model_metadata: dict,
+    tuned_model_display_name: str = "",
+    epoch_count: int = 0,
+    learning_rate_multiplier: float = 0.0,
+    adapter_size: int = 0,
+    labels: dict | None = None,
+    encryption_key: str = "",
+    output_uri: str = "",
+    train_steps: int = 0,
+    learning_rate: float = 0.0,
+    batch_size: int = 0,
+    lora_rank: int = 0,
+    local_options: dict | None = None,
+    project: str = "",
+    location: str = "",
+    pipeline_job_name: str = "",
+) -> dict[str, Any]:
+    """Tunes ``base_model`` on the prepared data with the chosen backend; fills ``model_metadata``.
+
+    Vertex: the tuning job's name is written to ``model_path/tuning_state.json`` before waiting, so a retried
+    step re-attaches to the job it started instead of paying for a second one. Local: LoRA with transformers and
+    PEFT; the adapter and tokenizer are written under ``model_path``.
+    """
+    defaults.check_task(task)
+    os.makedirs(model_path, exist_ok=True)
+    if backend == "vertex":
+        from tunekit.components.model_clients.vertex import make_genai_client
+        from tunekit.components.tuning.vertex import tune_gemini
+
+        result = tune_gemini(
+            project=project,
+            location=location,
+            base_model=base_model,
+            training_dataset_uri=uris.fuse_to_gcs(train_uri),
+            validation_dataset_uri=uris.fuse_to_gcs(validation_uri) or None,
+            epoch_count=epoch_count or None,
+            learning_rate_multiplier=learning_rate_multiplier or None,
+            adapter_size=adapter_size or None,
+            tuned_model_display_name=tuned_model_display_name or None,
+            labels=_run_labels(labels or {}, pipeline_job_name),
+            encryption_key=encryption_key or None,
+            output_uri=output_uri or None,
+            state_path=os.path.join(model_path, STATE_FILE),
+            client=make_genai_client(project, location),
+        )
+        summary = {
+            "backend": "vertex",
+            "base_model": base_model,
+            "tuning_job": result.job_name,
+            "tuned_model": result.tuned_model,
+            "endpoint": result.endpoint,
+        }
+    elif backend == "local":
+        from tunekit.components.tuning.local import LocalTuningConfig, tune_local
+
+        options = dict(local_options or {})
+        if train_steps:
+            options["max_steps"] = train_steps
+        options.setdefault("max_steps", defaults.default_train_steps(task))
+        if learning_rate:
+            options["learning_rate"] = learning_rate
+        if batch_size:
+            options["batch_size"] = batch_size
+        if lora_rank:
+            options["lora_r"] = lora_rank
+        try:
+            config = LocalTuningConfig(**options)
+        except TypeError as exc:
+            raise UserError(f"unknown local training option ({exc})", field="local_options") from None
+        training = tune_local(base_model, train_path, validation_path or None, model_path, config)
+        summary = {"backend": "local", "base_model": base_model, "model_dir": model_path, "training": training}
+    else:
+        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
+    model_metadata.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    with open(os.path.join(model_path, "tunekit_model.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+    return summary
