@@ -1,0 +1,213 @@
+"""The ``tunekit`` command line: compile, run locally, submit to Vertex AI, validate data.
+
+Errors that are the user's to fix print one line (file, line, field, what to do) and exit with code 2; a failed
+run exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from tunekit.components.common.errors import UserError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("method", help="the pipeline: " + ", ".join(_method_names()))
+    parser.add_argument("--config", help="YAML file with the method's config fields")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one config field (repeatable); the value is parsed as YAML",
+    )
+
+
+def _method_names() -> list[str]:
+    from tunekit.pipelines.registry import METHODS
+
+    return list(METHODS)
+
+
+def _load(args):
+    from tunekit.pipelines.config import load_config
+    from tunekit.pipelines.registry import get_method
+
+    method = get_method(args.method)
+    _, config_cls = method.load()
+    config = load_config(config_cls, args.config, args.overrides)
+    if hasattr(config, "train_dataset_uri") and not config.train_dataset_uri:
+        raise UserError(
+            "train_dataset_uri is required: set it in the config or with --set", path=args.config or "config"
+        )
+    return method, config
+
+
+def cmd_compile(args) -> int:
+    """Compiles every pipeline into the output folder."""
+    from tunekit.pipelines.compile import compile_all
+
+    for path in compile_all(args.output_dir, image=args.image or None, gpu_image=args.gpu_image or None):
+        print(f"compiled {path}")
+    return EXIT_OK
+
+
+def _print_run(console, method, result) -> None:
+    from rich.table import Table
+
+    evaluation = result.task_outputs.get("evaluate-supervised", {})
+    metrics_meta = {}
+    for artifact in evaluation.get("artifacts", {}).get("metrics", {}).get("artifacts", []):
+        metrics_meta = artifact.get("metadata", {})
+    if metrics_meta:
+        names = sorted({k.split("_", 1)[1] for k in metrics_meta if k.startswith(("base_", "tuned_"))})
+        table = Table(title="Evaluation on held-out rows")
+        table.add_column("metric")
+        table.add_column("base", justify="right")
+        table.add_column("tuned", justify="right")
+        for name in names:
+            table.add_row(
+                name,
+                f"{metrics_meta.get('base_' + name, float('nan')):.4f}",
+                f"{metrics_meta.get('tuned_' + name, float('nan')):.4f}",
+            )
+        console.print(table)
+        console.print(f"Gate: {metrics_meta.get('gate_reason', '?')}")
+    console.print(f"\nRun folder: {result.run_dir}")
+    for task in sorted(result.task_outputs):
+        for name, artifact_list in result.task_outputs[task].get("artifacts", {}).items():
+            for artifact in artifact_list.get("artifacts", []):
+                console.print(f"  {task}/{name}: {artifact.get('uri', '')}")
+    deploy = result.task_outputs.get("deploy-model")
+    if deploy:
+        console.print("Deployed: the tuned model is now the champion in the local registry.")
+    elif result.succeeded:
+        console.print("Not deployed: the gate did not pass.")
+
+
+def cmd_run(args) -> int:
+    """Runs a pipeline with the local KFP runner."""
+    if not args.local:
+        raise UserError(
+            "only local runs are started with 'run': add --local, or use 'tunekit submit' for Vertex AI"
+        )
+    from tunekit.pipelines.local_run import run_local
+
+    method, config = _load(args)
+    console = _console()
+    console.print(f"Running [bold]{method.name}[/bold] locally; outputs under {os.path.abspath(args.output_dir)}")
+    result = run_local(method, config, args.output_dir)
+    _print_run(console, method, result)
+    if not result.succeeded:
+        console.print(f"[red]The run failed:[/red] {result.failure} (the step's own error is printed above)")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"run_dir": result.run_dir, "tasks": result.task_outputs}, indent=2))
+    return EXIT_OK
+
+
+def cmd_submit(args) -> int:
+    """Submits a pipeline to Vertex AI Pipelines."""
+    from tunekit.pipelines.submit import SubmitOptions, submit
+
+    method, config = _load(args)
+    labels = dict(item.split("=", 1) for item in args.label) if args.label else None
+    options = SubmitOptions(
+        project=args.project,
+        region=args.region,
+        pipeline_root=args.pipeline_root,
+        template_path=args.template or "",
+        image=args.image or "",
+        display_name=args.display_name or "",
+        labels=labels,
+        service_account=args.service_account or "",
+        network=args.network or "",
+        encryption_key=args.encryption_key or "",
+        enable_caching=False if args.no_cache else None,
+    )
+    job = submit(method, config, options)
+    print(f"submitted {job.resource_name}")
+    return EXIT_OK
+
+
+def cmd_validate(argv: list[str]) -> int:
+    """Validates datasets (delegates to the data-validation command)."""
+    from tunekit.components.data_validation.cli import main as validate_main
+
+    return validate_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tunekit`` command."""
+    parser = argparse.ArgumentParser(prog="tunekit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="compile every pipeline to compiled/<method>.yaml")
+    p.add_argument("--output-dir", default="compiled")
+    p.add_argument("--image", help="component image URI to compile with (default: the package version's image)")
+    p.add_argument("--gpu-image", help="GPU component image URI")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run a pipeline locally (--local) with the KFP local runner")
+    _add_config_args(p)
+    p.add_argument("--local", action="store_true", help="run on this machine with the local KFP runner")
+    p.add_argument("--output-dir", default="runs", help="where the run's outputs, models and registry go")
+    p.add_argument("--json", action="store_true", help="also print the outputs as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("submit", help="submit a pipeline to Vertex AI Pipelines")
+    _add_config_args(p)
+    p.add_argument("--project", required=True)
+    p.add_argument("--region", required=True)
+    p.add_argument("--pipeline-root", required=True, help="gs:// folder for the run's artifacts")
+    p.add_argument("--template", help="a compiled spec to submit (default: compile now)")
+    p.add_argument("--image", help="component image URI to compile with")
+    p.add_argument("--display-name")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--service-account")
+    p.add_argument("--network")
+    p.add_argument("--encryption-key", help="Cloud KMS key name (CMEK) for the pipeline job")
+    p.add_argument("--no-cache", action="store_true", help="disable Vertex's step caching for this run")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("validate", help="validate datasets (see 'tunekit validate --help')", add_help=False)
+    p.set_defaults(func=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tunekit`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "validate":
+        try:
+            return cmd_validate(argv[1:])
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Running a pipeline on this machine with the local KFP runner (no cloud account, no Docker).
+
+Every step runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``), with the installed tunekit;
+outputs land under ``<output_root>/pipeline_root/<run>/<task>/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+
+from tunekit.components.common.errors import UserError
+from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, parameter_values
+from tunekit.pipelines.registry import Method
+
+#: ``base_model`` values that make the CLI build a tiny randomly initialised model (no download), for demos.
+TINY_PREFIX = "tiny-random:"
+
+
+@dataclass
+class LocalRunResult:
+    """Where a local run's outputs are.
+
+    Attributes:
+        run_dir: The run's folder under the pipeline root.
+        succeeded: Whether every step that ran succeeded.
+        task_outputs: ``task name -> executor output`` (artifact metadata and parameters) for each step that ran.
+        failure: The runner's message when a step failed.
+    """
+
+    run_dir: str
+    succeeded: bool
+    task_outputs: dict[str, dict] = field(default_factory=dict)
+    failure: str = ""
+
+    def artifact_dir(self, task: str, artifact: str) -> str:
+        """The path of one output artifact of one task."""
+        return os.path.join(self.run_dir, task, artifact)
+
+
+def resolve_base_model(base_model: str, output_root: str) -> str:
+    """Builds the demo's tiny model for ``tiny-random:<kind>`` values; returns real model names unchanged."""
+    if not base_model.startswith(TINY_PREFIX):
+        return base_model
+    kind = base_model[len(TINY_PREFIX) :] or "t5"
+    from tunekit.components.tuning.tiny import make_tiny_model
+
+    kinds = {"t5": "seq2seq", "seq2seq": "seq2seq", "causal": "causal", "llama": "causal"}
+    if kind not in kinds:
+        raise UserError(
+            f"unknown tiny model kind '{kind}'; use {TINY_PREFIX}t5 or {TINY_PREFIX}causal", field="base_model"
+        )
+    target = os.path.join(os.path.abspath(output_root), "models", f"tiny-{kind}")
+    if not os.path.exists(os.path.join(target, "config.json")):
+        make_tiny_model(target, kind=kinds[kind])
+    return target
+
+
+def local_parameters(config, output_root: str) -> dict:
+    """The pipeline parameters for a local run of ``config``."""
+    values = parameter_values(config)
+    if "base_model" in values:
+        values["base_model"] = resolve_base_model(values["base_model"], output_root)
+    if values.get("backend") == "local":
+        # The cloud placeholders only mean something on Vertex AI Pipelines; the local runner cannot resolve them.
+        values["project"] = "" if values.get("project") == PROJECT_PLACEHOLDER else values.get("project", "")
+        values["location"] = "" if values.get("location") == LOCATION_PLACEHOLDER else values.get("location", "")
+    elif PROJECT_PLACEHOLDER in (values.get("project"), values.get("location")) or LOCATION_PLACEHOLDER in (
+        values.get("project"),
+        values.get("location"),
+    ):
+        raise UserError(
+            "a local run with backend 'vertex' calls Vertex AI: set project and location (--set project=P --set location=R)",
+            field="project",
+        )
+    if "local_registry" in values and not values["local_registry"]:
+        values["local_registry"] = os.path.join(os.path.abspath(output_root), "registry.json")
+    return values
+
+
+def _newest_run(pipeline_root: str, name: str, before: set[str]) -> str:
+    runs = [d for d in os.listdir(pipeline_root) if d.startswith(name + "-") and d not in before]
+    if not runs:
+        raise RuntimeError(f"the local runner left no run folder under {pipeline_root}")
+    return os.path.join(pipeline_root, max(runs, key=lambda d: os.path.getmtime(os.path.join(pipeline_root, d))))
+
+
+def run_local(method: Method, config, output_root: str) -> LocalRunResult:
+    """Runs ``method``'s pipeline with the local KFP runner and returns where its outputs are.
+
+    Raises:
+        UserError: The config cannot run locally.
+    """
+    from kfp import local
+
+    pipeline_func, _ = method.load()
+    output_root = os.path.abspath(output_root)
+    pipeline_root = os.path.join(output_root, "pipeline_root")
+    os.makedirs(pipeline_root, exist_ok=True)
+    values = local_parameters(config, output_root)
+    before = set(os.listdir(pipeline_root))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
+    failure = ""
+    with warnings.catch_warnings():
+        # The local runner warns about base images without 'python' in their name; ours has Python.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        logging.getLogger().setLevel(logging.INFO)
+        try:
+            pipeline_func(**values)
+        except RuntimeError as exc:  # the runner's "Inner task failed: ..." after the step printed its error
+            failure = str(exc)
+    run_dir = _newest_run(pipeline_root, method.name, before)
+    outputs: dict[str, dict] = {}
+    for task_name in sorted(os.listdir(run_dir)):
+        executor_output = os.path.join(run_dir, task_name, "executor_output.json")
+        if os.path.exists(executor_output):
+            with open(executor_output, encoding="utf-8") as handle:
+                outputs[task_name] = json.load(handle)
+    return LocalRunResult(run_dir=run_dir, succeeded=not failure, task_outputs=outputs, failure=failure)
+
+
+def config_summary(config) -> dict:
+    """The config as a dict, for printing."""
+    return dataclasses.asdict(config)
