@@ -1,0 +1,333 @@
+"""Gemini on Vertex AI through google-genai: the client factory and a :class:`ModelClient` for Gemini models.
+
+``make_genai_client`` is the one place that builds a google-genai client for Vertex. When the environment variable
+``TUNEKIT_VERTEX_BASE_URL`` is set *at run time* (tests set it to an offline fake of the Vertex REST API), the
+client talks to that URL with a static token instead of Application Default Credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from tunekit.components.model_clients.base import (
+    BLOCKED,
+    EMPTY,
+    FAILED,
+    OK,
+    TRUNCATED,
+    Generation,
+    GenerationConfig,
+    ModelClient,
+    Prompt,
+)
+
+#: When set at run time, every Vertex client talks to this base URL (an offline fake) with a static token.
+BASE_URL_ENV = "TUNEKIT_VERTEX_BASE_URL"
+#: The static bearer token sent to ``TUNEKIT_VERTEX_BASE_URL`` (``fake-token`` when unset).
+TOKEN_ENV = "TUNEKIT_VERTEX_TOKEN"
+
+#: HTTP statuses worth retrying: quota (429) and transient server errors.
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+#: Finish reasons that mean the answer was withheld by a filter.
+BLOCKING_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+        "LANGUAGE",
+    }
+)
+
+
+def base_url_override() -> str | None:
+    """The fake's base URL from ``TUNEKIT_VERTEX_BASE_URL``, read now (never at import), or None."""
+    return os.environ.get(BASE_URL_ENV) or None
+
+
+def static_credentials():
+    """Static OAuth credentials for the fake: no metadata server, no ADC lookup, no refresh."""
+    from google.oauth2.credentials import Credentials
+
+    return Credentials(token=os.environ.get(TOKEN_ENV, "fake-token"))
+
+
+def make_genai_client(project: str, location: str) -> genai.Client:
+    """Builds a google-genai client for Vertex AI.
+
+    Args:
+        project: The Google Cloud project.
+        location: The Vertex AI region (``us-central1``...) or ``global``.
+
+    Returns:
+        A client using Application Default Credentials, or, when ``TUNEKIT_VERTEX_BASE_URL`` is set, one that
+        talks to that URL with a static token.
+    """
+    base_url = base_url_override()
+    if base_url:
+        return genai.Client(
+            vertexai=True,
+            project=project,
+            location=location,
+            credentials=static_credentials(),
+            http_options=types.HttpOptions(base_url=base_url),
+        )
+    return genai.Client(vertexai=True, project=project, location=location)
+
+
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
+
+
+def sanitize_labels(labels: dict[str, Any] | None) -> dict[str, str]:
+    """Makes labels acceptable to Google Cloud: lowercase ``[a-z0-9_-]``, at most 63 characters.
+
+    Keys must start with a letter; values may be empty. Run names and fingerprints are turned into labels here,
+    so bad characters are replaced rather than rejected.
+
+    Args:
+        labels: Labels as given; None for none.
+
+    Returns:
+        The cleaned labels (at most 64 of them, as Google Cloud allows).
+    """
+    out: dict[str, str] = {}
+    for key, value in (labels or {}).items():
+        clean_key = _LABEL_BAD.sub("-", str(key).lower()).strip("-")[:63]
+        if not clean_key:
+            continue
+        if not clean_key[0].isalpha():
+            clean_key = ("k-" + clean_key)[:63]
+        out[clean_key] = _LABEL_BAD.sub("-", "" if value is None else str(value).lower())[:63]
+    return dict(list(out.items())[:64])
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether an error from google-genai is worth another try (quota, server error, timeout, network)."""
+    if isinstance(exc, genai_errors.APIError):
+        return exc.code in RETRYABLE_STATUS
+    return isinstance(exc, httpx.TransportError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description of an error from google-genai."""
+    if isinstance(exc, genai_errors.APIError):
+        return f"{exc.code} {exc.status or ''}: {exc.message or exc}".replace("  ", " ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
+    """Exponential backoff with jitter: between half and all of ``initial_s * 2**(attempt-1)``, capped."""
+    # Jitter spreads the retries of concurrent workers that hit the same quota wall at once.
+    return min(max_s, initial_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def _finish_reason(candidate: types.Candidate) -> str:
+    reason = candidate.finish_reason
+    if reason is None:
+        return ""
+    return reason.value if hasattr(reason, "value") else str(reason)
+
+
+def _candidate_text(candidate: types.Candidate) -> str:
+    # Thought summaries are not the answer.
+    parts = (candidate.content.parts or []) if candidate.content else []
+    return "".join(p.text for p in parts if p.text and not p.thought)
+
+
+def response_to_generation(response: types.GenerateContentResponse) -> Generation:
+    """Turns a generateContent response into a :class:`Generation` with a status and token counts.
+
+    Args:
+        response: The response of ``client.models.generate_content``.
+
+    Returns:
+        ``blocked`` when the prompt or the answer was filtered, ``truncated`` at ``MAX_TOKENS`` (the partial text
+        is kept), ``empty`` when there is no text, ``ok`` otherwise.
+    """
+    usage = response.usage_metadata
+    input_tokens = (usage.prompt_token_count or 0) if usage else 0
+    # Thinking tokens are billed as output.
+    output_tokens = ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0
+    tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        reason = getattr(feedback.block_reason, "value", feedback.block_reason)
+        message = f"prompt blocked: {reason}"
+        if feedback.block_reason_message:
+            message += f" ({feedback.block_reason_message})"
+        return Generation(text="", status=BLOCKED, error=message, **tokens)
+
+    candidates = response.candidates or []
+    if not candidates:
+        return Generation(text="", status=EMPTY, error="no candidates in the response", **tokens)
+    texts = [_candidate_text(c) for c in candidates]
+    first = candidates[0]
+    reason = _finish_reason(first)
+    extra = {"candidates": texts} if len(texts) > 1 else {}
+    if reason in BLOCKING_FINISH_REASONS:
+        detail = f": {first.finish_message}" if first.finish_message else ""
+        return Generation(
+            text=texts[0], status=BLOCKED, error=f"finish reason {reason}{detail}", **tokens, **extra
+        )
+    if reason == "MAX_TOKENS":
+        return Generation(
+            text=texts[0], status=TRUNCATED, error="hit max_output_tokens (MAX_TOKENS)", **tokens, **extra
+        )
+    if not texts[0].strip():
+        return Generation(
+            text="", status=EMPTY, error=f"no text (finish reason {reason or 'none'})", **tokens, **extra
+        )
+    return Generation(text=texts[0], status=OK, **tokens, **extra)
+
+
+def prompt_to_contents(prompt: Prompt) -> list[types.Content]:
+    """The history turns and the prompt's text as Gemini contents (roles ``user``/``model``)."""
+    contents = []
+    for role, text in prompt.history:
+        gemini_role = "model" if role in ("model", "assistant") else "user"
+        contents.append(types.Content(role=gemini_role, parts=[types.Part(text=text)]))
+    contents.append(types.Content(role="user", parts=[types.Part(text=prompt.text)]))
+    return contents
+
+
+def generation_config_to_genai(
+    config: GenerationConfig, system: str | None = None, timeout_s: float | None = None
+) -> types.GenerateContentConfig:
+    """Maps the backend-neutral :class:`GenerationConfig` to google-genai's ``GenerateContentConfig``.
+
+    Args:
+        config: Decoding settings.
+        system: The prompt's system instruction, if any.
+        timeout_s: Per-request timeout in seconds, if any.
+    """
+    kwargs: dict[str, Any] = {
+        "max_output_tokens": config.max_output_tokens,
+        "temperature": config.temperature,
+        "candidate_count": config.candidate_count,
+    }
+    if config.temperature > 0:
+        # top_p only matters when sampling; greedy decoding ignores it.
+        kwargs["top_p"] = config.top_p
+    if config.seed is not None:
+        kwargs["seed"] = config.seed
+    if system:
+        kwargs["system_instruction"] = system
+    if timeout_s:
+        # google-genai takes milliseconds.
+        kwargs["http_options"] = types.HttpOptions(timeout=max(1, int(timeout_s * 1000)))
+    return types.GenerateContentConfig(**kwargs)
+
+
+class VertexGeminiClient(ModelClient):
+    """Gemini on Vertex AI (a publisher model or a tuned model's endpoint) as a :class:`ModelClient`.
+
+    Prompts are sent concurrently (at most ``concurrency`` at a time); quota errors (429), server errors
+    (500/503...) and timeouts are retried with capped exponential backoff and jitter. A prompt that still fails
+    comes back with status ``failed`` and the error; the others are unaffected.
+
+    Args:
+        model: A publisher model id (``gemini-2.5-flash``) or an endpoint resource name
+            (``projects/P/locations/L/endpoints/E``, where a tuned model is served).
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        client: A google-genai client; by default one from :func:`make_genai_client`.
+        concurrency: The most requests in flight at once.
+        timeout_s: Per-request timeout in seconds.
+        max_attempts: Tries per prompt, the first included.
+        initial_backoff_s: The first retry's nominal delay; it doubles each retry.
+        max_backoff_s: The cap on one retry's delay.
+    """
+
+    backend = "vertex"
+
+    def __init__(
+        self,
+        model: str,
+        project: str,
+        location: str,
+        client: genai.Client | None = None,
+        concurrency: int = 8,
+        timeout_s: float = 60,
+        *,
+        max_attempts: int = 5,
+        initial_backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+    ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.model = model
+        self.project = project
+        self.location = location
+        self._owns_client = client is None
+        self._client = client if client is not None else make_genai_client(project, location)
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.initial_backoff_s = initial_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._lock = threading.Lock()
+        #: Retries made so far (all prompts), for reports.
+        self.retries = 0
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig | None = None) -> list[Generation]:
+        """Generates one :class:`Generation` per prompt, in order.
+
+        Args:
+            prompts: What to ask.
+            config: Decoding settings; defaults to :class:`GenerationConfig`'s.
+
+        Returns:
+            One result per prompt, in the prompts' order.
+        """
+        config = config or GenerationConfig()
+        if not prompts:
+            return []
+        workers = min(self.concurrency, len(prompts))
+        if workers == 1:
+            return [self._generate_one(p, config) for p in prompts]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vertex-gemini") as pool:
+            return list(pool.map(lambda p: self._generate_one(p, config), prompts))
+
+    def _generate_one(self, prompt: Prompt, config: GenerationConfig) -> Generation:
+        request_config = generation_config_to_genai(config, prompt.system, self.timeout_s)
+        contents = prompt_to_contents(prompt)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = self._client.models.generate_content(
+                    model=self.model, contents=contents, config=request_config
+                )
+            except (genai_errors.APIError, httpx.TransportError) as exc:
+                if attempt < self.max_attempts and is_retryable(exc):
+                    with self._lock:
+                        self.retries += 1
+                    time.sleep(backoff_delay(attempt, self.initial_backoff_s, self.max_backoff_s))
+                    continue
+                tries = f" after {attempt} attempts" if attempt > 1 else ""
+                return Generation(text="", status=FAILED, error=describe_error(exc) + tries)
+            return response_to_generation(response)
+        raise AssertionError("unreachable: the loop returns on its last attempt")
+
+    def close(self) -> None:
+        """Closes the google-genai client when this object created it."""
+        if self._owns_client:
+            self._client.close()

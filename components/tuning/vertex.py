@@ -1,0 +1,539 @@
+"""Supervised tuning of Gemini on Vertex AI (google-genai ``client.tunings.tune``), resumable through a state file.
+
+A tuning job runs for hours and costs money, while the pipeline step that waits for it can be retried (preempted
+pod, transient error). So the step never creates a second job for the same request:
+
+1. before creating the job, a request id is written to ``state_path`` and sent as the job label
+   ``tunekit-request-id``;
+2. right after creation, the job's resource name is written to ``state_path``, before any waiting;
+3. on start, a ``state_path`` holding a job name re-attaches to that job; one holding only a request id (a crash
+   between the create call and the write) looks the job up by its label before creating anything.
+
+``state_path`` lives in the step's output artifact directory, which survives a retry of the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.common.uris import is_gcs
+from tunekit.components.model_clients.vertex import (
+    backoff_delay,
+    describe_error,
+    is_retryable,
+    make_genai_client,
+    sanitize_labels,
+)
+
+#: Gemini models Vertex AI can tune (SPEC, 2026).
+TUNABLE_MODELS = (
+    "gemini-2.5-pro",
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "gemini-3.1-flash-lite",
+    "gemini-3.5-flash",
+)
+#: Adapter sizes Vertex accepts, and the enum google-genai sends for each.
+ADAPTER_SIZES = {
+    1: types.AdapterSize.ADAPTER_SIZE_ONE,
+    2: types.AdapterSize.ADAPTER_SIZE_TWO,
+    4: types.AdapterSize.ADAPTER_SIZE_FOUR,
+    8: types.AdapterSize.ADAPTER_SIZE_EIGHT,
+    16: types.AdapterSize.ADAPTER_SIZE_SIXTEEN,
+}
+#: The largest adapter size per model, where it is smaller than 16.
+MAX_ADAPTER_SIZE = {"gemini-2.5-pro": 8}
+
+#: The label that ties a tuning job to the request (and the state file) that created it.
+REQUEST_LABEL = "tunekit-request-id"
+
+SUCCEEDED = "JOB_STATE_SUCCEEDED"
+#: States a job does not leave, other than success.
+FAILED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
+
+# Transient errors while polling are retried this many times in a row before giving up.
+_MAX_CONSECUTIVE_POLL_ERRORS = 8
+_CREATE_ATTEMPTS = 4
+_VERSION_SUFFIX = re.compile(r"-\d{3}$")
+
+
+class TuningJobFailed(RuntimeError):
+    """A Vertex tuning job ended without a tuned model; the message is the job's own error message.
+
+    Attributes:
+        job_name: The tuning job's resource name.
+        state: Its final state (``JOB_STATE_FAILED``, ``JOB_STATE_CANCELLED``...).
+        code: The job's error code, if any.
+        job_message: The job's error message, if any.
+    """
+
+    def __init__(self, message: str, *, job_name: str, state: str, code: int | None, job_message: str):
+        super().__init__(message)
+        self.job_name = job_name
+        self.state = state
+        self.code = code
+        self.job_message = job_message
+
+
+@dataclass
+class TunedGemini:
+    """The outcome of a Gemini tuning job.
+
+    Attributes:
+        job_name: ``projects/P/locations/L/tuningJobs/J``.
+        state: The job's final state (``JOB_STATE_SUCCEEDED``).
+        tuned_model: The Model Registry entry, ``projects/P/locations/L/models/M@V``.
+        endpoint: The endpoint serving the tuned model, ``projects/P/locations/L/endpoints/E``.
+        base_model: The model that was tuned.
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        training_dataset_uri: The training data.
+        validation_dataset_uri: The validation data, if any.
+        resumed: Whether this call re-attached to a job an earlier attempt created.
+        create_time: When the job was created (RFC 3339), if known.
+        end_time: When the job ended (RFC 3339), if known.
+        console_url: The job's page in the Google Cloud console.
+    """
+
+    job_name: str
+    state: str
+    tuned_model: str
+    endpoint: str
+    base_model: str
+    project: str
+    location: str
+    training_dataset_uri: str
+    validation_dataset_uri: str | None = None
+    resumed: bool = False
+    create_time: str | None = None
+    end_time: str | None = None
+    console_url: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (for artifact metadata and deployment)."""
+        return dataclasses.asdict(self)
+
+
+def normalize_base_model(base_model: str) -> str:
+    """``publishers/google/models/gemini-2.5-flash`` and ``gemini-2.5-flash`` both give ``gemini-2.5-flash``."""
+    return base_model.strip().removeprefix("publishers/google/models/").removeprefix("models/")
+
+
+def check_base_model(base_model: str) -> str:
+    """Returns the tunable family of ``base_model`` (a version suffix such as ``-001`` is allowed).
+
+    Raises:
+        UserError: The model is not tunable on Vertex AI.
+    """
+    name = normalize_base_model(base_model)
+    family = _VERSION_SUFFIX.sub("", name)
+    if family not in TUNABLE_MODELS:
+        raise UserError(
+            f"'{base_model}' cannot be tuned on Vertex AI; choose one of: {', '.join(TUNABLE_MODELS)}",
+            field="base_model",
+        )
+    return family
+
+
+def check_tuning_args(
+    *,
+    base_model: str,
+    training_dataset_uri: str,
+    validation_dataset_uri: str | None,
+    epoch_count: int | None,
+    learning_rate_multiplier: float | None,
+    adapter_size: int | None,
+    output_uri: str | None,
+) -> None:
+    """Checks what Vertex would reject, before any paid call.
+
+    Raises:
+        UserError: Naming the argument and what to do.
+    """
+    family = check_base_model(base_model)
+    for field_name, uri in (
+        ("training_dataset_uri", training_dataset_uri),
+        ("validation_dataset_uri", validation_dataset_uri),
+        ("output_uri", output_uri),
+    ):
+        if uri is not None and not is_gcs(uri):
+            raise UserError(
+                f"Vertex AI reads tuning data from Cloud Storage: '{uri}' must be a gs:// URI; "
+                "upload the file to a bucket first",
+                field=field_name,
+            )
+    if not training_dataset_uri:
+        raise UserError("a training dataset is required", field="training_dataset_uri")
+    if adapter_size is not None:
+        if adapter_size not in ADAPTER_SIZES:
+            raise UserError(
+                f"adapter size {adapter_size} is not supported; use one of {sorted(ADAPTER_SIZES)}",
+                field="adapter_size",
+            )
+        largest = MAX_ADAPTER_SIZE.get(family)
+        if largest is not None and adapter_size > largest:
+            raise UserError(
+                f"{family} supports adapter sizes up to {largest}, not {adapter_size}", field="adapter_size"
+            )
+    if epoch_count is not None and (
+        isinstance(epoch_count, bool) or int(epoch_count) != epoch_count or epoch_count < 1
+    ):
+        raise UserError(f"epoch count must be a positive integer, not {epoch_count!r}", field="epoch_count")
+    if learning_rate_multiplier is not None and not learning_rate_multiplier > 0:
+        raise UserError(
+            f"learning rate multiplier must be positive, not {learning_rate_multiplier!r}",
+            field="learning_rate_multiplier",
+        )
+
+
+def build_tuning_config(
+    *,
+    validation_dataset_uri: str | None = None,
+    epoch_count: int | None = None,
+    learning_rate_multiplier: float | None = None,
+    adapter_size: int | None = None,
+    tuned_model_display_name: str | None = None,
+    labels: dict[str, str] | None = None,
+    encryption_key: str | None = None,
+    output_uri: str | None = None,
+) -> types.CreateTuningJobConfig:
+    """The ``CreateTuningJobConfig`` for supervised tuning, with only the fields the user set.
+
+    Unset hyperparameters are left out so that Vertex chooses them for the dataset's size.
+    """
+    kwargs: dict[str, Any] = {"method": types.TuningMethod.SUPERVISED_FINE_TUNING}
+    if validation_dataset_uri:
+        kwargs["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_dataset_uri)
+    if epoch_count is not None:
+        kwargs["epoch_count"] = int(epoch_count)
+    if learning_rate_multiplier is not None:
+        kwargs["learning_rate_multiplier"] = float(learning_rate_multiplier)
+    if adapter_size is not None:
+        kwargs["adapter_size"] = ADAPTER_SIZES[adapter_size]
+    if tuned_model_display_name:
+        kwargs["tuned_model_display_name"] = tuned_model_display_name
+    if labels:
+        kwargs["labels"] = labels
+    if encryption_key:
+        kwargs["encryption_spec"] = types.EncryptionSpec(kms_key_name=encryption_key)
+    if output_uri:
+        kwargs["output_uri"] = output_uri
+    return types.CreateTuningJobConfig(**kwargs)
+
+
+def read_state(state_path: str) -> dict[str, Any]:
+    """The state file's content, or ``{}`` when there is none yet.
+
+    Raises:
+        UserError: The file exists but is not a JSON object.
+    """
+    try:
+        with open(state_path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"tuning state file is not valid JSON ({exc}); delete it to start over", path=state_path
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError("tuning state file is not a JSON object; delete it to start over", path=state_path)
+    return state
+
+
+def write_state(state_path: str, state: dict[str, Any]) -> None:
+    """Writes the state file atomically, so that a crash never leaves half a file behind."""
+    directory = os.path.dirname(os.path.abspath(state_path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{state_path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, state_path)
+
+
+def _state_name(job: types.TuningJob) -> str:
+    state = job.state
+    if state is None:
+        return "JOB_STATE_UNSPECIFIED"
+    return state.value if hasattr(state, "value") else str(state)
+
+
+def _timestamp(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _console_url(job_name: str) -> str:
+    parts = job_name.split("/")
+    if len(parts) == 6:
+        _, project, _, location, _, job_id = parts
+        return (
+            f"https://console.cloud.google.com/vertex-ai/generative/language/locations/{location}"
+            f"/tuning/tuningJob/{job_id}?project={project}"
+        )
+    return ""
+
+
+def _failure(job: types.TuningJob, state_path: str, resumed: bool) -> TuningJobFailed:
+    state = _state_name(job)
+    code = job.error.code if job.error else None
+    job_message = (job.error.message if job.error else None) or f"the job ended in {state}"
+    how = (
+        f"This step re-attached to the job recorded in {state_path}; to start a new job, run the pipeline again "
+        "(a new run gets a new state file) or delete that file."
+        if resumed
+        else "Fix the cause and run the pipeline again."
+    )
+    message = f"Tuning job {job.name} ended in {state}: {job_message} (code {code}). {how}"
+    return TuningJobFailed(message, job_name=job.name or "", state=state, code=code, job_message=job_message)
+
+
+def _find_by_request_id(client: Any, request_id: str) -> types.TuningJob | None:
+    """The job labelled with ``request_id``, if the create call of an earlier attempt got through."""
+    config = types.ListTuningJobsConfig(filter=f'labels.{REQUEST_LABEL}="{request_id}"', page_size=100)
+    # The filter narrows the listing on Vertex; the label check below keeps this correct without it.
+    for job in client.tunings.list(config=config):
+        if (job.labels or {}).get(REQUEST_LABEL) == request_id:
+            return job
+    return None
+
+
+def tune_gemini(
+    *,
+    project: str,
+    location: str,
+    base_model: str,
+    training_dataset_uri: str,
+    validation_dataset_uri: str | None = None,
+    epoch_count: int | None = None,
+    learning_rate_multiplier: float | None = None,
+    adapter_size: int | None = None,
+    tuned_model_display_name: str | None = None,
+    labels: dict[str, str] | None = None,
+    encryption_key: str | None = None,
+    output_uri: str | None = None,
+    state_path: str,
+    client: Any = None,
+    poll_interval_s: float = 30.0,
+    max_poll_interval_s: float = 300.0,
+    timeout_s: float | None = None,
+    progress: Callable[[types.TuningJob], None] | None = None,
+) -> TunedGemini:
+    """Tunes a Gemini model on Vertex AI (supervised) and waits for the tuned model, creating at most one job.
+
+    Args:
+        project: The Google Cloud project.
+        location: The Vertex AI region that runs the job.
+        base_model: A tunable model id (see :data:`TUNABLE_MODELS`).
+        training_dataset_uri: ``gs://`` URI of the training JSONL in the Gemini format.
+        validation_dataset_uri: ``gs://`` URI of the validation JSONL, if any.
+        epoch_count: Epochs; Vertex chooses when unset.
+        learning_rate_multiplier: Multiplier of the default learning rate; Vertex chooses when unset.
+        adapter_size: LoRA adapter size, one of 1, 2, 4, 8, 16 (gemini-2.5-pro: up to 8); Vertex chooses when
+            unset.
+        tuned_model_display_name: Display name of the tuned model.
+        labels: Labels on the job (cleaned to Google Cloud's label rules).
+        encryption_key: A Cloud KMS key resource name for customer-managed encryption.
+        output_uri: ``gs://`` prefix for the job's outputs, if any.
+        state_path: A small JSON file recording the job; kept in the step's output directory so that a retried
+            step re-attaches to the job instead of creating another.
+        client: A google-genai client; by default one from ``make_genai_client(project, location)``.
+        poll_interval_s: The first wait between polls; it grows by half each poll.
+        max_poll_interval_s: The cap on the wait between polls.
+        timeout_s: Give up waiting after this many seconds (the job keeps running; a retry re-attaches).
+        progress: Called with the job after each poll.
+
+    Returns:
+        The tuned model, its endpoint and the job.
+
+    Raises:
+        UserError: Bad arguments (checked before any call to Vertex), or a state file from another request.
+        TuningJobFailed: The job failed, was cancelled or expired; the message is the job's own.
+        TimeoutError: ``timeout_s`` passed before the job ended.
+    """
+    check_tuning_args(
+        base_model=base_model,
+        training_dataset_uri=training_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
+        epoch_count=epoch_count,
+        learning_rate_multiplier=learning_rate_multiplier,
+        adapter_size=adapter_size,
+        output_uri=output_uri,
+    )
+    base_model = normalize_base_model(base_model)
+    state = read_state(state_path)
+    _check_state_matches(state, state_path, base_model=base_model, training_dataset_uri=training_dataset_uri)
+    client = client if client is not None else make_genai_client(project, location)
+
+    job: types.TuningJob | None = None
+    resumed = False
+    if state.get("job_name"):
+        try:
+            job = _get_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
+        except genai_errors.APIError as exc:
+            if exc.code == 404:
+                raise UserError(
+                    f"the tuning state file names job {state['job_name']}, which Vertex AI does not know "
+                    f"({describe_error(exc)}); delete the file to start over",
+                    path=state_path,
+                ) from exc
+            raise
+        resumed = True
+    elif state.get("request_id"):
+        # An earlier attempt may have crashed after its create call got through but before it wrote the name.
+        job = _find_by_request_id(client, state["request_id"])
+        resumed = job is not None
+    if job is None:
+        request_id = state.get("request_id") or uuid.uuid4().hex
+        state = {
+            "request_id": request_id,
+            "base_model": base_model,
+            "training_dataset_uri": training_dataset_uri,
+            "project": project,
+            "location": location,
+        }
+        write_state(state_path, state)
+        job_labels = {**sanitize_labels(labels), REQUEST_LABEL: request_id}
+        config = build_tuning_config(
+            validation_dataset_uri=validation_dataset_uri,
+            epoch_count=epoch_count,
+            learning_rate_multiplier=learning_rate_multiplier,
+            adapter_size=adapter_size,
+            tuned_model_display_name=tuned_model_display_name,
+            labels=job_labels,
+            encryption_key=encryption_key,
+            output_uri=output_uri,
+        )
+        job = _create_job(client, request_id, base_model, training_dataset_uri, config, min(poll_interval_s, 2.0))
+    if not job.name:
+        raise RuntimeError("Vertex AI returned a tuning job without a name")
+    if state.get("job_name") != job.name:
+        # Written before any waiting: from here on, a retried step re-attaches instead of creating a job.
+        state = {**state, "job_name": job.name, "console_url": _console_url(job.name)}
+        write_state(state_path, state)
+
+    job = _wait(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, progress)
+    tuned = job.tuned_model
+    if tuned is None or not tuned.model:
+        raise RuntimeError(f"Tuning job {job.name} succeeded but reports no tuned model")
+    result = TunedGemini(
+        job_name=job.name or "",
+        state=_state_name(job),
+        tuned_model=tuned.model,
+        endpoint=tuned.endpoint or "",
+        base_model=base_model,
+        project=project,
+        location=location,
+        training_dataset_uri=training_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
+        resumed=resumed,
+        create_time=_timestamp(job.create_time),
+        end_time=_timestamp(job.end_time),
+        console_url=_console_url(job.name or ""),
+    )
+    write_state(
+        state_path,
+        {**state, "state": result.state, "tuned_model": result.tuned_model, "endpoint": result.endpoint},
+    )
+    return result
+
+
+def _check_state_matches(state: dict[str, Any], state_path: str, **expected: str) -> None:
+    for key, value in expected.items():
+        recorded = state.get(key)
+        if recorded is not None and recorded != value:
+            raise UserError(
+                f"the tuning state file records a job for {key} '{recorded}', but this step asks for '{value}'; "
+                "use a new state file (a new pipeline run) or delete this one to start over",
+                path=state_path,
+            )
+
+
+def _create_job(
+    client: Any,
+    request_id: str,
+    base_model: str,
+    training_dataset_uri: str,
+    config: types.CreateTuningJobConfig,
+    retry_delay_s: float,
+) -> types.TuningJob:
+    """Creates the job, retrying transient errors without ever creating two."""
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return client.tunings.tune(
+                base_model=base_model,
+                training_dataset=types.TuningDataset(gcs_uri=training_dataset_uri),
+                config=config,
+            )
+        except (genai_errors.APIError, httpx.TransportError) as exc:
+            if not is_retryable(exc) or attempt == _CREATE_ATTEMPTS:
+                if isinstance(exc, genai_errors.APIError) and exc.code in (400, 403, 404):
+                    raise UserError(f"Vertex AI refused the tuning job: {describe_error(exc)}") from exc
+                raise
+            time.sleep(backoff_delay(attempt, retry_delay_s, 30.0))
+            # A 5xx or a timeout does not say whether the job was created: look before creating again.
+            existing = _find_by_request_id(client, request_id)
+            if existing is not None:
+                return existing
+    raise AssertionError("unreachable")
+
+
+def _get_job(client: Any, name: str, retry_delay_s: float = 5.0, max_delay_s: float = 60.0) -> types.TuningJob:
+    errors_in_a_row = 0
+    while True:
+        try:
+            return client.tunings.get(name=name)
+        except (genai_errors.APIError, httpx.TransportError) as exc:
+            errors_in_a_row += 1
+            if not is_retryable(exc) or errors_in_a_row >= _MAX_CONSECUTIVE_POLL_ERRORS:
+                raise
+            time.sleep(backoff_delay(errors_in_a_row, retry_delay_s, max_delay_s))
+
+
+def _wait(
+    client: Any,
+    job: types.TuningJob,
+    state_path: str,
+    resumed: bool,
+    poll_interval_s: float,
+    max_poll_interval_s: float,
+    timeout_s: float | None,
+    progress: Callable[[types.TuningJob], None] | None,
+) -> types.TuningJob:
+    start = time.monotonic()
+    interval = poll_interval_s
+    while True:
+        state = _state_name(job)
+        if state == SUCCEEDED:
+            return job
+        if state in FAILED_STATES:
+            raise _failure(job, state_path, resumed)
+        if timeout_s is not None and time.monotonic() - start >= timeout_s:
+            raise TimeoutError(
+                f"Tuning job {job.name} is still {state} after {timeout_s:g} s; it keeps running, and a retry of "
+                f"this step re-attaches to it through {state_path}"
+            )
+        time.sleep(interval)
+        interval = min(max_poll_interval_s, interval * 1.5)
+        job = _get_job(client, job.name or "", poll_interval_s, max_poll_interval_s)
+        if progress is not None:
+            progress(job)

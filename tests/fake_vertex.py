@@ -1,0 +1,524 @@
+"""An offline fake of the Vertex AI REST API, enough for google-genai (``vertexai=True``) and aiplatform's REST
+transport.
+
+It serves on ``127.0.0.1`` (a random port) with :class:`http.server.ThreadingHTTPServer` and implements:
+
+- tuning jobs (google-genai ``client.tunings``): ``POST {parent}/tuningJobs``, ``GET {parent}/tuningJobs``,
+  ``GET {parent}/tuningJobs/{id}`` and ``POST .../tuningJobs/{id}:cancel``. A job is ``JOB_STATE_PENDING`` when
+  created, ``JOB_STATE_RUNNING`` while it is polled, and ``JOB_STATE_SUCCEEDED`` (with ``tunedModel.model`` and
+  ``tunedModel.endpoint``) on its ``polls_to_finish``-th GET, or ``JOB_STATE_FAILED`` with ``error`` when told to;
+- ``{model}:generateContent`` and ``{model}:countTokens`` on publisher models
+  (``.../publishers/google/models/{m}``) and on endpoints (``.../endpoints/{id}``), answering with a scripted
+  responder, ``finishReason`` and ``usageMetadata`` (tokens are whitespace-separated words);
+- Model Registry ``GET`` and ``PATCH`` of ``.../models/{id}`` (aiplatform ``ModelServiceClient`` over REST), for
+  the models that succeeded tuning jobs created.
+
+Paths are accepted under both ``/v1beta1/`` (google-genai's Vertex version) and ``/v1/`` (aiplatform's). Every
+request is recorded in :attr:`FakeVertex.requests`. Errors are injected with :meth:`FakeVertex.fail_next`,
+slow answers with :meth:`FakeVertex.stall_next`, failing jobs with :meth:`FakeVertex.fail_next_job`.
+
+Usage::
+
+    with FakeVertex(responder=lambda text: text.upper()) as fake:
+        client = fake.genai_client()
+        client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+PROJECT = "test-project"
+LOCATION = "us-central1"
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+_PREFIX = re.compile(r"^/(v1|v1beta1)/(.*)$")
+_PARENT = r"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+_JOBS = re.compile(rf"^{_PARENT}/tuningJobs$")
+_JOB = re.compile(rf"^{_PARENT}/tuningJobs/(?P<id>[^/:]+)$")
+_JOB_CANCEL = re.compile(rf"^{_PARENT}/tuningJobs/(?P<id>[^/:]+):cancel$")
+_MODEL_CALL = re.compile(
+    rf"^(?P<model>{_PARENT}/(?:publishers/[^/]+/models|endpoints|models)/[^/:]+):(?P<verb>generateContent|countTokens)$"
+)
+_REGISTRY_MODEL = re.compile(rf"^{_PARENT}/models/(?P<id>[^/:@]+)(?:@(?P<version>[^/:]+))?$")
+
+
+@dataclass
+class FakeAnswer:
+    """A scripted answer with more than text.
+
+    Attributes:
+        text: The answer's text ('' for a candidate with no parts).
+        finish_reason: Vertex ``finishReason`` (``STOP``, ``MAX_TOKENS``, ``SAFETY``, ``RECITATION``...).
+        block_reason: When set, the prompt itself is blocked: no candidates, ``promptFeedback.blockReason``.
+    """
+
+    text: str = ""
+    finish_reason: str = "STOP"
+    block_reason: str | None = None
+
+
+Responder = Callable[[str], "str | FakeAnswer"]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _count(text: str) -> int:
+    return len(text.split())
+
+
+def _echo(text: str) -> str:
+    return f"echo: {text}"
+
+
+class FakeVertex:
+    """A local fake of the Vertex AI REST API.
+
+    Args:
+        responder: ``prompt text -> answer`` (a string or a :class:`FakeAnswer`) for generateContent; the prompt
+            text is the text of the last user turn. Defaults to ``"echo: " + text``.
+        polls_to_finish: The GET of a tuning job on which it reaches its final state (1 = the first GET).
+        project: The project in the resource names the fake makes.
+        location: The location in the resource names the fake makes.
+
+    Attributes:
+        url: ``http://127.0.0.1:PORT`` once started.
+        requests: ``(method, path, json body or None)`` for every request, in arrival order; ``path`` is the
+            URL path with query string.
+        jobs: Tuning jobs by resource name, as the fake stores them (Vertex JSON).
+        models: Model Registry entries by resource name (without version), as Vertex JSON.
+    """
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        polls_to_finish: int = 2,
+        project: str = PROJECT,
+        location: str = LOCATION,
+    ):
+        self.responder: Responder = responder or _echo
+        self.responders: dict[str, Responder] = {}
+        self.polls_to_finish = polls_to_finish
+        self.project = project
+        self.location = location
+        self.url = ""
+        self.requests: list[tuple[str, str, Any]] = []
+        self.jobs: dict[str, dict] = {}
+        self.models: dict[str, dict] = {}
+        self._polls: dict[str, int] = {}
+        self._job_failures: dict[str, dict] = {}
+        self._next_job_failure: dict | None = None
+        self._failures: list[tuple[int, str, str | None, bool]] = []
+        self._stalls: list[tuple[float, str | None]] = []
+        self._counter = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> FakeVertex:
+        """Starts serving on a random loopback port; returns self."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                fake._handle(self, "GET")
+
+            def do_POST(self):  # noqa: N802
+                fake._handle(self, "POST")
+
+            def do_PATCH(self):  # noqa: N802
+                fake._handle(self, "PATCH")
+
+            def do_DELETE(self):  # noqa: N802
+                fake._handle(self, "DELETE")
+
+            def log_message(self, format, *args):  # noqa: A002 (quiet: tests read results, not logs)
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-vertex", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeVertex:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- scripting ---------------------------------------------------------------------------------------------
+
+    def set_responder(self, responder: Responder, model: str | None = None) -> None:
+        """Sets the responder for every model, or for one model.
+
+        Args:
+            responder: ``prompt text -> answer``.
+            model: A publisher model id (``gemini-2.5-flash``) or an endpoint/model resource name; None sets
+                the default responder.
+        """
+        if model is None:
+            self.responder = responder
+        else:
+            self.responders[model] = responder
+
+    def fail_next(
+        self,
+        n: int,
+        status: int = 503,
+        message: str | None = None,
+        path_contains: str | None = None,
+        *,
+        after_processing: bool = False,
+    ) -> None:
+        """Makes the next ``n`` requests (whose path contains ``path_contains``, if given) answer an error.
+
+        Args:
+            n: How many requests fail.
+            status: The HTTP status (429, 500, 503...).
+            message: The error message; a Vertex-like one by default.
+            path_contains: Only requests whose path contains this fail.
+            after_processing: Carry the request out, then answer the error anyway (a create whose answer was
+                lost: the client cannot tell whether it happened).
+        """
+        with self._lock:
+            for _ in range(n):
+                self._failures.append(
+                    (status, message or f"Injected error {status}", path_contains, after_processing)
+                )
+
+    def stall_next(self, n: int, seconds: float, path_contains: str | None = None) -> None:
+        """Makes the next ``n`` matching requests wait ``seconds`` before answering (to provoke timeouts)."""
+        with self._lock:
+            for _ in range(n):
+                self._stalls.append((seconds, path_contains))
+
+    def fail_next_job(self, message: str = "Tuning failed: dataset is invalid.", code: int = 3) -> None:
+        """Makes the next created tuning job end ``JOB_STATE_FAILED`` with ``error: {code, message}``."""
+        self._next_job_failure = {"code": code, "message": message}
+
+    def fail_job(self, name: str, message: str = "Tuning failed.", code: int = 13) -> None:
+        """Makes an existing tuning job end ``JOB_STATE_FAILED`` with ``error: {code, message}``."""
+        self._job_failures[name] = {"code": code, "message": message}
+
+    # --- conveniences for tests --------------------------------------------------------------------------------
+
+    def genai_client(self, project: str | None = None, location: str | None = None):
+        """A google-genai client (``vertexai=True``) that talks to this fake with a static token."""
+        from google import genai
+        from google.genai import types
+        from google.oauth2.credentials import Credentials
+
+        return genai.Client(
+            vertexai=True,
+            project=project or self.project,
+            location=location or self.location,
+            credentials=Credentials(token="fake-token"),
+            http_options=types.HttpOptions(base_url=self.url),
+        )
+
+    def env(self) -> dict[str, str]:
+        """The environment that aims tunekit's Vertex clients at this fake (``monkeypatch.setenv`` each)."""
+        return {"TUNEKIT_VERTEX_BASE_URL": self.url, "TUNEKIT_VERTEX_TOKEN": "fake-token"}
+
+    def requests_to(self, pattern: str, method: str | None = None) -> list[tuple[str, str, Any]]:
+        """Recorded requests whose path matches the regular expression ``pattern`` (and ``method``, if given)."""
+        return [r for r in list(self.requests) if re.search(pattern, r[1]) and (method is None or r[0] == method)]
+
+    # --- serving -----------------------------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+        with self._lock:
+            self.requests.append((method, handler.path, body))
+            failure = self._take(self._failures, handler.path, lambda f: f[2])
+            stall = self._take(self._stalls, handler.path, lambda s: s[1])
+        if stall is not None:
+            time.sleep(stall[0])
+        if failure is not None and not failure[3]:
+            self._send(handler, failure[0], self._error(failure[0], failure[1]))
+            return
+        path = unquote(urlparse(handler.path).path)  # aiplatform's REST transport escapes '@'
+        match = _PREFIX.match(path)
+        if not match:
+            self._send(handler, 404, self._error(404, f"Unknown path {path}"))
+            return
+        try:
+            query = parse_qs(urlparse(handler.path).query)
+            status, payload = self._route(method, match.group(2), body, query)
+        except Exception as exc:  # a bug in the fake should read as a server error, not a hang
+            status, payload = 500, self._error(500, f"fake error: {exc!r}")
+        if failure is not None:
+            status, payload = failure[0], self._error(failure[0], failure[1])
+        self._send(handler, status, payload)
+
+    @staticmethod
+    def _take(queue: list, path: str, key: Callable[[Any], str | None]):
+        for i, item in enumerate(queue):
+            wanted = key(item)
+            if wanted is None or wanted in path:
+                return queue.pop(i)
+        return None
+
+    @staticmethod
+    def _error(status: int, message: str) -> dict:
+        return {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json; charset=UTF-8")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
+            pass
+
+    def _route(self, method: str, path: str, body: Any, query: dict[str, list[str]]) -> tuple[int, dict]:
+        if method == "POST" and (m := _JOBS.match(path)):
+            return self._create_job(m, body or {})
+        if method == "GET" and (m := _JOBS.match(path)):
+            return self._list_jobs(path, query)
+        if method == "GET" and (m := _JOB.match(path)):
+            return self._get_job(path)
+        if method == "POST" and (m := _JOB_CANCEL.match(path)):
+            name = path[: -len(":cancel")]
+            with self._lock:
+                job = self.jobs.get(name)
+                if job is None:
+                    return 404, self._error(404, f"TuningJob {name} not found.")
+                if job["state"] not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
+                    job["state"] = "JOB_STATE_CANCELLED"
+                    job["endTime"] = _now()
+            return 200, {}
+        if method == "POST" and (m := _MODEL_CALL.match(path)):
+            if m.group("verb") == "countTokens":
+                return 200, {"totalTokens": self._count_request(body or {})}
+            return self._generate(m.group("model"), body or {})
+        if m := _REGISTRY_MODEL.match(path):
+            return self._registry(method, m, body or {})
+        return 404, self._error(404, f"The fake does not serve {method} {path}")
+
+    # --- tuning jobs -------------------------------------------------------------------------------------------
+
+    def _create_job(self, m: re.Match, body: dict) -> tuple[int, dict]:
+        if "baseModel" not in body and "preTunedModel" not in body:
+            return 400, self._error(400, "baseModel is required.")
+        spec = body.get("supervisedTuningSpec") or {}
+        if "trainingDatasetUri" not in spec:
+            return 400, self._error(400, "supervisedTuningSpec.trainingDatasetUri is required.")
+        with self._lock:
+            self._counter += 1
+            job_id = str(1000 + self._counter)
+            name = f"projects/{m['project']}/locations/{m['location']}/tuningJobs/{job_id}"
+            job = dict(body)
+            job.update(name=name, state="JOB_STATE_PENDING", createTime=_now(), updateTime=_now())
+            self.jobs[name] = job
+            self._polls[name] = 0
+            if self._next_job_failure is not None:
+                self._job_failures[name] = self._next_job_failure
+                self._next_job_failure = None
+            return 200, json.loads(json.dumps(job))
+
+    def _list_jobs(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict]:
+        parent = path.rsplit("/", 1)[0] + "/"
+        wanted: dict[str, str] = {}
+        for expression in query.get("filter", []):
+            # Only the label filters Vertex documents: labels.KEY="VALUE" joined by AND.
+            for key, value in re.findall(r'labels\.([\w-]+)\s*=\s*"([^"]*)"', expression):
+                wanted[key] = value
+        with self._lock:
+            jobs = [
+                json.loads(json.dumps(job))
+                for name, job in self.jobs.items()
+                if name.startswith(parent)
+                and all((job.get("labels") or {}).get(k) == v for k, v in wanted.items())
+            ]
+        return 200, {"tuningJobs": jobs} if jobs else {}
+
+    def _get_job(self, name: str) -> tuple[int, dict]:
+        with self._lock:
+            job = self.jobs.get(name)
+            if job is None:
+                return 404, self._error(404, f"TuningJob {name} not found.")
+            if job["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+                self._polls[name] += 1
+                job["updateTime"] = _now()
+                if self._polls[name] < self.polls_to_finish:
+                    job["state"] = "JOB_STATE_RUNNING"
+                    job.setdefault("startTime", _now())
+                elif name in self._job_failures:
+                    job.update(state="JOB_STATE_FAILED", endTime=_now(), error=self._job_failures[name])
+                else:
+                    self._succeed(name, job)
+            return 200, json.loads(json.dumps(job))
+
+    def _succeed(self, name: str, job: dict) -> None:
+        parent = name.split("/tuningJobs/")[0]
+        number = name.rsplit("/", 1)[1]
+        model = f"{parent}/models/{7000 + int(number)}"
+        endpoint = f"{parent}/endpoints/{9000 + int(number)}"
+        job.update(
+            state="JOB_STATE_SUCCEEDED",
+            endTime=_now(),
+            tunedModel={"model": f"{model}@1", "endpoint": endpoint},
+        )
+        self.models[model] = {
+            "name": model,
+            "versionId": "1",
+            "displayName": job.get("tunedModelDisplayName") or f"tuned-{number}",
+            "labels": dict(job.get("labels") or {}),
+            "createTime": _now(),
+            "updateTime": _now(),
+        }
+
+    # --- generation --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _texts(content: dict | None) -> str:
+        return " ".join(p.get("text", "") for p in (content or {}).get("parts", []) if "text" in p)
+
+    def _count_request(self, body: dict) -> int:
+        total = sum(_count(self._texts(c)) for c in body.get("contents", []))
+        return total + _count(self._texts(body.get("systemInstruction")))
+
+    def _responder_for(self, model: str) -> Responder:
+        short = model.rsplit("/", 1)[-1]
+        return self.responders.get(model) or self.responders.get(short) or self.responder
+
+    def _generate(self, model: str, body: dict) -> tuple[int, dict]:
+        if "/endpoints/" in model:
+            with self._lock:
+                known = any((j.get("tunedModel") or {}).get("endpoint") == model for j in self.jobs.values())
+            if not known and model not in self.responders:
+                return 404, self._error(404, f"Endpoint {model} not found.")
+        contents = body.get("contents") or []
+        if not contents:
+            return 400, self._error(400, "contents is required.")
+        user_turns = [c for c in contents if c.get("role", "user") == "user"]
+        prompt = self._texts(user_turns[-1]) if user_turns else ""
+        config = body.get("generationConfig") or {}
+        max_tokens = config.get("maxOutputTokens")
+        usage_in = self._count_request(body)
+        responder = self._responder_for(model)
+        candidates = []
+        for index in range(int(config.get("candidateCount") or 1)):
+            answer = responder(prompt)
+            if not isinstance(answer, FakeAnswer):
+                answer = FakeAnswer(text=str(answer))
+            if answer.block_reason:
+                return 200, {
+                    "promptFeedback": {"blockReason": answer.block_reason},
+                    "usageMetadata": {"promptTokenCount": usage_in, "totalTokenCount": usage_in},
+                    "modelVersion": model,
+                }
+            text, reason = answer.text, answer.finish_reason
+            if max_tokens is not None and _count(text) > int(max_tokens):
+                # Vertex cuts the answer where the budget ends and says so.
+                text, reason = " ".join(text.split()[: int(max_tokens)]), "MAX_TOKENS"
+            candidate: dict[str, Any] = {"index": index, "finishReason": reason}
+            candidate["content"] = {"role": "model", "parts": [{"text": text}] if text else []}
+            if reason == "SAFETY":
+                candidate["safetyRatings"] = [
+                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
+                ]
+            candidates.append(candidate)
+        usage_out = sum(_count(self._texts(c["content"])) for c in candidates)
+        return 200, {
+            "candidates": candidates,
+            "usageMetadata": {
+                "promptTokenCount": usage_in,
+                "candidatesTokenCount": usage_out,
+                "totalTokenCount": usage_in + usage_out,
+            },
+            "modelVersion": model,
+            "createTime": _now(),
+            "responseId": f"fake-{time.monotonic_ns()}",
+        }
+
+    # --- model registry ----------------------------------------------------------------------------------------
+
+    def _registry(self, method: str, m: re.Match, body: dict) -> tuple[int, dict]:
+        name = f"projects/{m['project']}/locations/{m['location']}/models/{m['id']}"
+        with self._lock:
+            model = self.models.get(name)
+            if model is None:
+                return 404, self._error(404, f"Model {name} not found.")
+            if method == "PATCH":
+                # aiplatform sends the field mask as ?updateMask=labels; only labels are supported here.
+                if "labels" in body:
+                    model["labels"] = dict(body["labels"])
+                if "displayName" in body:
+                    model["displayName"] = body["displayName"]
+                model["updateTime"] = _now()
+            elif method != "GET":
+                return 405, self._error(400, f"{method} is not supported on models.")
+            return 200, json.loads(json.dumps(model))
+
+
+def allow_loopback_only(monkeypatch) -> list[tuple[str, Any]]:
+    """Makes any socket connection to a non-loopback address fail, for the rest of the test.
+
+    Proves that nothing (an ADC lookup, the GCE metadata server, a real Google endpoint) leaves the machine.
+
+    Args:
+        monkeypatch: pytest's ``monkeypatch`` fixture.
+
+    Returns:
+        The refused ``(host, address)`` attempts, for the test to assert empty.
+    """
+    import socket
+
+    refused: list[tuple[str, Any]] = []
+    original = socket.socket.connect
+
+    def connect(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+            refused.append((str(host), address))
+            raise OSError(f"test guard: connection to {address} refused (only loopback is allowed)")
+        return original(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return refused
