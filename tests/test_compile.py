@@ -1,0 +1,52 @@
+import os
+
+import yaml
+
+from tunekit.components.common.image import GPU_IMAGE, IMAGE, VERSION
+from tunekit.pipelines.compile import compile_all, compile_method
+from tunekit.pipelines.registry import METHODS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def images(spec: dict) -> set[str]:
+    return {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+
+
+def test_compiled_specs_are_up_to_date(tmp_path):
+    """Fails when compiled/ is stale: run `make compile` and commit the result."""
+    for path in compile_all(str(tmp_path)):
+        name = os.path.basename(path)
+        committed = os.path.join(ROOT, "compiled", name)
+        assert os.path.exists(committed), f"compiled/{name} is missing: run `make compile`"
+        assert open(path).read() == open(committed).read(), f"compiled/{name} is stale: run `make compile`"
+    assert sorted(os.listdir(tmp_path)) == sorted(m.compiled_name for m in METHODS.values())
+
+
+def test_compile_is_deterministic(tmp_path):
+    first = compile_all(str(tmp_path / "a"))
+    second = compile_all(str(tmp_path / "b"))
+    for a, b in zip(first, second, strict=True):
+        assert open(a).read() == open(b).read()
+
+
+def test_images_pinned_to_the_version_and_overridable(tmp_path):
+    method = METHODS["supervised-tuning"]
+    spec = yaml.safe_load(open(compile_method(method, str(tmp_path / "a.yaml"))))
+    assert images(spec) <= {IMAGE, GPU_IMAGE}
+    assert all(image.endswith(":" + VERSION) for image in images(spec))
+    assert spec["sdkVersion"] == "kfp-2.17.0"
+    custom = "europe-docker.pkg.dev/p/r/components:abc123"
+    spec = yaml.safe_load(open(compile_method(method, str(tmp_path / "b.yaml"), image=custom)))
+    assert images(spec) == {custom}
+
+
+def test_spec_starts_with_validation_and_gates_deployment(tmp_path):
+    spec = yaml.safe_load(open(compile_method(METHODS["supervised-tuning"], str(tmp_path / "s.yaml"))))
+    tasks = spec["root"]["dag"]["tasks"]
+    assert "validate-data" in tasks
+    assert tasks["prepare-supervised-data"]["dependentTasks"] == ["validate-data"]
+    assert "condition-gate-passed-1" in tasks
+    no_env = open(tmp_path / "s.yaml").read()
+    assert os.environ.get("HOME", "/nonexistent-home") not in no_env
+    assert "{{$.pipeline_google_cloud_project_id}}" in no_env
