@@ -35,10 +35,11 @@ format: install
 
 compile: install
 	$(TUNEKIT) compile
+	$(PY) -m tunekit.pipelines.docs docs/configuration.md
 
 # Fails when compiled/ differs from what the code compiles to (run in CI).
 check-compiled: compile
-	git diff --exit-code -- compiled/
+	git diff --exit-code -- compiled/ docs/configuration.md
 
 bench: install
 	$(PY) bench/run_all.py

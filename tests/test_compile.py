@@ -50,3 +50,10 @@ def test_spec_starts_with_validation_and_gates_deployment(tmp_path):
     no_env = open(tmp_path / "s.yaml").read()
     assert os.environ.get("HOME", "/nonexistent-home") not in no_env
     assert "{{$.pipeline_google_cloud_project_id}}" in no_env
+
+
+def test_configuration_reference_is_up_to_date():
+    from tunekit.pipelines.docs import render
+
+    committed = open(os.path.join(ROOT, "docs", "configuration.md")).read()
+    assert committed == render(), "docs/configuration.md is stale: run `make compile`"
