@@ -400,7 +400,9 @@ def tune_gemini(
         resumed = True
     elif state.get("request_id"):
         # An earlier attempt may have crashed after its create call got through but before it wrote the name.
-        job = _find_by_request_id(client, state["request_id"])
+        job = _with_retries(
+            lambda: _find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
+        )
         resumed = job is not None
     if job is None:
         request_id = state.get("request_id") or uuid.uuid4().hex
@@ -490,23 +492,30 @@ def _create_job(
                     raise UserError(f"Vertex AI refused the tuning job: {describe_error(exc)}") from exc
                 raise
             time.sleep(backoff_delay(attempt, retry_delay_s, 30.0))
+            if isinstance(exc, genai_errors.APIError) and exc.code == 429:
+                continue  # refused for quota: nothing was created
             # A 5xx or a timeout does not say whether the job was created: look before creating again.
-            existing = _find_by_request_id(client, request_id)
+            existing = _with_retries(lambda: _find_by_request_id(client, request_id), retry_delay_s, 30.0)
             if existing is not None:
                 return existing
     raise AssertionError("unreachable")
 
 
-def _get_job(client: Any, name: str, retry_delay_s: float = 5.0, max_delay_s: float = 60.0) -> types.TuningJob:
+def _with_retries(call: Callable[[], Any], retry_delay_s: float, max_delay_s: float) -> Any:
+    """Runs ``call``, retrying transient Vertex errors with capped backoff a bounded number of times in a row."""
     errors_in_a_row = 0
     while True:
         try:
-            return client.tunings.get(name=name)
+            return call()
         except (genai_errors.APIError, httpx.TransportError) as exc:
             errors_in_a_row += 1
             if not is_retryable(exc) or errors_in_a_row >= _MAX_CONSECUTIVE_POLL_ERRORS:
                 raise
             time.sleep(backoff_delay(errors_in_a_row, retry_delay_s, max_delay_s))
+
+
+def _get_job(client: Any, name: str, retry_delay_s: float = 5.0, max_delay_s: float = 60.0) -> types.TuningJob:
+    return _with_retries(lambda: client.tunings.get(name=name), retry_delay_s, max_delay_s)
 
 
 def _wait(
