@@ -303,7 +303,8 @@ def _failure(job: types.TuningJob, state_path: str, resumed: bool) -> TuningJobF
         if resumed
         else "Fix the cause and run the pipeline again."
     )
-    message = f"Tuning job {job.name} ended in {state}: {job_message} (code {code}). {how}"
+    code_note = f" (code {code})" if code is not None else ""
+    message = f"Tuning job {job.name} ended in {state}: {job_message}{code_note}. {how}"
     return TuningJobFailed(message, job_name=job.name or "", state=state, code=code, job_message=job_message)
 
 
