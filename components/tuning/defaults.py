@@ -13,16 +13,6 @@ SFT_RECOMMENDATIONS: dict[str, tuple[int, tuple[int, int]]] = {
     "generic": (100, (100, 500)),
 }
 
-#: Vertex Gemini models that accept supervised tuning (SPEC, late 2026).
-TUNABLE_GEMINI_MODELS = (
-    "gemini-2.5-pro",
-    "gemini-2.5-flash",
-    "gemini-2.5-flash-lite",
-    "gemini-3.1-flash-lite",
-    "gemini-3.5-flash",
-)
-
-
 def check_task(task: str) -> str:
     """Returns ``task`` if known.
 

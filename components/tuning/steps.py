@@ -124,13 +124,7 @@ def run_tune(
             state_path=os.path.join(model_path, STATE_FILE),
             client=make_genai_client(project, location),
         )
-        summary = {
-            "backend": "vertex",
-            "base_model": base_model,
-            "tuning_job": result.job_name,
-            "tuned_model": result.tuned_model,
-            "endpoint": result.endpoint,
-        }
+        summary = {"backend": "vertex", **result.to_dict()}
     elif backend == "local":
         from tunekit.components.tuning.local import LocalTuningConfig, tune_local
 
