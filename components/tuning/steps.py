@@ -95,6 +95,7 @@ def run_tune(
     project: str = "",
     location: str = "",
     pipeline_job_name: str = "",
+    poll_interval_s: float = 30.0,
 ) -> dict[str, Any]:
     """Tunes ``base_model`` on the prepared data with the chosen backend; fills ``model_metadata``.
 
@@ -123,6 +124,7 @@ def run_tune(
             output_uri=output_uri or None,
             state_path=os.path.join(model_path, STATE_FILE),
             client=make_genai_client(project, location),
+            poll_interval_s=poll_interval_s,
         )
         summary = {"backend": "vertex", **result.to_dict()}
     elif backend == "local":

@@ -1,0 +1,128 @@
+"""The supervised pipeline's steps on the Vertex backend, end to end against the fake Vertex API."""
+
+import json
+
+import pytest
+from fake_vertex import FakeVertex, allow_loopback_only
+
+from tunekit.components.deployment.steps import run_deploy
+from tunekit.components.evaluation.steps import run_evaluate
+from tunekit.components.tuning.steps import run_prepare, run_tune
+
+ROWS = [{"input_text": f"Route this ticket: my invoice {i} is wrong", "output_text": "billing"} for i in range(12)]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    refused = allow_loopback_only(monkeypatch)
+    with FakeVertex(polls_to_finish=1) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        yield server
+    assert refused == []
+
+
+def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    train_meta, val_meta, model_meta = {}, {}, {}
+    run_prepare(
+        backend="vertex",
+        train_dataset_uri=str(train),
+        validation_dataset_uri="",
+        validation_split=0.25,
+        train_path=str(tmp_path / "prepared_train.jsonl"),
+        validation_path=str(tmp_path / "prepared_val.jsonl"),
+        train_metadata=train_meta,
+        validation_metadata=val_meta,
+    )
+    assert (train_meta["rows"], val_meta["rows"], train_meta["layout"]) == (9, 3, "gemini")
+    model_dir = tmp_path / "tuned_model"
+    kwargs = dict(
+        backend="vertex",
+        base_model="gemini-2.5-flash",
+        task="classification",
+        train_path=str(tmp_path / "prepared_train.jsonl"),
+        # On Vertex, artifacts live under the pipeline root in Cloud Storage, mounted at /gcs.
+        train_uri="/gcs/bucket/root/prepare/train_dataset",
+        validation_path=str(tmp_path / "prepared_val.jsonl"),
+        validation_uri="gs://bucket/root/prepare/validation_dataset",
+        model_path=str(model_dir),
+        model_metadata=model_meta,
+        epoch_count=3,
+        adapter_size=4,
+        labels={"Team": "Support Automation"},
+        project="test-project",
+        location="us-central1",
+        pipeline_job_name="supervised-tuning-20261123",
+        poll_interval_s=0.01,
+    )
+    summary = run_tune(**kwargs)
+    [create] = fake.requests_to(r"/tuningJobs$", "POST")
+    body = create[2]
+    spec = body["supervisedTuningSpec"]
+    assert spec["trainingDatasetUri"] == "gs://bucket/root/prepare/train_dataset"
+    assert spec["validationDatasetUri"] == "gs://bucket/root/prepare/validation_dataset"
+    assert spec["hyperParameters"]["epochCount"] == 3
+    assert spec["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_FOUR"
+    assert "learningRateMultiplier" not in spec["hyperParameters"]  # unset: Vertex chooses
+    assert body["labels"]["team"] == "support-automation"
+    assert body["labels"]["tunekit-pipeline-run"] == "supervised-tuning-20261123"
+    assert summary["endpoint"] and model_meta["endpoint"] == summary["endpoint"]
+
+    # The step is retried (say, the pod was preempted after the job finished): no second job is created.
+    run_tune(**{**kwargs, "model_metadata": {}})
+    assert len(fake.requests_to(r"/tuningJobs$", "POST")) == 1
+
+    fake.set_responder(lambda text: "billing", model=summary["endpoint"])
+    fake.set_responder(lambda text: "I cannot tell", model="gemini-2.5-flash")
+    report, decision = run_evaluate(
+        backend="vertex",
+        task="classification",
+        base_model="gemini-2.5-flash",
+        model_path=str(model_dir),
+        model_metadata=model_meta,
+        validation_path=str(tmp_path / "prepared_val.jsonl"),
+        predictions_path=str(tmp_path / "pred.jsonl"),
+        summary_path=str(tmp_path / "summary.md"),
+        project="test-project",
+        location="us-central1",
+    )
+    assert report.metrics["tuned"]["accuracy"] == 1.0 and report.metrics["base"]["accuracy"] == 0.0
+    assert decision.passed
+    record = run_deploy(
+        backend="vertex",
+        model_path=str(model_dir),
+        model_metadata=model_meta,
+        dataset_fingerprint=train_meta["fingerprint"],
+        metrics=report.metrics["tuned"],
+        gate_reason=decision.reason,
+        purpose="support-routing",
+        pipeline_job_name="supervised-tuning-20261123",
+        local_registry_path="",
+        deployment_path=str(tmp_path / "deployment.json"),
+    )
+    assert record["endpoint"] == summary["endpoint"]
+    assert record["labels"]["tunekit-dataset-fingerprint"] == train_meta["fingerprint"][:16]
+
+
+def test_failed_tuning_job_surfaces_its_own_message(tmp_path, fake):
+    (tmp_path / "t.jsonl").write_text(
+        json.dumps({"contents": [{"role": "user", "parts": [{"text": "a"}]}]}) + "\n"
+    )
+    fake.fail_next_job("Dataset row 7 exceeds the token limit", code=3)
+    with pytest.raises(RuntimeError, match="row 7 exceeds the token limit"):
+        run_tune(
+            backend="vertex",
+            base_model="gemini-2.5-flash",
+            task="generic",
+            train_path=str(tmp_path / "t.jsonl"),
+            train_uri="gs://b/t.jsonl",
+            validation_path="",
+            validation_uri="",
+            model_path=str(tmp_path / "m"),
+            model_metadata={},
+            project="test-project",
+            location="us-central1",
+            poll_interval_s=0.01,
+        )
