@@ -18,8 +18,8 @@ The task type is inferred from the gold fields unless ``--task`` names it.
 Exit status 1 when a split with a reference figure falls below it, 2 when the data directory is missing.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the tests load this file by path, without registering it as a module,
+# and dataclasses with string annotations look their module up in sys.modules.
 import argparse
 import json
 import re

@@ -139,7 +139,7 @@ class ParsedCompletion:
 def strip_runaway(text: str) -> str:
     """Returns the completion up to the first invented next exemplar ("Q: ...", "Premise: ...")."""
     match = _RUNAWAY_RE.search(text)
-    return text[: match.start()] if match else text
+    return (text[: match.start()] if match else text).rstrip()
 
 
 def parse_completion(
