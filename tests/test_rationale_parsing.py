@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 from pathlib import Path
 
 import pytest
@@ -357,3 +358,23 @@ def test_bench_task_inference_on_real_gold_fields():
         assert len(gold) == len(completions)
         tasks[dataset] = bench.infer_task(gold[:200])
     assert tasks == {"cqa": "multiple_choice", "esnli": "nli", "svamp": "math"}
+
+
+def test_bench_reads_any_folder_in_the_layout(tmp_path, capsys):
+    bench = _bench()
+    folder = tmp_path / "moods" / "llm"
+    folder.mkdir(parents=True)
+    gold = [{"text": f"item {i}", "label": "happy" if i % 2 else "sad"} for i in range(60)]
+    (tmp_path / "moods" / "moods_dev.json").write_text("\n".join(json.dumps(g) for g in gold) + "\n")
+    replies = [f"Reason {i}. So the answer is {'Happy' if i % 3 else 'sad'}." for i in range(60)]
+    # Two files, concatenated in numeric order (10 after 2), aligned with the gold rows by index.
+    (folder / "dev_CoT_10.json").write_text(json.dumps(replies[40:]))
+    (folder / "dev_CoT_2.json").write_text(json.dumps(replies[:40]))
+    (folder / "dev_CoT_0.json").write_text(json.dumps([]))
+
+    result = bench.evaluate_split(tmp_path, "moods", "dev")
+    expected = sum(("happy" if i % 3 else "sad") == g["label"] for i, g in enumerate(gold))
+    assert (result.task, result.examples, result.correct) == ("classification", 60, expected)
+    assert bench.main(["--data-dir", str(tmp_path), "--dataset", "moods", "--task", "generic"]) == 0
+    assert "moods" in capsys.readouterr().out
+    assert bench.main(["--data-dir", str(tmp_path / "absent")]) == 2

@@ -21,7 +21,7 @@ Task types and what :attr:`ParsedCompletion.answer` holds when the status is ``o
   ``out_of_set``. Without ``choices`` any text is accepted.
 - ``extractive_qa``: a span of ``context``, with the context's own spelling; an answer that is not a substring of
   the context is ``out_of_set``. Without a context any text is accepted.
-- ``generic``: the text after the answer phrase.
+- ``generic``: the text after the answer phrase (a one-line answer without its closing period).
 """
 
 from __future__ import annotations
@@ -180,7 +180,11 @@ def parse_completion(
     tail = head[match.end() :].strip()
     if not tail:
         return ParsedCompletion(rationale, None, TRUNCATED, raw_answer="")
-    raw = tail if task_type == GENERIC else _first_sentence(tail)
+    if task_type == GENERIC:
+        # A one-line answer loses the period the exemplars close it with; a longer answer is kept as written.
+        raw = tail.removesuffix(".").strip() if "\n" not in tail else tail
+    else:
+        raw = _first_sentence(tail)
     if not raw:
         return ParsedCompletion(rationale, None, TRUNCATED, raw_answer="")
 
