@@ -144,6 +144,7 @@ def test_nli_runaway_premise_is_cut():
 def test_nli_unknown_and_mixed_labels():
     assert parse_completion("So the answer is banana.", "nli").status == UNPARSEABLE
     assert parse_completion("So the answer is entailment or neutral.", "nli").status == AMBIGUOUS
+    assert parse_completion("So the answer is not entailment.", "nli").status == AMBIGUOUS
 
 
 # --- math -----------------------------------------------------------------------------------------------------

@@ -437,6 +437,9 @@ def _normalise_nli(raw: str) -> tuple[str | None, str]:
     text = _norm(_LETTER_PAREN_RE.sub(" ", raw))
     if text in _NLI_SYNONYMS:
         return _NLI_SYNONYMS[text], OK
+    if re.search(r"\bnot\s+(?:an?\s+)?(?:entail|neutral|contradict)", text):
+        # "not entailment" names what the answer is not, which leaves two labels.
+        return None, AMBIGUOUS
     labels = {_NLI_SYNONYMS[m.group(1)] for m in _NLI_PHRASE_RE.finditer(text)}
     if len(labels) == 1:
         return labels.pop(), OK
