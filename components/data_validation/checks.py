@@ -228,8 +228,13 @@ class RowChecker:
         if type(value) is not dict or type(value.get("parts")) is not list:
             self._add("wrong_type", line, key, "expected {'parts': [{'text': ...}]}")
             return None
+        parts = value["parts"]
+        if len(parts) == 1 and type(parts[0]) is dict and type(parts[0].get("text")) is str and len(value) <= 2:
+            if len(value) == 2 and "role" not in value:
+                self._unknown(value, _CONTENT_FIELDS, line, key + ".")
+            return parts[0]["text"]
         texts = []
-        for index, part in enumerate(value["parts"]):
+        for index, part in enumerate(parts):
             if type(part) is not dict or type(part.get("text")) is not str:
                 self._add("wrong_type", line, f"{key}.parts[{index}]", "expected {'text': '...'}")
                 return None
@@ -365,10 +370,18 @@ class RowChecker:
         if len(obj) > 2 or "contents" not in obj or (len(obj) == 2 and "systemInstruction" not in obj):
             self._unknown(obj, _GEMINI_FIELDS, line)
         system = self._system_instruction(obj, line)
-        checked = self._contents(obj.get("contents"), line, text_only=False)
-        if system is None or checked is None:
+        contents = obj.get("contents")
+        # Most rows are canonical text turns: check those in one tight loop, the rest with full reporting.
+        turns = _canonical_text_turns(contents) if type(contents) is list else None
+        if turns is not None:
+            files = 0
+        else:
+            checked = self._contents(contents, line, text_only=False)
+            if checked is None:
+                return None
+            turns, files = checked
+        if system is None:
             return None
-        turns, files = checked
         if turns[-1][0] != "model" and self.output_required:
             self._add(
                 "last_turn", line, f"contents[{len(turns) - 1}].role", "the last turn must be the model's answer"
@@ -489,8 +502,57 @@ class RowChecker:
         return (row[0], texts[1], row[2], tokens, 0, key, texts[1])
 
 
+def _canonical_text_turns(contents: list) -> list[tuple[str, str]] | None:
+    """The (role, text) turns when every turn is ``{"role", "parts": [{"text": non-empty}]}`` in valid order.
+
+    None means "not canonical": the full check then runs and reports what is wrong, if anything.
+    """
+    turns = []
+    previous = "model"  # so that the first turn must be the user's
+    for content in contents:
+        if type(content) is not dict or len(content) != 2:
+            return None
+        role = content.get("role")
+        parts = content.get("parts")
+        if role == previous or (role != "user" and role != "model"):
+            return None
+        if type(parts) is not list or len(parts) != 1:
+            return None
+        part = parts[0]
+        if type(part) is not dict or len(part) != 1:
+            return None
+        text = part.get("text")
+        if type(text) is not str or not text or text.isspace():
+            return None
+        turns.append((role, text))
+        previous = role
+    return turns or None
+
+
+def _estimate(text: str) -> int:
+    # estimate_tokens, inlined for the hot path
+    return (len(text) + 3) >> 2 if text.isascii() else estimate_tokens(text)
+
+
 def _conversation_row(system: str, turns: list[tuple[str, str]], files: int) -> Row:
     """The dataset-check view of a conversation: the final model turn (if any) is the output."""
+    if len(turns) == 2 and not files and turns[1][0] == "model":
+        user = turns[0][1]
+        output = turns[1][1]
+        if system:
+            tokens = ((len(system) + 3) >> 2 if system.isascii() else estimate_tokens(system)) + (
+                (len(user) + 3) >> 2 if user.isascii() else estimate_tokens(user)
+            )
+            return (
+                system + "\n" + user,
+                output,
+                tokens,
+                _estimate(output),
+                0,
+                system + _SEP + "user:" + user,
+                output,
+            )
+        return (user, output, _estimate(user), _estimate(output), 0, _SEP + "user:" + user, output)
     if turns[-1][0] == "model":
         prompt_turns, output = turns[:-1], turns[-1][1]
     else:

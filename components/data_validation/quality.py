@@ -80,8 +80,7 @@ class Histogram:
         }
 
 
-_SECTION = re.compile(r"(?m)^[ \t]*([A-Za-z][A-Za-z0-9 _-]{0,30}):")
-_WORDS = re.compile(r"\S+")
+_LABEL = re.compile(r"[ \t]*[A-Za-z][A-Za-z0-9 _-]{0,30}$")
 #: How much of a prompt the template and class heuristics look at: instructions come first.
 HEAD = 2048
 
@@ -92,15 +91,31 @@ def template_signature(prompt: str) -> tuple:
     Two prompts built from one template (``Classify ...: a, b or c\\nMessage: ...\\nTeam:``) share a signature
     whatever their content; prompts that drop or reorder the instruction or a section do not.
     """
-    head = prompt[:HEAD]
-    first = head.lstrip().split("\n", 1)[0]
+    size = min(len(prompt), HEAD)
+    begin = 0
+    while begin < size and prompt[begin] in " \t\r\n":
+        begin += 1
+    newline = prompt.find("\n", begin, size)
+    first = prompt[begin : newline if newline >= 0 else size]
     colon = first.find(":")
     if 0 < colon <= 120:
         lead = first[:colon].strip().lower()
     else:
-        lead = " ".join(_WORDS.findall(first)[:4]).lower()
-    sections = tuple(label.strip().lower() for label in _SECTION.findall(head))
-    return (lead, sections)
+        lead = " ".join(first[:200].split()[:4]).lower()
+    sections = []
+    # Only lines with a colon near their start can open a section; finding those first avoids a regex scan of
+    # every prompt's whole text (and copies of it).
+    start = 0
+    match = _LABEL.match
+    while start < size:
+        end = prompt.find("\n", start, size)
+        if end < 0:
+            end = size
+        colon = prompt.find(":", start, min(end, start + 34))
+        if colon > start and match(prompt, start, colon):
+            sections.append(prompt[start:colon].strip().lower())
+        start = end + 1
+    return (lead, tuple(sections))
 
 
 class Templates:

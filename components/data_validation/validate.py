@@ -171,7 +171,6 @@ class _FileStats:
         self.multimodal = 0
         self.input_tokens = Histogram()
         self.output_tokens = Histogram()
-        self.total_tokens = Histogram()
         self.truncated_inputs = 0
         self.truncated_outputs = 0
         self.near_limit: list[tuple[int, int]] = []
@@ -247,7 +246,6 @@ class _DatasetValidator:
         templates_add = stats.templates.add
         in_add = stats.input_tokens.add
         out_add = stats.output_tokens.add
-        total_add = stats.total_tokens.add
         dup_add = stats.duplicates.add
         classification = self.task == "classification"
         extractive = self.task == "extractive_qa"
@@ -285,7 +283,6 @@ class _DatasetValidator:
             prompt, output, tin, tout, files, input_key, output_key = row
             in_add(tin)
             total = tin + tout
-            total_add(total)
             if output is not None:
                 stats.labelled += 1
                 out_add(tout)
