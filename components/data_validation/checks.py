@@ -440,6 +440,37 @@ class RowChecker:
             return None
         return (prompt[0], None, estimate_tokens(prompt[0]), 0, 0, prompt[1], None)
 
+    def _completion(self, completion: object, line: int, field: str) -> str | None:
+        """The text of one ``{"role": "model", "parts": [{"text"}]}`` completion, or None (reported)."""
+        if type(completion) is not dict:
+            kind = "missing_field" if completion is None else "wrong_type"
+            self._add(kind, line, field, "expected {'role': 'model', 'parts': [{'text': ...}]}")
+            return None
+        self._unknown(completion, _CONTENT_FIELDS, line, field + ".")
+        if completion.get("role", "model") != "model":
+            self._add("invalid_role", line, field + ".role", "a completion's role must be 'model'")
+            return None
+        parts = completion.get("parts")
+        if type(parts) is not list or not parts:
+            self._add("wrong_type", line, field + ".parts", "expected a non-empty list of text parts")
+            return None
+        texts = []
+        for index, part in enumerate(parts):
+            if type(part) is not dict or type(part.get("text")) is not str:
+                kind = (
+                    "text_only"
+                    if type(part) is dict and ("fileData" in part or "file_data" in part)
+                    else "wrong_type"
+                )
+                self._add(kind, line, f"{field}.parts[{index}]", "expected {'text': '...'}")
+                return None
+            texts.append(part["text"])
+        text = "".join(texts)
+        if not text or text.isspace():
+            self._add("empty_text", line, field, "the completion has no text")
+            return None
+        return text
+
     def gemini_preference(self, obj: dict, line: int) -> Row | None:
         """``{"systemInstruction"?, "contents", "completions"}``: contents end with a user turn, text only."""
         self._unknown(obj, _GEMINI_PREFERENCE_FIELDS, line)
@@ -476,18 +507,11 @@ class RowChecker:
                     )
                     ok = False
                     continue
-                completion = item.get("completion")
-                answer = self._contents([completion] if completion is not None else None, line, text_only=True)
+                answer = self._completion(item.get("completion"), line, name + ".completion")
                 if answer is None:
                     ok = False
                     continue
-                if answer[0][0][0] != "model":
-                    self._add(
-                        "invalid_role", line, name + ".completion.role", "a completion's role must be 'model'"
-                    )
-                    ok = False
-                    continue
-                texts[int(score)] = answer[0][0][1]
+                texts[int(score)] = answer
             if ok and len(texts) != 2:
                 self._add("invalid_completions", line, "completions", "both completions have the same score")
                 ok = False
