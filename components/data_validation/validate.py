@@ -214,9 +214,9 @@ class _DatasetValidator:
         summary: dict = {"path": path, "format": None}
         self.report.summary["files"][role] = summary
         try:
-            size = os.path.getsize(path)
             rows = read_jsonl(path, findings)
-            first = next(rows, None)
+            first = next(rows, None)  # opens the file: an unreadable one is reported here
+            size = os.path.getsize(path)
         except (UnreadableFile, OSError) as exc:
             findings.add(
                 "file_unreadable",
@@ -368,10 +368,9 @@ class _DatasetValidator:
         summary["truncated_inputs"] = stats.truncated_inputs
         summary["truncated_outputs"] = stats.truncated_outputs
         summary["rows_near_token_limit"] = stats.near_limit_count
-        self.report.distributions[role] = {
-            "input_tokens": stats.input_tokens.nonzero(),
-            "output_tokens": stats.output_tokens.nonzero(),
-        }
+        self.report.distributions.setdefault(role, {}).update(
+            input_tokens=stats.input_tokens.nonzero(), output_tokens=stats.output_tokens.nonzero()
+        )
 
     def _classify(self, stats: _FileStats, path: str, line: int, prompt: str, output: str) -> None:
         label = normalise_label(output)
