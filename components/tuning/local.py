@@ -134,8 +134,8 @@ class LocalTuningConfig:
 #: - ``demo``: about 40 s of training on two CPU cores for the default tiny seq2seq model; its validation accuracy
 #:   goes from 0.0 to about 0.9 (0.875 to 1.0 over seeds 0-2). The model is random, so the learning rate is far
 #:   above what a pretrained model wants (1e-4 to 3e-4 there). For the tiny causal model add
-#:   ``modules_to_save=["lm_head"]``: its random output head is small and untied, and LoRA (which leaves the head
-#:   alone) then learns the right answer with logits too flat to be confident; with it, about 45 s gives 1.0.
+#:   ``modules_to_save=["lm_head"]`` (about 45 s, accuracy 1.0): its random output head is small and untied, and
+#:   LoRA alone, which leaves the head as it is, learns the right answers with logits too flat to lower the loss.
 #: - ``quick_test``: a few seconds on the smallest tiny models; the loss goes down, nothing more. For tests of the
 #:   mechanics.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -169,11 +169,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class _Features:
-    """Token ids of one example, ready to batch."""
+    """Token ids of one example, ready to batch.
+
+    Seq2seq: ``input_ids`` is the encoder input and ``labels`` the decoder targets. Causal: both cover prompt +
+    completion, with the prompt's labels set to -100.
+    """
 
     input_ids: list[int]
     labels: list[int]
-    decoder: bool = False  # True for seq2seq: labels are the decoder's targets, not aligned with input_ids
     truncated: bool = field(default=False, repr=False)
 
 
@@ -219,7 +222,7 @@ def featurize(
         target = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
         target = target[: max(config.max_target_length - len(eos), 0)] + eos
         if is_encoder_decoder:
-            features.append(_Features(prompt_ids, target, decoder=True, truncated=truncated))
+            features.append(_Features(prompt_ids, target, truncated=truncated))
         else:
             features.append(_Features(prompt_ids + target, [-100] * len(prompt_ids) + target, truncated=truncated))
     return features
@@ -366,12 +369,10 @@ def tune_local(
 
     def batches():
         """Endless shuffled batches, reshuffled every epoch."""
-        epoch = 0
         while True:
             order = torch.randperm(len(train_features), generator=generator).tolist()
             for start in range(0, len(order), config.batch_size):
-                yield epoch, [train_features[i] for i in order[start : start + config.batch_size]]
-            epoch += 1
+                yield [train_features[i] for i in order[start : start + config.batch_size]]
 
     log: list[dict[str, Any]] = []
     eval_log: list[dict[str, Any]] = []
@@ -382,7 +383,7 @@ def tune_local(
     for step in range(1, total_steps + 1):
         step_loss = 0.0
         for _ in range(config.gradient_accumulation_steps):
-            epoch, features = next(stream)
+            features = next(stream)
             batch = collate(features, pad_id, device)
             with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
                 loss = model(**batch).loss / config.gradient_accumulation_steps
