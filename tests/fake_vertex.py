@@ -11,7 +11,14 @@ It serves on ``127.0.0.1`` (a random port) with :class:`http.server.ThreadingHTT
   (``.../publishers/google/models/{m}``) and on endpoints (``.../endpoints/{id}``), answering with a scripted
   responder, ``finishReason`` and ``usageMetadata`` (tokens are whitespace-separated words);
 - Model Registry ``GET`` and ``PATCH`` of ``.../models/{id}`` (aiplatform ``ModelServiceClient`` over REST), for
-  the models that succeeded tuning jobs created.
+  the models that succeeded tuning jobs created;
+- batch prediction jobs (google-genai ``client.batches``): ``POST {parent}/batchPredictionJobs``, ``GET`` one or
+  the list, ``:cancel``. ``gs://`` URIs are files under ``gcs_root``; a job reads its JSONL input and writes
+  ``predictions.jsonl`` when it succeeds (on its ``polls_to_finish``-th GET);
+- load features for benchmarks: a per-request ``latency_s``, a ``quota_qpm`` token bucket answering 429
+  ``RESOURCE_EXHAUSTED``, injected 5xx errors at ``fault_rate`` and dropped connections at ``drop_rate``. Injected
+  errors and drops happen before the request is processed, so they are never billed; :attr:`FakeVertex.billed`
+  counts the generateContent calls that were (``GET /_fake/stats`` serves the counts to other processes).
 
 Paths are accepted under both ``/v1beta1/`` (google-genai's Vertex version) and ``/v1/`` (aiplatform's). Every
 request is recorded in :attr:`FakeVertex.requests`. Errors are injected with :meth:`FakeVertex.fail_next`,
@@ -26,9 +33,14 @@ Usage::
 
 from __future__ import annotations
 
+import collections
 import datetime
+import hashlib
 import json
+import os
+import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +71,9 @@ _JOB_CANCEL = re.compile(rf"^{_PARENT}/tuningJobs/(?P<id>[^/:]+):cancel$")
 _MODEL_CALL = re.compile(
     rf"^(?P<model>{_PARENT}/(?:publishers/[^/]+/models|endpoints|models)/[^/:]+):(?P<verb>generateContent|countTokens)$"
 )
+_BATCHES = re.compile(rf"^{_PARENT}/batchPredictionJobs$")
+_BATCH = re.compile(rf"^{_PARENT}/batchPredictionJobs/(?P<id>[^/:]+)$")
+_BATCH_CANCEL = re.compile(rf"^{_PARENT}/batchPredictionJobs/(?P<id>[^/:]+):cancel$")
 _REGISTRY_MODEL = re.compile(rf"^{_PARENT}/models/(?P<id>[^/:@]+)(?:@(?P<version>[^/:]+))?$")
 
 
@@ -101,6 +116,15 @@ class FakeVertex:
         polls_to_finish: The GET of a tuning job on which it reaches its final state (1 = the first GET).
         project: The project in the resource names the fake makes.
         location: The location in the resource names the fake makes.
+        latency_s: Seconds every generateContent call takes before it answers (errors answer at once).
+        quota_qpm: A generateContent quota in queries per minute, as a token bucket holding ``quota_burst_s``
+            seconds of quota; a call over it answers 429 ``RESOURCE_EXHAUSTED``. None for no quota.
+        quota_burst_s: How many seconds of quota the bucket holds (and starts with).
+        retry_after_s: When set, 429 answers carry a ``Retry-After`` header with this many seconds.
+        fault_rate: The share of generateContent calls that answer 500 or 503 at random.
+        drop_rate: The share of generateContent calls whose connection is closed without an answer.
+        seed: Seed of the random faults and drops.
+        gcs_root: A local directory standing for Cloud Storage: ``gs://b/o`` is ``gcs_root/b/o`` (batch jobs).
 
     Attributes:
         url: ``http://127.0.0.1:PORT`` once started.
@@ -108,6 +132,9 @@ class FakeVertex:
             URL path with query string.
         jobs: Tuning jobs by resource name, as the fake stores them (Vertex JSON).
         models: Model Registry entries by resource name (without version), as Vertex JSON.
+        batch_jobs: Batch prediction jobs by resource name, as Vertex JSON.
+        billed: Billed (answered, not injected-error) generateContent calls per prompt fingerprint.
+        counters: ``requests``, ``generate``, ``billed``, ``quota_429``, ``faults``, ``drops``.
     """
 
     def __init__(
@@ -117,6 +144,14 @@ class FakeVertex:
         polls_to_finish: int = 2,
         project: str = PROJECT,
         location: str = LOCATION,
+        latency_s: float = 0.0,
+        quota_qpm: float | None = None,
+        quota_burst_s: float = 1.0,
+        retry_after_s: float | None = None,
+        fault_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        seed: int = 0,
+        gcs_root: str | None = None,
     ):
         self.responder: Responder = responder or _echo
         self.responders: dict[str, Responder] = {}
@@ -136,6 +171,20 @@ class FakeVertex:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.latency_s = latency_s
+        self.quota_qpm = quota_qpm
+        self.quota_burst_s = quota_burst_s
+        self.retry_after_s = retry_after_s
+        self.fault_rate = fault_rate
+        self.drop_rate = drop_rate
+        self.gcs_root = gcs_root
+        self.batch_jobs: dict[str, dict] = {}
+        self.billed: collections.Counter[str] = collections.Counter()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._random = random.Random(seed)
+        self._bucket = 0.0
+        self._bucket_time = 0.0
+        self._batch_counter = 0
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -163,13 +212,15 @@ class FakeVertex:
             def log_message(self, format, *args):  # noqa: A002 (quiet: tests read results, not logs)
                 return None
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         # A short poll interval keeps stop() quick (serve_forever checks for shutdown at this pace).
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-vertex", daemon=True
         )
+        if self.quota_qpm:
+            self._bucket, self._bucket_time = self._quota_capacity(), time.monotonic()
         self._thread.start()
         return self
 
@@ -264,6 +315,31 @@ class FakeVertex:
         """Recorded requests whose path matches the regular expression ``pattern`` (and ``method``, if given)."""
         return [r for r in list(self.requests) if re.search(pattern, r[1]) and (method is None or r[0] == method)]
 
+    def stats(self) -> dict[str, Any]:
+        """Counters and billed calls.
+
+        Returns:
+            ``counters`` plus ``billed_calls``, ``billed_prompts`` and ``duplicate_billed`` (calls beyond the first
+            for the same prompt).
+        """
+        with self._lock:
+            billed = dict(self.billed)
+            counters = dict(self.counters)
+        return {
+            **counters,
+            "billed_calls": sum(billed.values()),
+            "billed_prompts": len(billed),
+            "duplicate_billed": sum(n - 1 for n in billed.values() if n > 1),
+        }
+
+    def gcs_path(self, uri: str) -> str:
+        """The local file standing for ``gs://bucket/object`` under ``gcs_root``."""
+        if not self.gcs_root:
+            raise ValueError("this fake has no gcs_root")
+        if not uri.startswith("gs://"):
+            raise ValueError(f"not a gs:// URI: {uri}")
+        return os.path.join(self.gcs_root, uri[len("gs://") :])
+
     # --- serving -----------------------------------------------------------------------------------------------
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
@@ -273,10 +349,36 @@ class FakeVertex:
             body = json.loads(raw) if raw else None
         except json.JSONDecodeError:
             body = raw.decode("utf-8", "replace")
+        if handler.path.startswith("/_fake/stats"):
+            self._send(handler, 200, self.stats())
+            return
+        generate = method == "POST" and handler.path.endswith(":generateContent")
         with self._lock:
             self.requests.append((method, handler.path, body))
+            self.counters["requests"] += 1
             failure = self._take(self._failures, handler.path, lambda f: f[2])
             stall = self._take(self._stalls, handler.path, lambda s: s[1])
+            injected = self._inject(generate) if failure is None else None
+        if injected == "drop":
+            self._drop(handler)
+            return
+        if injected == "quota":
+            headers = {"Retry-After": f"{self.retry_after_s:g}"} if self.retry_after_s is not None else None
+            self._send(
+                handler,
+                429,
+                self._error(
+                    429, "Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_minute."
+                ),
+                headers,
+            )
+            return
+        if injected is not None:
+            status = int(injected)
+            self._send(handler, status, self._error(status, f"Injected fault {status}"))
+            return
+        if generate and self.latency_s and failure is None:
+            time.sleep(self.latency_s)
         if stall is not None:
             time.sleep(stall[0])
         if failure is not None and not failure[3]:
@@ -296,6 +398,40 @@ class FakeVertex:
             status, payload = failure[0], self._error(failure[0], failure[1])
         self._send(handler, status, payload)
 
+    def _quota_capacity(self) -> float:
+        return max(1.0, (self.quota_qpm or 0) / 60.0 * self.quota_burst_s)
+
+    def _inject(self, generate: bool) -> str | None:
+        # Called with the lock held. Order: drops, then quota, then faults; none of them is billed.
+        if not generate:
+            return None
+        self.counters["generate"] += 1
+        if self.drop_rate and self._random.random() < self.drop_rate:
+            self.counters["drops"] += 1
+            return "drop"
+        if self.quota_qpm:
+            now = time.monotonic()
+            capacity = self._quota_capacity()
+            self._bucket = min(capacity, self._bucket + (now - self._bucket_time) * self.quota_qpm / 60.0)
+            self._bucket_time = now
+            if self._bucket < 1.0:
+                self.counters["quota_429"] += 1
+                return "quota"
+            self._bucket -= 1.0
+        if self.fault_rate and self._random.random() < self.fault_rate:
+            self.counters["faults"] += 1
+            return str(self._random.choice((500, 503)))
+        return None
+
+    @staticmethod
+    def _drop(handler: BaseHTTPRequestHandler) -> None:
+        # The connection goes away without an answer, as when a load balancer resets it.
+        handler.close_connection = True
+        try:
+            handler.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     @staticmethod
     def _take(queue: list, path: str, key: Callable[[Any], str | None]):
         for i, item in enumerate(queue):
@@ -309,10 +445,14 @@ class FakeVertex:
         return {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+    def _send(
+        handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode("utf-8")
         try:
             handler.send_response(status)
+            for key, value in (headers or {}).items():
+                handler.send_header(key, value)
             handler.send_header("Content-Type", "application/json; charset=UTF-8")
             handler.send_header("Content-Length", str(len(data)))
             handler.end_headers()
@@ -341,6 +481,22 @@ class FakeVertex:
             if m.group("verb") == "countTokens":
                 return 200, {"totalTokens": self._count_request(body or {})}
             return self._generate(m.group("model"), body or {})
+        if method == "POST" and (m := _BATCHES.match(path)):
+            return self._create_batch(m, body or {})
+        if method == "GET" and (m := _BATCHES.match(path)):
+            with self._lock:
+                jobs = [json.loads(json.dumps(j)) for n, j in self.batch_jobs.items() if n.startswith(path + "/")]
+            return 200, {"batchPredictionJobs": jobs} if jobs else {}
+        if method == "GET" and (m := _BATCH.match(path)):
+            return self._get_batch(path)
+        if method == "POST" and (m := _BATCH_CANCEL.match(path)):
+            with self._lock:
+                job = self.batch_jobs.get(path[: -len(":cancel")])
+                if job is None:
+                    return 404, self._error(404, "BatchPredictionJob not found.")
+                if job["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_QUEUED"):
+                    job.update(state="JOB_STATE_CANCELLED", endTime=_now())
+            return 200, {}
         if m := _REGISTRY_MODEL.match(path):
             return self._registry(method, m, body or {})
         return 404, self._error(404, f"The fake does not serve {method} {path}")
@@ -418,6 +574,81 @@ class FakeVertex:
             "updateTime": _now(),
         }
 
+    # --- batch prediction jobs ---------------------------------------------------------------------------------
+
+    def _create_batch(self, m: re.Match, body: dict) -> tuple[int, dict]:
+        uris = ((body.get("inputConfig") or {}).get("gcsSource") or {}).get("uris") or []
+        prefix = ((body.get("outputConfig") or {}).get("gcsDestination") or {}).get("outputUriPrefix")
+        if not body.get("model") or not uris or not prefix:
+            return 400, self._error(400, "model, inputConfig.gcsSource.uris and outputConfig are required.")
+        with self._lock:
+            self._batch_counter += 1
+            name = f"projects/{m['project']}/locations/{m['location']}/batchPredictionJobs/{5000 + self._batch_counter}"
+            job = dict(body, name=name, state="JOB_STATE_PENDING", createTime=_now(), updateTime=_now())
+            self.batch_jobs[name] = job
+            self._polls[name] = 0
+            if self._next_job_failure is not None:
+                self._job_failures[name] = self._next_job_failure
+                self._next_job_failure = None
+            return 200, json.loads(json.dumps(job))
+
+    def _get_batch(self, name: str) -> tuple[int, dict]:
+        with self._lock:
+            job = self.batch_jobs.get(name)
+            if job is None:
+                return 404, self._error(404, f"BatchPredictionJob {name} not found.")
+            finish = False
+            if job["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+                self._polls[name] += 1
+                job["updateTime"] = _now()
+                if self._polls[name] < self.polls_to_finish:
+                    job["state"] = "JOB_STATE_RUNNING"
+                    job.setdefault("startTime", _now())
+                elif name in self._job_failures:
+                    job.update(state="JOB_STATE_FAILED", endTime=_now(), error=self._job_failures[name])
+                else:
+                    finish = True
+            snapshot = json.loads(json.dumps(job))
+        if finish:
+            self._run_batch(name, snapshot)
+            with self._lock:
+                snapshot = json.loads(json.dumps(self.batch_jobs[name]))
+        return 200, snapshot
+
+    def _run_batch(self, name: str, job: dict) -> None:
+        model = job["model"]
+        if not model.startswith("projects/"):
+            model = f"projects/{self.project}/locations/{self.location}/{model}"
+        lines = []
+        for uri in job["inputConfig"]["gcsSource"]["uris"]:
+            with open(self.gcs_path(uri), encoding="utf-8") as handle:
+                lines.extend(json.loads(line) for line in handle if line.strip())
+        out = []
+        for line in lines:
+            status, response = self._generate(model, dict(line.get("request") or {}))
+            record = dict(line)
+            if status == 200:
+                record.update(response=response, status="")
+            else:
+                record["status"] = (response.get("error") or {}).get("message", f"error {status}")
+            out.append(record)
+        directory = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
+        directory += f"/prediction-model-{name.rsplit('/', 1)[1]}"
+        path = self.gcs_path(directory + "/predictions.jsonl")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in out)
+        with self._lock:
+            self.batch_jobs[name].update(
+                state="JOB_STATE_SUCCEEDED",
+                endTime=_now(),
+                outputInfo={"gcsOutputDirectory": directory},
+                completionStats={
+                    "successfulCount": str(sum(1 for r in out if "response" in r)),
+                    "failedCount": str(sum(1 for r in out if "response" not in r)),
+                },
+            )
+
     # --- generation --------------------------------------------------------------------------------------------
 
     @staticmethod
@@ -431,6 +662,12 @@ class FakeVertex:
     def _responder_for(self, model: str) -> Responder:
         short = model.rsplit("/", 1)[-1]
         return self.responders.get(model) or self.responders.get(short) or self.responder
+
+    def _bill(self, body: dict) -> None:
+        key = hashlib.sha256(json.dumps(body.get("contents"), sort_keys=True).encode()).hexdigest()[:16]
+        with self._lock:
+            self.billed[key] += 1
+            self.counters["billed"] += 1
 
     def _generate(self, model: str, body: dict) -> tuple[int, dict]:
         if "/endpoints/" in model:
@@ -453,6 +690,7 @@ class FakeVertex:
             if not isinstance(answer, FakeAnswer):
                 answer = FakeAnswer(text=str(answer))
             if answer.block_reason:
+                self._bill(body)
                 return 200, {
                     "promptFeedback": {"blockReason": answer.block_reason},
                     "usageMetadata": {"promptTokenCount": usage_in, "totalTokenCount": usage_in},
@@ -470,6 +708,7 @@ class FakeVertex:
                 ]
             candidates.append(candidate)
         usage_out = sum(_count(self._texts(c["content"])) for c in candidates)
+        self._bill(body)
         return 200, {
             "candidates": candidates,
             "usageMetadata": {
@@ -500,6 +739,12 @@ class FakeVertex:
             elif method != "GET":
                 return 405, self._error(400, f"{method} is not supported on models.")
             return 200, json.loads(json.dumps(model))
+
+
+class _Server(ThreadingHTTPServer):
+    # Many clients connect at once in the benchmarks; the default backlog of 5 drops their SYNs.
+    request_queue_size = 256
+    daemon_threads = True
 
 
 def allow_loopback_only(monkeypatch) -> list[tuple[str, Any]]:

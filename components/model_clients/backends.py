@@ -1,0 +1,246 @@
+"""The backends behind :class:`~.engine.Engine`, and :func:`make_engine`, which builds one from plain options.
+
+- ``vertex``: Gemini on Vertex AI online, through google-genai's async client (``client.aio``); with a
+  ``staging_uri``, sets of at least ``batch_threshold`` uncached prompts go to batch prediction instead.
+- ``vertex_batch``: Vertex batch prediction always (:mod:`.batch`).
+- ``openai``: any OpenAI-compatible ``/chat/completions`` server (:mod:`.openai_compat`).
+- ``hf``: a local Hugging Face model (:class:`.hf.HFLocalClient`), in batches on a worker thread.
+- ``fake``: scripted answers (:class:`.base.FakeClient`), for tests and demos.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+from google.genai import errors as genai_errors
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.model_clients import pricing
+from tunekit.components.model_clients.base import (
+    FAILED,
+    FakeClient,
+    Generation,
+    GenerationConfig,
+    ModelClient,
+    Prompt,
+)
+from tunekit.components.model_clients.cache import ResponseCache
+from tunekit.components.model_clients.engine import (
+    Backend,
+    Engine,
+    EngineConfig,
+    RetryableError,
+    parse_retry_after,
+)
+from tunekit.components.model_clients.vertex import (
+    RETRYABLE_STATUS,
+    describe_error,
+    generation_config_to_genai,
+    make_genai_client,
+    prompt_to_contents,
+    response_to_generation,
+)
+
+BACKENDS = ("vertex", "vertex_batch", "openai", "hf", "fake")
+
+try:  # google-genai may use httpx2 for its async client when it is installed
+    import httpx2
+
+    _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError, httpx2.TransportError)
+except ImportError:  # pragma: no cover
+    _TRANSPORT_ERRORS = (httpx.TransportError,)
+
+
+class VertexOnlineBackend(Backend):
+    """Gemini on Vertex AI online (``generateContent``) through google-genai's async client.
+
+    Args:
+        model: A publisher model id (``gemini-2.5-flash``) or an endpoint resource name (a tuned model).
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        client: A google-genai client; by default :func:`.vertex.make_genai_client`'s (which honours
+            ``TUNEKIT_VERTEX_BASE_URL`` at run time).
+    """
+
+    name = "vertex"
+    cache_namespace = "vertex"
+
+    def __init__(self, model: str, project: str, location: str, client: Any = None):
+        self.model = model
+        self.project = project
+        self.location = location
+        self._client = client if client is not None else make_genai_client(project, location)
+
+    async def agenerate(
+        self, prompts: Sequence[Prompt], config: GenerationConfig, timeout_s: float | None
+    ) -> list[Generation]:
+        """Sends one prompt; quota, server errors and broken connections raise :class:`RetryableError`."""
+        (prompt,) = prompts
+        try:
+            response = await self._client.aio.models.generate_content(
+                model=self.model,
+                contents=prompt_to_contents(prompt),
+                config=generation_config_to_genai(config, prompt.system, timeout_s),
+            )
+        except genai_errors.APIError as exc:
+            if exc.code in RETRYABLE_STATUS:
+                headers = getattr(exc.response, "headers", None) or {}
+                raise RetryableError(
+                    describe_error(exc),
+                    status=exc.code,
+                    retry_after_s=parse_retry_after(headers.get("retry-after")),
+                ) from exc
+            return [Generation(text="", status=FAILED, error=describe_error(exc))]
+        except _TRANSPORT_ERRORS as exc:
+            raise RetryableError(describe_error(exc)) from exc
+        return [response_to_generation(response)]
+
+
+class ClientBackend(Backend):
+    """A synchronous :class:`ModelClient` (a local model, the fake) as a backend, run on a worker thread.
+
+    Args:
+        client: The client.
+        name: The backend's name (``hf``, ``fake``).
+        model: The model's name in cache keys and reports.
+        max_batch: Prompts per call (a local model's batch size).
+    """
+
+    def __init__(self, client: ModelClient, name: str, model: str, max_batch: int = 1):
+        self.client = client
+        self.name = name
+        self.cache_namespace = name
+        self.model = model
+        self.max_batch = max(1, max_batch)
+
+    async def agenerate(
+        self, prompts: Sequence[Prompt], config: GenerationConfig, timeout_s: float | None
+    ) -> list[Generation]:
+        """Runs the client's ``generate`` on a thread, so the engine's loop keeps running."""
+        return await asyncio.to_thread(self.client.generate, list(prompts), config)
+
+    async def aclose(self) -> None:
+        """Closes the client."""
+        self.client.close()
+
+
+def _fake_client(options: Mapping[str, Any]) -> FakeClient:
+    answers = dict(options.get("answers") or {})
+    default = options.get("default")
+    echo = bool(options.get("echo", False))
+
+    def answer(prompt: Prompt) -> str:
+        if prompt.text in answers:
+            return str(answers[prompt.text])
+        for needle, text in answers.items():
+            # Few-shot prompts wrap the input: an answer keyed by the input's text still finds it.
+            if needle and needle in prompt.text:
+                return str(text)
+        if default is not None:
+            return str(default)
+        return f"echo: {prompt.text}" if echo else ""
+
+    return FakeClient(answer)
+
+
+def make_engine(
+    backend: str,
+    model: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+    engine_options: Mapping[str, Any] | None = None,
+    cache_dir: str | None = None,
+    price_table: Mapping[str, Any] | None = None,
+) -> Engine:
+    """Builds an :class:`Engine` from plain options (what a pipeline parameter can hold).
+
+    Args:
+        backend: One of :data:`BACKENDS`.
+        model: The model: a Gemini model or endpoint, the served model name, a local model directory, or any
+            name for the fake.
+        options: Backend options. ``vertex``/``vertex_batch``: ``project``, ``location``, ``staging_uri`` (a
+            ``gs://`` prefix for batch input and output), ``batch_threshold`` (``vertex`` only; 0 never batches),
+            ``poll_interval_s``. ``openai``: ``base_url``, ``api_key_env``, ``headers``. ``hf``:
+            ``adapter_dir``, ``batch_size``, ``device``. ``fake``: ``answers`` (prompt or input text -> answer),
+            ``default``, ``echo``.
+        engine_options: :class:`EngineConfig` fields.
+        cache_dir: The response cache's directory (local, ``/gcs/...`` or ``gs://``); None for no cache.
+        price_table: Prices per model (:func:`.pricing.parse_price_table`), on top of the defaults.
+
+    Raises:
+        UserError: An unknown backend or a missing option.
+    """
+    options = dict(options or {})
+    engine_options = dict(engine_options or {})
+    batch_backend = None
+    batch_threshold = 0
+    if backend in ("vertex", "vertex_batch"):
+        project, location = options.get("project", ""), options.get("location", "")
+        if not project or not location:
+            raise UserError("the vertex backends need a project and a location", field="options")
+        staging = options.get("staging_uri", "")
+        state_dir = cache_dir if cache_dir else None
+        if backend == "vertex":
+            primary: Backend = VertexOnlineBackend(model, project, location)
+            batch_threshold = int(options.get("batch_threshold", 0) or 0)
+            if staging and batch_threshold:
+                batch_backend = _batch_backend(model, project, location, staging, state_dir, options)
+        else:
+            if not staging:
+                raise UserError("batch prediction needs a staging_uri (gs://...)", field="options")
+            primary = _batch_backend(model, project, location, staging, state_dir, options)
+    elif backend == "openai":
+        from tunekit.components.model_clients.openai_compat import OpenAICompatBackend
+
+        if not options.get("base_url"):
+            raise UserError("the openai backend needs a base_url (e.g. http://localhost:8000/v1)", field="options")
+        primary = OpenAICompatBackend(
+            model,
+            options["base_url"],
+            api_key_env=options.get("api_key_env", "OPENAI_API_KEY"),
+            headers=options.get("headers"),
+        )
+    elif backend == "hf":
+        from tunekit.components.model_clients.hf import HFLocalClient
+
+        kwargs = {k: options[k] for k in ("batch_size", "device") if k in options}
+        client = HFLocalClient(model, options.get("adapter_dir") or None, **kwargs)
+        name = model + (f"+{options['adapter_dir']}" if options.get("adapter_dir") else "")
+        primary = ClientBackend(client, "hf", name, max_batch=getattr(client, "batch_size", 8))
+        # One model, one batch at a time: more workers would only queue on the same device.
+        engine_options.setdefault("concurrency", 1)
+    elif backend == "fake":
+        primary = ClientBackend(_fake_client(options), "fake", model)
+    else:
+        raise UserError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}", field="backend")
+    cache = ResponseCache(cache_dir) if cache_dir else None
+    return Engine(
+        primary,
+        EngineConfig.from_dict(engine_options),
+        cache,
+        pricing.parse_price_table(price_table),
+        batch_backend=batch_backend,
+        batch_threshold=batch_threshold,
+    )
+
+
+def _batch_backend(
+    model: str, project: str, location: str, staging: str, state_dir: str | None, options: Mapping[str, Any]
+) -> Backend:
+    from tunekit.components.model_clients.batch import VertexBatchBackend
+
+    state_path = (
+        os.path.join(state_dir, "batch_state.json") if state_dir and not state_dir.startswith("gs://") else None
+    )
+    return VertexBatchBackend(
+        model,
+        project,
+        location,
+        staging_uri=staging,
+        state_path=state_path,
+        poll_interval_s=float(options.get("poll_interval_s", 30.0)),
+    )

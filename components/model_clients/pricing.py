@@ -1,0 +1,112 @@
+"""Token prices and cost estimates.
+
+Prices are US dollars per million tokens, input and output apart, as Vertex AI states them. The defaults are the
+published online prices of a few Gemini models at the time of writing; they change, and tuned-model endpoints and
+open models have no list price, so a run takes its own table (``price_table``) and a model missing from it costs
+nothing in the report (and says so).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tunekit.components.common.errors import UserError
+
+#: Batch prediction is billed at half the online price (SPEC: Gemini batch prediction).
+BATCH_DISCOUNT = 0.5
+
+
+@dataclass(frozen=True)
+class Price:
+    """The price of a model's tokens.
+
+    Attributes:
+        input_per_million: Dollars per million input (prompt) tokens.
+        output_per_million: Dollars per million output tokens (thinking tokens included).
+    """
+
+    input_per_million: float
+    output_per_million: float
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """Dollars for the given token counts."""
+        return (input_tokens * self.input_per_million + output_tokens * self.output_per_million) / 1e6
+
+
+#: Online list prices (USD per million tokens, prompts up to 200K tokens); override them with a price table.
+DEFAULT_PRICES: dict[str, Price] = {
+    "gemini-2.5-pro": Price(1.25, 10.0),
+    "gemini-2.5-flash": Price(0.30, 2.50),
+    "gemini-2.5-flash-lite": Price(0.10, 0.40),
+}
+
+
+def parse_price_table(table: Mapping[str, object] | None, *, include_defaults: bool = True) -> dict[str, Price]:
+    """Reads a price table given as plain data (a pipeline parameter or YAML).
+
+    Args:
+        table: ``{model: {"input": dollars_per_million, "output": dollars_per_million}}``; a value may also be a
+            two-item list ``[input, output]`` or a :class:`Price`.
+        include_defaults: Start from :data:`DEFAULT_PRICES` (the table's entries win).
+
+    Returns:
+        Prices by model name.
+
+    Raises:
+        UserError: An entry is not a pair of non-negative numbers.
+    """
+    prices = dict(DEFAULT_PRICES) if include_defaults else {}
+    for model, value in (table or {}).items():
+        try:
+            if isinstance(value, Price):
+                price = value
+            elif isinstance(value, Mapping):
+                price = Price(float(value["input"]), float(value["output"]))
+            else:
+                first, second = value  # type: ignore[misc]
+                price = Price(float(first), float(second))
+        except (KeyError, TypeError, ValueError):
+            raise UserError(
+                f"price of {model!r} must be {{'input': dollars, 'output': dollars}} per million tokens; got {value!r}",
+                field="price_table",
+            ) from None
+        if price.input_per_million < 0 or price.output_per_million < 0:
+            raise UserError(f"price of {model!r} is negative", field="price_table")
+        prices[str(model)] = price
+    return prices
+
+
+def price_for(model: str, prices: Mapping[str, Price]) -> Price | None:
+    """The price of ``model``: an exact entry, else the longest entry the name ends with or starts with.
+
+    ``publishers/google/models/gemini-2.5-flash`` and ``gemini-2.5-flash-001`` both find ``gemini-2.5-flash``;
+    ``gemini-2.5-flash-lite`` keeps its own entry because longer names are tried first.
+    """
+    if model in prices:
+        return prices[model]
+    short = model.rsplit("/", 1)[-1]
+    for name in sorted(prices, key=len, reverse=True):
+        if short == name or short.startswith(name + "-") or short.startswith(name + "@"):
+            return prices[name]
+    return None
+
+
+def estimate_cost(
+    model: str, input_tokens: int, output_tokens: int, prices: Mapping[str, Price], *, batch: bool = False
+) -> float | None:
+    """Dollars for the tokens at ``model``'s price (half for batch prediction), or None when it has no price."""
+    price = price_for(model, prices)
+    if price is None:
+        return None
+    return price.cost(input_tokens, output_tokens) * (BATCH_DISCOUNT if batch else 1.0)
+
+
+def estimate_tokens(text: str) -> int:
+    """A model-free token estimate for dry runs and rate limiting: about four characters a token.
+
+    It is close for English with SentencePiece and BPE vocabularies; the real count comes back in each answer's
+    usage and replaces this estimate in the report.
+    """
+    return max(1, math.ceil(len(text) / 4)) if text else 0
