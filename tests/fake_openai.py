@@ -243,7 +243,11 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": body.get("model", "fake-model"),
             "choices": choices,
-            "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out},
+            "usage": {
+                "prompt_tokens": usage_in,
+                "completion_tokens": usage_out,
+                "total_tokens": usage_in + usage_out,
+            },
         }
 
     @staticmethod

@@ -99,6 +99,10 @@ class VertexOnlineBackend(Backend):
             raise RetryableError(describe_error(exc)) from exc
         return [response_to_generation(response)]
 
+    async def aclose(self) -> None:
+        """Closes google-genai's async connections on the engine's loop (they cannot outlive it)."""
+        await self._client.aio.aclose()
+
 
 class ClientBackend(Backend):
     """A synchronous :class:`ModelClient` (a local model, the fake) as a backend, run on a worker thread.

@@ -521,7 +521,7 @@ class Engine(ModelClient):
 
 
 def _prompt_chars(prompt: Prompt) -> str:
-    return "\n".join([prompt.system or "", *(text for _, text in prompt.history), prompt.text])
+    return "\n".join(part for part in (prompt.system, *(text for _, text in prompt.history), prompt.text) if part)
 
 
 @dataclass
