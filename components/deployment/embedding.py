@@ -1,0 +1,232 @@
+"""Deploying a tuned embedding model: a Vertex AI endpoint, or the champion entry of the local registry.
+
+Vertex: Google's tuning template uploads the tuned model to the Model Registry but does not deploy it, so this step
+creates an endpoint and deploys the model on dedicated resources (tuned embedding models are served on GPUs; the
+defaults follow Google's tuning notebook: ``a2-highgpu-1g`` with one ``NVIDIA_TESLA_A100``). A retried step
+re-attaches through a state file in its output directory: the endpoint is created once, and a model already
+deployed there is not deployed again.
+
+Local: the tuned model's directory is registered as the ``champion`` of its purpose in the local registry file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from typing import Any
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.deployment import local_registry
+from tunekit.components.model_clients.vertex import base_url_override, sanitize_labels, static_credentials
+
+STATE_FILE = "deployment_state.json"
+
+
+def make_endpoint_client(location: str):
+    """An aiplatform ``EndpointServiceClient`` (REST) for ``location``, aimed at the fake when one is configured."""
+    from google.cloud import aiplatform_v1
+
+    base_url = base_url_override()
+    if base_url:
+        return aiplatform_v1.EndpointServiceClient(
+            credentials=static_credentials(), transport="rest", client_options={"api_endpoint": base_url}
+        )
+    return aiplatform_v1.EndpointServiceClient(
+        transport="rest", client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"}
+    )
+
+
+def _read_state(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return {}
+
+
+def _write_state(path: str, state: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def deploy_to_endpoint(
+    *,
+    tuned_model: str,
+    project: str,
+    location: str,
+    state_path: str,
+    endpoint_display_name: str = "",
+    machine_type: str = "a2-highgpu-1g",
+    accelerator_type: str = "NVIDIA_TESLA_A100",
+    accelerator_count: int = 1,
+    min_replica_count: int = 1,
+    max_replica_count: int = 1,
+    labels: dict[str, Any] | None = None,
+    client: Any = None,
+    timeout_s: float = 3600.0,
+) -> dict[str, Any]:
+    """Deploys a tuned embedding model to a new endpoint (once, even when retried).
+
+    Args:
+        tuned_model: ``projects/P/locations/L/models/M`` from the tuning template.
+        project: The Google Cloud project.
+        location: The Vertex AI region of the model.
+        state_path: The state file (in the step's output directory) that makes a retry re-attach.
+        endpoint_display_name: The endpoint's display name ('' for one made from the model id).
+        machine_type: Serving machine type.
+        accelerator_type: Serving accelerator ('' for none).
+        accelerator_count: Accelerators per replica.
+        min_replica_count: Fewest replicas.
+        max_replica_count: Most replicas.
+        labels: Labels of the endpoint (cleaned to Google Cloud's rules).
+        client: An ``EndpointServiceClient``; by default one from :func:`make_endpoint_client`.
+        timeout_s: How long to wait for each long-running operation.
+
+    Returns:
+        The record: ``model``, ``endpoint``, ``deployed_model_id``, ``project``, ``location``, ``labels``,
+        ``deployed_at``.
+    """
+    from google.cloud import aiplatform_v1
+
+    if not tuned_model.startswith("projects/") or "/models/" not in tuned_model:
+        raise UserError(f"'{tuned_model}' is not a Model Registry resource name", field="tuned_model")
+    client = client if client is not None else make_endpoint_client(location)
+    clean = sanitize_labels(labels)
+    state = _read_state(state_path)
+    if state.get("model") not in (None, tuned_model):
+        raise UserError(
+            f"the state file belongs to model {state['model']}; delete it to start over", path=state_path
+        )
+    endpoint_name = state.get("endpoint", "")
+    if endpoint_name:
+        endpoint = client.get_endpoint(name=endpoint_name)
+    else:
+        model_id = tuned_model.rsplit("/", 1)[-1]
+        operation = client.create_endpoint(
+            parent=f"projects/{project}/locations/{location}",
+            endpoint=aiplatform_v1.Endpoint(
+                display_name=endpoint_display_name or f"tuned-embedding-{model_id}"[:128], labels=clean
+            ),
+        )
+        endpoint = operation.result(timeout=timeout_s)
+        state = {"model": tuned_model, "endpoint": endpoint.name}
+        _write_state(state_path, state)
+    deployed = next((d for d in endpoint.deployed_models if d.model == tuned_model), None)
+    if deployed is not None:
+        deployed_model_id = deployed.id
+    else:
+        machine = aiplatform_v1.MachineSpec(machine_type=machine_type)
+        if accelerator_type:
+            machine.accelerator_type = accelerator_type
+            machine.accelerator_count = accelerator_count
+        operation = client.deploy_model(
+            endpoint=endpoint.name,
+            deployed_model=aiplatform_v1.DeployedModel(
+                model=tuned_model,
+                dedicated_resources=aiplatform_v1.DedicatedResources(
+                    machine_spec=machine,
+                    min_replica_count=min_replica_count,
+                    max_replica_count=max_replica_count,
+                ),
+            ),
+            traffic_split={"0": 100},
+        )
+        deployed_model_id = operation.result(timeout=timeout_s).deployed_model.id
+    state["deployed_model_id"] = deployed_model_id
+    _write_state(state_path, state)
+    return {
+        "model": tuned_model,
+        "endpoint": endpoint.name,
+        "deployed_model_id": deployed_model_id,
+        "project": project,
+        "location": location,
+        "labels": clean,
+        "deployed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_deploy_embedding(
+    *,
+    backend: str,
+    model_path: str,
+    model_info: dict[str, Any],
+    metrics: dict[str, float],
+    gate_reason: str,
+    purpose: str,
+    pipeline_job_name: str,
+    local_registry_path: str,
+    deployment_path: str,
+    project: str = "",
+    location: str = "",
+    machine_type: str = "a2-highgpu-1g",
+    accelerator_type: str = "NVIDIA_TESLA_A100",
+    accelerator_count: int = 1,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Makes the tuned embedding model the one serving ``purpose`` and writes a deployment record.
+
+    Args:
+        backend: ``local`` or ``vertex``.
+        model_path: The tuned-model artifact directory (the model itself for the local backend).
+        model_info: The tuning step's summary (``tunekit_model.json``).
+        metrics: The evaluation's metrics (``base_*``, ``tuned_*``).
+        gate_reason: Why the gate passed.
+        purpose: What the model serves (one champion per purpose).
+        pipeline_job_name: The pipeline run, for lineage.
+        local_registry_path: Local: the registry JSON file.
+        deployment_path: Where the deployment record (JSON) is written; its folder holds the Vertex state file.
+        project: Vertex: the Google Cloud project.
+        location: Vertex: the region.
+        machine_type: Vertex: serving machine type.
+        accelerator_type: Vertex: serving accelerator ('' for none).
+        accelerator_count: Vertex: accelerators per replica.
+        client: Vertex: an ``EndpointServiceClient`` (tests).
+    """
+    lineage = {"tunekit-pipeline-run": pipeline_job_name, "tunekit-purpose": purpose}
+    if backend == "local":
+        if not local_registry_path:
+            raise UserError(
+                "local deployments need a local registry path (the CLI sets one)", field="local_registry"
+            )
+        record = local_registry.register_model(
+            local_registry_path,
+            {
+                "model_dir": model_path,
+                "kind": "sentence-transformers",
+                "base_model": model_info.get("base_model", ""),
+                "metrics": metrics,
+                "gate": gate_reason,
+                "labels": lineage,
+            },
+            purpose=purpose,
+        )
+        record["registry"] = local_registry_path
+    elif backend == "vertex":
+        tuned_model = model_info.get("tuned_model", "")
+        if not tuned_model:
+            raise UserError(
+                "the tuning result names no tuned model; did the tuning job succeed?", field="tuned_model"
+            )
+        deployment_dir = os.path.dirname(os.path.abspath(deployment_path))
+        record = deploy_to_endpoint(
+            tuned_model=tuned_model,
+            project=project,
+            location=location,
+            state_path=os.path.join(deployment_dir, STATE_FILE),
+            machine_type=machine_type,
+            accelerator_type=accelerator_type,
+            accelerator_count=accelerator_count,
+            labels=lineage,
+            client=client,
+        )
+        record.update(metrics=metrics, gate=gate_reason, purpose=purpose)
+    else:
+        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
+    os.makedirs(os.path.dirname(os.path.abspath(deployment_path)), exist_ok=True)
+    with open(deployment_path, "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=2)
+    return record

@@ -1,0 +1,57 @@
+"""KFP wrapper of the retrieval evaluation and gate (imports the installed package inside its body)."""
+
+from kfp import dsl
+
+from tunekit.components.common.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def evaluate_embedding(
+    backend: str,
+    base_model: str,
+    tuned_model: dsl.Input[dsl.Model],
+    corpus_uri: str,
+    queries_uri: str,
+    test_labels_uri: str,
+    min_improvement: float,
+    output_dimensionality: int,
+    project: str,
+    location: str,
+    metrics: dsl.Output[dsl.Metrics],
+    summary: dsl.Output[dsl.Markdown],
+) -> bool:
+    """Scores the base and tuned embedding models on the test labels; returns whether the deploy gate passed.
+
+    A single ``bool`` return (not a NamedTuple): the pipeline's ``dsl.If`` reads it as ``Output``.
+    """
+    import json
+    import os
+
+    from tunekit.components.evaluation.retrieval import run_evaluate_embedding
+
+    info_file = os.path.join(tuned_model.path, "tunekit_model.json")
+    info = dict(tuned_model.metadata)
+    if os.path.exists(info_file):
+        with open(info_file, encoding="utf-8") as handle:
+            info.update(json.load(handle))
+    results, decision = run_evaluate_embedding(
+        backend=backend,
+        base_model=base_model,
+        tuned_model_path=tuned_model.path,
+        tuned_info=info,
+        corpus_uri=corpus_uri,
+        queries_uri=queries_uri,
+        test_labels_uri=test_labels_uri,
+        summary_path=summary.path,
+        min_improvement=min_improvement,
+        output_dimensionality=output_dimensionality,
+        project=project,
+        location=location,
+    )
+    for model_name, values in results.items():
+        for metric_name, value in values.items():
+            metrics.log_metric(f"{model_name}_{metric_name}", float(value))
+    metrics.metadata["gate_passed"] = decision.passed
+    metrics.metadata["gate_reason"] = decision.reason
+    print(decision.reason)
+    return decision.passed

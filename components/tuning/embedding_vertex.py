@@ -1,0 +1,564 @@
+"""Tuning a Google text-embedding model on Vertex AI: Google's ``tune-text-embedding-model`` pipeline template.
+
+google-genai has no embedding-tuning call; Google publishes the tuning as a KFP template in Artifact Registry
+(SPEC): v1.1.4 for text-embedding-005, v1.1.3 for text-embedding-004 and text-multilingual-embedding-002. This
+module submits it as a Vertex AI ``PipelineJob`` (``template_uri``: Vertex fetches the spec itself, so nothing is
+downloaded here), waits with backoff, and returns the Model Registry entry the template uploads. The template does
+not deploy the tuned model; :mod:`tunekit.components.deployment.embedding` does.
+
+A tuning run costs money and the step waiting for it can be retried, so a retry never creates a second job:
+
+1. a request id is written to ``state_path`` first; the job is created with the id derived from it
+   (``pipeline_job_id``), so a repeated create call for the same request is refused by Vertex (409) instead of
+   starting a second job;
+2. right after creation, the job's resource name is written to ``state_path``, before any waiting;
+3. on start, a ``state_path`` naming a job re-attaches to it; one holding only a request id gets the job by its
+   derived id, and creates it only if Vertex does not know it.
+
+``state_path`` lives in the step's output artifact directory, which survives a retry of the step.
+
+The PipelineService is reached with aiplatform's generated client over REST; when ``TUNEKIT_VERTEX_BASE_URL`` is set
+at run time (tests), it talks to that URL (plain ``http://`` is kept as given) with a static token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.common.uris import is_gcs
+from tunekit.components.model_clients.vertex import (
+    backoff_delay,
+    base_url_override,
+    sanitize_labels,
+    static_credentials,
+)
+
+TEMPLATE_REPOSITORY = "https://us-kfp.pkg.dev/ml-pipeline/llm-text-embedding/tune-text-embedding-model"
+#: The template version per tunable base model (SPEC).
+TEMPLATE_VERSIONS = {
+    "text-embedding-005": "v1.1.4",
+    "text-embedding-004": "v1.1.3",
+    "text-multilingual-embedding-002": "v1.1.3",
+}
+#: ``task_type`` values the tuned model can be optimised for.
+TASK_TYPES = (
+    "DEFAULT",
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+)
+#: The largest ``output_dimensionality`` of the tunable models.
+MAX_OUTPUT_DIMENSIONALITY = 768
+
+#: The label tying a pipeline job to the request (and state file) that created it.
+REQUEST_LABEL = "tunekit-request-id"
+#: The execution metadata key under which the template's uploader task records the tuned model.
+MODEL_METADATA_KEY = "output:model_resource_name"
+UPLOADER_TASK = "text-embedding-model-uploader"
+EVALUATOR_TASK = "text-embedding-evaluator"
+
+SUCCEEDED = "PIPELINE_STATE_SUCCEEDED"
+FAILED_STATES = frozenset({"PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"})
+
+_MAX_CONSECUTIVE_POLL_ERRORS = 8
+_CREATE_ATTEMPTS = 4
+_VERSION_SUFFIX = re.compile(r"@\d+$")
+
+
+class EmbeddingTuningFailed(RuntimeError):
+    """The template's pipeline job ended without a tuned model; the message carries the job's own error."""
+
+    def __init__(self, message: str, *, job_name: str, state: str):
+        super().__init__(message)
+        self.job_name = job_name
+        self.state = state
+
+
+@dataclass
+class TunedEmbedding:
+    """The outcome of a ``tune-text-embedding-model`` run.
+
+    Attributes:
+        job_name: ``projects/P/locations/L/pipelineJobs/J``.
+        state: The job's final state.
+        tuned_model: The Model Registry entry the template uploaded, ``projects/P/locations/L/models/M``.
+        base_model: The model that was tuned (``text-embedding-005``...).
+        template_uri: The template (with its version) that ran.
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        metrics: The template evaluator's metrics (its own names and values), if it reported any.
+        resumed: Whether this call re-attached to a job an earlier attempt created.
+        console_url: The job's page in the Google Cloud console.
+    """
+
+    job_name: str
+    state: str
+    tuned_model: str
+    base_model: str
+    template_uri: str
+    project: str
+    location: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    resumed: bool = False
+    console_url: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+def normalize_base_model(base_model: str) -> str:
+    """``publishers/google/models/text-embedding-005@001`` and ``text-embedding-005`` both give the bare id."""
+    name = base_model.strip().removeprefix("publishers/google/models/").removeprefix("models/")
+    return _VERSION_SUFFIX.sub("", name)
+
+
+def template_uri(base_model: str) -> str:
+    """The template URI, version included, for ``base_model``.
+
+    Raises:
+        UserError: The model cannot be tuned with the template.
+    """
+    name = normalize_base_model(base_model)
+    version = TEMPLATE_VERSIONS.get(name)
+    if version is None:
+        raise UserError(
+            f"'{base_model}' cannot be tuned with tune-text-embedding-model; choose one of: "
+            f"{', '.join(TEMPLATE_VERSIONS)}",
+            field="base_model",
+        )
+    return f"{TEMPLATE_REPOSITORY}/{version}"
+
+
+def build_parameter_values(
+    *,
+    base_model: str,
+    corpus_uri: str,
+    queries_uri: str,
+    train_labels_uri: str,
+    test_labels_uri: str = "",
+    validation_labels_uri: str = "",
+    batch_size: int = 128,
+    iterations: int = 1000,
+    learning_rate_multiplier: float = 1.0,
+    output_dimensionality: int = 0,
+    task_type: str = "DEFAULT",
+    project: str = "",
+    location: str = "",
+) -> dict[str, Any]:
+    """The template's parameter values (SPEC names), checked before any paid call.
+
+    Optional inputs left empty (test and validation labels, ``output_dimensionality`` 0) are not sent, so the
+    template's own defaults apply.
+
+    Raises:
+        UserError: Naming the argument and what to do.
+    """
+    name = normalize_base_model(base_model)
+    template_uri(name)
+    uris = {
+        "corpus_uri": corpus_uri,
+        "queries_uri": queries_uri,
+        "train_labels_uri": train_labels_uri,
+        "test_labels_uri": test_labels_uri,
+        "validation_labels_uri": validation_labels_uri,
+    }
+    for key in ("corpus_uri", "queries_uri", "train_labels_uri"):
+        if not uris[key]:
+            raise UserError("required for tuning on Vertex AI", field=key)
+    for key, uri in uris.items():
+        if uri and not is_gcs(uri):
+            raise UserError(
+                f"the template reads its data from Cloud Storage: '{uri}' must be a gs:// URI; upload it first",
+                field=key,
+            )
+    if batch_size < 1:
+        raise UserError(f"batch size must be positive, not {batch_size}", field="batch_size")
+    if iterations < 1:
+        raise UserError(f"iterations must be positive, not {iterations}", field="iterations")
+    if not learning_rate_multiplier > 0:
+        raise UserError(
+            f"learning rate multiplier must be positive, not {learning_rate_multiplier}",
+            field="learning_rate_multiplier",
+        )
+    if not 0 <= output_dimensionality <= MAX_OUTPUT_DIMENSIONALITY:
+        raise UserError(
+            f"output dimensionality must be between 1 and {MAX_OUTPUT_DIMENSIONALITY} (0 for the model's own)",
+            field="output_dimensionality",
+        )
+    if task_type not in TASK_TYPES:
+        raise UserError(f"unknown task type '{task_type}'; use one of {', '.join(TASK_TYPES)}", field="task_type")
+    values: dict[str, Any] = {
+        "base_model_version_id": name,
+        "corpus_path": corpus_uri,
+        "queries_path": queries_uri,
+        "train_label_path": train_labels_uri,
+        "batch_size": int(batch_size),
+        "iterations": int(iterations),
+        "learning_rate_multiplier": float(learning_rate_multiplier),
+        "task_type": task_type,
+    }
+    if test_labels_uri:
+        values["test_label_path"] = test_labels_uri
+    if validation_labels_uri:
+        values["validation_label_path"] = validation_labels_uri
+    if output_dimensionality:
+        values["output_dimensionality"] = int(output_dimensionality)
+    if project:
+        values["project"] = project
+    if location:
+        values["location"] = location
+    return values
+
+
+def make_pipeline_client(location: str):
+    """An aiplatform ``PipelineServiceClient`` (REST) for ``location``, aimed at the fake when one is configured."""
+    from google.cloud import aiplatform_v1
+
+    base_url = base_url_override()
+    if base_url:
+        # The REST transport keeps an explicit http:// scheme, which a loopback fake needs.
+        return aiplatform_v1.PipelineServiceClient(
+            credentials=static_credentials(), transport="rest", client_options={"api_endpoint": base_url}
+        )
+    return aiplatform_v1.PipelineServiceClient(
+        transport="rest", client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"}
+    )
+
+
+def read_state(state_path: str) -> dict[str, Any]:
+    """The state file's content, or ``{}`` when there is none yet.
+
+    Raises:
+        UserError: The file exists but is not a JSON object.
+    """
+    try:
+        with open(state_path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"state file is not valid JSON ({exc}); delete it to start over", path=state_path
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError("state file is not a JSON object; delete it to start over", path=state_path)
+    return state
+
+
+def write_state(state_path: str, state: dict[str, Any]) -> None:
+    """Writes the state file atomically, so that a crash never leaves half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(state_path)), exist_ok=True)
+    tmp = f"{state_path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, state_path)
+
+
+def job_id_for(request_id: str) -> str:
+    """The pipeline job id derived from a request id (Vertex: ``[a-z][-a-z0-9]{0,127}``)."""
+    return f"tunekit-embedding-{request_id}"[:128]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from google.api_core import exceptions as core_exceptions
+
+    if isinstance(exc, core_exceptions.GoogleAPICallError):
+        return exc.code in (408, 429, 500, 502, 503, 504) or isinstance(
+            exc, (core_exceptions.ServiceUnavailable, core_exceptions.TooManyRequests)
+        )
+    try:
+        import requests
+
+        return isinstance(exc, (requests.ConnectionError, requests.Timeout))
+    except ImportError:  # pragma: no cover - requests comes with google-auth
+        return False
+
+
+def _state_name(job: Any) -> str:
+    state = job.state
+    return getattr(state, "name", str(state))
+
+
+def _console_url(job_name: str) -> str:
+    parts = job_name.split("/")
+    if len(parts) == 6:
+        return (
+            f"https://console.cloud.google.com/vertex-ai/locations/{parts[3]}/pipelines/runs/{parts[5]}"
+            f"?project={parts[1]}"
+        )
+    return ""
+
+
+def _metadata(message: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    if message is None:
+        return {}
+    pb = getattr(message, "_pb", message)
+    return MessageToDict(pb).get("metadata", {}) if pb is not None else {}
+
+
+def extract_results(job: Any) -> tuple[str, dict[str, float]]:
+    """The tuned model's resource name and the evaluator's metrics from a finished job's task details.
+
+    The uploader task records the model under ``output:model_resource_name`` in its execution metadata (as
+    Google's own notebooks read it); any task recording that key is accepted, in case the task is renamed.
+
+    Raises:
+        EmbeddingTuningFailed: No task recorded a model.
+    """
+    model = ""
+    metrics: dict[str, float] = {}
+    for task in job.job_detail.task_details:
+        execution = _metadata(task.execution)
+        if MODEL_METADATA_KEY in execution and (task.task_name == UPLOADER_TASK or not model):
+            model = str(execution[MODEL_METADATA_KEY])
+        if task.task_name == EVALUATOR_TASK and "metrics" in task.outputs:
+            for artifact in task.outputs["metrics"].artifacts:
+                for key, value in _metadata(artifact).items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        metrics[key] = float(value)
+    if not model:
+        raise EmbeddingTuningFailed(
+            f"pipeline job {job.name} succeeded but no task recorded '{MODEL_METADATA_KEY}'; find the tuned model "
+            "in the Model Registry",
+            job_name=job.name,
+            state=_state_name(job),
+        )
+    return model, metrics
+
+
+def _call_with_retries(fn: Callable[[], Any], attempts: int, initial_s: float, sleep: Callable[[float], None]):
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts or not _is_transient(exc):
+                raise
+            sleep(backoff_delay(attempt, initial_s, 60.0))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def tune_text_embedding(
+    *,
+    project: str,
+    location: str,
+    base_model: str,
+    corpus_uri: str,
+    queries_uri: str,
+    train_labels_uri: str,
+    pipeline_root: str,
+    state_path: str,
+    test_labels_uri: str = "",
+    validation_labels_uri: str = "",
+    batch_size: int = 128,
+    iterations: int = 1000,
+    learning_rate_multiplier: float = 1.0,
+    output_dimensionality: int = 0,
+    task_type: str = "DEFAULT",
+    display_name: str = "",
+    labels: dict[str, str] | None = None,
+    encryption_key: str = "",
+    service_account: str = "",
+    client: Any = None,
+    poll_interval_s: float = 60.0,
+    max_poll_interval_s: float = 600.0,
+    timeout_s: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[Any], None] | None = None,
+) -> TunedEmbedding:
+    """Runs ``tune-text-embedding-model`` for ``base_model`` and waits for the tuned model, creating at most one job.
+
+    Args:
+        project: The Google Cloud project.
+        location: The Vertex AI region of the job.
+        base_model: ``text-embedding-005``, ``text-embedding-004`` or ``text-multilingual-embedding-002``.
+        corpus_uri: ``gs://`` corpus JSONL.
+        queries_uri: ``gs://`` queries JSONL.
+        train_labels_uri: ``gs://`` train label TSV.
+        pipeline_root: ``gs://`` folder for the template run's artifacts.
+        state_path: The state file (in the step's output directory) that makes a retry re-attach.
+        test_labels_uri: ``gs://`` test label TSV ('' for none).
+        validation_labels_uri: ``gs://`` validation label TSV ('' for none).
+        batch_size: Tuning batch size.
+        iterations: Tuning steps.
+        learning_rate_multiplier: Multiplier of the template's learning rate.
+        output_dimensionality: Embedding size of the tuned model (0 for the model's own).
+        task_type: The downstream task the tuned model is optimised for (see :data:`TASK_TYPES`).
+        display_name: The job's display name ('' for one made from the base model).
+        labels: Labels of the job (cleaned to Google Cloud's rules).
+        encryption_key: Cloud KMS key for the job's resources ('' for Google-managed keys).
+        service_account: Service account the template's steps run as ('' for the default).
+        client: A ``PipelineServiceClient``; by default one from :func:`make_pipeline_client`.
+        poll_interval_s: First wait between polls; it grows by half each poll.
+        max_poll_interval_s: Cap on the wait between polls.
+        timeout_s: Give up waiting after this many seconds (the job keeps running; a retry re-attaches).
+        sleep: The sleep function (tests pass a no-op).
+        progress: Called with the job after each poll.
+
+    Returns:
+        The tuned model's resource name, the job and the template's metrics.
+
+    Raises:
+        UserError: Bad arguments (checked before any call), or a state file from another request.
+        EmbeddingTuningFailed: The job failed or was cancelled; the message is the job's own error.
+        TimeoutError: ``timeout_s`` passed before the job ended.
+    """
+    from google.api_core import exceptions as core_exceptions
+    from google.cloud import aiplatform_v1
+
+    values = build_parameter_values(
+        base_model=base_model,
+        corpus_uri=corpus_uri,
+        queries_uri=queries_uri,
+        train_labels_uri=train_labels_uri,
+        test_labels_uri=test_labels_uri,
+        validation_labels_uri=validation_labels_uri,
+        batch_size=batch_size,
+        iterations=iterations,
+        learning_rate_multiplier=learning_rate_multiplier,
+        output_dimensionality=output_dimensionality,
+        task_type=task_type,
+        project=project,
+        location=location,
+    )
+    if not is_gcs(pipeline_root):
+        raise UserError("the template run needs a gs:// pipeline root for its artifacts", field="pipeline_root")
+    name = normalize_base_model(base_model)
+    uri = template_uri(name)
+    state = read_state(state_path)
+    if state and (state.get("template_uri"), state.get("corpus_uri")) != (uri, corpus_uri):
+        raise UserError(
+            f"the state file belongs to another request ({state.get('template_uri')}, {state.get('corpus_uri')}); "
+            "delete it to start over",
+            path=state_path,
+        )
+    client = client if client is not None else make_pipeline_client(location)
+    parent = f"projects/{project}/locations/{location}"
+
+    job = None
+    resumed = False
+    if state.get("job_name"):
+        try:
+            job = _call_with_retries(
+                lambda: client.get_pipeline_job(name=state["job_name"]), _CREATE_ATTEMPTS, 5.0, sleep
+            )
+        except core_exceptions.NotFound:
+            raise UserError(
+                f"the state file names pipeline job {state['job_name']}, which Vertex AI does not know; delete "
+                "the file to start over",
+                path=state_path,
+            ) from None
+        resumed = True
+    else:
+        request_id = state.get("request_id") or uuid.uuid4().hex[:24]
+        job_id = job_id_for(request_id)
+        if state.get("request_id"):
+            # An earlier attempt may have crashed after its create call got through but before it wrote the name.
+            try:
+                job = client.get_pipeline_job(name=f"{parent}/pipelineJobs/{job_id}")
+                resumed = True
+            except core_exceptions.NotFound:
+                job = None
+        if job is None:
+            state = {
+                "request_id": request_id,
+                "job_id": job_id,
+                "template_uri": uri,
+                "corpus_uri": corpus_uri,
+                "project": project,
+                "location": location,
+            }
+            write_state(state_path, state)
+            pipeline_job = aiplatform_v1.PipelineJob(
+                display_name=display_name or f"tune-{name}",
+                template_uri=uri,
+                runtime_config=aiplatform_v1.PipelineJob.RuntimeConfig(
+                    gcs_output_directory=pipeline_root, parameter_values=values
+                ),
+                labels={**sanitize_labels(labels), REQUEST_LABEL: request_id},
+                service_account=service_account or "",
+            )
+            if encryption_key:
+                pipeline_job.encryption_spec = aiplatform_v1.EncryptionSpec(kms_key_name=encryption_key)
+
+            def create():
+                try:
+                    return client.create_pipeline_job(
+                        parent=parent, pipeline_job=pipeline_job, pipeline_job_id=job_id
+                    )
+                except core_exceptions.Conflict:  # 409: ALREADY_EXISTS over REST
+                    # A create call of this request got through before (a lost reply): that job is ours.
+                    return client.get_pipeline_job(name=f"{parent}/pipelineJobs/{job_id}")
+
+            job = _call_with_retries(create, _CREATE_ATTEMPTS, 5.0, sleep)
+        state["job_name"] = job.name
+        write_state(state_path, state)
+
+    started = time.monotonic()
+    interval = poll_interval_s
+    errors = 0
+    while _state_name(job) not in FAILED_STATES | {SUCCEEDED}:
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            raise TimeoutError(
+                f"pipeline job {job.name} is still {_state_name(job)} after {timeout_s:.0f} s; it keeps running, "
+                f"and a retry of this step re-attaches to it through {state_path}"
+            )
+        sleep(interval)
+        interval = min(max_poll_interval_s, interval * 1.5)
+        try:
+            job = client.get_pipeline_job(name=job.name)
+            errors = 0
+        except Exception as exc:
+            errors += 1
+            if not _is_transient(exc) or errors >= _MAX_CONSECUTIVE_POLL_ERRORS:
+                raise
+            continue
+        if progress is not None:
+            progress(job)
+
+    state_name = _state_name(job)
+    if state_name != SUCCEEDED:
+        message = job.error.message if job.error and job.error.message else f"the job ended in {state_name}"
+        raise EmbeddingTuningFailed(
+            f"pipeline job {job.name} ({uri}) ended in {state_name}: {message}. "
+            + (
+                f"This step re-attached to the job recorded in {state_path}; a new pipeline run starts a new job."
+                if resumed
+                else "Fix the cause and run the pipeline again."
+            ),
+            job_name=job.name,
+            state=state_name,
+        )
+    tuned_model, metrics = extract_results(job)
+    result = TunedEmbedding(
+        job_name=job.name,
+        state=state_name,
+        tuned_model=tuned_model,
+        base_model=name,
+        template_uri=uri,
+        project=project,
+        location=location,
+        metrics=metrics,
+        resumed=resumed,
+        console_url=_console_url(job.name),
+    )
+    state["tuned_model"] = tuned_model
+    write_state(state_path, state)
+    return result

@@ -1,0 +1,230 @@
+"""An offline fake of the Vertex AI REST endpoints the embedding pipeline uses through aiplatform's REST transport.
+
+Serves on ``127.0.0.1`` (random port), paths under ``/v1/``:
+
+- PipelineService: ``POST {parent}/pipelineJobs?pipelineJobId=ID`` (409 when the id exists), ``GET
+  {parent}/pipelineJobs/ID``. A job is ``PIPELINE_STATE_PENDING`` when created, ``RUNNING`` while polled, and
+  ``SUCCEEDED`` on its ``polls_to_finish``-th GET, with the task details Google's template leaves: the uploader's
+  ``output:model_resource_name`` and the evaluator's metrics; or ``FAILED`` with ``error`` when told to;
+- EndpointService: ``POST {parent}/endpoints`` and ``POST {endpoint}:deployModel`` (long-running operations that
+  are done at once), ``GET {endpoint}``;
+- PredictionService: ``POST {model or endpoint}:predict`` for text embeddings: a deterministic bag-of-words hash
+  embedding (``predictions[i].embeddings.values``).
+
+aiplatform's REST clients reach it with ``client_options={"api_endpoint": fake.url}``: the transport keeps an
+explicit ``http://`` scheme. Every request is recorded in :attr:`FakeVertexPipelines.requests`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+PROJECT = "test-project"
+LOCATION = "us-central1"
+_PARENT = r"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+_JOBS = re.compile(rf"^/v1/{_PARENT}/pipelineJobs$")
+_JOB = re.compile(rf"^/v1/(?P<name>{_PARENT}/pipelineJobs/[^/:]+)$")
+_ENDPOINTS = re.compile(rf"^/v1/{_PARENT}/endpoints$")
+_ENDPOINT = re.compile(rf"^/v1/(?P<name>{_PARENT}/endpoints/[^/:]+)$")
+_DEPLOY = re.compile(rf"^/v1/(?P<name>{_PARENT}/endpoints/[^/:]+):deployModel$")
+_PREDICT = re.compile(rf"^/v1/(?P<name>{_PARENT}/(?:publishers/[^/]+/models|endpoints)/[^/:]+):predict$")
+_TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
+
+
+def hash_embedding(text: str, dim: int = 64) -> list[float]:
+    """A deterministic embedding: word hashes into ``dim`` buckets, L2-normalised."""
+    vector = [0.0] * dim
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % dim] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+class FakeVertexPipelines:
+    """The fake server; use as a context manager.
+
+    Args:
+        polls_to_finish: The GET of a pipeline job on which it ends (1 = the first GET).
+        metrics: The evaluator metrics a succeeded job reports.
+
+    Attributes:
+        url: ``http://127.0.0.1:PORT`` once started.
+        requests: ``(method, path with query, JSON body or None)`` in arrival order.
+        jobs: Pipeline jobs by resource name (Vertex JSON).
+        endpoints: Endpoints by resource name (Vertex JSON).
+    """
+
+    def __init__(self, *, polls_to_finish: int = 2, metrics: dict[str, float] | None = None):
+        self.polls_to_finish = polls_to_finish
+        self.metrics = metrics if metrics is not None else {"test/ndcg@10": 0.81}
+        self.url = ""
+        self.requests: list[tuple[str, str, Any]] = []
+        self.jobs: dict[str, dict] = {}
+        self.endpoints: dict[str, dict] = {}
+        self._polls: dict[str, int] = {}
+        self._fail_jobs: dict[str, str] = {}
+        self._fail_next_create: int = 0
+        self._counter = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> FakeVertexPipelines:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                fake._handle(self, "GET")
+
+            def do_POST(self):  # noqa: N802
+                fake._handle(self, "POST")
+
+            def log_message(self, format, *args):  # noqa: A002 (quiet)
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    # --- scripting -------------------------------------------------------------------------------------------
+
+    def fail_job(self, job_id: str, message: str) -> None:
+        """Makes the job with this id (or id prefix) end in ``PIPELINE_STATE_FAILED`` with ``message``."""
+        self._fail_jobs[job_id] = message
+
+    def lose_next_create_reply(self) -> None:
+        """The next create call creates the job but answers 503, as a lost reply would look to the client."""
+        self._fail_next_create += 1
+
+    def creates(self) -> list[tuple[str, str, Any]]:
+        """The create calls received (accepted or refused)."""
+        return [r for r in self.requests if r[0] == "POST" and urlparse(r[1]).path.endswith("/pipelineJobs")]
+
+    # --- serving ---------------------------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        with self._lock:
+            self.requests.append((method, handler.path, body))
+            parsed = urlparse(handler.path)
+            status, payload = self._route(method, parsed.path, body, parse_qs(parsed.query))
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    @staticmethod
+    def _error(code: int, status: str, message: str) -> tuple[int, dict]:
+        return code, {"error": {"code": code, "status": status, "message": message}}
+
+    def _route(self, method: str, path: str, body: Any, query: dict) -> tuple[int, dict]:
+        if method == "POST" and (m := _JOBS.match(path)):
+            return self._create_job(m, body or {}, query)
+        if method == "GET" and (m := _JOB.match(path)):
+            return self._get_job(m["name"])
+        if method == "POST" and (m := _ENDPOINTS.match(path)):
+            self._counter += 1
+            name = f"projects/{m['project']}/locations/{m['location']}/endpoints/{1000 + self._counter}"
+            endpoint = {**(body or {}), "name": name, "deployedModels": []}
+            self.endpoints[name] = endpoint
+            return 200, self._done_operation(name, {"@type": _TYPE + "Endpoint", **endpoint})
+        if method == "GET" and (m := _ENDPOINT.match(path)):
+            if m["name"] not in self.endpoints:
+                return self._error(404, "NOT_FOUND", f"Endpoint {m['name']} not found.")
+            return 200, self.endpoints[m["name"]]
+        if method == "POST" and (m := _DEPLOY.match(path)):
+            endpoint = self.endpoints.get(m["name"])
+            if endpoint is None:
+                return self._error(404, "NOT_FOUND", f"Endpoint {m['name']} not found.")
+            deployed = {**body["deployedModel"], "id": str(5000 + len(endpoint["deployedModels"]))}
+            endpoint["deployedModels"].append(deployed)
+            endpoint["trafficSplit"] = {deployed["id"]: 100}
+            return 200, self._done_operation(
+                m["name"], {"@type": _TYPE + "DeployModelResponse", "deployedModel": deployed}
+            )
+        if method == "POST" and (m := _PREDICT.match(path)):
+            dim = int(((body or {}).get("parameters") or {}).get("outputDimensionality") or 64)
+            predictions = [
+                {"embeddings": {"values": hash_embedding(i.get("content", ""), dim)}} for i in body["instances"]
+            ]
+            return 200, {"predictions": predictions, "deployedModelId": "0"}
+        return self._error(404, "NOT_FOUND", f"no fake for {method} {path}")
+
+    def _done_operation(self, resource: str, response: dict) -> dict:
+        self._counter += 1
+        return {"name": f"{resource}/operations/{self._counter}", "done": True, "response": response}
+
+    def _create_job(self, m: re.Match, body: dict, query: dict) -> tuple[int, dict]:
+        job_id = (query.get("pipelineJobId") or [f"job-{len(self.jobs) + 1}"])[0]
+        name = f"projects/{m['project']}/locations/{m['location']}/pipelineJobs/{job_id}"
+        if name in self.jobs:
+            return self._error(409, "ALREADY_EXISTS", f"PipelineJob {name} already exists.")
+        if not body.get("templateUri") and not body.get("pipelineSpec"):
+            return self._error(400, "INVALID_ARGUMENT", "either pipelineSpec or templateUri is required.")
+        job = {**body, "name": name, "state": "PIPELINE_STATE_PENDING", "createTime": "2026-01-01T00:00:00Z"}
+        self.jobs[name] = job
+        self._polls[name] = 0
+        if self._fail_next_create:
+            self._fail_next_create -= 1
+            return self._error(503, "UNAVAILABLE", "The service is currently unavailable.")
+        return 200, job
+
+    def _get_job(self, name: str) -> tuple[int, dict]:
+        job = self.jobs.get(name)
+        if job is None:
+            return self._error(404, "NOT_FOUND", f"PipelineJob {name} not found.")
+        if job["state"] in ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED"):
+            return 200, job
+        self._polls[name] += 1
+        if self._polls[name] < self.polls_to_finish:
+            job["state"] = "PIPELINE_STATE_RUNNING"
+            return 200, job
+        job_id = name.rsplit("/", 1)[-1]
+        failure = next((msg for key, msg in self._fail_jobs.items() if job_id.startswith(key)), None)
+        if failure is not None:
+            job["state"] = "PIPELINE_STATE_FAILED"
+            job["error"] = {"code": 9, "message": failure}
+            return 200, job
+        parent = name.split("/pipelineJobs/")[0]
+        model = f"{parent}/models/{7000 + len(self.jobs)}"
+        job["state"] = "PIPELINE_STATE_SUCCEEDED"
+        job["jobDetail"] = {
+            "taskDetails": [
+                {"taskId": "1", "taskName": "text-embedding-trainer", "state": "SUCCEEDED"},
+                {
+                    "taskId": "2",
+                    "taskName": "text-embedding-evaluator",
+                    "state": "SUCCEEDED",
+                    "outputs": {"metrics": {"artifacts": [{"name": "metrics", "metadata": dict(self.metrics)}]}},
+                },
+                {
+                    "taskId": "3",
+                    "taskName": "text-embedding-model-uploader",
+                    "state": "SUCCEEDED",
+                    "execution": {
+                        "name": f"{parent}/metadataStores/default/executions/3",
+                        "metadata": {"output:model_resource_name": model},
+                    },
+                },
+            ]
+        }
+        return 200, job
