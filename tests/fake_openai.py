@@ -38,6 +38,14 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        # A client that was killed or timed out resets its connection: expected, not worth a traceback.
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeOpenAI:
     """A local fake of an OpenAI-compatible ``/v1/chat/completions`` server.
