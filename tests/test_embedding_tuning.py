@@ -1,0 +1,113 @@
+"""Open-model embedding tuning mechanics with the real pretrained MiniLM (a few steps, a few rows)."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.tuning import embedding as emb
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DOCS = {
+    "d-brn": "SWF-V2 BRN-1: PSU brownout lockout. Reseat the DC input and hold RST for 12 s.",
+    "d-wdr": "SWF-V2 WDR-4: watchdog reset loop. Flash the recovery image from the SVC partition.",
+    "d-asf": "HLC-R3 ASF-3: RF association failure on the 2G4 radio. Re-run the SSID scan.",
+    "d-iql": "HLC-R3 IQL-2: quiescent current leak. Disable the always-on sensor rail.",
+    "d-ttr": "TRN-T1 TTR-5: thermal throttle trip. Lower the duty profile to ECO-2.",
+    "d-ocm": "TRN-T1 OCM-8: OTA image checksum mismatch. Purge the staging slot.",
+}
+QUERIES = {
+    "q1": "my robot vacuum won't turn on",
+    "q2": "robovac keeps restarting by itself",
+    "q3": "router can't connect to wifi",
+    "q4": "router battery drains fast",
+    "q5": "thermostat overheats",
+    "q6": "thermostat firmware update fails",
+}
+TRAIN = [("q1", "d-brn"), ("q2", "d-wdr"), ("q3", "d-asf"), ("q4", "d-iql"), ("q5", "d-ttr"), ("q6", "d-ocm")]
+
+
+def write_set(folder, labels=TRAIN):
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "corpus.jsonl", "w") as handle:
+        for doc_id, text in DOCS.items():
+            handle.write(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n")
+    with open(folder / "queries.jsonl", "w") as handle:
+        for query_id, text in QUERIES.items():
+            handle.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+    with open(folder / "train.tsv", "w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in labels))
+    return {name: str(folder / name) for name in ("corpus.jsonl", "queries.jsonl", "train.tsv")}
+
+
+def test_bundled_model_resolves_to_a_directory():
+    path = emb.resolve_model_path(emb.BUNDLED_MINILM)
+    assert os.path.exists(os.path.join(path, "modules.json"))
+    assert emb.resolve_model_path("/models/mine") == "/models/mine"
+    with pytest.raises(UserError, match="unknown bundled model"):
+        emb.resolve_model_path("bundled:bert")
+    with pytest.raises(UserError, match="not a model directory"):
+        emb.load_sentence_transformer("/nonexistent/model")
+
+
+def test_batches_never_repeat_a_document():
+    pairs = [(f"q{i}", f"d{i % 3}", "text") for i in range(9)]
+    batches = emb._batches(pairs, 4, 10, random.Random(0))
+    assert len(batches) == 10
+    for batch in batches:
+        docs = [p[1] for p in batch]
+        assert len(docs) == len(set(docs)) and 1 <= len(batch) <= 3
+
+
+def test_tuning_with_hard_negatives_moves_the_model_and_saves_it(tmp_path):
+    paths = write_set(tmp_path / "data")
+    out = tmp_path / "tuned"
+    summary = emb.tune_embedding_model(
+        base_model=emb.BUNDLED_MINILM,
+        corpus_path=paths["corpus.jsonl"],
+        queries_path=paths["queries.jsonl"],
+        train_labels_path=paths["train.tsv"],
+        output_dir=str(out),
+        options=emb.EmbeddingTuningOptions(steps=3, batch_size=4, learning_rate=1e-4, hard_negatives=1),
+        progress=False,
+    )
+    assert summary["steps"] == 3 and summary["pairs"] == 6 and summary["hard_negatives"] == 1
+    assert np.isfinite(summary["first_loss"]) and np.isfinite(summary["last_loss"])
+    assert json.load(open(out / emb.SUMMARY_FILE))["steps"] == 3
+    base = emb.load_sentence_transformer(emb.BUNDLED_MINILM)
+    tuned = emb.load_sentence_transformer(str(out))
+    text = [QUERIES["q1"]]
+    assert not np.allclose(base.encode(text), tuned.encode(text))
+
+    mined = emb.mine_hard_negatives(
+        base, DOCS, QUERIES, {q: {d: 1.0} for q, d in TRAIN}, count=2, skip=0, progress=False
+    )
+    for query_id, doc_id in TRAIN:
+        assert len(mined[query_id]) == 2 and doc_id not in mined[query_id]
+
+
+def test_bad_options_and_labels_fail_clearly(tmp_path):
+    paths = write_set(tmp_path / "data", labels=[("q1", "d-missing")])
+    with pytest.raises(UserError, match="not in the corpus"):
+        emb.tune_embedding_model(
+            base_model=emb.BUNDLED_MINILM,
+            corpus_path=paths["corpus.jsonl"],
+            queries_path=paths["queries.jsonl"],
+            train_labels_path=paths["train.tsv"],
+            output_dir=str(tmp_path / "out"),
+            progress=False,
+        )
+    with pytest.raises(UserError, match="batch_size"):
+        emb.tune_embedding_model(
+            base_model=emb.BUNDLED_MINILM,
+            corpus_path=paths["corpus.jsonl"],
+            queries_path=paths["queries.jsonl"],
+            train_labels_path=paths["train.tsv"],
+            output_dir=str(tmp_path / "out"),
+            options=emb.EmbeddingTuningOptions(batch_size=1),
+            progress=False,
+        )
