@@ -1,0 +1,103 @@
+"""KFP wrapper of the distillation evaluation (imports the installed package inside its body)."""
+
+from kfp import dsl
+
+from tunekit.components.common.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def evaluate_distillation(
+    task: str,
+    task_type: str,
+    eval_dataset: dsl.Input[dsl.Dataset],
+    student: dsl.Input[dsl.Model],
+    baseline: dsl.Input[dsl.Model],
+    evaluate_teacher: bool,
+    teacher_backend: str,
+    teacher_model: str,
+    teacher_script_uri: str,
+    teacher_options: dict,
+    teacher_engine_options: dict,
+    teacher_cache_uri: str,
+    exemplars_uri: str,
+    num_exemplars: int,
+    instruction: str,
+    classes: list,
+    teacher_max_output_tokens: int,
+    max_eval_examples: int,
+    max_output_tokens: int,
+    min_student_metric: float,
+    min_improvement_over_baseline: float,
+    price_table: dict,
+    student_cost_per_hour: float,
+    project: str,
+    location: str,
+    metrics: dsl.Output[dsl.Metrics],
+    summary: dsl.Output[dsl.Markdown],
+    predictions: dsl.Output[dsl.Dataset],
+    response_cache: dsl.Output[dsl.Artifact],
+) -> bool:
+    """Scores teacher, label-only baseline (when trained) and student on the held-out rows; returns the gate.
+
+    ``metrics`` holds ``<model>_<metric>`` for teacher, baseline and student, ``<model>_cost_per_1000``,
+    ``<model>_parameters`` where known, ``gate_passed``, ``gate_reason`` and ``table`` (the Markdown table, also
+    in ``summary``).
+    """
+    from tunekit.components.evaluation.distill import run_evaluate_distillation
+    from tunekit.components.rationale_extraction.steps import load_exemplars, rationale_task_type
+    from tunekit.components.rationale_extraction.teachers import make_teacher
+
+    chosen_type = rationale_task_type(task, task_type)
+
+    def teacher_factory():
+        return make_teacher(
+            teacher_backend,
+            teacher_model,
+            project=project,
+            location=location,
+            script_uri=teacher_script_uri,
+            options=teacher_options,
+            engine_options=teacher_engine_options,
+            cache_dir=teacher_cache_uri or response_cache.path,
+            price_table=price_table,
+        )
+
+    scores, passed, reason, table = run_evaluate_distillation(
+        task=task,
+        task_type=chosen_type,
+        eval_path=eval_dataset.path,
+        student_path=student.path,
+        student_metadata=dict(student.metadata),
+        baseline_path=baseline.path,
+        baseline_metadata=dict(baseline.metadata),
+        predictions_path=predictions.path,
+        summary_path=summary.path,
+        teacher_factory=teacher_factory if evaluate_teacher else None,
+        teacher_model=teacher_model,
+        exemplars=load_exemplars(exemplars_uri, num_exemplars) if evaluate_teacher else [],
+        instruction=instruction or None,
+        classes=[str(c) for c in classes] if classes else None,
+        teacher_max_output_tokens=teacher_max_output_tokens,
+        max_eval_examples=max_eval_examples,
+        max_output_tokens=max_output_tokens,
+        min_student_metric=min_student_metric,
+        min_improvement_over_baseline=min_improvement_over_baseline,
+        price_table=price_table,
+        student_cost_per_hour=student_cost_per_hour,
+        project=project,
+        location=location,
+    )
+    for name, model_score in scores.items():
+        for metric_name, value in model_score.metrics.items():
+            metrics.log_metric(f"{name}_{metric_name}", float(value))
+        if model_score.cost_per_1000 is not None:
+            metrics.log_metric(f"{name}_cost_per_1000", float(model_score.cost_per_1000))
+        if model_score.parameters:
+            metrics.log_metric(f"{name}_parameters", float(model_score.parameters))
+        metrics.metadata[f"{name}_size"] = model_score.size
+    metrics.metadata["gate_passed"] = passed
+    metrics.metadata["gate_reason"] = reason
+    metrics.metadata["table"] = table
+    print(table)
+    print(reason)
+    return passed

@@ -1,0 +1,694 @@
+"""Distilling step-by-step, student side: the multi-task student dataset and the open-model student trainer.
+
+The student learns two tasks on the same inputs (Hsieh et al., 2023): predicting the label and generating the
+teacher's rationale, told apart by a task prefix (``predict: `` / ``explain: `` by default), with the loss
+``alpha * label_loss + (1 - alpha) * rationale_loss``. At serving time only the label task runs, so the rationales
+cost nothing there. Two other modes exist for comparison: ``standard`` (label only) and ``cot`` (the target is the
+rationale followed by the answer, so the student reasons at serving time too).
+
+Input columns of :func:`build_student_examples` (the output of rationale extraction, one row per input):
+
+- ``input_text`` (str): the input (``input``, ``question`` or ``text`` are accepted too).
+- ``output_text`` (str, optional): the gold label; it wins over any teacher label.
+- ``teacher_label`` (str, optional): a label from the teacher-labelling step.
+- ``teacher_answer`` (str | None) and ``status`` (str): the answer parsed from the teacher's chain of thought;
+  used as the label of rows that have neither of the above when ``status`` is ``ok``.
+- ``rationale`` (str) and ``rationale_kept`` (bool): the teacher's rationale and whether it is fit for training.
+  Rows whose rationale was dropped still train the label task.
+
+Output columns (one JSON line per training example; the open-model trainer and the Gemini converter read them):
+
+- ``prompt`` (str): the task prefix and the input (no prefix in ``standard`` and ``cot`` modes).
+- ``completion`` (str): the label, the rationale, or (``cot``) the rationale then ``So the answer is <label>.``.
+- ``task`` (str): ``label``, ``rationale`` or ``cot``.
+- ``weight`` (float): the task's loss weight: ``alpha`` for labels and ``1 - alpha`` for rationales in multi-task
+  mode, 1.0 otherwise.
+- ``example_id`` (int): the input row's index; the label and rationale examples of one input share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.tuning.local import LocalTuningConfig, collate, featurize
+
+#: Training modes: distilling step-by-step, label-only fine-tuning, chain-of-thought fine-tuning.
+MULTITASK = "multitask"
+STANDARD = "standard"
+COT = "cot"
+MODES = (MULTITASK, STANDARD, COT)
+
+LABEL_TASK = "label"
+RATIONALE_TASK = "rationale"
+COT_TASK = "cot"
+
+#: The reference code's task prefixes.
+DEFAULT_LABEL_PREFIX = "predict: "
+DEFAULT_RATIONALE_PREFIX = "explain: "
+DEFAULT_ALPHA = 0.5
+#: The limits users know from Vertex AI's (PaLM-era) distillation: longer inputs and outputs are truncated.
+MAX_INPUT_TOKENS = 7_168
+MAX_OUTPUT_TOKENS = 1_024
+#: What a chain-of-thought target puts between the rationale and the answer (the teacher prompts' phrase).
+ANSWER_PHRASE = "So the answer is"
+
+#: Recommended distillation train steps per task (SPEC, distillation columns): (min, max).
+DISTILLATION_STEPS: dict[str, tuple[int, int]] = {
+    "classification": (200, 1000),
+    "summarization": (1000, 1500),
+    "extractive_qa": (200, 800),
+    "generic": (200, 1000),
+}
+
+STUDENT_DATA_INFO = "tunekit_student_data.json"
+TRAINING_LOG = "training_log.json"
+
+_INPUT_KEYS = ("input_text", "input", "question", "text")
+
+
+def default_train_steps(task: str) -> int:
+    """The middle of the SPEC's recommended distillation step range for ``task`` (``generic`` for others)."""
+    low, high = DISTILLATION_STEPS.get(task, DISTILLATION_STEPS["generic"])
+    return (low + high) // 2
+
+
+class TokenCounter(Protocol):
+    """Counts and cuts text in a student's tokens."""
+
+    def count(self, text: str) -> int:
+        """Tokens in ``text``."""
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """``text`` cut to its first ``max_tokens`` tokens."""
+
+
+class CharTokens:
+    """A model-free token estimate of about four characters a token (Gemini students, whose tokenizer is remote)."""
+
+    chars_per_token = 4
+
+    def count(self, text: str) -> int:
+        """Estimated tokens in ``text``."""
+        return math.ceil(len(text) / self.chars_per_token)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The first ``max_tokens`` estimated tokens of ``text``."""
+        return text[: max_tokens * self.chars_per_token]
+
+
+class HFTokens:
+    """Exact counts with a Hugging Face tokenizer (open-model students).
+
+    Args:
+        tokenizer: The student's tokenizer.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count(self, text: str) -> int:
+        """Tokens in ``text``, special tokens excluded."""
+        return len(self._ids(text))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The decoded first ``max_tokens`` tokens of ``text``."""
+        ids = self._ids(text)
+        return (
+            text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
+        )
+
+
+@dataclass
+class StudentDataStats:
+    """What :func:`build_student_examples` did with the rows.
+
+    Attributes:
+        inputs: Input rows read.
+        used_inputs: Rows that produced at least one example.
+        label_examples: Label (or ``cot``) examples written.
+        rationale_examples: Rationale examples written (multi-task mode).
+        gold_labels: Rows labelled with their gold label.
+        teacher_labels: Rows labelled by the teacher.
+        no_label: Rows skipped: no gold label and no usable teacher answer.
+        rationale_dropped: Labelled rows without a usable rationale (label task only; skipped in ``cot`` mode).
+        truncated_inputs: Inputs cut to ``max_input_tokens``.
+        truncated_outputs: Targets cut to ``max_output_tokens``.
+    """
+
+    inputs: int = 0
+    used_inputs: int = 0
+    label_examples: int = 0
+    rationale_examples: int = 0
+    gold_labels: int = 0
+    teacher_labels: int = 0
+    no_label: int = 0
+    rationale_dropped: int = 0
+    truncated_inputs: int = 0
+    truncated_outputs: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts as a dict."""
+        return dataclasses.asdict(self)
+
+
+def row_input(row: Mapping) -> str:
+    """The input text of a row (``input_text``, else ``input``, ``question`` or ``text``).
+
+    Raises:
+        UserError: The row has none of them.
+    """
+    for key in _INPUT_KEYS:
+        value = row.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    raise UserError(f"a row needs an input ({' or '.join(_INPUT_KEYS)}); it has {sorted(row)}")
+
+
+def row_label(row: Mapping) -> tuple[str | None, str]:
+    """A row's training label and where it came from: ``gold``, ``teacher`` or ``none``.
+
+    Gold labels (``output_text``, ``label``, ``answer``) win; then the teacher-labelling step's ``teacher_label``;
+    then the answer of the teacher's chain of thought when its status is ``ok``.
+    """
+    for key in ("output_text", "label", "answer"):
+        value = row.get(key)
+        if value is not None and str(value).strip():
+            return str(value).strip(), "gold"
+    value = row.get("teacher_label")
+    if value is not None and str(value).strip():
+        return str(value).strip(), "teacher"
+    answer = row.get("teacher_answer")
+    if answer is not None and str(answer).strip() and row.get("status", "ok") == "ok":
+        return str(answer).strip(), "teacher"
+    return None, "none"
+
+
+def _rationale(row: Mapping) -> str:
+    if row.get("rationale_kept") is False:
+        return ""
+    return str(row.get("rationale") or "").strip()
+
+
+def cot_target(rationale: str, label: str) -> str:
+    """The ``cot`` target: the rationale, then the answer phrase and the label."""
+    rationale = " ".join(rationale.split())
+    if rationale and rationale[-1] not in ".!?":
+        rationale += "."
+    return f"{rationale} {ANSWER_PHRASE} {label}.".strip()
+
+
+def answer_from_cot(text: str) -> str:
+    """The answer a ``cot`` student wrote after the last answer phrase (the whole text when there is none)."""
+    head, sep, tail = text.rpartition(ANSWER_PHRASE)
+    answer = tail if sep else text
+    return answer.strip().rstrip(".").strip()
+
+
+def build_student_examples(
+    rows: Iterable[Mapping],
+    *,
+    mode: str = MULTITASK,
+    alpha: float = DEFAULT_ALPHA,
+    label_prefix: str = DEFAULT_LABEL_PREFIX,
+    rationale_prefix: str = DEFAULT_RATIONALE_PREFIX,
+    max_input_tokens: int = MAX_INPUT_TOKENS,
+    max_output_tokens: int = MAX_OUTPUT_TOKENS,
+    truncate: bool = True,
+    tokens: TokenCounter | None = None,
+) -> tuple[list[dict], StudentDataStats]:
+    """Turns labelled rows with rationales into the student's training examples.
+
+    Args:
+        rows: Rows with the input columns of the module docstring.
+        mode: ``multitask`` (distilling step-by-step), ``standard`` (label only) or ``cot`` (rationale, then answer).
+        alpha: Weight of the label task in multi-task mode (the rationale task gets ``1 - alpha``).
+        label_prefix: Prefix of the label task's inputs (multi-task mode); the serving prompt's prefix.
+        rationale_prefix: Prefix of the rationale task's inputs (multi-task mode).
+        max_input_tokens: Inputs longer than this (prefix included) are cut, or rejected without ``truncate``.
+        max_output_tokens: Targets longer than this are cut, or rejected without ``truncate``.
+        truncate: Cut over-long inputs and targets (counted) instead of failing.
+        tokens: Counts tokens; by default :class:`CharTokens`.
+
+    Returns:
+        The examples (output columns of the module docstring) and the counts.
+
+    Raises:
+        UserError: A bad mode, alpha or prefix; a row without input; or, without ``truncate``, an over-long row.
+    """
+    if mode not in MODES:
+        raise UserError(f"unknown mode '{mode}'; use one of {', '.join(MODES)}", field="mode")
+    if not 0.0 <= alpha <= 1.0:
+        raise UserError(f"alpha must be between 0 and 1, not {alpha}", field="alpha")
+    if mode == MULTITASK and label_prefix == rationale_prefix:
+        raise UserError("the label and rationale prefixes must differ: they tell the two tasks apart")
+    tokens = tokens or CharTokens()
+    stats = StudentDataStats()
+    examples: list[dict] = []
+
+    def fit(text: str, limit: int, kind: str, line: int) -> str:
+        if tokens.count(text) <= limit:
+            return text
+        if not truncate:
+            raise UserError(
+                f"the {kind} has {tokens.count(text):,} tokens, over the limit of {limit:,}; shorten it or allow "
+                "truncation (no_truncate: false)",
+                line=line,
+            )
+        setattr(stats, f"truncated_{kind}s", getattr(stats, f"truncated_{kind}s") + 1)
+        return tokens.truncate(text, limit)
+
+    for index, row in enumerate(rows):
+        stats.inputs += 1
+        line = index + 1
+        try:
+            text = row_input(row)
+        except UserError as exc:
+            raise UserError(exc.message, line=line) from None
+        label, source = row_label(row)
+        if label is None:
+            stats.no_label += 1
+            continue
+        stats.gold_labels += source == "gold"
+        stats.teacher_labels += source == "teacher"
+        rationale = _rationale(row)
+        if not rationale:
+            stats.rationale_dropped += 1
+        made = 0
+        if mode == MULTITASK:
+            label_weight, rationale_weight = alpha, 1.0 - alpha
+            if label_weight > 0:
+                examples.append(
+                    {
+                        "prompt": fit(label_prefix + text, max_input_tokens, "input", line),
+                        "completion": fit(label, max_output_tokens, "output", line),
+                        "task": LABEL_TASK,
+                        "weight": label_weight,
+                        "example_id": index,
+                    }
+                )
+                stats.label_examples += 1
+                made += 1
+            if rationale and rationale_weight > 0:
+                examples.append(
+                    {
+                        "prompt": fit(rationale_prefix + text, max_input_tokens, "input", line),
+                        "completion": fit(rationale, max_output_tokens, "output", line),
+                        "task": RATIONALE_TASK,
+                        "weight": rationale_weight,
+                        "example_id": index,
+                    }
+                )
+                stats.rationale_examples += 1
+                made += 1
+        elif mode == STANDARD:
+            examples.append(
+                {
+                    "prompt": fit(text, max_input_tokens, "input", line),
+                    "completion": fit(label, max_output_tokens, "output", line),
+                    "task": LABEL_TASK,
+                    "weight": 1.0,
+                    "example_id": index,
+                }
+            )
+            stats.label_examples += 1
+            made += 1
+        elif rationale:  # cot: a target without its reasoning would teach the student to skip it
+            target = cot_target(rationale, label)
+            if tokens.count(target) > max_output_tokens and truncate:
+                # Cut the reasoning, never the answer at its end.
+                room = max(max_output_tokens - tokens.count(cot_target("", label)) - 1, 0)
+                target = cot_target(tokens.truncate(rationale, room), label)
+                stats.truncated_outputs += 1
+            examples.append(
+                {
+                    "prompt": fit(text, max_input_tokens, "input", line),
+                    "completion": fit(target, max_output_tokens, "output", line),
+                    "task": COT_TASK,
+                    "weight": 1.0,
+                    "example_id": index,
+                }
+            )
+            stats.label_examples += 1
+            made += 1
+        stats.used_inputs += made > 0
+    return examples, stats
+
+
+def serving_prefix(mode: str, label_prefix: str = DEFAULT_LABEL_PREFIX) -> str:
+    """What a student trained in ``mode`` is given before the input at prediction time."""
+    return label_prefix if mode == MULTITASK else ""
+
+
+def write_jsonl(rows: Iterable[Mapping], path: str) -> int:
+    """Writes rows as JSON Lines; returns how many."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    count = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """Reads JSON Lines (blank lines skipped).
+
+    Raises:
+        UserError: A line is not a JSON object.
+    """
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"not valid JSON ({exc.msg})", path=path, line=number) from None
+            if not isinstance(row, dict):
+                raise UserError("expected a JSON object", path=path, line=number)
+            rows.append(row)
+    return rows
+
+
+# --- the open-model student trainer ------------------------------------------------------------------------------
+
+LORA = "lora"
+FULL = "full"
+
+
+@dataclass
+class DistillTuningConfig(LocalTuningConfig):
+    """Hyperparameters of an open-model student: :class:`~.local.LocalTuningConfig`'s, plus the distillation ones.
+
+    Attributes:
+        finetuning: ``lora`` (adapters on a pretrained student) or ``full`` (every weight; for small students
+            and students trained from scratch).
+        alpha: Overrides the label weight of the data's ``weight`` column when set (0 to 1); None keeps it.
+        max_target_length: Rationales are longer than labels, so the default is higher than SFT's.
+    """
+
+    finetuning: str = LORA
+    alpha: float | None = None
+    max_target_length: int = 256
+
+
+@dataclass
+class _Group:
+    """One input's examples, by task."""
+
+    features: dict[str, Any] = field(default_factory=dict)
+
+
+def _precision(precision: str, device: str) -> Any:
+    import torch
+
+    from tunekit.components.model_clients.hf import half_dtype
+
+    if precision == "auto":
+        return half_dtype(device)
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        raise UserError(f"unknown precision '{precision}'; use auto, fp32, bf16 or fp16", field="precision")
+    if dtypes[precision] is not None and not device.startswith("cuda"):
+        raise UserError(f"precision '{precision}' needs a GPU; use fp32 or auto on CPU", field="precision")
+    return dtypes[precision]
+
+
+def task_weights(rows: Sequence[Mapping], alpha: float | None = None) -> dict[str, float]:
+    """The loss weight of each task in the training rows (``alpha`` overrides the label/rationale split).
+
+    Raises:
+        UserError: One task carries different weights, or a weight is negative.
+    """
+    weights: dict[str, float] = {}
+    for row in rows:
+        task = str(row.get("task") or LABEL_TASK)
+        weight = float(row.get("weight", 1.0))
+        if weight < 0:
+            raise UserError(f"a loss weight cannot be negative ({weight})", field="weight")
+        if weights.setdefault(task, weight) != weight:
+            raise UserError(
+                f"task '{task}' has several loss weights ({weights[task]} and {weight})", field="weight"
+            )
+    if alpha is not None:
+        if not 0.0 <= alpha <= 1.0:
+            raise UserError(f"alpha must be between 0 and 1, not {alpha}", field="alpha")
+        if LABEL_TASK in weights:
+            weights[LABEL_TASK] = alpha
+        if RATIONALE_TASK in weights:
+            weights[RATIONALE_TASK] = 1.0 - alpha
+    return weights
+
+
+def weighted_loss(losses: Mapping[str, Any], weights: Mapping[str, float]) -> Any:
+    """``sum(w_t * L_t) / sum(w_t)`` over the tasks present in a batch.
+
+    With both tasks present and weights ``alpha`` and ``1 - alpha`` this is exactly
+    ``alpha * label_loss + (1 - alpha) * rationale_loss``; a batch that holds one task only (its inputs' rationales
+    were dropped) trains that task at full strength rather than at a fraction of it.
+    """
+    present = [t for t in losses if weights.get(t, 0.0) > 0]
+    total = sum(weights[t] for t in present)
+    if not present or total <= 0:
+        raise ValueError("no task with a positive weight in the batch")
+    return sum(losses[t] * (weights[t] / total) for t in present)
+
+
+def tune_student(
+    base_model: str,
+    train_path: str,
+    validation_path: str | None,
+    output_dir: str,
+    config: DistillTuningConfig,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Trains an open seq2seq (T5-style) or causal student with the weighted multi-task loss.
+
+    Each step draws ``batch_size`` inputs; every task an input has (label, rationale) is a separate forward pass,
+    and the step's loss is :func:`weighted_loss` of the tasks' token-mean losses. Label-only and CoT data have one
+    task, so this is plain fine-tuning there and a run's budget is counted in inputs per step for every mode.
+
+    Args:
+        base_model: A local model directory (a pretrained checkpoint, or a tiny model from
+            :func:`~tunekit.components.tuning.tiny.make_tiny_model`).
+        train_path: Student examples (``prompt``, ``completion``, ``task``, ``weight``, ``example_id``).
+        validation_path: Held-out student examples for a validation loss, or None.
+        output_dir: Where the adapter (LoRA) or the full model, the tokenizer and ``training_log.json`` go.
+        config: Hyperparameters.
+        progress: Called as ``progress(step, total_steps, loss)`` after each optimizer step.
+
+    Returns:
+        A summary: ``train_loss``, ``task_losses`` (last logging window, per task), ``eval_loss``, ``steps``,
+        ``train_inputs``, ``train_examples``, ``task_weights``, ``wall_seconds``, ``tokens_per_second`` (input plus
+        target tokens, padding excluded), ``examples_per_second``, ``device``, ``precision``, ``finetuning``,
+        ``parameters``, ``trainable_parameters``, ``output_dir``, ``adapter``.
+
+    Raises:
+        UserError: A missing directory, a bad setting or malformed data.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from tunekit.components.model_clients.hf import resolve_device
+
+    if config.finetuning not in (LORA, FULL):
+        raise UserError(f"unknown finetuning '{config.finetuning}'; use 'lora' or 'full'", field="finetuning")
+    if not os.path.isdir(base_model):
+        raise UserError("student model directory not found; give a local model directory", path=base_model)
+    if config.max_steps <= 0 and config.epochs <= 0:
+        raise UserError("set max_steps or epochs to a positive number", field="max_steps")
+    rows = read_jsonl(train_path)
+    if not rows:
+        raise UserError("the student dataset is empty", path=train_path)
+    validation_rows = read_jsonl(validation_path) if validation_path else []
+    weights = task_weights(rows, config.alpha)
+    if not any(w > 0 for w in weights.values()):
+        raise UserError("every task has weight 0; nothing to train", field="alpha")
+
+    device = resolve_device(config.device)
+    dtype = _precision(config.precision, device)
+    torch.manual_seed(config.seed)
+    is_encoder_decoder = bool(AutoConfig.from_pretrained(base_model).is_encoder_decoder)
+    auto_model = AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM
+    model = auto_model.from_pretrained(base_model, **({"dtype": dtype} if dtype is not None else {}))
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise UserError("the tokenizer has neither a pad nor an eos token", path=base_model)
+    if config.finetuning == LORA:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=config.target_modules,
+                modules_to_save=config.modules_to_save,
+                task_type="SEQ_2_SEQ_LM" if is_encoder_decoder else "CAUSAL_LM",
+            ),
+        )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        # Trained weights stay in float32 under 16-bit autocast: bf16 is too coarse for their updates.
+        parameter.data = parameter.data.float()
+    model.to(device).train()
+
+    # Group each input's examples so that one step sees both tasks of the same inputs, as the reference code does.
+    groups: dict[int, _Group] = {}
+    features = featurize(rows, tokenizer, is_encoder_decoder=is_encoder_decoder, config=config)
+    for position, (row, feature) in enumerate(zip(rows, features, strict=True)):
+        key = int(row.get("example_id", position))
+        groups.setdefault(key, _Group()).features[str(row.get("task") or LABEL_TASK)] = feature
+    group_list = [g for g in groups.values() if any(weights.get(t, 0) > 0 for t in g.features)]
+    validation_features: dict[str, list] = {}
+    if validation_rows:
+        for row, feature in zip(
+            validation_rows,
+            featurize(validation_rows, tokenizer, is_encoder_decoder=is_encoder_decoder, config=config),
+            strict=True,
+        ):
+            validation_features.setdefault(str(row.get("task") or LABEL_TASK), []).append(feature)
+
+    per_step = config.batch_size * config.gradient_accumulation_steps
+    steps_per_epoch = max(1, math.ceil(len(group_list) / per_step))
+    total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * steps_per_epoch))
+    warmup = int(config.warmup_ratio * total_steps)
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    order_rng = random.Random(config.seed)
+
+    def batches():
+        while True:
+            order = list(range(len(group_list)))
+            order_rng.shuffle(order)
+            for start in range(0, len(order), config.batch_size):
+                yield [group_list[i] for i in order[start : start + config.batch_size]]
+
+    def task_loss(feats: list) -> Any:
+        batch = collate(feats, pad_id, device)
+        with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
+            return model(**batch).loss
+
+    stream = batches()
+    log: list[dict[str, Any]] = []
+    window: dict[str, list[float]] = {}
+    window_total: list[float] = []
+    tokens_seen = examples_seen = 0
+    last_loss, last_tasks = float("nan"), {}
+    started = time.perf_counter()
+    for step in range(1, total_steps + 1):
+        step_loss = 0.0
+        for _ in range(config.gradient_accumulation_steps):
+            batch_groups = next(stream)
+            by_task: dict[str, list] = {}
+            for group in batch_groups:
+                for task, feature in group.features.items():
+                    if weights.get(task, 0) > 0:
+                        by_task.setdefault(task, []).append(feature)
+            losses = {task: task_loss(feats) for task, feats in by_task.items()}
+            loss = weighted_loss(losses, weights) / config.gradient_accumulation_steps
+            scaler.scale(loss).backward()
+            step_loss += loss.item()
+            for task, value in losses.items():
+                window.setdefault(task, []).append(value.item())
+            for feats in by_task.values():
+                examples_seen += len(feats)
+                tokens_seen += sum(len(f.input_ids) + sum(1 for t in f.labels if t != -100) for f in feats)
+        if config.max_grad_norm > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        window_total.append(step_loss)
+        if step % config.logging_steps == 0 or step == total_steps:
+            last_loss = sum(window_total) / len(window_total)
+            last_tasks = {t: sum(v) / len(v) for t, v in window.items() if v}
+            log.append(
+                {
+                    "step": step,
+                    "loss": last_loss,
+                    "task_losses": last_tasks,
+                    "learning_rate": scheduler.get_last_lr()[0],
+                }
+            )
+            window, window_total = {}, []
+        if progress is not None:
+            progress(step, total_steps, step_loss)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - started
+
+    eval_losses: dict[str, float] = {}
+    if validation_features:
+        model.eval()
+        with torch.inference_mode():
+            for task, feats in validation_features.items():
+                values = [
+                    task_loss(feats[i : i + config.eval_batch_size]).item()
+                    for i in range(0, len(feats), config.eval_batch_size)
+                ]
+                eval_losses[task] = sum(values) / len(values)
+        model.train()
+    eval_loss = (
+        weighted_loss(eval_losses, weights)
+        if eval_losses and any(weights.get(t, 0) > 0 for t in eval_losses)
+        else None
+    )
+
+    os.makedirs(output_dir, exist_ok=True)
+    if config.finetuning == LORA and config.merge_adapter:
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    summary = {
+        "train_loss": last_loss,
+        "task_losses": last_tasks,
+        "eval_loss": eval_loss,
+        "eval_task_losses": eval_losses,
+        "steps": total_steps,
+        "train_inputs": len(group_list),
+        "train_examples": len(rows),
+        "task_weights": weights,
+        "wall_seconds": round(wall, 3),
+        "tokens_per_second": round(tokens_seen / wall, 1) if wall > 0 else None,
+        "examples_per_second": round(examples_seen / wall, 3) if wall > 0 else None,
+        "device": device,
+        "precision": str(dtype).replace("torch.", "") if dtype is not None else "fp32",
+        "finetuning": config.finetuning,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in trainable),
+        "is_encoder_decoder": is_encoder_decoder,
+        "output_dir": output_dir,
+        "adapter": config.finetuning == LORA and not config.merge_adapter,
+    }
+    with open(os.path.join(output_dir, TRAINING_LOG), "w", encoding="utf-8") as handle:
+        json.dump(
+            {"base_model": base_model, "config": dataclasses.asdict(config), "log": log, "summary": summary},
+            handle,
+            indent=2,
+        )
+    return summary

@@ -1,0 +1,152 @@
+"""KFP wrappers of the distilling step-by-step student steps.
+
+Bodies import the installed package: lightweight components drop anything defined outside the function, and the
+component image has tunekit installed (no pip at run time). ``tune_student_model`` exists twice: with the CPU image
+(the default, and what the local runner runs) and with the GPU image (``tune_student_model_gpu``), which
+:func:`gpu_training_op` turns into a Vertex AI custom training job on GPUs.
+"""
+
+from kfp import dsl
+
+from tunekit.components.common.image import GPU_IMAGE, IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def build_student_dataset(
+    rationale_dataset: dsl.Input[dsl.Dataset],
+    validation_dataset: dsl.Input[dsl.Dataset],
+    mode: str,
+    alpha: float,
+    label_prefix: str,
+    rationale_prefix: str,
+    max_input_tokens: int,
+    max_output_tokens: int,
+    no_truncate: bool,
+    validation_split: float,
+    student_backend: str,
+    student_model: str,
+    student_dataset: dsl.Output[dsl.Dataset],
+    eval_dataset: dsl.Output[dsl.Dataset],
+    metrics: dsl.Output[dsl.Metrics],
+):
+    """Builds the multi-task student data (and the label-only baseline's) and holds out the evaluation rows.
+
+    ``validation_dataset`` is a folder with ``validation.jsonl`` (data validation's normalised output; absent or
+    empty means: hold out ``validation_split`` of the gold-labelled rows). Over-long inputs and targets are
+    truncated and counted in ``metrics``, or fail the step with ``no_truncate``.
+    """
+    from tunekit.components.tuning.distill_steps import run_build_student_dataset
+
+    counts = run_build_student_dataset(
+        rationale_path=rationale_dataset.path,
+        validation_path=validation_dataset.path,
+        output_dir=student_dataset.path,
+        eval_path=eval_dataset.path,
+        mode=mode,
+        alpha=alpha,
+        label_prefix=label_prefix,
+        rationale_prefix=rationale_prefix,
+        max_input_tokens=max_input_tokens,
+        max_output_tokens=max_output_tokens,
+        no_truncate=no_truncate,
+        validation_split=validation_split,
+        student_backend=student_backend,
+        student_model=student_model,
+    )
+    for key, value in counts.items():
+        metrics.log_metric(key, float(value))
+    student_dataset.metadata.update(counts)
+    student_dataset.metadata.update({"mode": mode, "alpha": alpha})
+    from tunekit.components.tuning.prepare import fingerprint_files
+
+    student_dataset.metadata["fingerprint"] = fingerprint_files(rationale_dataset.path)
+
+
+def tune_student_model(
+    student_backend: str,
+    student_model: str,
+    task: str,
+    student_dataset: dsl.Input[dsl.Dataset],
+    baseline: bool,
+    enabled: bool,
+    teacher_model: str,
+    train_steps: int,
+    learning_rate: float,
+    batch_size: int,
+    lora_rank: int,
+    finetuning: str,
+    local_options: dict,
+    epoch_count: int,
+    learning_rate_multiplier: float,
+    adapter_size: int,
+    tuned_model_display_name: str,
+    labels: dict,
+    output_uri: str,
+    project: str,
+    location: str,
+    pipeline_job_name: str,
+    student: dsl.Output[dsl.Model],
+) -> str:
+    """Trains the student (or the label-only baseline); returns the deploy backend ('local' or 'vertex').
+
+    Open models get the weighted multi-task loss (LoRA or full fine-tuning, CPU or GPU with bf16); Gemini students
+    are tuned on Vertex (SFT on the multi-task data, or the distillation service), re-attaching on retry.
+    """
+    from tunekit.components.tuning.distill_steps import resolve_student_model, run_tune_student
+
+    record = run_tune_student(
+        student_backend=student_backend,
+        student_model=resolve_student_model(student_model, student.path),
+        task=task,
+        dataset_dir=student_dataset.path,
+        dataset_uri=student_dataset.uri,
+        model_path=student.path,
+        model_metadata=student.metadata,
+        baseline=baseline,
+        enabled=enabled,
+        teacher_model=teacher_model,
+        train_steps=train_steps,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        lora_rank=lora_rank,
+        finetuning=finetuning,
+        local_options=local_options,
+        epoch_count=epoch_count,
+        learning_rate_multiplier=learning_rate_multiplier,
+        adapter_size=adapter_size,
+        tuned_model_display_name=tuned_model_display_name,
+        labels=labels,
+        output_uri=output_uri,
+        project=project,
+        location=location,
+        pipeline_job_name=pipeline_job_name,
+    )
+    return "local" if record["student_backend"] == "local" else "vertex"
+
+
+# One body, two images: the GPU variant is wrapped in a custom training job by gpu_training_op.
+tune_student_model_gpu = dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)(tune_student_model)
+tune_student_model = dsl.component(base_image=IMAGE, install_kfp_package=False)(tune_student_model)
+
+
+def gpu_training_op(
+    accelerator_type: str = "NVIDIA_L4",
+    accelerator_count: int = 1,
+    machine_type: str = "g2-standard-12",
+    boot_disk_size_gb: int = 200,
+):
+    """The student-training component as a Vertex AI custom training job on GPUs (GPU image, bf16).
+
+    Chosen when the pipeline is compiled (``distilling_step_by_step.build_pipeline(gpu=...)``); the job runs in the
+    pipeline's project and region.
+    """
+    from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
+
+    return create_custom_training_job_from_component(
+        tune_student_model_gpu,
+        display_name="tune-student-gpu",
+        machine_type=machine_type,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        boot_disk_size_gb=boot_disk_size_gb,
+    )

@@ -1,0 +1,250 @@
+"""Gemini students on Vertex AI: supervised tuning on the multi-task data, or the Gemini distillation service.
+
+Two managed ways to get a Gemini student:
+
+- ``vertex`` (default): supervised fine-tuning (:func:`~tunekit.components.tuning.vertex.tune_gemini`) on the
+  distilling step-by-step data in the Gemini format: one example with the label prefix and the label, one with the
+  rationale prefix and the rationale, per input. Vertex SFT has no per-example loss weight, so ``alpha`` is
+  *approximated* by the ratio of label to rationale examples: with ``alpha = 0.5`` every input gives one of each;
+  with another alpha the rationale examples are sub-sampled (alpha > 0.5) or repeated (alpha < 0.5) so that the
+  rationale examples number ``labels * (1 - alpha) / alpha``. The effective loss is then
+  ``alpha * label_loss + (1 - alpha) * rationale_loss`` in expectation over the examples, not per batch, and each
+  example's loss is summed over its tokens by Vertex, so long rationales weigh more than their count says.
+- ``vertex_distillation``: Vertex's own distillation (``TuningMethod.DISTILLATION`` with ``base_teacher_model``)
+  on the prompts alone: the service asks the teacher itself. It is in early access: a project without access gets
+  its request refused, and this module says so in the error.
+
+Both create at most one tuning job per step, re-attaching on retry through a state file (see ``tuning.vertex``).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.genai import types
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.tuning.distill import LABEL_TASK, RATIONALE_TASK
+
+#: Student backends on Vertex AI.
+VERTEX_SFT = "vertex"
+VERTEX_DISTILLATION = "vertex_distillation"
+DEFAULT_GEMINI_STUDENT = "gemini-2.5-flash-lite"
+
+
+def to_gemini_row(example: Mapping) -> dict:
+    """One student example (``prompt``, ``completion``) in the Gemini tuning format."""
+    return {
+        "contents": [
+            {"role": "user", "parts": [{"text": str(example["prompt"])}]},
+            {"role": "model", "parts": [{"text": str(example["completion"])}]},
+        ]
+    }
+
+
+def balance_for_alpha(examples: Sequence[Mapping], alpha: float, seed: int = 0) -> list[dict]:
+    """Approximates the loss weight ``alpha`` by the number of rationale examples per label example.
+
+    Label examples are all kept; rationale examples are sub-sampled or repeated to
+    ``round(labels * (1 - alpha) / alpha)``, chosen reproducibly by ``seed``. Other tasks pass through. The result is
+    shuffled so that the two tasks mix in every batch.
+
+    Raises:
+        UserError: ``alpha`` is not in (0, 1].
+    """
+    if not 0.0 < alpha <= 1.0:
+        raise UserError(
+            f"a Gemini student needs 0 < alpha <= 1 (alpha is approximated by example counts); got {alpha}",
+            field="alpha",
+        )
+    labels = [dict(e) for e in examples if e.get("task") == LABEL_TASK]
+    rationales = [dict(e) for e in examples if e.get("task") == RATIONALE_TASK]
+    others = [dict(e) for e in examples if e.get("task") not in (LABEL_TASK, RATIONALE_TASK)]
+    rng = random.Random(seed)
+    wanted = round(len(labels) * (1.0 - alpha) / alpha) if rationales else 0
+    chosen: list[dict] = []
+    while rationales and len(chosen) + len(rationales) <= wanted:
+        chosen.extend(rationales)
+    if rationales and len(chosen) < wanted:
+        chosen.extend(rng.sample(rationales, wanted - len(chosen)))
+    rows = labels + chosen + others
+    rng.shuffle(rows)
+    return rows
+
+
+def prompt_only_row(example: Mapping) -> dict:
+    """A prompt for the distillation service (a user turn, no answer: the teacher writes it)."""
+    return {"contents": [{"role": "user", "parts": [{"text": str(example["prompt"])}]}]}
+
+
+def build_distillation_config(
+    *,
+    base_teacher_model: str,
+    validation_dataset_uri: str | None = None,
+    epoch_count: int | None = None,
+    learning_rate_multiplier: float | None = None,
+    adapter_size: int | None = None,
+    tuned_model_display_name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    output_uri: str | None = None,
+) -> types.CreateTuningJobConfig:
+    """The ``CreateTuningJobConfig`` of a DISTILLATION job, with only the fields that are set."""
+    from tunekit.components.tuning.vertex import ADAPTER_SIZES
+
+    kwargs: dict[str, Any] = {"method": types.TuningMethod.DISTILLATION, "base_teacher_model": base_teacher_model}
+    if validation_dataset_uri:
+        kwargs["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_dataset_uri)
+    if epoch_count:
+        kwargs["epoch_count"] = int(epoch_count)
+    if learning_rate_multiplier:
+        kwargs["learning_rate_multiplier"] = float(learning_rate_multiplier)
+    if adapter_size:
+        kwargs["adapter_size"] = ADAPTER_SIZES[adapter_size]
+    if tuned_model_display_name:
+        kwargs["tuned_model_display_name"] = tuned_model_display_name
+    if labels:
+        kwargs["labels"] = dict(labels)
+    if output_uri:
+        kwargs["output_uri"] = output_uri
+    return types.CreateTuningJobConfig(**kwargs)
+
+
+ACCESS_HINT = (
+    "The Gemini distillation service (tuning method DISTILLATION with a base teacher model) is in early access on "
+    "Vertex AI, and this project may not have access to it. Ask Google Cloud for access, or use "
+    "student_backend: vertex (supervised tuning of the Gemini student on the distilling step-by-step data)"
+)
+
+
+def distill_gemini(
+    *,
+    project: str,
+    location: str,
+    student_model: str,
+    teacher_model: str,
+    prompt_dataset_uri: str,
+    state_path: str,
+    validation_dataset_uri: str | None = None,
+    epoch_count: int | None = None,
+    learning_rate_multiplier: float | None = None,
+    adapter_size: int | None = None,
+    tuned_model_display_name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    output_uri: str | None = None,
+    client: Any = None,
+    poll_interval_s: float = 30.0,
+    max_poll_interval_s: float = 300.0,
+    timeout_s: float | None = None,
+):
+    """Runs a Vertex AI distillation job (``DISTILLATION``) and waits for the student, creating at most one job.
+
+    Args:
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        student_model: The Gemini model to tune (a tunable model id).
+        teacher_model: The base teacher model (``base_teacher_model``), e.g. ``gemini-2.5-pro``.
+        prompt_dataset_uri: ``gs://`` URI of prompt-only rows in the Gemini format.
+        state_path: The state file that lets a retried step re-attach to its job.
+        validation_dataset_uri: ``gs://`` URI of validation rows, if any.
+        epoch_count: Epochs (Vertex chooses when unset).
+        learning_rate_multiplier: Learning-rate multiplier (Vertex chooses when unset).
+        adapter_size: LoRA adapter size (Vertex chooses when unset).
+        tuned_model_display_name: The tuned model's display name.
+        labels: Job labels.
+        output_uri: ``gs://`` prefix for the job's outputs.
+        client: A google-genai client (default: ``make_genai_client(project, location)``).
+        poll_interval_s: First wait between polls.
+        max_poll_interval_s: Cap on the wait between polls.
+        timeout_s: Give up waiting after this long (the job keeps running; a retry re-attaches).
+
+    Returns:
+        A :class:`~tunekit.components.tuning.vertex.TunedGemini`.
+
+    Raises:
+        UserError: Bad arguments, or Vertex refused the job (with :data:`ACCESS_HINT`).
+        TuningJobFailed: The job failed.
+    """
+    from tunekit.components.model_clients.vertex import make_genai_client, sanitize_labels
+    from tunekit.components.tuning import vertex as gv
+
+    gv.check_tuning_args(
+        base_model=student_model,
+        training_dataset_uri=prompt_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
+        epoch_count=epoch_count,
+        learning_rate_multiplier=learning_rate_multiplier,
+        adapter_size=adapter_size,
+        output_uri=output_uri,
+    )
+    if not teacher_model:
+        raise UserError("the distillation service needs a base teacher model", field="teacher_model")
+    student_model = gv.normalize_base_model(student_model)
+    teacher_model = gv.normalize_base_model(teacher_model)
+    state = gv.read_state(state_path)
+    gv._check_state_matches(state, state_path, base_model=student_model, training_dataset_uri=prompt_dataset_uri)
+    client = client if client is not None else make_genai_client(project, location)
+    job = None
+    resumed = False
+    if state.get("job_name"):
+        job = gv._get_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
+        resumed = True
+    elif state.get("request_id"):
+        job = gv._with_retries(
+            lambda: gv._find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
+        )
+        resumed = job is not None
+    if job is None:
+        request_id = state.get("request_id") or uuid.uuid4().hex
+        state = {
+            "request_id": request_id,
+            "method": "DISTILLATION",
+            "base_model": student_model,
+            "base_teacher_model": teacher_model,
+            "training_dataset_uri": prompt_dataset_uri,
+            "project": project,
+            "location": location,
+        }
+        gv.write_state(state_path, state)
+        config = build_distillation_config(
+            base_teacher_model=teacher_model,
+            validation_dataset_uri=validation_dataset_uri,
+            epoch_count=epoch_count,
+            learning_rate_multiplier=learning_rate_multiplier,
+            adapter_size=adapter_size,
+            tuned_model_display_name=tuned_model_display_name,
+            labels={**sanitize_labels(dict(labels or {})), gv.REQUEST_LABEL: request_id},
+            output_uri=output_uri,
+        )
+        try:
+            job = gv._create_job(
+                client, request_id, student_model, prompt_dataset_uri, config, min(poll_interval_s, 2.0)
+            )
+        except UserError as exc:
+            raise UserError(f"{exc.message}. {ACCESS_HINT}", field="student_backend") from exc
+    if state.get("job_name") != job.name:
+        state = {**state, "job_name": job.name, "console_url": gv._console_url(job.name or "")}
+        gv.write_state(state_path, state)
+    job = gv._wait(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, None)
+    tuned = job.tuned_model
+    if tuned is None or not tuned.model:
+        raise RuntimeError(f"Distillation job {job.name} succeeded but reports no tuned model")
+    result = gv.TunedGemini(
+        job_name=job.name or "",
+        state=gv._state_name(job),
+        tuned_model=tuned.model,
+        endpoint=tuned.endpoint or "",
+        base_model=student_model,
+        project=project,
+        location=location,
+        training_dataset_uri=prompt_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
+        resumed=resumed,
+        create_time=gv._timestamp(job.create_time),
+        end_time=gv._timestamp(job.end_time),
+        console_url=gv._console_url(job.name or ""),
+    )
+    gv.write_state(state_path, {**state, "state": result.state, "tuned_model": result.tuned_model})
+    return result

@@ -1,0 +1,335 @@
+"""The distilling step-by-step pipeline: validate, teacher rationales and labels, student, evaluate, deploy.
+
+Steps: validate → teacher rationales (and labels) → student data → tune → evaluate → deploy if the gate passes.
+
+A large teacher explains each answer (few-shot chain of thought); a small student learns to predict the label and,
+as a second task told apart by a prefix, to write the teacher's rationale (Hsieh et al., 2023). Rows without a
+label take the answer of the teacher's chain of thought, so one teacher call per row gives both the label and the
+rationale. The student runs the label task only at serving time.
+
+Students: an open Hugging Face model trained with the true weighted loss (``student_backend: local``, the local
+runner or, compiled with :func:`build_pipeline`'s ``gpu``, a Vertex AI custom training job on GPUs), a Gemini model
+tuned on Vertex with SFT on the multi-task data (``vertex``), or Vertex's Gemini distillation service
+(``vertex_distillation``, early access).
+"""
+
+from dataclasses import dataclass
+
+from kfp import dsl
+
+from tunekit.components.data_validation.component import validate_data
+from tunekit.components.deployment.component import deploy_model
+from tunekit.components.evaluation.distill_component import evaluate_distillation
+from tunekit.components.rationale_extraction.component import extract_rationales
+from tunekit.components.tuning.distill_component import build_student_dataset, gpu_training_op, tune_student_model
+from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+
+PIPELINE_NAME = "distilling-step-by-step"
+
+
+@dataclass
+class DistillingStepByStepConfig:
+    """Everything a distilling step-by-step run takes; the fields are the pipeline's parameters, one for one."""
+
+    train_dataset_uri: str = field(
+        "",
+        "Training inputs as text pairs (input_text, output_text optional: labelled, unlabelled or mixed); a local "
+        "path or gs:// URI. Required.",
+    )
+    validation_dataset_uri: str = field(
+        "", "Labelled evaluation rows (text pairs); '' holds out `validation_split` of the gold-labelled rows."
+    )
+    validation_split: float = field(0.1, "Share of gold-labelled rows held out when no validation data is given.")
+    task: str = field(
+        "generic",
+        "classification, summarization, extractive_qa or generic: validation checks, default steps, metrics.",
+    )
+    rationale_task_type: str = field(
+        "",
+        "Chain-of-thought template: multiple_choice, nli, math, classification, extractive_qa or generic ('' "
+        "follows `task`).",
+    )
+    classes: list = field([], "Classification: the allowed classes, listed in every teacher prompt.")
+    instruction: str = field("", "Replaces the template's instruction to the teacher ('' keeps it).")
+    exemplars_uri: str = field(
+        "", "Few-shot exemplars: JSONL rows with the task's fields, a `rationale` and an `answer`."
+    )
+    num_exemplars: int = field(4, "Exemplars per teacher prompt, drawn once with a fixed seed (0: zero-shot).")
+    teacher_backend: str = field(
+        "vertex",
+        "vertex, vertex_batch, openai (any OpenAI-compatible server), hf, or scripted (answers read from "
+        "`teacher_script_uri`: no model is called; for offline demos and tests).",
+    )
+    teacher_model: str = field(
+        "gemini-2.5-pro",
+        "The teacher: a Gemini model, a served model name, a model directory (cost key if scripted).",
+    )
+    teacher_options: dict = field(
+        {}, "Teacher backend options: `base_url` and `api_key_env` for openai; `staging_uri` for vertex_batch."
+    )
+    teacher_engine_options: dict = field(
+        {}, "Request engine options: concurrency, requests_per_minute, tokens_per_minute, timeout_s, max_attempts."
+    )
+    teacher_script_uri: str = field("", "Scripted teacher: JSONL of `input_text` and `completion` (raw CoT text).")
+    teacher_cache_uri: str = field(
+        "",
+        "Response cache shared across runs (a folder or gs:// prefix); '' keeps one per step (retries reuse it).",
+    )
+    n_samples: int = field(
+        1, "Teacher samples per row (self-consistency: majority answer); >1 needs temperature > 0."
+    )
+    teacher_temperature: float = field(0.0, "Teacher sampling temperature.")
+    teacher_max_output_tokens: int = field(512, "The most tokens of one teacher completion.")
+    keep_disagreeing: bool = field(
+        False, "Keep rationales whose answer disagrees with the row's gold label (dropped and counted by default)."
+    )
+    mode: str = field(
+        "multitask",
+        "multitask (distilling step-by-step), standard (label only) or cot (target: rationale, then answer).",
+    )
+    alpha: float = field(
+        0.5,
+        "Label-task weight: loss = alpha * label + (1 - alpha) * rationale. Gemini students approximate it by the "
+        "ratio of label to rationale examples.",
+    )
+    label_prefix: str = field("predict: ", "Task prefix of label examples (and of serving prompts).")
+    rationale_prefix: str = field("explain: ", "Task prefix of rationale examples.")
+    max_input_tokens: int = field(7168, "Student inputs over this many tokens are truncated (counted).")
+    max_output_tokens: int = field(1024, "Student targets over this many tokens are truncated (counted).")
+    no_truncate: bool = field(False, "Fail on over-long inputs or targets instead of truncating them.")
+    student_backend: str = field(
+        "vertex",
+        "local (open HF model, true weighted loss), vertex (Gemini SFT on the multi-task data) or "
+        "vertex_distillation (Gemini distillation service with `teacher_model` as base teacher; early access).",
+    )
+    student_model: str = field(
+        "gemini-2.5-flash-lite",
+        "A tunable Gemini model, or a local model directory (T5-style seq2seq or causal; 'tiny-random:t5' builds "
+        "a tiny random one for demos).",
+    )
+    train_baseline: bool = field(
+        False, "Also train a label-only student on the same rows with the same budget, and compare."
+    )
+    train_steps: int = field(
+        0, "Local: optimizer steps (0: the middle of the SPEC's distillation range for the task)."
+    )
+    learning_rate: float = field(0.0, "Local: learning rate (0: the trainer's default).")
+    batch_size: int = field(0, "Local: inputs per step (0: the trainer's default).")
+    lora_rank: int = field(0, "Local: LoRA rank (0: the trainer's default).")
+    finetuning: str = field("lora", "Local: lora, or full (every weight; small students, students from scratch).")
+    local_options: dict = field({}, "Local: further DistillTuningConfig fields (precision, device, seed...).")
+    epoch_count: int = field(0, "Vertex: epochs (0 lets Vertex choose).")
+    learning_rate_multiplier: float = field(0.0, "Vertex: learning-rate multiplier (0 lets Vertex choose).")
+    adapter_size: int = field(0, "Vertex: LoRA adapter size 1, 2, 4, 8 or 16 (0 lets Vertex choose).")
+    tuned_model_display_name: str = field("", "Vertex: display name of the tuned student.")
+    labels: dict = field({}, "Labels for tuning jobs and the deployed model (lineage labels are added).")
+    output_uri: str = field("", "Vertex: gs:// folder for the tuning job's outputs ('' for the default).")
+    evaluate_teacher: bool = field(True, "Score the teacher on the evaluation rows too (teacher calls are paid).")
+    max_eval_examples: int = field(200, "Evaluation rows scored (0 for all).")
+    max_prediction_tokens: int = field(64, "Tokens a student generates per answer (at least 256 for cot).")
+    min_student_metric: float = field(
+        0.0, "Gate: the student's accuracy (ROUGE-L / token F1 for summarization / QA) must reach this."
+    )
+    min_improvement_over_baseline: float = field(
+        0.0, "Gate, with a baseline: the student must beat it by at least this much."
+    )
+    price_table: dict = field(
+        {}, "Prices per million tokens by model ({model: {input: $, output: $}}) over the built-in list prices."
+    )
+    student_cost_per_hour: float = field(
+        0.75, "Open student: assumed serving machine price (USD/hour) for its cost per 1,000 predictions."
+    )
+    purpose: str = field(PIPELINE_NAME, "What the model serves; the deployed student becomes its champion.")
+    local_registry: str = field("", "Local: registry JSON file (the CLI sets one under the output root).")
+    strict_validation: bool = field(False, "Fail validation on warnings too, not only on errors.")
+    project: str = field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
+    location: str = field(LOCATION_PLACEHOLDER, "Google Cloud region; by default the pipeline job's own.")
+
+
+def build_pipeline(gpu: dict | None = None):
+    """Builds the pipeline; ``gpu`` (``gpu_training_op``'s arguments) trains open students on a Vertex GPU job.
+
+    The choice is made when compiling: the default (CPU) pipeline is what ``compiled/`` holds and the local runner
+    runs; ``build_pipeline(gpu={"accelerator_type": "NVIDIA_L4"})`` compiles one whose student (and baseline)
+    training is a Vertex AI custom training job with the GPU image (bf16, tokens per second in the record).
+    """
+    tune_op = gpu_training_op(**gpu) if gpu is not None else tune_student_model
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Teacher rationales and labels, a multi-task student, evaluation beside the teacher, deploy if better.",
+    )
+    def distilling_step_by_step_pipeline(
+        train_dataset_uri: str,
+        validation_dataset_uri: str = "",
+        validation_split: float = 0.1,
+        task: str = "generic",
+        rationale_task_type: str = "",
+        classes: list = [],  # noqa: B006 - KFP reads defaults from the signature
+        instruction: str = "",
+        exemplars_uri: str = "",
+        num_exemplars: int = 4,
+        teacher_backend: str = "vertex",
+        teacher_model: str = "gemini-2.5-pro",
+        teacher_options: dict = {},  # noqa: B006
+        teacher_engine_options: dict = {},  # noqa: B006
+        teacher_script_uri: str = "",
+        teacher_cache_uri: str = "",
+        n_samples: int = 1,
+        teacher_temperature: float = 0.0,
+        teacher_max_output_tokens: int = 512,
+        keep_disagreeing: bool = False,
+        mode: str = "multitask",
+        alpha: float = 0.5,
+        label_prefix: str = "predict: ",
+        rationale_prefix: str = "explain: ",
+        max_input_tokens: int = 7168,
+        max_output_tokens: int = 1024,
+        no_truncate: bool = False,
+        student_backend: str = "vertex",
+        student_model: str = "gemini-2.5-flash-lite",
+        train_baseline: bool = False,
+        train_steps: int = 0,
+        learning_rate: float = 0.0,
+        batch_size: int = 0,
+        lora_rank: int = 0,
+        finetuning: str = "lora",
+        local_options: dict = {},  # noqa: B006
+        epoch_count: int = 0,
+        learning_rate_multiplier: float = 0.0,
+        adapter_size: int = 0,
+        tuned_model_display_name: str = "",
+        labels: dict = {},  # noqa: B006
+        output_uri: str = "",
+        evaluate_teacher: bool = True,
+        max_eval_examples: int = 200,
+        max_prediction_tokens: int = 64,
+        min_student_metric: float = 0.0,
+        min_improvement_over_baseline: float = 0.0,
+        price_table: dict = {},  # noqa: B006
+        student_cost_per_hour: float = 0.75,
+        purpose: str = PIPELINE_NAME,
+        local_registry: str = "",
+        strict_validation: bool = False,
+        project: str = PROJECT_PLACEHOLDER,
+        location: str = LOCATION_PLACEHOLDER,
+    ):
+        """Distilling step-by-step, end to end; see :class:`DistillingStepByStepConfig` for every parameter."""
+        validation = validate_data(
+            train_dataset_uri=train_dataset_uri,
+            validation_dataset_uri=validation_dataset_uri,
+            method="distillation",
+            task=task,
+            base_model=student_model,
+            strict=strict_validation,
+        ).set_display_name("validate-data")
+        # The URIs name data that can change under the same name; a cached result would hide the change.
+        validation.set_caching_options(False)
+        rationales = extract_rationales(
+            dataset=validation.outputs["normalised_dataset"],
+            task=task,
+            task_type=rationale_task_type,
+            exemplars_uri=exemplars_uri,
+            num_exemplars=num_exemplars,
+            teacher_backend=teacher_backend,
+            teacher_model=teacher_model,
+            teacher_script_uri=teacher_script_uri,
+            teacher_options=teacher_options,
+            teacher_engine_options=teacher_engine_options,
+            teacher_cache_uri=teacher_cache_uri,
+            n_samples=n_samples,
+            temperature=teacher_temperature,
+            max_output_tokens=teacher_max_output_tokens,
+            keep_disagreeing=keep_disagreeing,
+            instruction=instruction,
+            classes=classes,
+            price_table=price_table,
+            project=project,
+            location=location,
+        )
+        # Paid teacher calls: a retry answers what it can from the step's response cache.
+        rationales.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+        student_data = build_student_dataset(
+            rationale_dataset=rationales.outputs["rationale_dataset"],
+            validation_dataset=validation.outputs["normalised_dataset"],
+            mode=mode,
+            alpha=alpha,
+            label_prefix=label_prefix,
+            rationale_prefix=rationale_prefix,
+            max_input_tokens=max_input_tokens,
+            max_output_tokens=max_output_tokens,
+            no_truncate=no_truncate,
+            validation_split=validation_split,
+            student_backend=student_backend,
+            student_model=student_model,
+        )
+        tuning_args = dict(
+            student_backend=student_backend,
+            student_model=student_model,
+            task=task,
+            student_dataset=student_data.outputs["student_dataset"],
+            teacher_model=teacher_model,
+            train_steps=train_steps,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            lora_rank=lora_rank,
+            finetuning=finetuning,
+            local_options=local_options,
+            epoch_count=epoch_count,
+            learning_rate_multiplier=learning_rate_multiplier,
+            adapter_size=adapter_size,
+            tuned_model_display_name=tuned_model_display_name,
+            labels=labels,
+            output_uri=output_uri,
+            project=project,
+            location=location,
+            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        tuning = tune_op(baseline=False, enabled=True, **tuning_args).set_display_name("tune-student")
+        # A tuning job is paid work: a retried Vertex step re-attaches to the job it started.
+        tuning.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+        # Always present so evaluation has one input to read; it trains nothing unless train_baseline is set.
+        baseline = tune_op(baseline=True, enabled=train_baseline, **tuning_args).set_display_name("tune-baseline")
+        baseline.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+        evaluation = evaluate_distillation(
+            task=task,
+            task_type=rationale_task_type,
+            eval_dataset=student_data.outputs["eval_dataset"],
+            student=tuning.outputs["student"],
+            baseline=baseline.outputs["student"],
+            evaluate_teacher=evaluate_teacher,
+            teacher_backend=teacher_backend,
+            teacher_model=teacher_model,
+            teacher_script_uri=teacher_script_uri,
+            teacher_options=teacher_options,
+            teacher_engine_options=teacher_engine_options,
+            teacher_cache_uri=teacher_cache_uri,
+            exemplars_uri=exemplars_uri,
+            num_exemplars=num_exemplars,
+            instruction=instruction,
+            classes=classes,
+            teacher_max_output_tokens=teacher_max_output_tokens,
+            max_eval_examples=max_eval_examples,
+            max_output_tokens=max_prediction_tokens,
+            min_student_metric=min_student_metric,
+            min_improvement_over_baseline=min_improvement_over_baseline,
+            price_table=price_table,
+            student_cost_per_hour=student_cost_per_hour,
+            project=project,
+            location=location,
+        )
+        with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
+            deploy_model(
+                backend=tuning.outputs["Output"],
+                tuned_model=tuning.outputs["student"],
+                train_dataset=student_data.outputs["student_dataset"],
+                evaluation_metrics=evaluation.outputs["metrics"],
+                purpose=purpose,
+                local_registry=local_registry,
+                pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            )
+
+    return distilling_step_by_step_pipeline
+
+
+distilling_step_by_step_pipeline = build_pipeline()
