@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunekit.components.evaluation.metrics import PRIMARY_METRIC, compute_metrics
+from tunekit.components.evaluation.metrics import compute_metrics
 from tunekit.components.model_clients.base import OK, Generation, GenerationConfig, ModelClient, Prompt
 from tunekit.components.rationale_extraction.parsing import answers_agree
 
@@ -236,8 +236,6 @@ def evaluate_teacher(
 
     # The teacher must not see the reference: strip every label column from its rows.
     queries = [{k: v for k, v in r.items() if k not in (*LABEL_KEYS, "reference")} for r in rows]
-    before = getattr(client, "calls", None)
-    del before
     out, counts = extract_rationales(
         queries,
         client,
@@ -363,16 +361,3 @@ def run_evaluate_distillation(
                 "accuracy is 1 by construction, and the students' is their agreement with it.\n"
             )
     return scores, passed, reason, table
-
-
-__all__ = [
-    "PRIMARY_METRIC",
-    "ModelScore",
-    "decide_gate",
-    "evaluate_student",
-    "evaluate_teacher",
-    "gate_metric",
-    "render_table",
-    "run_evaluate_distillation",
-    "score",
-]
