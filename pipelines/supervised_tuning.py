@@ -3,9 +3,10 @@
 One compiled spec, two runtimes: ``backend: vertex`` tunes Gemini with Vertex AI's managed tuning (run it on
 Vertex AI Pipelines); ``backend: local`` tunes an open Hugging Face model with LoRA (run it with the local KFP
 runner, or on Vertex with the GPU image).
+
+No ``from __future__ import annotations`` here: KFP reads the pipeline's parameter types from real annotations.
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 

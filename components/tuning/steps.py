@@ -140,10 +140,7 @@ def run_tune(
             options["batch_size"] = batch_size
         if lora_rank:
             options["lora_r"] = lora_rank
-        try:
-            config = LocalTuningConfig(**options)
-        except TypeError as exc:
-            raise UserError(f"unknown local training option ({exc})", field="local_options") from None
+        config = LocalTuningConfig.from_dict(options)
         training = tune_local(base_model, train_path, validation_path or None, model_path, config)
         summary = {"backend": "local", "base_model": base_model, "model_dir": model_path, "training": training}
     else:
