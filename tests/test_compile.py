@@ -46,7 +46,7 @@ def test_spec_starts_with_validation_and_gates_deployment(tmp_path):
     tasks = spec["root"]["dag"]["tasks"]
     assert "validate-data" in tasks
     assert tasks["prepare-supervised-data"]["dependentTasks"] == ["validate-data"]
-    assert "condition-gate-passed-1" in tasks
+    assert tasks["condition-1"]["dependentTasks"][0] == "evaluate-supervised"
     no_env = open(tmp_path / "s.yaml").read()
     assert os.environ.get("HOME", "/nonexistent-home") not in no_env
     assert "{{$.pipeline_google_cloud_project_id}}" in no_env
