@@ -20,7 +20,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    return Console(stderr=False, highlight=False, soft_wrap=True)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -43,15 +43,25 @@ def _method_names() -> list[str]:
 
 
 def _load(args):
+    import inspect
+
     from tunekit.pipelines.config import load_config
     from tunekit.pipelines.registry import get_method
 
     method = get_method(args.method)
-    _, config_cls = method.load()
+    pipeline_func, config_cls = method.load()
     config = load_config(config_cls, args.config, args.overrides)
-    if hasattr(config, "train_dataset_uri") and not config.train_dataset_uri:
+    # The pipeline's parameters without a default are the ones a run cannot do without.
+    signature = inspect.signature(pipeline_func.pipeline_func)
+    missing = [
+        name
+        for name, param in signature.parameters.items()
+        if param.default is inspect.Parameter.empty and getattr(config, name, "") in ("", None)
+    ]
+    if missing:
         raise UserError(
-            "train_dataset_uri is required: set it in the config or with --set", path=args.config or "config"
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: set it in the config or with --set",
+            path=args.config or "config",
         )
     return method, config
 
@@ -65,25 +75,31 @@ def cmd_compile(args) -> int:
     return EXIT_OK
 
 
+#: Prefixes of evaluation metrics that name a model, in the order their columns are shown.
+MODEL_PREFIXES = ("teacher", "base", "baseline", "student", "tuned")
+
+
 def _print_run(console, method, result) -> None:
     from rich.table import Table
 
-    evaluation = result.task_outputs.get("evaluate-supervised", {})
-    metrics_meta = {}
-    for artifact in evaluation.get("artifacts", {}).get("metrics", {}).get("artifacts", []):
-        metrics_meta = artifact.get("metadata", {})
-    if metrics_meta:
-        names = sorted({k.split("_", 1)[1] for k in metrics_meta if k.startswith(("base_", "tuned_"))})
-        table = Table(title="Evaluation on held-out rows")
+    for task in sorted(t for t in result.task_outputs if t.startswith("evaluate-")):
+        metrics_meta: dict = {}
+        for artifact in result.task_outputs[task].get("artifacts", {}).get("metrics", {}).get("artifacts", []):
+            metrics_meta = artifact.get("metadata", {})
+        if not metrics_meta:
+            continue
+        columns = [p for p in MODEL_PREFIXES if any(k.startswith(p + "_") for k in metrics_meta)]
+        names = sorted({k.split("_", 1)[1] for k in metrics_meta for p in columns if k.startswith(p + "_")})
+        table = Table(title=f"Evaluation on held-out rows ({task})")
         table.add_column("metric")
-        table.add_column("base", justify="right")
-        table.add_column("tuned", justify="right")
+        for column in columns:
+            table.add_column(column, justify="right")
         for name in names:
-            table.add_row(
-                name,
-                f"{metrics_meta.get('base_' + name, float('nan')):.4f}",
-                f"{metrics_meta.get('tuned_' + name, float('nan')):.4f}",
-            )
+            cells = []
+            for column in columns:
+                value = metrics_meta.get(f"{column}_{name}")
+                cells.append(f"{value:.4f}" if isinstance(value, (int, float)) else "")
+            table.add_row(name, *cells)
         console.print(table)
         console.print(f"Gate: {metrics_meta.get('gate_reason', '?')}")
     console.print(f"\nRun folder: {result.run_dir}")
@@ -91,9 +107,22 @@ def _print_run(console, method, result) -> None:
         for name, artifact_list in result.task_outputs[task].get("artifacts", {}).items():
             for artifact in artifact_list.get("artifacts", []):
                 console.print(f"  {task}/{name}: {artifact.get('uri', '')}")
-    deploy = result.task_outputs.get("deploy-model")
-    if deploy:
-        console.print("Deployed: the tuned model is now the champion in the local registry.")
+    deployed = [t for t in result.task_outputs if t.startswith("deploy-")]
+    if deployed:
+        registry = next(
+            (
+                a.get("metadata", {}).get("registry")
+                for t in deployed
+                for group in result.task_outputs[t].get("artifacts", {}).values()
+                for a in group.get("artifacts", [])
+                if a.get("metadata", {}).get("registry")
+            ),
+            "",
+        )
+        console.print(
+            "Deployed: the tuned model is now the champion in the local registry"
+            + (f" ({registry})." if registry else ".")
+        )
     elif result.succeeded:
         console.print("Not deployed: the gate did not pass.")
 

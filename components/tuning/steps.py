@@ -6,6 +6,7 @@ Artifacts are passed as ``(path, metadata)``: the wrapper hands over ``artifact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -140,8 +141,19 @@ def run_tune(
             options["batch_size"] = batch_size
         if lora_rank:
             options["lora_r"] = lora_rank
+        # Pipeline dict parameters travel as protobuf Structs, where every number is a float: restore the ints.
+        int_fields = {f.name for f in dataclasses.fields(LocalTuningConfig) if f.type in (int, "int")}
+        for key, value in options.items():
+            if key in int_fields and isinstance(value, float) and value.is_integer():
+                options[key] = int(value)
         config = LocalTuningConfig.from_dict(options)
-        training = tune_local(base_model, train_path, validation_path or None, model_path, config)
+        every = max(1, config.max_steps // 20) if config.max_steps else 10
+
+        def progress(step: int, total: int, loss: float) -> None:
+            if step == 1 or step % every == 0 or step == total:
+                print(f"training step {step}/{total}  loss {loss:.4f}", flush=True)
+
+        training = tune_local(base_model, train_path, validation_path or None, model_path, config, progress=progress)
         summary = {"backend": "local", "base_model": base_model, "model_dir": model_path, "training": training}
     else:
         raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
