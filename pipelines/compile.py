@@ -28,7 +28,8 @@ def compile_method(
             text = handle.read()
     # Whole-string replacement of the exact default URIs: they only appear as executors' images.
     if gpu_image and gpu_image != GPU_IMAGE:
-        text = text.replace(f"image: {GPU_IMAGE}\n", f"image: {gpu_image}\n")
+        for key in ("image", "image_uri"):  # custom-job specs name the image `image_uri`
+            text = text.replace(f"{key}: {GPU_IMAGE}\n", f"{key}: {gpu_image}\n")
     if image and image != IMAGE:
         text = text.replace(f"image: {IMAGE}\n", f"image: {image}\n")
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)

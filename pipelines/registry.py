@@ -39,7 +39,12 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("supervised-tuning", "supervised_tuning", "supervised_tuning_pipeline", "SupervisedTuningConfig"),
-        Method("distilling-step-by-step", "distilling_step_by_step", "distilling_step_by_step_pipeline", "DistillingStepByStepConfig"),
+        Method(
+            "distilling-step-by-step",
+            "distilling_step_by_step",
+            "distilling_step_by_step_pipeline",
+            "DistillingStepByStepConfig",
+        ),
         Method("embedding-tuning", "embedding_tuning", "embedding_tuning_pipeline", "EmbeddingTuningConfig"),
     )
 }

@@ -7,7 +7,6 @@ runner, or on Vertex with the GPU image).
 No ``from __future__ import annotations`` here: KFP reads the pipeline's parameter types from real annotations.
 """
 
-
 from dataclasses import dataclass
 
 from kfp import dsl

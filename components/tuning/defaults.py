@@ -13,6 +13,7 @@ SFT_RECOMMENDATIONS: dict[str, tuple[int, tuple[int, int]]] = {
     "generic": (100, (100, 500)),
 }
 
+
 def check_task(task: str) -> str:
     """Returns ``task`` if known.
 

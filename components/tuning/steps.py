@@ -153,7 +153,9 @@ def run_tune(
             if step == 1 or step % every == 0 or step == total:
                 print(f"training step {step}/{total}  loss {loss:.4f}", flush=True)
 
-        training = tune_local(base_model, train_path, validation_path or None, model_path, config, progress=progress)
+        training = tune_local(
+            base_model, train_path, validation_path or None, model_path, config, progress=progress
+        )
         summary = {"backend": "local", "base_model": base_model, "model_dir": model_path, "training": training}
     else:
         raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
