@@ -412,21 +412,6 @@ class _Group:
     features: dict[str, Any] = field(default_factory=dict)
 
 
-def _precision(precision: str, device: str) -> Any:
-    import torch
-
-    from tunekit.components.model_clients.hf import half_dtype
-
-    if precision == "auto":
-        return half_dtype(device)
-    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision not in dtypes:
-        raise UserError(f"unknown precision '{precision}'; use auto, fp32, bf16 or fp16", field="precision")
-    if dtypes[precision] is not None and not device.startswith("cuda"):
-        raise UserError(f"precision '{precision}' needs a GPU; use fp32 or auto on CPU", field="precision")
-    return dtypes[precision]
-
-
 def task_weights(rows: Sequence[Mapping], alpha: float | None = None) -> dict[str, float]:
     """The loss weight of each task in the training rows (``alpha`` overrides the label/rationale split).
 
@@ -519,7 +504,9 @@ def tune_student(
         raise UserError("every task has weight 0; nothing to train", field="alpha")
 
     device = resolve_device(config.device)
-    dtype = _precision(config.precision, device)
+    from tunekit.components.tuning.local import resolve_precision
+
+    dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
     is_encoder_decoder = bool(AutoConfig.from_pretrained(base_model).is_encoder_decoder)
     auto_model = AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM

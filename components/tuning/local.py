@@ -245,7 +245,8 @@ def collate(features: list[_Features], pad_id: int, device: str) -> dict[str, An
     return batch
 
 
-def _resolve_precision(precision: str, device: str) -> Any:
+def resolve_precision(precision: str, device: str) -> Any:
+    """The torch dtype for ``precision`` (auto, fp32, bf16, fp16) on ``device``; None means fp32."""
     import torch
 
     if precision == "auto":
@@ -318,7 +319,7 @@ def tune_local(
     if config.max_steps <= 0 and config.epochs <= 0:
         raise UserError("set max_steps or epochs to a positive number", field="max_steps")
     device = resolve_device(config.device)
-    dtype = _resolve_precision(config.precision, device)
+    dtype = resolve_precision(config.precision, device)
     train_rows = read_prompt_completions(train_path)
     validation_rows = read_prompt_completions(validation_path) if validation_path else []
 
