@@ -15,6 +15,7 @@ def deploy_model(
     local_registry: str,
     pipeline_job_name: str,
     deployment: dsl.Output[dsl.Artifact],
+    data_fingerprint: str = "",
 ):
     """Records the tuned model as the one serving ``purpose`` (Vertex endpoint, or the local registry)."""
     from tunekit.components.deployment.steps import run_deploy
@@ -30,5 +31,6 @@ def deploy_model(
         pipeline_job_name=pipeline_job_name,
         local_registry_path=local_registry,
         deployment_path=deployment.path,
+        data_fingerprint=data_fingerprint,
     )
     deployment.metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})

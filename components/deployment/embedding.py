@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.deployment import local_registry
+from tunekit.components.deployment import champion, local_registry
 from tunekit.components.model_clients.vertex import base_url_override, sanitize_labels, static_credentials
 
 STATE_FILE = "deployment_state.json"
@@ -166,6 +166,7 @@ def run_deploy_embedding(
     accelerator_type: str = "NVIDIA_TESLA_A100",
     accelerator_count: int = 1,
     client: Any = None,
+    data_fingerprint: str = "",
 ) -> dict[str, Any]:
     """Makes the tuned embedding model the one serving ``purpose`` and writes a deployment record.
 
@@ -185,8 +186,12 @@ def run_deploy_embedding(
         accelerator_type: Vertex: serving accelerator ('' for none).
         accelerator_count: Vertex: accelerators per replica.
         client: Vertex: an ``EndpointServiceClient`` (tests).
+        data_fingerprint: The fingerprint of the training data (local field ``data_fingerprint``, Vertex label
+            ``tunekit-data-fp``).
     """
-    lineage = {"tunekit-pipeline-run": pipeline_job_name, "tunekit-purpose": purpose}
+    lineage = {"tunekit-pipeline-run": pipeline_job_name, "tunekit-purpose": champion.purpose_label(purpose)}
+    if data_fingerprint:
+        lineage[champion.DATA_FP_LABEL] = champion.fingerprint_label(data_fingerprint)
     if backend == "local":
         if not local_registry_path:
             raise UserError(
@@ -198,6 +203,8 @@ def run_deploy_embedding(
                 "model_dir": model_path,
                 "kind": "sentence-transformers",
                 "base_model": model_info.get("base_model", ""),
+                "data_fingerprint": data_fingerprint,
+                "pipeline_job_name": pipeline_job_name,
                 "metrics": metrics,
                 "gate": gate_reason,
                 "labels": lineage,

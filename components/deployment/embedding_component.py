@@ -19,6 +19,7 @@ def deploy_embedding_model(
     location: str,
     pipeline_job_name: str,
     deployment: dsl.Output[dsl.Artifact],
+    data_fingerprint: str = "",
 ):
     """Deploys the tuned embedding model: a new Vertex endpoint, or the champion entry of the local registry."""
     import json
@@ -50,5 +51,6 @@ def deploy_embedding_model(
         machine_type=machine_type,
         accelerator_type=accelerator_type,
         accelerator_count=accelerator_count,
+        data_fingerprint=data_fingerprint,
     )
     deployment.metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tunekit.components.deployment import local_registry
+from tunekit.components.deployment import champion, local_registry
 
 
 def run_deploy(
@@ -20,6 +20,7 @@ def run_deploy(
     pipeline_job_name: str,
     local_registry_path: str,
     deployment_path: str,
+    data_fingerprint: str = "",
 ) -> dict:
     """Makes the tuned model the one serving ``purpose`` and writes a deployment record.
 
@@ -34,8 +35,10 @@ def run_deploy(
     lineage = {
         "tunekit-pipeline-run": pipeline_job_name,
         "tunekit-dataset-fingerprint": dataset_fingerprint[:16],
-        "tunekit-purpose": purpose,
+        "tunekit-purpose": champion.purpose_label(purpose),
     }
+    if data_fingerprint:
+        lineage[champion.DATA_FP_LABEL] = champion.fingerprint_label(data_fingerprint)
     if backend == "local":
         if not local_registry_path:
             raise ValueError(
@@ -45,7 +48,10 @@ def run_deploy(
             local_registry_path,
             {
                 "model_dir": model_path,
+                "kind": champion.local_kind({"model_dir": model_path}),
                 "base_model": info.get("base_model", ""),
+                "data_fingerprint": data_fingerprint,
+                "pipeline_job_name": pipeline_job_name,
                 "metrics": metrics,
                 "gate": gate_reason,
                 "labels": lineage,

@@ -1,0 +1,218 @@
+"""Which model serves a purpose now: the ``champion``, locally or in the Vertex AI Model Registry.
+
+Local: the registry JSON file (:mod:`~tunekit.components.deployment.local_registry`); the champion is the entry
+of the purpose that holds the ``champion`` alias.
+
+Vertex: Model Registry models labelled ``tunekit-purpose=<purpose label>`` (see :func:`purpose_label`); the
+champion is the version that holds the version alias ``champion`` (read as ``MODEL@champion``). Its endpoint is
+the first of the version's deployed models; its data fingerprint is the label ``tunekit-data-fp``; the metrics
+the deploy step recorded are in the version description (``tunekit-metrics: {...}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunekit.components.common.errors import UserError
+
+CHAMPION = "champion"
+PURPOSE_LABEL = "tunekit-purpose"
+DATA_FP_LABEL = "tunekit-data-fp"
+RUN_LABEL = "tunekit-pipeline-run"
+PREVIOUS_LABEL = "tunekit-previous"
+BASE_MODEL_LABEL = "tunekit-base-model"
+METRICS_PREFIX = "tunekit-metrics: "
+#: Local registry ``kind`` values and what they are called in :attr:`Champion.extra` ``["kind"]``.
+_KINDS = {"sentence-transformers": "embedding"}
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
+
+
+@dataclass
+class Champion:
+    """The model serving a purpose.
+
+    Attributes:
+        purpose: What the model serves.
+        model: Local: the model directory. Vertex: ``projects/../models/ID@VERSION``.
+        endpoint: Vertex: the endpoint serving it ('' locally, or when it is not deployed).
+        base_model: The model it was tuned from, when recorded.
+        metrics: The evaluation metrics the deploy step recorded.
+        data_fingerprint: The fingerprint of the data it was trained on ('' when not recorded).
+        registry_id: Local: the registry entry's id. Vertex: the model resource name (without version).
+        backend: ``local`` or ``vertex``.
+        extra: Local: ``kind`` (``seq2seq``, ``causal``, ``embedding`` or ''), ``entry`` (the whole registry
+            entry). Vertex: ``version_id``, ``labels``, ``deployed_model_id``, ``version_aliases``.
+    """
+
+    purpose: str
+    model: str
+    endpoint: str = ""
+    base_model: str = ""
+    metrics: dict = field(default_factory=dict)
+    data_fingerprint: str = ""
+    registry_id: str = ""
+    backend: str = "local"
+    extra: dict = field(default_factory=dict)
+
+
+def purpose_label(purpose: str) -> str:
+    """The value of the ``tunekit-purpose`` label for ``purpose``: lowercase ``[a-z0-9_-]``, at most 63 chars."""
+    return _LABEL_BAD.sub("-", purpose.lower())[:63]
+
+
+def fingerprint_label(fingerprint: str) -> str:
+    """The value of the ``tunekit-data-fp`` label: the first 32 hex characters of the fingerprint."""
+    return _LABEL_BAD.sub("-", fingerprint.lower())[:32]
+
+
+def local_kind(entry: dict) -> str:
+    """``seq2seq``, ``causal`` or ``embedding`` for a local registry entry ('' when unknown)."""
+    kind = str(entry.get("kind", ""))
+    if kind:
+        return _KINDS.get(kind, kind)
+    model_dir = str(entry.get("model_dir", ""))
+    log = os.path.join(model_dir, "training_log.json")
+    if os.path.isfile(log):
+        try:
+            with open(log, encoding="utf-8") as handle:
+                encdec = json.load(handle).get("is_encoder_decoder")
+        except (OSError, ValueError):
+            encdec = None
+        if encdec is not None:
+            return "seq2seq" if encdec else "causal"
+    if os.path.isfile(os.path.join(model_dir, "modules.json")):
+        return "embedding"
+    return ""
+
+
+def champion_from_entry(entry: dict) -> Champion:
+    """A :class:`Champion` from a local registry entry."""
+    return Champion(
+        purpose=str(entry.get("purpose", "")),
+        model=str(entry.get("model_dir", "")),
+        base_model=str(entry.get("base_model", "") or ""),
+        metrics=dict(entry.get("metrics") or {}),
+        data_fingerprint=str(entry.get("data_fingerprint", "") or ""),
+        registry_id=str(entry.get("id", "")),
+        backend="local",
+        extra={"kind": local_kind(entry), "entry": entry},
+    )
+
+
+def parse_metrics(description: str) -> dict:
+    """The metrics in a version description written by the deploy step (``tunekit-metrics: {...}``)."""
+    for line in (description or "").splitlines():
+        if line.startswith(METRICS_PREFIX):
+            try:
+                value = json.loads(line[len(METRICS_PREFIX) :])
+            except ValueError:
+                return {}
+            return value if isinstance(value, dict) else {}
+    return {}
+
+
+def champion_from_model(purpose: str, model: Any) -> Champion:
+    """A :class:`Champion` from an aiplatform ``Model`` (a version that holds the ``champion`` alias)."""
+    base = model.name.split("@", 1)[0]
+    labels = dict(model.labels)
+    deployed = list(model.deployed_models)
+    return Champion(
+        purpose=purpose,
+        model=f"{base}@{model.version_id}" if model.version_id else base,
+        endpoint=deployed[0].endpoint if deployed else "",
+        base_model=labels.get(BASE_MODEL_LABEL, ""),
+        metrics=parse_metrics(model.version_description),
+        data_fingerprint=labels.get(DATA_FP_LABEL, ""),
+        registry_id=base,
+        backend="vertex",
+        extra={
+            "version_id": model.version_id,
+            "labels": labels,
+            "deployed_model_id": deployed[0].deployed_model_id if deployed else "",
+            "version_aliases": list(model.version_aliases),
+            "display_name": model.display_name,
+        },
+    )
+
+
+def find_vertex_champion(purpose: str, *, project: str, location: str, client: Any = None) -> Champion | None:
+    """The Model Registry version with alias ``champion`` among the models labelled with ``purpose``.
+
+    Args:
+        purpose: What the model serves.
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        client: A ``ModelServiceClient``; by default one from
+            :func:`~tunekit.components.deployment.vertex.make_model_service_client`.
+    """
+    from google.api_core import exceptions
+
+    if not project or not location:
+        raise UserError("finding a Vertex champion needs a project and a location", field="project")
+    if client is None:
+        from tunekit.components.deployment.vertex import make_model_service_client
+
+        client = make_model_service_client(location)
+    found = []
+    request = {
+        "parent": f"projects/{project}/locations/{location}",
+        "filter": f'labels.{PURPOSE_LABEL}="{purpose_label(purpose)}"',
+    }
+    seen = set()
+    for listed in client.list_models(request=request):
+        base = listed.name.split("@", 1)[0]
+        if base in seen:
+            continue
+        seen.add(base)
+        if CHAMPION in listed.version_aliases:
+            version = listed
+        else:
+            try:
+                version = client.get_model(name=f"{base}@{CHAMPION}")
+            except exceptions.NotFound:
+                continue
+        if CHAMPION in version.version_aliases:
+            found.append(version)
+    if not found:
+        return None
+    # One champion per purpose is kept by the deploy step; should two exist, the newest version wins.
+    newest = max(found, key=lambda m: m.version_update_time or m.update_time)
+    return champion_from_model(purpose, newest)
+
+
+def find_champion(
+    purpose: str,
+    *,
+    backend: str,
+    local_registry: str = "",
+    project: str = "",
+    location: str = "",
+    client: Any = None,
+) -> Champion | None:
+    """The model serving ``purpose`` now, or None when there is none.
+
+    Args:
+        purpose: What the model serves (the pipeline's ``purpose`` parameter).
+        backend: ``local`` or ``vertex``.
+        local_registry: Local: the registry JSON file (a missing file means no champion).
+        project: Vertex: the Google Cloud project.
+        location: Vertex: the region.
+        client: Vertex: a ``ModelServiceClient`` (tests); by default a REST client for ``location``.
+
+    Raises:
+        UserError: Unknown backend; no registry path for ``local``; an unreadable registry file.
+    """
+    if backend == "local":
+        from tunekit.components.deployment import local_registry as registry
+
+        if not local_registry:
+            raise UserError("finding a local champion needs the registry file", field="local_registry")
+        entry = registry.champion(local_registry, purpose)
+        return champion_from_entry(entry) if entry is not None else None
+    if backend == "vertex":
+        return find_vertex_champion(purpose, project=project, location=location, client=client)
+    raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
