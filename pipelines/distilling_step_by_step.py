@@ -21,6 +21,7 @@ from tunekit.components.data_validation.component import validate_data
 from tunekit.components.deployment.component import deploy_model
 from tunekit.components.evaluation.distill_component import evaluate_distillation
 from tunekit.components.rationale_extraction.component import extract_rationales
+from tunekit.components.teacher_labelling.component import label_with_teacher
 from tunekit.components.tuning.distill_component import build_student_dataset, gpu_training_op, tune_student_model
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
 
@@ -82,6 +83,11 @@ class DistillingStepByStepConfig:
     teacher_max_output_tokens: int = field(512, "The most tokens of one teacher completion.")
     keep_disagreeing: bool = field(
         False, "Keep rationales whose answer disagrees with the row's gold label (dropped and counted by default)."
+    )
+    label_mode: str = field(
+        "cot",
+        "How rows without a label get one: cot (the answer of the teacher's chain of thought: one call per row) or "
+        "separate (a few-shot label prompt first, then rationales checked against those labels: a second call).",
     )
     mode: str = field(
         "multitask",
@@ -179,6 +185,7 @@ def build_pipeline(gpu: dict | None = None):
         teacher_temperature: float = 0.0,
         teacher_max_output_tokens: int = 512,
         keep_disagreeing: bool = False,
+        label_mode: str = "cot",
         mode: str = "multitask",
         alpha: float = 0.5,
         label_prefix: str = "predict: ",
@@ -225,8 +232,29 @@ def build_pipeline(gpu: dict | None = None):
         ).set_display_name("validate-data")
         # The URIs name data that can change under the same name; a cached result would hide the change.
         validation.set_caching_options(False)
+        # Teacher labelling of the rows without a label; with label_mode 'cot' it passes the rows through.
+        labelling = label_with_teacher(
+            input_dataset=validation.outputs["normalised_dataset"],
+            label_mode=label_mode,
+            task=task,
+            classes=classes,
+            teacher_backend=teacher_backend,
+            teacher_model=teacher_model,
+            backend_options=teacher_options,
+            engine_options=teacher_engine_options,
+            seed_dataset_uri=exemplars_uri,
+            num_exemplars=num_exemplars,
+            evaluate_gold=False,
+            temperature=teacher_temperature,
+            price_table=price_table,
+            cache_uri=teacher_cache_uri,
+            teacher_script_uri=teacher_script_uri,
+            project=project,
+            location=location,
+        ).set_display_name("label-with-teacher")
+        labelling.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
         rationales = extract_rationales(
-            dataset=validation.outputs["normalised_dataset"],
+            dataset=labelling.outputs["labelled_dataset"],
             task=task,
             task_type=rationale_task_type,
             exemplars_uri=exemplars_uri,

@@ -60,21 +60,46 @@ def resolve_base_model(base_model: str, output_root: str) -> str:
     return target
 
 
+#: Backend values that call Google Cloud (``vertex``, ``vertex_batch``, ``vertex_distillation``...).
+CLOUD_BACKEND_PREFIX = "vertex"
+
+
+def cloud_backends(values: dict) -> list[str]:
+    """The parameters (``backend``, ``student_backend``, ``teacher_backend``...) whose backend calls Vertex AI."""
+    return [
+        name
+        for name, value in values.items()
+        if (name == "backend" or name.endswith("_backend"))
+        and isinstance(value, str)
+        and value.startswith(CLOUD_BACKEND_PREFIX)
+    ]
+
+
 def local_parameters(config, output_root: str) -> dict:
-    """The pipeline parameters for a local run of ``config``."""
+    """The pipeline parameters for a local run of ``config``.
+
+    The project and location placeholders only mean something on Vertex AI Pipelines: a run whose backends are all
+    local (``backend``, ``student_backend``, ``teacher_backend``... none of them ``vertex*``) gets '' for them; a run
+    with a Vertex backend must name the project and the location.
+
+    Raises:
+        UserError: A Vertex backend with the project or location left as a placeholder.
+    """
     values = parameter_values(config)
     if "base_model" in values:
         values["base_model"] = resolve_base_model(values["base_model"], output_root)
-    if values.get("backend") == "local":
-        # The cloud placeholders only mean something on Vertex AI Pipelines; the local runner cannot resolve them.
-        values["project"] = "" if values.get("project") == PROJECT_PLACEHOLDER else values.get("project", "")
-        values["location"] = "" if values.get("location") == LOCATION_PLACEHOLDER else values.get("location", "")
-    elif PROJECT_PLACEHOLDER in (values.get("project"), values.get("location")) or LOCATION_PLACEHOLDER in (
-        values.get("project"),
-        values.get("location"),
-    ):
+    placeholders = (PROJECT_PLACEHOLDER, LOCATION_PLACEHOLDER)
+    cloud = cloud_backends(values)
+    if not cloud:
+        # The local runner cannot resolve the placeholders, and nothing here calls Google Cloud.
+        for key in ("project", "location"):
+            if values.get(key) in placeholders:
+                values[key] = ""
+    elif values.get("project") in placeholders or values.get("location") in placeholders:
+        names = ", ".join(f"{name} '{values[name]}'" for name in cloud)
         raise UserError(
-            "a local run with backend 'vertex' calls Vertex AI: set project and location (--set project=P --set location=R)",
+            f"a local run with {names} calls Vertex AI: set project and location "
+            "(--set project=P --set location=R)",
             field="project",
         )
     if "local_registry" in values and not values["local_registry"]:

@@ -40,8 +40,15 @@ def test_config_fields_are_the_pipeline_parameters_one_for_one():
 def test_compiled_graph_validates_first_and_gates_deployment(tmp_path):
     path = compile_method(get_method("distilling-step-by-step"), str(tmp_path / "d.yaml"))
     spec = yaml.safe_load(open(path))
-    tasks = spec["root"]["dag"]["tasks"]
-    assert tasks["extract-rationales"]["dependentTasks"] == ["validate-data"]
+    # The steps may sit in nested graphs (a fingerprint check around the run, a gate-and-deploy sub-graph).
+    graphs = [spec["root"]] + [c for c in spec["components"].values() if "dag" in c]
+    tasks = {name: task for graph in graphs for name, task in graph["dag"]["tasks"].items()}
+    # validate -> teacher labelling (a pass-through unless label_mode is 'separate') -> rationale extraction
+    assert tasks["label-with-teacher"]["dependentTasks"] == ["validate-data"]
+    assert tasks["extract-rationales"]["dependentTasks"] == ["label-with-teacher"]
+    label_inputs = tasks["label-with-teacher"]["inputs"]["parameters"]
+    assert label_inputs["label_mode"]["componentInputParameter"] == "label_mode"
+    assert label_inputs["evaluate_gold"]["runtimeValue"]["constant"] is False  # only rows without a label
     assert any(name.startswith("condition-") for name in tasks)  # deploy runs only inside the gate
     assert set(tasks) >= {
         "build-student-dataset",
@@ -106,6 +113,134 @@ def test_rationale_extraction_step_with_the_scripted_teacher(tmp_path):
         cache_dir=str(tmp_path / "cache"),
     )
     assert again["kept"] == counts["kept"] and (tmp_path / "again.jsonl").read_text() == out.read_text()
+
+
+def _separate_labelling_rows(tmp_path):
+    """Rows, a teacher script with CoT completions and plain-prompt labels, and CoT exemplars."""
+    rows = [
+        {"input_text": "Ava has 4 pens, then buys 3 more. How many pens now?", "output_text": "7"},
+        {"input_text": "Ben has 9 cards, then loses 2. How many cards now?"},  # label and CoT agree
+        {"input_text": "Kim has 5 coins, then doubles them. How many coins now?"},  # label 10, CoT says 11
+        {"input_text": "Leo has 6 books, then sells 1. How many books now?"},  # no label answer: CoT's answer
+        {"input_text": "Zoe has 3 shells, then finds 2. How many shells now?"},  # nothing usable at all
+    ]
+    script = [
+        {"input_text": rows[0]["input_text"], "completion": "4 + 3 = 7. So the answer is 7.", "label": "7"},
+        {"input_text": rows[1]["input_text"], "completion": "9 - 2 = 7. So the answer is 7.", "label": "7"},
+        {"input_text": rows[2]["input_text"], "completion": "5 * 2 = 11. So the answer is 11.", "label": "10"},
+        {"input_text": rows[3]["input_text"], "completion": "6 - 1 = 5. So the answer is 5."},
+        {"input_text": rows[4]["input_text"], "completion": ""},
+    ]
+    exemplars = [
+        {
+            "question": "Eli has 2 pens, then buys 2 more. How many pens now?",
+            "rationale": "2 + 2 = 4.",
+            "answer": "4",
+        }
+    ]
+    paths = {}
+    for name, data in (("train", rows), ("script", script), ("exemplars", exemplars)):
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_text("".join(json.dumps(r) + "\n" for r in data))
+    return rows, paths
+
+
+def test_separate_labelling_then_rationales_accounts_for_every_row(tmp_path):
+    from tunekit.components.teacher_labelling.label import LabellingConfig
+    from tunekit.components.teacher_labelling.steps import run_labelling
+    from tunekit.components.tuning.distill_steps import run_build_student_dataset
+
+    rows, paths = _separate_labelling_rows(tmp_path)
+    labelled = tmp_path / "labelled.jsonl"
+    report = run_labelling(
+        input_path=str(paths["train"]),
+        output_path=str(labelled),
+        cache_dir=str(tmp_path / "label-cache"),
+        teacher_backend="scripted",
+        teacher_model="gemini-2.5-pro",
+        teacher_script_uri=str(paths["script"]),
+        config=LabellingConfig(task="generic", num_exemplars=1, evaluate_gold=False),
+        seed_dataset_uri=str(paths["exemplars"]),  # CoT exemplars serve the label prompt too
+    )
+    assert report["asked"] == 4 and report["labelled_by_teacher"] == 2 and report["exemplars"] == 1
+    assert report["statuses"] == {"not_requested": 1, "ok": 2, "empty": 2}
+    rationales = tmp_path / "rationales.jsonl"
+    counts = run_extract_rationales(
+        dataset_path=str(labelled),
+        output_path=str(rationales),
+        task="generic",
+        task_type="math",
+        exemplars_uri=str(paths["exemplars"]),
+        num_exemplars=1,
+        teacher_backend="scripted",
+        teacher_model="gemini-2.5-pro",
+        teacher_script_uri=str(paths["script"]),
+        cache_dir=str(tmp_path / "cot-cache"),
+    )
+    out = [json.loads(line) for line in rationales.read_text().splitlines()]
+    assert [r["input_text"] for r in out] == [r["input_text"] for r in rows]
+    # Checked against the teacher's own labels: the CoT that says 11 where the label prompt said 10 is dropped.
+    assert [r["rationale_kept"] for r in out] == [True, True, False, True, False]
+    assert counts["teacher_labelled"] == 2 and counts["dropped_disagreeing"] == 1
+    assert counts["accuracy"] == 1.0  # against the one gold label only, not the teacher's own labels
+    student = tmp_path / "student"
+    validation = tmp_path / "validation.jsonl"
+    validation.write_text(json.dumps({"input_text": "Max has 2 cards, then finds 5.", "output_text": "7"}) + "\n")
+    stats = run_build_student_dataset(
+        rationale_path=str(rationales),
+        validation_path=str(validation),
+        output_dir=str(student),
+        eval_path=str(tmp_path / "eval.jsonl"),
+    )
+    # One gold label, two from the label prompt, one from the chain of thought; the fifth row has none and is
+    # counted, not silently lost.
+    assert stats["inputs"] == 5 and stats["gold_labels"] == 1 and stats["teacher_labels"] == 3
+    assert stats["no_label"] == 1 and stats["rationale_dropped"] == 1 and stats["eval_rows"] == 1
+    examples = [json.loads(line) for line in (student / "train.jsonl").read_text().splitlines()]
+    labels = {e["prompt"]: e["completion"] for e in examples if e["task"] == "label"}
+    assert labels["predict: " + rows[2]["input_text"]] == "10"  # the separate label wins over the CoT's 11
+    assert labels["predict: " + rows[3]["input_text"]] == "5"
+
+
+def test_cot_label_mode_passes_rows_through_without_a_call(tmp_path):
+    from tunekit.components.teacher_labelling.steps import run_labelling
+
+    rows, paths = _separate_labelling_rows(tmp_path)
+    folder = tmp_path / "normalised"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(paths["train"].read_text())
+    report = run_labelling(
+        input_path=str(folder),  # data validation's folder layout
+        output_path=str(tmp_path / "out.jsonl"),
+        cache_dir="",
+        teacher_backend="vertex",  # would need a project: never built
+        teacher_model="gemini-2.5-pro",
+        config=None,
+        enabled=False,
+    )
+    assert report["asked"] == 0 and report["metrics"]["rows"] == 5
+    assert (tmp_path / "out.jsonl").read_text() == paths["train"].read_text()
+
+
+def test_local_parameters_clear_cloud_placeholders_only_without_vertex_backends(tmp_path):
+    from tunekit.components.common.errors import UserError
+    from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER
+    from tunekit.pipelines.local_run import local_parameters
+
+    local = DistillingStepByStepConfig(
+        train_dataset_uri="t.jsonl", teacher_backend="openai", student_backend="local"
+    )
+    assert local.project == PROJECT_PLACEHOLDER and local.location == LOCATION_PLACEHOLDER
+    values = local_parameters(local, str(tmp_path))
+    assert values["project"] == "" and values["location"] == ""
+    assert values["local_registry"].endswith("registry.json")
+    for teacher, student in (("vertex", "local"), ("vertex_batch", "local"), ("scripted", "vertex")):
+        config = dataclasses.replace(local, teacher_backend=teacher, student_backend=student)
+        with pytest.raises(UserError, match="set project and location"):
+            local_parameters(config, str(tmp_path))
+        named = dataclasses.replace(config, project="my-project", location="europe-west4")
+        values = local_parameters(named, str(tmp_path))
+        assert (values["project"], values["location"]) == ("my-project", "europe-west4")
 
 
 def test_sample_data_is_what_the_generator_writes(tmp_path, monkeypatch):

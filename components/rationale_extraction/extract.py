@@ -11,7 +11,8 @@ Input columns:
       ``hypothesis`` (NLI), ``question`` (math), ``text`` (classification), ``question`` and ``context``
       (extractive QA), ``input`` (generic); ``input_text`` is accepted for the single-text tasks.
     - Optionally a label to check the teacher against, the first present of :data:`LABEL_KEYS`: a gold label
-      (``label``, ``answer``, ``output_text``) or another teacher's (``teacher_label``).
+      (``label``, ``answer``, ``output_text``) or another teacher's (``teacher_label``, or ``output_text`` with
+      ``label_source: teacher`` as the teacher-labelling step writes it).
 
 Output columns (the input columns are kept as they are):
     - ``rationale`` (str): the teacher's reasoning before its answer, '' when there is none.
@@ -75,6 +76,7 @@ _COUNT_KEYS = (
     "agreeing",
     "disagreeing",
     "short_of_samples",
+    "teacher_labelled",
     "input_tokens",
     "output_tokens",
 )
@@ -90,6 +92,15 @@ OUTPUT_COLUMNS = (
     "rationale_kept",
     "votes",
 )
+
+
+def label_is_teacher(row: Mapping) -> bool:
+    """Whether a row's label came from a teacher (the labelling step's ``label_source``, or ``teacher_label``)."""
+    if row.get("label_source") == "teacher":
+        return True
+    return all(row.get(k) is None or str(row.get(k)).strip() == "" for k in LABEL_KEYS[:-1]) and (
+        row.get("teacher_label") is not None and str(row.get("teacher_label")).strip() != ""
+    )
 
 
 def row_label(row: Mapping) -> object:
@@ -180,7 +191,8 @@ def extract_rationales(
         The output rows, one per input row in order, and counts: ``total``, ``status_<status>`` for every status,
         ``kept``, ``dropped``, ``dropped_disagreeing``, ``kept_disagreeing``, ``dropped_no_rationale``,
         ``labelled``, ``agreeing``, ``disagreeing``, ``short_of_samples`` (rows that got fewer samples than asked),
-        ``input_tokens``, ``output_tokens``, and ``accuracy`` (agreeing / labelled) when some rows are labelled.
+        ``teacher_labelled`` (labelled rows whose label came from a teacher), ``input_tokens``, ``output_tokens``,
+        and ``accuracy`` (agreement with the gold labels only) when some rows have a gold label.
         An answered row without a rationale counts as ``dropped_no_rationale`` only, whatever its agreement.
 
     Raises:
@@ -234,6 +246,10 @@ def extract_rationales(
         if label is not None:
             counts["labelled"] += 1
             counts["agreeing" if agrees else "disagreeing"] += 1
+            if label_is_teacher(row):
+                counts["teacher_labelled"] += 1
+            else:
+                counts["gold_agreeing"] += bool(agrees)
         if chosen.status == OK and not chosen.rationale:
             counts["dropped_no_rationale"] += 1
         elif chosen.status == OK and agrees is False:
@@ -257,6 +273,8 @@ def extract_rationales(
     result = {"total": len(rows)}
     result.update({f"status_{s}": counts[f"status_{s}"] for s in ROW_STATUSES})
     result.update({key: counts[key] for key in _COUNT_KEYS})
-    if counts["labelled"]:
-        result["accuracy"] = counts["agreeing"] / counts["labelled"]
+    gold_labelled = counts["labelled"] - counts["teacher_labelled"]
+    if gold_labelled:
+        # Against gold labels only: agreeing with a label the teacher gave itself says nothing of its accuracy.
+        result["accuracy"] = counts["gold_agreeing"] / gold_labelled
     return out, result

@@ -40,25 +40,34 @@ class ScriptedTeacher(ModelClient):
 
     Token counts are estimated (about four characters a token), so cost reports still mean something.
 
+    A script may also hold, per row, the answer the teacher gives to a plain few-shot *label* prompt (column
+    ``label``, read with ``field="label"``: the teacher-labelling step's scripted teacher); a row without it is
+    unanswered there.
+
     Args:
         rows: The script rows.
+        field: The column holding the answers: ``completion`` (chain of thought) or ``label``.
     """
 
     backend = SCRIPTED
 
-    def __init__(self, rows: Sequence[Mapping]):
-        self.script: dict[str, str] = {}
+    def __init__(self, rows: Sequence[Mapping], field: str = "completion"):
+        self.script: dict[str, str | None] = {}
         for number, row in enumerate(rows, start=1):
             key = next((str(row[k]) for k in _INPUT_KEYS if isinstance(row.get(k), str)), None)
             if key is None or not isinstance(row.get("completion"), str):
                 raise UserError("a script row needs 'input_text' and 'completion' strings", line=number)
-            self.script[key] = row["completion"]
+            value = row.get(field)
+            if value is not None and not isinstance(value, str):
+                raise UserError(f"a script row's '{field}' must be a string", line=number)
+            # Every input stays a key (None: unanswered), so that its prompt is never answered for an exemplar.
+            self.script[key] = value
         # Longer inputs first, so that an input that contains another one wins when both appear at one place.
         self._keys = sorted(self.script, key=len, reverse=True)
 
     @classmethod
-    def from_jsonl(cls, path: str) -> ScriptedTeacher:
-        """Reads a script file (a local path or ``gs://`` URI).
+    def from_jsonl(cls, path: str, field: str = "completion") -> ScriptedTeacher:
+        """Reads a script file (a local path or ``gs://`` URI); ``field`` names the answer column.
 
         Raises:
             UserError: The file is missing or a row is malformed.
@@ -68,7 +77,7 @@ class ScriptedTeacher(ModelClient):
 
         try:
             with uris.local_copy(path) as local:
-                return cls(read_jsonl(local))
+                return cls(read_jsonl(local), field=field)
         except FileNotFoundError:
             raise UserError("teacher script not found", path=path, field="teacher_script_uri") from None
         except UserError as exc:
@@ -113,6 +122,7 @@ def make_teacher(
     engine_options: Mapping[str, Any] | None = None,
     cache_dir: str = "",
     price_table: Mapping[str, Any] | None = None,
+    script_field: str = "completion",
 ) -> ModelClient:
     """Builds the teacher for ``backend``: an :class:`~tunekit.components.model_clients.engine.Engine`.
 
@@ -131,6 +141,7 @@ def make_teacher(
         engine_options: The engine's options (``concurrency``, ``requests_per_minute``, ``tokens_per_minute``...).
         cache_dir: A directory (or ``gs://`` URI) for the response cache; '' for none.
         price_table: Prices per million tokens by model, on top of the defaults.
+        script_field: The script column a ``scripted`` teacher answers from (``completion`` or ``label``).
 
     Raises:
         UserError: An unknown backend or a missing setting.
@@ -147,7 +158,7 @@ def make_teacher(
                 "a scripted teacher needs teacher_script_uri (its completions)", field="teacher_script_uri"
             )
         return Engine(
-            ClientBackend(ScriptedTeacher.from_jsonl(script_uri), SCRIPTED, model),
+            ClientBackend(ScriptedTeacher.from_jsonl(script_uri, field=script_field), SCRIPTED, model),
             EngineConfig.from_dict(engine_options),
             ResponseCache(cache_dir) if cache_dir else None,
             pricing.parse_price_table(price_table),

@@ -34,14 +34,24 @@ def label_with_teacher(
     expected_output_tokens: int = 0,
     project: str = "",
     location: str = "us-central1",
+    teacher_script_uri: str = "",
+    label_mode: str = "separate",
 ):
     """Labels unlabelled rows (``input_text``) with a teacher model's few-shot answers; one output row per input.
 
-    The response cache lives in ``response_cache`` (the same URI when Vertex retries the task, so a retry resumes
-    and pays nothing twice), or at ``cache_uri`` when given (shared across pipeline runs).
+    ``input_dataset`` is a JSONL file or a folder holding ``train.jsonl``. The response cache lives in
+    ``response_cache`` (the same URI when Vertex retries the task, so a retry resumes and pays nothing twice), or
+    at ``cache_uri`` when given (shared across pipeline runs). ``teacher_backend: scripted`` answers from the
+    ``label`` column of ``teacher_script_uri`` (no model called). ``label_mode``: ``separate`` labels the rows;
+    ``cot`` copies them through and calls nothing (the distilling step-by-step pipeline's default, where rationale
+    extraction labels rows from the teacher's chain of thought; the step stays in the graph either way).
     """
+    from tunekit.components.common.errors import UserError
     from tunekit.components.teacher_labelling.label import LabellingConfig
     from tunekit.components.teacher_labelling.steps import run_labelling
+
+    if label_mode not in ("separate", "cot"):
+        raise UserError(f"unknown label_mode '{label_mode}'; use 'cot' or 'separate'", field="label_mode")
 
     options = dict(backend_options)
     options.setdefault("project", project)
@@ -55,7 +65,9 @@ def label_with_teacher(
         backend_options=options,
         engine_options=engine_options,
         price_table=price_table,
-        config=LabellingConfig(
+        config=None
+        if label_mode == "cot"
+        else LabellingConfig(
             task=task,
             classes=[str(c) for c in classes],
             instruction=instruction,
@@ -69,6 +81,8 @@ def label_with_teacher(
         dry_run=dry_run,
         expected_output_tokens=expected_output_tokens,
         output_metadata=labelled_dataset.metadata,
+        teacher_script_uri=teacher_script_uri,
+        enabled=label_mode == "separate",
     )
     for name, value in report["metrics"].items():
         metrics.log_metric(name, value)

@@ -111,6 +111,24 @@ def row_context(row: Mapping[str, Any]) -> str | None:
     return match.group(1).strip() if match else None
 
 
+def seed_pair(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A seed row as an exemplar (``input_text``, ``output_text``), or None when it has no input or no label.
+
+    Text pairs are taken as they are. Chain-of-thought exemplars (rationale extraction's: ``question``, ``input``
+    or ``text`` with an ``answer``) become text pairs too, so one exemplar file serves both teacher prompts; rows
+    with fields a text pair cannot hold (``choices``, ``premise``, ``context``) are left out.
+    """
+    if str(row.get("input_text") or "").strip() and has_gold(row):
+        return dict(row)
+    if any(row.get(k) is not None for k in ("choices", "premise", "hypothesis", "context")):
+        return None
+    text = next((str(row[k]) for k in ("input", "question", "text") if str(row.get(k) or "").strip()), "")
+    answer = row.get("answer", row.get("label"))
+    if not text or answer is None or not str(answer).strip():
+        return None
+    return {"input_text": text, "output_text": str(answer).strip()}
+
+
 def choose_exemplars(
     config: LabellingConfig, seed_rows: Sequence[Mapping[str, Any]], input_rows: Sequence[Mapping[str, Any]]
 ) -> tuple[list[dict[str, Any]], set[int]]:
@@ -127,7 +145,7 @@ def choose_exemplars(
     if config.num_exemplars == 0:
         return [], set()
     rng = random.Random(config.seed)
-    pool = [dict(r) for r in seed_rows if has_gold(r) and str(r.get("input_text") or "").strip()]
+    pool = [pair for pair in (seed_pair(r) for r in seed_rows) if pair is not None]
     if pool:
         return rng.sample(pool, min(config.num_exemplars, len(pool))), set()
     labelled = [i for i, r in enumerate(input_rows) if has_gold(r) and str(r.get("input_text") or "").strip()]

@@ -10,7 +10,8 @@ Input columns of :func:`build_student_examples` (the output of rationale extract
 
 - ``input_text`` (str): the input (``input``, ``question`` or ``text`` are accepted too).
 - ``output_text`` (str, optional): the gold label; it wins over any teacher label.
-- ``teacher_label`` (str, optional): a label from the teacher-labelling step.
+- ``teacher_label`` (str, optional) and ``label_source`` (``teacher``, optional): a label from the
+  teacher-labelling step (which also writes it into ``output_text``; ``label_source`` tells it from a gold one).
 - ``teacher_answer`` (str | None) and ``status`` (str): the answer parsed from the teacher's chain of thought;
   used as the label of rows that have neither of the above when ``status`` is ``ok``.
 - ``rationale`` (str) and ``rationale_kept`` (bool): the teacher's rationale and whether it is fit for training.
@@ -180,8 +181,13 @@ def row_label(row: Mapping) -> tuple[str | None, str]:
     """A row's training label and where it came from: ``gold``, ``teacher`` or ``none``.
 
     Gold labels (``output_text``, ``label``, ``answer``) win; then the teacher-labelling step's ``teacher_label``;
-    then the answer of the teacher's chain of thought when its status is ``ok``.
+    then the answer of the teacher's chain of thought when its status is ``ok``. A row the labelling step labelled
+    (``label_source: teacher``) carries the teacher's label in ``output_text``: it counts as the teacher's.
     """
+    if row.get("label_source") == "teacher":
+        value = row.get("teacher_label") or row.get("output_text")
+        if value is not None and str(value).strip():
+            return str(value).strip(), "teacher"
     for key in ("output_text", "label", "answer"):
         value = row.get(key)
         if value is not None and str(value).strip():

@@ -184,16 +184,16 @@ def distill_gemini(
     student_model = gv.normalize_base_model(student_model)
     teacher_model = gv.normalize_base_model(teacher_model)
     state = gv.read_state(state_path)
-    gv._check_state_matches(state, state_path, base_model=student_model, training_dataset_uri=prompt_dataset_uri)
+    gv.check_state_matches(state, state_path, base_model=student_model, training_dataset_uri=prompt_dataset_uri)
     client = client if client is not None else make_genai_client(project, location)
     job = None
     resumed = False
     if state.get("job_name"):
-        job = gv._get_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
+        job = gv.get_tuning_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
         resumed = True
     elif state.get("request_id"):
-        job = gv._with_retries(
-            lambda: gv._find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
+        job = gv.with_retries(
+            lambda: gv.find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
         )
         resumed = job is not None
     if job is None:
@@ -219,21 +219,21 @@ def distill_gemini(
             output_uri=output_uri,
         )
         try:
-            job = gv._create_job(
+            job = gv.create_tuning_job(
                 client, request_id, student_model, prompt_dataset_uri, config, min(poll_interval_s, 2.0)
             )
         except UserError as exc:
             raise UserError(f"{exc.message}. {ACCESS_HINT}", field="student_backend") from exc
     if state.get("job_name") != job.name:
-        state = {**state, "job_name": job.name, "console_url": gv._console_url(job.name or "")}
+        state = {**state, "job_name": job.name, "console_url": gv.tuning_console_url(job.name or "")}
         gv.write_state(state_path, state)
-    job = gv._wait(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, None)
+    job = gv.wait_for_job(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, None)
     tuned = job.tuned_model
     if tuned is None or not tuned.model:
         raise RuntimeError(f"Distillation job {job.name} succeeded but reports no tuned model")
     result = gv.TunedGemini(
         job_name=job.name or "",
-        state=gv._state_name(job),
+        state=gv.job_state_name(job),
         tuned_model=tuned.model,
         endpoint=tuned.endpoint or "",
         base_model=student_model,
@@ -242,9 +242,9 @@ def distill_gemini(
         training_dataset_uri=prompt_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
         resumed=resumed,
-        create_time=gv._timestamp(job.create_time),
-        end_time=gv._timestamp(job.end_time),
-        console_url=gv._console_url(job.name or ""),
+        create_time=gv.job_timestamp(job.create_time),
+        end_time=gv.job_timestamp(job.end_time),
+        console_url=gv.tuning_console_url(job.name or ""),
     )
     gv.write_state(state_path, {**state, "state": result.state, "tuned_model": result.tuned_model})
     return result

@@ -267,14 +267,16 @@ def write_state(state_path: str, state: dict[str, Any]) -> None:
     os.replace(tmp, state_path)
 
 
-def _state_name(job: types.TuningJob) -> str:
+def job_state_name(job: types.TuningJob) -> str:
+    """A tuning job's state as its ``JOB_STATE_*`` name."""
     state = job.state
     if state is None:
         return "JOB_STATE_UNSPECIFIED"
     return state.value if hasattr(state, "value") else str(state)
 
 
-def _timestamp(value: Any) -> str | None:
+def job_timestamp(value: Any) -> str | None:
+    """A job time as ISO 8601 text (None stays None)."""
     if value is None:
         return None
     if isinstance(value, datetime.datetime):
@@ -282,7 +284,8 @@ def _timestamp(value: Any) -> str | None:
     return str(value)
 
 
-def _console_url(job_name: str) -> str:
+def tuning_console_url(job_name: str) -> str:
+    """The Cloud console page of a tuning job ('' for a name that is not a full resource name)."""
     parts = job_name.split("/")
     if len(parts) == 6:
         _, project, _, location, _, job_id = parts
@@ -294,7 +297,7 @@ def _console_url(job_name: str) -> str:
 
 
 def _failure(job: types.TuningJob, state_path: str, resumed: bool) -> TuningJobFailed:
-    state = _state_name(job)
+    state = job_state_name(job)
     code = job.error.code if job.error else None
     job_message = (job.error.message if job.error else None) or f"the job ended in {state}"
     how = (
@@ -308,7 +311,7 @@ def _failure(job: types.TuningJob, state_path: str, resumed: bool) -> TuningJobF
     return TuningJobFailed(message, job_name=job.name or "", state=state, code=code, job_message=job_message)
 
 
-def _find_by_request_id(client: Any, request_id: str) -> types.TuningJob | None:
+def find_by_request_id(client: Any, request_id: str) -> types.TuningJob | None:
     """The job labelled with ``request_id``, if the create call of an earlier attempt got through."""
     config = types.ListTuningJobsConfig(filter=f'labels.{REQUEST_LABEL}="{request_id}"', page_size=100)
     # The filter narrows the listing on Vertex; the label check below keeps this correct without it.
@@ -382,14 +385,14 @@ def tune_gemini(
     )
     base_model = normalize_base_model(base_model)
     state = read_state(state_path)
-    _check_state_matches(state, state_path, base_model=base_model, training_dataset_uri=training_dataset_uri)
+    check_state_matches(state, state_path, base_model=base_model, training_dataset_uri=training_dataset_uri)
     client = client if client is not None else make_genai_client(project, location)
 
     job: types.TuningJob | None = None
     resumed = False
     if state.get("job_name"):
         try:
-            job = _get_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
+            job = get_tuning_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
         except genai_errors.APIError as exc:
             if exc.code == 404:
                 raise UserError(
@@ -401,8 +404,8 @@ def tune_gemini(
         resumed = True
     elif state.get("request_id"):
         # An earlier attempt may have crashed after its create call got through but before it wrote the name.
-        job = _with_retries(
-            lambda: _find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
+        job = with_retries(
+            lambda: find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
         )
         resumed = job is not None
     if job is None:
@@ -426,21 +429,23 @@ def tune_gemini(
             encryption_key=encryption_key,
             output_uri=output_uri,
         )
-        job = _create_job(client, request_id, base_model, training_dataset_uri, config, min(poll_interval_s, 2.0))
+        job = create_tuning_job(
+            client, request_id, base_model, training_dataset_uri, config, min(poll_interval_s, 2.0)
+        )
     if not job.name:
         raise RuntimeError("Vertex AI returned a tuning job without a name")
     if state.get("job_name") != job.name:
         # Written before any waiting: from here on, a retried step re-attaches instead of creating a job.
-        state = {**state, "job_name": job.name, "console_url": _console_url(job.name)}
+        state = {**state, "job_name": job.name, "console_url": tuning_console_url(job.name)}
         write_state(state_path, state)
 
-    job = _wait(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, progress)
+    job = wait_for_job(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, progress)
     tuned = job.tuned_model
     if tuned is None or not tuned.model:
         raise RuntimeError(f"Tuning job {job.name} succeeded but reports no tuned model")
     result = TunedGemini(
         job_name=job.name or "",
-        state=_state_name(job),
+        state=job_state_name(job),
         tuned_model=tuned.model,
         endpoint=tuned.endpoint or "",
         base_model=base_model,
@@ -449,9 +454,9 @@ def tune_gemini(
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
         resumed=resumed,
-        create_time=_timestamp(job.create_time),
-        end_time=_timestamp(job.end_time),
-        console_url=_console_url(job.name or ""),
+        create_time=job_timestamp(job.create_time),
+        end_time=job_timestamp(job.end_time),
+        console_url=tuning_console_url(job.name or ""),
     )
     write_state(
         state_path,
@@ -460,7 +465,12 @@ def tune_gemini(
     return result
 
 
-def _check_state_matches(state: dict[str, Any], state_path: str, **expected: str) -> None:
+def check_state_matches(state: dict[str, Any], state_path: str, **expected: str) -> None:
+    """Checks that a state file records a job for the same inputs as this step's.
+
+    Raises:
+        UserError: A recorded value differs from the expected one (the file belongs to another job).
+    """
     for key, value in expected.items():
         recorded = state.get(key)
         if recorded is not None and recorded != value:
@@ -471,7 +481,7 @@ def _check_state_matches(state: dict[str, Any], state_path: str, **expected: str
             )
 
 
-def _create_job(
+def create_tuning_job(
     client: Any,
     request_id: str,
     base_model: str,
@@ -496,13 +506,13 @@ def _create_job(
             if isinstance(exc, genai_errors.APIError) and exc.code == 429:
                 continue  # refused for quota: nothing was created
             # A 5xx or a timeout does not say whether the job was created: look before creating again.
-            existing = _with_retries(lambda: _find_by_request_id(client, request_id), retry_delay_s, 30.0)
+            existing = with_retries(lambda: find_by_request_id(client, request_id), retry_delay_s, 30.0)
             if existing is not None:
                 return existing
     raise AssertionError("unreachable")
 
 
-def _with_retries(call: Callable[[], Any], retry_delay_s: float, max_delay_s: float) -> Any:
+def with_retries(call: Callable[[], Any], retry_delay_s: float, max_delay_s: float) -> Any:
     """Runs ``call``, retrying transient Vertex errors with capped backoff a bounded number of times in a row."""
     errors_in_a_row = 0
     while True:
@@ -515,11 +525,14 @@ def _with_retries(call: Callable[[], Any], retry_delay_s: float, max_delay_s: fl
             time.sleep(backoff_delay(errors_in_a_row, retry_delay_s, max_delay_s))
 
 
-def _get_job(client: Any, name: str, retry_delay_s: float = 5.0, max_delay_s: float = 60.0) -> types.TuningJob:
-    return _with_retries(lambda: client.tunings.get(name=name), retry_delay_s, max_delay_s)
+def get_tuning_job(
+    client: Any, name: str, retry_delay_s: float = 5.0, max_delay_s: float = 60.0
+) -> types.TuningJob:
+    """Reads a tuning job, retrying transient errors."""
+    return with_retries(lambda: client.tunings.get(name=name), retry_delay_s, max_delay_s)
 
 
-def _wait(
+def wait_for_job(
     client: Any,
     job: types.TuningJob,
     state_path: str,
@@ -529,10 +542,29 @@ def _wait(
     timeout_s: float | None,
     progress: Callable[[types.TuningJob], None] | None,
 ) -> types.TuningJob:
+    """Polls a tuning job (backing off to ``max_poll_interval_s``) until it succeeds.
+
+    Args:
+        client: A google-genai client.
+        job: The job as last read.
+        state_path: The state file (named in messages: a retry re-attaches through it).
+        resumed: Whether this step re-attached to an earlier attempt's job (for the failure message).
+        poll_interval_s: The first wait between polls.
+        max_poll_interval_s: Cap on the wait between polls.
+        timeout_s: Give up waiting after this long (the job keeps running); None waits for ever.
+        progress: Called with the job after each poll.
+
+    Returns:
+        The succeeded job.
+
+    Raises:
+        TuningJobFailed: The job failed, was cancelled or expired.
+        TimeoutError: ``timeout_s`` passed first.
+    """
     start = time.monotonic()
     interval = poll_interval_s
     while True:
-        state = _state_name(job)
+        state = job_state_name(job)
         if state == SUCCEEDED:
             return job
         if state in FAILED_STATES:
@@ -544,6 +576,18 @@ def _wait(
             )
         time.sleep(interval)
         interval = min(max_poll_interval_s, interval * 1.5)
-        job = _get_job(client, job.name or "", poll_interval_s, max_poll_interval_s)
+        job = get_tuning_job(client, job.name or "", poll_interval_s, max_poll_interval_s)
         if progress is not None:
             progress(job)
+
+
+# The names these helpers had before they were made public (kept so that older imports keep working).
+_state_name = job_state_name
+_timestamp = job_timestamp
+_console_url = tuning_console_url
+_find_by_request_id = find_by_request_id
+_check_state_matches = check_state_matches
+_create_job = create_tuning_job
+_with_retries = with_retries
+_get_job = get_tuning_job
+_wait = wait_for_job
