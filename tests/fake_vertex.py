@@ -506,9 +506,11 @@ class FakeVertex:
     def _create_job(self, m: re.Match, body: dict) -> tuple[int, dict]:
         if "baseModel" not in body and "preTunedModel" not in body:
             return 400, self._error(400, "baseModel is required.")
-        spec = body.get("supervisedTuningSpec") or {}
+        # PREFERENCE_TUNING jobs carry their data in preferenceOptimizationSpec, SFT jobs in supervisedTuningSpec.
+        spec_name = "preferenceOptimizationSpec" if "preferenceOptimizationSpec" in body else "supervisedTuningSpec"
+        spec = body.get(spec_name) or {}
         if "trainingDatasetUri" not in spec:
-            return 400, self._error(400, "supervisedTuningSpec.trainingDatasetUri is required.")
+            return 400, self._error(400, f"{spec_name}.trainingDatasetUri is required.")
         with self._lock:
             self._counter += 1
             job_id = str(1000 + self._counter)
