@@ -8,6 +8,16 @@ Serves on ``127.0.0.1`` (random port), paths under ``/v1/``:
   ``output:model_resource_name`` and the evaluator's metrics; or ``FAILED`` with ``error`` when told to;
 - EndpointService: ``POST {parent}/endpoints`` and ``POST {endpoint}:deployModel`` (long-running operations that
   are done at once), ``GET {endpoint}``;
+- EndpointService, for canaries and rollbacks: ``deployModel`` honours the request's ``trafficSplit`` (``"0"`` is
+  the model being deployed; the split must add up to 100), ``POST {endpoint}:undeployModel`` (refused while the
+  model still gets traffic, unless the request's ``trafficSplit`` takes it away), ``PATCH {endpoint}`` of
+  ``trafficSplit``; deployments are mirrored in the model version's ``deployedModels``;
+- ModelService (Model Registry): ``POST {parent}/models:upload`` (a new model, or a new version of
+  ``parentModel``), ``GET {model}``, ``GET {model}@VERSION_OR_ALIAS``, ``GET {parent}/models?filter=labels.K="V"``
+  (one entry per model: its newest version), ``GET {model}:listVersions``, ``PATCH {model}[@V]`` (``labels``,
+  ``versionDescription``), ``POST {model}@V:mergeVersionAliases`` (an alias held by another version of the same
+  model is refused: move it by removing it there first); :meth:`FakeVertexPipelines.add_model` seeds one, e.g. a
+  tuned Gemini model with its own endpoint;
 - PredictionService: ``POST {model or endpoint}:predict`` for text embeddings: a deterministic bag-of-words hash
   embedding (``predictions[i].embeddings.values``).
 
@@ -24,7 +34,7 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 PROJECT = "test-project"
 LOCATION = "us-central1"
@@ -34,6 +44,10 @@ _JOB = re.compile(rf"^/v1/(?P<name>{_PARENT}/pipelineJobs/[^/:]+)$")
 _ENDPOINTS = re.compile(rf"^/v1/{_PARENT}/endpoints$")
 _ENDPOINT = re.compile(rf"^/v1/(?P<name>{_PARENT}/endpoints/[^/:]+)$")
 _DEPLOY = re.compile(rf"^/v1/(?P<name>{_PARENT}/endpoints/[^/:]+):deployModel$")
+_UNDEPLOY = re.compile(rf"^/v1/(?P<name>{_PARENT}/endpoints/[^/:]+):undeployModel$")
+_MODELS = re.compile(rf"^/v1/{_PARENT}/models$")
+_UPLOAD = re.compile(rf"^/v1/{_PARENT}/models:upload$")
+_MODEL = re.compile(rf"^/v1/(?P<name>{_PARENT}/models/[^/:@]+)(?:@(?P<version>[^/:]+))?(?::(?P<verb>\w+))?$")
 _PREDICT = re.compile(rf"^/v1/(?P<name>{_PARENT}/(?:publishers/[^/]+/models|endpoints)/[^/:]+):predict$")
 _TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
 
@@ -59,6 +73,7 @@ class FakeVertexPipelines:
         requests: ``(method, path with query, JSON body or None)`` in arrival order.
         jobs: Pipeline jobs by resource name (Vertex JSON).
         endpoints: Endpoints by resource name (Vertex JSON).
+        models: Model Registry entries by resource name (without version): their versions, oldest first.
     """
 
     def __init__(self, *, polls_to_finish: int = 2, metrics: dict[str, float] | None = None):
@@ -68,6 +83,7 @@ class FakeVertexPipelines:
         self.requests: list[tuple[str, str, Any]] = []
         self.jobs: dict[str, dict] = {}
         self.endpoints: dict[str, dict] = {}
+        self.models: dict[str, list[dict]] = {}
         self._polls: dict[str, int] = {}
         self._fail_jobs: dict[str, str] = {}
         self._fail_next_create: int = 0
@@ -86,6 +102,9 @@ class FakeVertexPipelines:
 
             def do_POST(self):  # noqa: N802
                 fake._handle(self, "POST")
+
+            def do_PATCH(self):  # noqa: N802
+                fake._handle(self, "PATCH")
 
             def log_message(self, format, *args):  # noqa: A002 (quiet)
                 return None
@@ -111,6 +130,40 @@ class FakeVertexPipelines:
         """The next create call creates the job but answers 503, as a lost reply would look to the client."""
         self._fail_next_create += 1
 
+    def add_model(
+        self,
+        display_name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        with_endpoint: bool = False,
+        project: str = PROJECT,
+        location: str = LOCATION,
+    ) -> str:
+        """Seeds a Model Registry model (one version); returns ``NAME@1``.
+
+        With ``with_endpoint``, it is deployed on a new endpoint of its own with all the traffic, as Vertex does
+        for a tuned Gemini model.
+        """
+        with self._lock:
+            self._counter += 1
+            name = f"projects/{project}/locations/{location}/models/{8000 + self._counter}"
+            self.models[name] = [self._new_version(name, {"displayName": display_name, "labels": labels or {}})]
+            if with_endpoint:
+                self._counter += 1
+                endpoint = f"projects/{project}/locations/{location}/endpoints/{1000 + self._counter}"
+                self.endpoints[endpoint] = {"name": endpoint, "displayName": display_name, "deployedModels": []}
+                self._deploy(endpoint, {"model": f"{name}@1"}, {"0": 100})
+        return f"{name}@1"
+
+    def model_version(self, name: str) -> dict | None:
+        """The version ``MODEL@VERSION_OR_ALIAS`` (or the newest version of ``MODEL``), or None."""
+        base, _, version = name.partition("@")
+        return self._find_version(base, version)
+
+    def requests_to(self, pattern: str, method: str | None = None) -> list[tuple[str, str, Any]]:
+        """The recorded requests whose path matches ``pattern`` (a regular expression), optionally by method."""
+        return [r for r in self.requests if re.search(pattern, r[1]) and (method is None or r[0] == method)]
+
     def creates(self) -> list[tuple[str, str, Any]]:
         """The create calls received (accepted or refused)."""
         return [r for r in self.requests if r[0] == "POST" and urlparse(r[1]).path.endswith("/pipelineJobs")]
@@ -124,7 +177,7 @@ class FakeVertexPipelines:
         with self._lock:
             self.requests.append((method, handler.path, body))
             parsed = urlparse(handler.path)
-            status, payload = self._route(method, parsed.path, body, parse_qs(parsed.query))
+            status, payload = self._route(method, unquote(parsed.path), body, parse_qs(parsed.query))
         data = json.dumps(payload).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -155,12 +208,34 @@ class FakeVertexPipelines:
             endpoint = self.endpoints.get(m["name"])
             if endpoint is None:
                 return self._error(404, "NOT_FOUND", f"Endpoint {m['name']} not found.")
-            deployed = {**body["deployedModel"], "id": str(5000 + len(endpoint["deployedModels"]))}
-            endpoint["deployedModels"].append(deployed)
-            endpoint["trafficSplit"] = {deployed["id"]: 100}
+            split = body.get("trafficSplit") or {"0": 100}
+            if sum(split.values()) != 100 or not set(split) <= {
+                "0",
+                *(d["id"] for d in endpoint["deployedModels"]),
+            }:
+                return self._error(400, "INVALID_ARGUMENT", f"bad traffic split {split}.")
+            deployed = self._deploy(m["name"], body["deployedModel"], split)
             return 200, self._done_operation(
                 m["name"], {"@type": _TYPE + "DeployModelResponse", "deployedModel": deployed}
             )
+        if method == "POST" and (m := _UNDEPLOY.match(path)):
+            return self._undeploy(m["name"], body or {})
+        if method == "PATCH" and (m := _ENDPOINT.match(path)):
+            endpoint = self.endpoints.get(m["name"])
+            if endpoint is None:
+                return self._error(404, "NOT_FOUND", f"Endpoint {m['name']} not found.")
+            if "trafficSplit" in (query.get("updateMask") or [""])[0].split(","):
+                split = {k: int(v) for k, v in (body.get("trafficSplit") or {}).items()}
+                if sum(split.values()) != 100 or not set(split) <= {d["id"] for d in endpoint["deployedModels"]}:
+                    return self._error(400, "INVALID_ARGUMENT", f"bad traffic split {split}.")
+                endpoint["trafficSplit"] = split
+            return 200, endpoint
+        if method == "POST" and (m := _UPLOAD.match(path)):
+            return self._upload(m, body or {})
+        if method == "GET" and (m := _MODELS.match(path)):
+            return self._list_models(m, query)
+        if m := _MODEL.match(path):
+            return self._model(method, m, body or {}, query)
         if method == "POST" and (m := _PREDICT.match(path)):
             dim = int(((body or {}).get("parameters") or {}).get("outputDimensionality") or 64)
             predictions = [
@@ -168,6 +243,138 @@ class FakeVertexPipelines:
             ]
             return 200, {"predictions": predictions, "deployedModelId": "0"}
         return self._error(404, "NOT_FOUND", f"no fake for {method} {path}")
+
+    # --- endpoints and Model Registry --------------------------------------------------------------------------
+
+    def _time(self) -> str:
+        self._counter += 1
+        return (
+            f"2026-01-01T{self._counter // 3600 % 24:02d}:{self._counter // 60 % 60:02d}:{self._counter % 60:02d}Z"
+        )
+
+    def _new_version(self, name: str, body: dict, version_id: str = "1") -> dict:
+        now = self._time()
+        return {
+            **body,
+            "name": name,
+            "versionId": version_id,
+            "versionAliases": list(body.get("versionAliases") or []),
+            "labels": dict(body.get("labels") or {}),
+            "deployedModels": [],
+            "createTime": now,
+            "updateTime": now,
+            "versionCreateTime": now,
+            "versionUpdateTime": now,
+        }
+
+    def _find_version(self, base: str, version: str) -> dict | None:
+        versions = self.models.get(base) or []
+        if not version:
+            return versions[-1] if versions else None
+        return next((v for v in versions if version in (v["versionId"], *v["versionAliases"])), None)
+
+    def _deploy(self, endpoint_name: str, deployed_model: dict, split: dict) -> dict:
+        endpoint = self.endpoints[endpoint_name]
+        self._counter += 1
+        deployed = {**deployed_model, "id": str(5000 + self._counter)}
+        endpoint["deployedModels"].append(deployed)
+        endpoint["trafficSplit"] = {(deployed["id"] if k == "0" else k): int(v) for k, v in split.items()}
+        base, _, version = deployed_model["model"].partition("@")
+        target = self._find_version(base, version)
+        if target is not None:
+            target["deployedModels"].append({"endpoint": endpoint_name, "deployedModelId": deployed["id"]})
+        return deployed
+
+    def _undeploy(self, name: str, body: dict) -> tuple[int, dict]:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            return self._error(404, "NOT_FOUND", f"Endpoint {name} not found.")
+        deployed_id = body.get("deployedModelId", "")
+        deployed = next((d for d in endpoint["deployedModels"] if d["id"] == deployed_id), None)
+        if deployed is None:
+            return self._error(404, "NOT_FOUND", f"DeployedModel {deployed_id} not found on {name}.")
+        split = {k: int(v) for k, v in (body.get("trafficSplit") or endpoint.get("trafficSplit") or {}).items()}
+        if split.get(deployed_id, 0) > 0 and len(endpoint["deployedModels"]) > 1:
+            return self._error(
+                400,
+                "FAILED_PRECONDITION",
+                f"DeployedModel {deployed_id} still receives {split[deployed_id]}% traffic.",
+            )
+        split.pop(deployed_id, None)
+        endpoint["deployedModels"].remove(deployed)
+        endpoint["trafficSplit"] = split
+        base, _, version = deployed["model"].partition("@")
+        target = self._find_version(base, version)
+        if target is not None:
+            target["deployedModels"] = [r for r in target["deployedModels"] if r["deployedModelId"] != deployed_id]
+        return 200, self._done_operation(name, {"@type": _TYPE + "UndeployModelResponse"})
+
+    def _upload(self, m: re.Match, body: dict) -> tuple[int, dict]:
+        model = body.get("model") or {}
+        if not model.get("displayName") or not (model.get("containerSpec") or {}).get("imageUri"):
+            return self._error(
+                400, "INVALID_ARGUMENT", "model.displayName and model.containerSpec.imageUri are required."
+            )
+        parent_model = body.get("parentModel", "")
+        if parent_model:
+            if parent_model not in self.models:
+                return self._error(404, "NOT_FOUND", f"Model {parent_model} not found.")
+            name = parent_model
+            versions = self.models[name]
+            taken = {a for v in versions for a in v["versionAliases"]}
+            if taken & set(model.get("versionAliases") or []):
+                return self._error(400, "INVALID_ARGUMENT", "an alias is already used by another version.")
+            versions.append(self._new_version(name, model, str(len(versions) + 1)))
+        else:
+            self._counter += 1
+            name = f"projects/{m['project']}/locations/{m['location']}/models/{body.get('modelId') or 9000 + self._counter}"
+            self.models[name] = [self._new_version(name, model)]
+        version_id = self.models[name][-1]["versionId"]
+        return 200, self._done_operation(
+            name, {"@type": _TYPE + "UploadModelResponse", "model": name, "modelVersionId": version_id}
+        )
+
+    def _list_models(self, m: re.Match, query: dict) -> tuple[int, dict]:
+        prefix = f"projects/{m['project']}/locations/{m['location']}/models/"
+        wanted = dict(re.findall(r'labels\.([\w-]+)\s*=\s*"?([\w-]*)"?', (query.get("filter") or [""])[0]))
+        found = [
+            versions[-1]
+            for name, versions in self.models.items()
+            if name.startswith(prefix) and all(versions[-1]["labels"].get(k) == v for k, v in wanted.items())
+        ]
+        return 200, {"models": found}
+
+    def _model(self, method: str, m: re.Match, body: dict, query: dict) -> tuple[int, dict]:
+        version = self._find_version(m["name"], m["version"] or "")
+        if version is None:
+            return self._error(404, "NOT_FOUND", f"Model {m['name']}@{m['version'] or ''} not found.")
+        verb = m["verb"] or ""
+        if method == "GET" and not verb:
+            return 200, version
+        if method == "GET" and verb == "listVersions":
+            return 200, {"models": self.models[m["name"]]}
+        if method == "PATCH" and not verb:
+            mask = (query.get("updateMask") or [""])[0].split(",")
+            for field in ("labels", "versionDescription", "displayName", "description"):
+                if field in mask:
+                    version[field] = body.get(field, {} if field == "labels" else "")
+            version["updateTime"] = version["versionUpdateTime"] = self._time()
+            return 200, version
+        if method == "POST" and verb == "mergeVersionAliases":
+            if not (m["version"] or "").isdigit():
+                return self._error(400, "INVALID_ARGUMENT", "the name must include a version id.")
+            aliases = list(version["versionAliases"])
+            for alias in body.get("versionAliases") or []:
+                if alias.startswith("-"):
+                    aliases = [a for a in aliases if a != alias[1:]]
+                elif alias not in aliases:
+                    if any(alias in v["versionAliases"] for v in self.models[m["name"]] if v is not version):
+                        return self._error(400, "INVALID_ARGUMENT", f"alias {alias} is used by another version.")
+                    aliases.append(alias)
+            version["versionAliases"] = aliases
+            version["updateTime"] = version["versionUpdateTime"] = self._time()
+            return 200, version
+        return self._error(404, "NOT_FOUND", f"no fake for {method} {m.string}")
 
     def _done_operation(self, resource: str, response: dict) -> dict:
         self._counter += 1

@@ -16,8 +16,19 @@ def deploy_model(
     pipeline_job_name: str,
     deployment: dsl.Output[dsl.Artifact],
     data_fingerprint: str = "",
+    project: str = "",
+    location: str = "",
+    canary_traffic_percent: int = 100,
+    serving_image: str = "",
+    machine_type: str = "",
+    accelerator_type: str = "",
+    accelerator_count: int = 0,
 ):
-    """Records the tuned model as the one serving ``purpose`` (Vertex endpoint, or the local registry)."""
+    """Makes the tuned model the champion of ``purpose``: Vertex Model Registry alias and endpoint, or local registry.
+
+    Tuned Gemini models serve from their own endpoint; open models on Vertex are uploaded with a serving container
+    and deployed with ``canary_traffic_percent`` of the champion's endpoint traffic (``tunekit rollback`` undoes it).
+    """
     from tunekit.components.deployment.steps import run_deploy
 
     record = run_deploy(
@@ -32,5 +43,14 @@ def deploy_model(
         local_registry_path=local_registry,
         deployment_path=deployment.path,
         data_fingerprint=data_fingerprint,
+        model_uri=tuned_model.uri,
+        deployment_uri=deployment.uri,
+        project=project,
+        location=location,
+        canary_traffic_percent=canary_traffic_percent,
+        serving_image=serving_image,
+        machine_type=machine_type,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
     )
     deployment.metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})

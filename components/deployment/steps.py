@@ -4,8 +4,44 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
+from tunekit.components.common.errors import UserError
 from tunekit.components.deployment import champion, local_registry
+
+STATE_FILE = "deployment_state.json"
+SERVING_DIR = "serving_model"
+
+
+def merged_serving_dir(model_path: str, output_dir: str) -> str:
+    """A directory Vertex's serving containers can load: the model itself, or the adapter merged into its base.
+
+    Args:
+        model_path: The tuned model: a full model directory, or a LoRA adapter (``adapter_config.json``) whose
+            recorded base model is reachable from here.
+        output_dir: Where a merged model is written (``output_dir/serving_model``), once.
+
+    Returns:
+        ``model_path`` when it is a full model, else the merged model's directory.
+    """
+    from tunekit.components.model_clients.hf import load_model_and_tokenizer, read_adapter_base
+
+    base = read_adapter_base(model_path)
+    if base is None:
+        return model_path
+    target = os.path.join(output_dir, SERVING_DIR)
+    if os.path.isfile(os.path.join(target, "config.json")):
+        return target
+    if not os.path.isdir(base):
+        raise UserError(
+            f"the adapter's base model '{base}' is not reachable here; tune with merge_adapter=True to deploy a "
+            "full model",
+            path=model_path,
+        )
+    model, tokenizer = load_model_and_tokenizer(base, model_path)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
 
 
 def run_deploy(
@@ -21,11 +57,50 @@ def run_deploy(
     local_registry_path: str,
     deployment_path: str,
     data_fingerprint: str = "",
+    model_uri: str = "",
+    deployment_uri: str = "",
+    project: str = "",
+    location: str = "",
+    canary_traffic_percent: int = 100,
+    serving_image: str = "",
+    machine_type: str = "",
+    accelerator_type: str = "",
+    accelerator_count: int = 0,
+    model_client: Any = None,
+    endpoint_client: Any = None,
 ) -> dict:
     """Makes the tuned model the one serving ``purpose`` and writes a deployment record.
 
-    Vertex: a tuned Gemini model already has its endpoint; the record links model, endpoint, pipeline run and
-    dataset fingerprint. Local: the model directory is registered as ``champion`` in the local registry file.
+    Vertex, tuned Gemini (the tuning result names an endpoint): the model already serves from its own endpoint;
+    its Model Registry version is labelled with its lineage and gets the ``champion`` alias (see
+    :func:`~tunekit.components.deployment.vertex.deploy_gemini`). Vertex, open model (no endpoint): the model is
+    uploaded with a serving container and deployed beside the champion with a canary traffic split (see
+    :func:`~tunekit.components.deployment.vertex.deploy_open_model`). Local: the model directory is registered as
+    ``champion`` in the local registry file, with its metrics and data fingerprint.
+
+    Args:
+        backend: ``local`` or ``vertex``.
+        model_path: The tuned-model artifact's local path.
+        model_metadata: The artifact's metadata (``tunekit_model.json`` in the folder wins).
+        dataset_fingerprint: The prepared training set's fingerprint (legacy label).
+        metrics: The evaluation metrics.
+        gate_reason: Why the gate passed.
+        purpose: What the model serves.
+        pipeline_job_name: The pipeline run.
+        local_registry_path: Local: the registry JSON file.
+        deployment_path: Where the record (JSON) is written; its folder holds the Vertex state file.
+        data_fingerprint: The raw data's fingerprint (local field ``data_fingerprint``, label ``tunekit-data-fp``).
+        model_uri: Vertex, open model: the tuned-model artifact's ``gs://`` URI.
+        deployment_uri: Vertex, open model: the record's ``gs://`` URI (a merged model is written next to it).
+        project: Vertex, open model: the project ('' for the tuning result's).
+        location: Vertex, open model: the region ('' for the tuning result's).
+        canary_traffic_percent: Vertex, open model: the new model's share of the endpoint's traffic.
+        serving_image: Vertex, open model: the serving container ('' for the default vLLM image).
+        machine_type: Vertex, open model: serving machine type ('' for the default).
+        accelerator_type: Vertex, open model: serving accelerator ('' for the default).
+        accelerator_count: Vertex, open model: accelerators per replica (0 for the default).
+        model_client: Vertex: a ``ModelServiceClient`` (tests).
+        endpoint_client: Vertex: an ``EndpointServiceClient`` (tests).
     """
     info = dict(model_metadata)
     info_file = os.path.join(model_path, "tunekit_model.json")
@@ -39,10 +114,12 @@ def run_deploy(
     }
     if data_fingerprint:
         lineage[champion.DATA_FP_LABEL] = champion.fingerprint_label(data_fingerprint)
+    output_dir = os.path.dirname(os.path.abspath(deployment_path))
     if backend == "local":
         if not local_registry_path:
-            raise ValueError(
-                "local deployments need a local registry path (the CLI sets one under the output root)"
+            raise UserError(
+                "local deployments need a local registry path (the CLI sets one under the output root)",
+                field="local_registry",
             )
         record = local_registry.register_model(
             local_registry_path,
@@ -60,13 +137,51 @@ def run_deploy(
         )
         record["registry"] = local_registry_path
     elif backend == "vertex":
-        from tunekit.components.deployment.vertex import record_gemini_deployment
+        from tunekit.components.deployment import vertex
 
-        record = record_gemini_deployment(info, labels=lineage)
+        labels = {**lineage, **vertex.lineage_labels(purpose=purpose, base_model=str(info.get("base_model", "")))}
+        state_path = os.path.join(output_dir, STATE_FILE)
+        if info.get("endpoint") or info.get("tuned_model"):
+            record = vertex.deploy_gemini(
+                info, purpose=purpose, labels=labels, metrics=metrics, state_path=state_path, client=model_client
+            )
+        else:
+            if not project or not location:
+                raise UserError(
+                    "deploying an open model to Vertex needs the project and location", field="project"
+                )
+            serving = merged_serving_dir(model_path, output_dir)
+            if serving == model_path:
+                artifact_uri = model_uri
+            else:
+                artifact_uri = deployment_uri.rsplit("/", 1)[0] + "/" + SERVING_DIR if deployment_uri else ""
+            options: dict[str, Any] = {}
+            if serving_image:
+                options["serving_image"] = serving_image
+            if machine_type:
+                options["machine_type"] = machine_type
+            if accelerator_type:
+                options["accelerator_type"] = accelerator_type
+            if accelerator_count:
+                options["accelerator_count"] = accelerator_count
+            record = vertex.deploy_open_model(
+                artifact_uri=artifact_uri,
+                purpose=purpose,
+                project=project,
+                location=location,
+                state_path=state_path,
+                labels=labels,
+                metrics=metrics,
+                pipeline_job_name=pipeline_job_name,
+                canary_traffic_percent=canary_traffic_percent,
+                model_client=model_client,
+                endpoint_client=endpoint_client,
+                **options,
+            )
         record.update(metrics=metrics, gate=gate_reason)
     else:
-        raise ValueError(f"unknown backend '{backend}'")
-    os.makedirs(os.path.dirname(os.path.abspath(deployment_path)), exist_ok=True)
+        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
+    os.makedirs(output_dir, exist_ok=True)
     with open(deployment_path, "w", encoding="utf-8") as handle:
         json.dump(record, handle, indent=2)
     return record

@@ -12,6 +12,9 @@ state). When ``TUNEKIT_VERTEX_BASE_URL`` is set at run time, it talks to that UR
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
+import os
 import re
 from typing import Any
 
@@ -119,4 +122,487 @@ def record_gemini_deployment(
         "labels": clean,
         "registry_labels": registry_labels,
         "deployed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# --- Model Registry aliases, open-model deployment with a canary, and rollback -----------------------------------
+
+#: The default serving container for open models: Vertex Model Garden's prebuilt vLLM image. vLLM serves causal
+#: language models; for a seq2seq (T5) model pass another image (e.g. Hugging Face's text-generation-inference
+#: container for Vertex AI) through ``serving_image`` and ``serving_args``.
+DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:latest"
+#: Arguments of the default container; ``{model_uri}`` is replaced with the uploaded model's Cloud Storage folder.
+DEFAULT_SERVING_ARGS = (
+    "python",
+    "-m",
+    "vllm.entrypoints.api_server",
+    "--host=0.0.0.0",
+    "--port=8080",
+    "--model={model_uri}",
+    "--max-model-len=4096",
+)
+ROLLED_BACK_LABEL = "tunekit-rolled-back"
+UPLOAD_LABEL = "tunekit-upload"
+
+
+def version_name(model: Any) -> str:
+    """``projects/../models/ID@VERSION`` of an aiplatform ``Model`` (a version of it)."""
+    base = model.name.split("@", 1)[0]
+    return f"{base}@{model.version_id}" if model.version_id else base
+
+
+def version_ref(name: str) -> str:
+    """A label value naming a model version: ``ID_VERSION`` for ``projects/../models/ID@VERSION``."""
+    base, _, version = name.partition("@")
+    return f"{base.rsplit('/', 1)[-1]}_{version or '1'}".lower()
+
+
+def _is_version(deployed: Any, name: str) -> bool:
+    """Whether a ``DeployedModel`` serves the version ``name`` (``MODEL@VERSION``)."""
+    if not name:
+        return False
+    if deployed.model == name:
+        return True
+    base, _, version = name.partition("@")
+    return deployed.model.split("@", 1)[0] == base and bool(version) and deployed.model_version_id == version
+
+
+def _ref_to_name(ref: str, project: str, location: str) -> str:
+    model_id, _, version = ref.rpartition("_")
+    return f"projects/{project}/locations/{location}/models/{model_id}@{version}"
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return {}
+
+
+def _write_json(path: str, state: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def lineage_labels(
+    *, purpose: str, pipeline_job_name: str = "", data_fingerprint: str = "", base_model: str = ""
+) -> dict[str, str]:
+    """The labels that link a deployed model to its purpose, pipeline run, data and base model."""
+    from tunekit.components.deployment import champion
+
+    labels = {champion.PURPOSE_LABEL: champion.purpose_label(purpose)}
+    if pipeline_job_name:
+        labels[champion.RUN_LABEL] = pipeline_job_name
+    if data_fingerprint:
+        labels[champion.DATA_FP_LABEL] = champion.fingerprint_label(data_fingerprint)
+    if base_model:
+        labels[champion.BASE_MODEL_LABEL] = base_model.rsplit("/", 1)[-1]
+    return sanitize_labels(labels)
+
+
+def promote_champion(
+    model: str,
+    *,
+    previous: str,
+    labels: dict[str, str],
+    metrics: dict[str, Any] | None,
+    client: Any,
+) -> dict[str, Any]:
+    """Makes the version ``model`` the champion: labels, metrics description, and the ``champion`` alias.
+
+    The alias is removed from ``previous`` first (aliases are unique within a model, and a purpose has one
+    champion across models), then merged onto ``model``; ``model`` records ``previous`` in the label
+    ``tunekit-previous`` so that :func:`rollback_vertex` knows where to go back to. Safe to repeat.
+
+    Args:
+        model: ``projects/../models/ID@VERSION``.
+        previous: The version that was champion ('' for none).
+        labels: Labels to add (already cleaned).
+        metrics: The evaluation metrics, written to the version description as ``tunekit-metrics: {...}``.
+        client: A ``ModelServiceClient``.
+
+    Returns:
+        The version's labels and aliases after the update.
+    """
+    from google.cloud import aiplatform_v1
+    from google.protobuf import field_mask_pb2
+
+    from tunekit.components.deployment import champion
+
+    current = client.get_model(name=model)
+    merged = {**dict(current.labels), **labels}
+    if previous and previous != model:
+        merged[champion.PREVIOUS_LABEL] = version_ref(previous)
+    merged.pop(ROLLED_BACK_LABEL, None)
+    description = champion.METRICS_PREFIX + json.dumps(metrics or {}, sort_keys=True)
+    client.update_model(
+        model=aiplatform_v1.Model(name=model, labels=merged, version_description=description),
+        update_mask=field_mask_pb2.FieldMask(paths=["labels", "version_description"]),
+    )
+    if previous and previous != model:
+        client.merge_version_aliases(name=previous, version_aliases=[f"-{champion.CHAMPION}"])
+    updated = client.merge_version_aliases(name=model, version_aliases=[champion.CHAMPION])
+    return {"labels": dict(updated.labels), "aliases": list(updated.version_aliases)}
+
+
+def _previous_champion(state: dict, purpose: str, project: str, location: str, client: Any) -> dict:
+    """The champion before this deployment, found once and kept in ``state`` (a retry must not see itself)."""
+    from tunekit.components.deployment.champion import find_vertex_champion
+
+    if "previous" not in state:
+        found = find_vertex_champion(purpose, project=project, location=location, client=client)
+        state["previous"] = found.model if found else ""
+        state["previous_endpoint"] = found.endpoint if found else ""
+    return state
+
+
+def deploy_gemini(
+    tuned: dict[str, Any],
+    *,
+    purpose: str,
+    labels: dict[str, Any],
+    metrics: dict[str, Any] | None,
+    state_path: str,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Records a tuned Gemini model (deployed by Vertex to its own endpoint) as the champion of ``purpose``.
+
+    Args:
+        tuned: The tuning result (``tuned_model``, ``endpoint``, ...).
+        purpose: What the model serves.
+        labels: Lineage labels (see :func:`lineage_labels`), cleaned here.
+        metrics: The evaluation metrics.
+        state_path: A state file that keeps the previous champion across retries.
+        client: A ``ModelServiceClient``; by default one for the model's region.
+
+    Returns:
+        :func:`record_gemini_deployment`'s record plus ``previous_champion`` and ``registry`` (labels, aliases).
+    """
+    record = record_gemini_deployment(tuned, labels=labels, update_registry=False)
+    client = client if client is not None else make_model_service_client(record["location"])
+    model = record["model"]
+    if "@" not in model:
+        model = version_name(client.get_model(name=model))
+    state = _read_json(state_path)
+    if state.get("model") not in (None, model):
+        raise UserError(
+            f"the state file belongs to model {state['model']}; delete it to start over", path=state_path
+        )
+    state["model"] = model
+    _previous_champion(state, purpose, record["project"], record["location"], client)
+    _write_json(state_path, state)
+    registry = promote_champion(
+        model, previous=state["previous"], labels=record["labels"], metrics=metrics, client=client
+    )
+    record.update(model=model, previous_champion=state["previous"], registry=registry, purpose=purpose)
+    record["registry_labels"] = registry["labels"]
+    return record
+
+
+def _upload_key(pipeline_job_name: str, artifact_uri: str) -> str:
+    return hashlib.sha256(f"{pipeline_job_name}\n{artifact_uri}".encode()).hexdigest()[:16]
+
+
+def deploy_open_model(
+    *,
+    artifact_uri: str,
+    purpose: str,
+    project: str,
+    location: str,
+    state_path: str,
+    display_name: str = "",
+    labels: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    pipeline_job_name: str = "",
+    serving_image: str = DEFAULT_SERVING_IMAGE,
+    serving_args: list[str] | tuple[str, ...] | None = None,
+    serving_env: dict[str, str] | None = None,
+    predict_route: str = "/generate",
+    health_route: str = "/ping",
+    serving_port: int = 8080,
+    machine_type: str = "g2-standard-12",
+    accelerator_type: str = "NVIDIA_L4",
+    accelerator_count: int = 1,
+    min_replica_count: int = 1,
+    max_replica_count: int = 1,
+    canary_traffic_percent: int = 100,
+    model_client: Any = None,
+    endpoint_client: Any = None,
+    timeout_s: float = 3600.0,
+) -> dict[str, Any]:
+    """Uploads an open model to the Model Registry, deploys it beside the champion with a canary split, promotes it.
+
+    Steps, each done once even when the step is retried (a state file next to the record remembers them, and an
+    upload whose reply was lost is found again by its ``tunekit-upload`` label):
+
+    1. find the purpose's champion (the previous one);
+    2. upload the model with its serving container, as a new version of the champion's model when there is one;
+    3. deploy it on the champion's endpoint (or a new endpoint) with ``canary_traffic_percent`` of the traffic,
+       the champion keeping the rest; at 100 the previous champion is undeployed once the new one serves;
+    4. move the ``champion`` alias to it and label it with its lineage and the previous champion.
+
+    Args:
+        artifact_uri: The model folder in Cloud Storage (a merged model: weights, config, tokenizer).
+        purpose: What the model serves.
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        state_path: The state file that makes a retry resume.
+        display_name: The model's display name ('' for ``tunekit-<purpose>``).
+        labels: Lineage labels (see :func:`lineage_labels`), cleaned here.
+        metrics: The evaluation metrics, recorded in the version description.
+        pipeline_job_name: The pipeline run (part of the upload key).
+        serving_image: The serving container image.
+        serving_args: The container's arguments (``{model_uri}`` is replaced); None for
+            :data:`DEFAULT_SERVING_ARGS` with the default image, no arguments otherwise.
+        serving_env: Environment variables of the container.
+        predict_route: The container's prediction route.
+        health_route: The container's health route.
+        serving_port: The container's port.
+        machine_type: Serving machine type.
+        accelerator_type: Serving accelerator ('' for none).
+        accelerator_count: Accelerators per replica.
+        min_replica_count: Fewest replicas.
+        max_replica_count: Most replicas.
+        canary_traffic_percent: The new model's share of the endpoint's traffic, 1 to 100.
+        model_client: A ``ModelServiceClient`` (tests); by default a REST client for ``location``.
+        endpoint_client: An ``EndpointServiceClient`` (tests); by default a REST client for ``location``.
+        timeout_s: How long to wait for each long-running operation.
+
+    Returns:
+        The record: ``model``, ``endpoint``, ``deployed_model_id``, ``traffic_split``, ``previous_champion``,
+        ``canary_traffic_percent``, ``labels``, ``registry``, ``project``, ``location``, ``deployed_at``.
+    """
+    from google.cloud import aiplatform_v1
+
+    from tunekit.components.deployment.embedding import make_endpoint_client
+
+    if not artifact_uri.startswith("gs://"):
+        raise UserError(
+            f"'{artifact_uri}' is not a Cloud Storage folder; Vertex serves models from gs://",
+            field="artifact_uri",
+        )
+    if not 1 <= int(canary_traffic_percent) <= 100:
+        raise UserError(
+            f"canary_traffic_percent must be 1 to 100, not {canary_traffic_percent}",
+            field="canary_traffic_percent",
+        )
+    canary = int(canary_traffic_percent)
+    models = model_client if model_client is not None else make_model_service_client(location)
+    endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
+    clean = sanitize_labels(labels)
+    key = _upload_key(pipeline_job_name, artifact_uri)
+    state = _read_json(state_path)
+    if state.get("artifact_uri") not in (None, artifact_uri):
+        raise UserError(
+            f"the state file belongs to {state['artifact_uri']}; delete it to start over", path=state_path
+        )
+    state["artifact_uri"] = artifact_uri
+    _previous_champion(state, purpose, project, location, models)
+    _write_json(state_path, state)
+    previous = state["previous"]
+
+    if not state.get("model"):
+        parent = f"projects/{project}/locations/{location}"
+        found = list(models.list_models(request={"parent": parent, "filter": f'labels.{UPLOAD_LABEL}="{key}"'}))
+        if found:
+            state["model"] = version_name(found[0])
+        else:
+            if serving_args is None:
+                serving_args = DEFAULT_SERVING_ARGS if serving_image == DEFAULT_SERVING_IMAGE else ()
+            container = aiplatform_v1.ModelContainerSpec(
+                image_uri=serving_image,
+                args=[a.replace("{model_uri}", artifact_uri) for a in serving_args],
+                env=[aiplatform_v1.EnvVar(name=k, value=str(v)) for k, v in (serving_env or {}).items()],
+                ports=[aiplatform_v1.Port(container_port=serving_port)],
+                predict_route=predict_route,
+                health_route=health_route,
+            )
+            operation = models.upload_model(
+                request=aiplatform_v1.UploadModelRequest(
+                    parent=parent,
+                    parent_model=previous.split("@", 1)[0] if previous else "",
+                    model=aiplatform_v1.Model(
+                        display_name=display_name or f"tunekit-{clean.get('tunekit-purpose', 'model')}"[:128],
+                        artifact_uri=artifact_uri,
+                        container_spec=container,
+                        labels={**clean, UPLOAD_LABEL: key},
+                    ),
+                )
+            )
+            response = operation.result(timeout=timeout_s)
+            state["model"] = f"{response.model}@{response.model_version_id}"
+        _write_json(state_path, state)
+    model = state["model"]
+
+    if not state.get("endpoint"):
+        if state.get("previous_endpoint"):
+            state["endpoint"] = state["previous_endpoint"]
+        else:
+            operation = endpoints.create_endpoint(
+                parent=f"projects/{project}/locations/{location}",
+                endpoint=aiplatform_v1.Endpoint(
+                    display_name=(display_name or f"tunekit-{clean.get('tunekit-purpose', 'model')}")[:128],
+                    labels={k: v for k, v in clean.items() if k != UPLOAD_LABEL},
+                ),
+            )
+            state["endpoint"] = operation.result(timeout=timeout_s).name
+        _write_json(state_path, state)
+    endpoint = endpoints.get_endpoint(name=state["endpoint"])
+    previous_deployed = next((d for d in endpoint.deployed_models if _is_version(d, previous)), None)
+    mine = next((d for d in endpoint.deployed_models if _is_version(d, model)), None)
+    if mine is None:
+        split = {"0": 100}
+        if previous_deployed is not None and canary < 100:
+            split = {"0": canary, previous_deployed.id: 100 - canary}
+        machine = aiplatform_v1.MachineSpec(machine_type=machine_type)
+        if accelerator_type:
+            machine.accelerator_type = accelerator_type
+            machine.accelerator_count = accelerator_count
+        operation = endpoints.deploy_model(
+            endpoint=endpoint.name,
+            deployed_model=aiplatform_v1.DeployedModel(
+                model=model,
+                display_name=f"{clean.get('tunekit-purpose', 'model')}-{model.rsplit('/', 1)[-1]}"[:128],
+                dedicated_resources=aiplatform_v1.DedicatedResources(
+                    machine_spec=machine, min_replica_count=min_replica_count, max_replica_count=max_replica_count
+                ),
+            ),
+            traffic_split=split,
+        )
+        deployed_id = operation.result(timeout=timeout_s).deployed_model.id
+    else:
+        deployed_id = mine.id
+    state["deployed_model_id"] = deployed_id
+    _write_json(state_path, state)
+    if canary == 100 and previous_deployed is not None:
+        from google.api_core import exceptions
+
+        try:
+            endpoints.undeploy_model(
+                endpoint=endpoint.name, deployed_model_id=previous_deployed.id, traffic_split={deployed_id: 100}
+            ).result(timeout=timeout_s)
+        except exceptions.NotFound:
+            pass  # already undeployed by an earlier attempt
+    registry = promote_champion(
+        model, previous=previous, labels={**clean, UPLOAD_LABEL: key}, metrics=metrics, client=models
+    )
+    state["promoted"] = True
+    _write_json(state_path, state)
+    traffic = dict(endpoints.get_endpoint(name=endpoint.name).traffic_split)
+    return {
+        "model": model,
+        "endpoint": endpoint.name,
+        "deployed_model_id": deployed_id,
+        "traffic_split": traffic,
+        "canary_traffic_percent": canary,
+        "previous_champion": previous,
+        "labels": clean,
+        "registry": registry,
+        "project": project,
+        "location": location,
+        "purpose": purpose,
+        "deployed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def rollback_vertex(
+    purpose: str,
+    *,
+    project: str,
+    location: str,
+    model_client: Any = None,
+    endpoint_client: Any = None,
+    timeout_s: float = 3600.0,
+) -> dict[str, Any]:
+    """Gives the ``champion`` alias (and the endpoint's traffic) back to the champion the current one replaced.
+
+    The previous champion is the version named by the current champion's ``tunekit-previous`` label. When both
+    are deployed on the same endpoint (a canary, or a full switch), the previous one gets 100% of the traffic and
+    the current one is undeployed; when the previous one is not deployed any more it is deployed again on that
+    endpoint with the current one's resources first. A previous champion served by an endpoint of its own (tuned
+    Gemini models) keeps it, and only the alias moves.
+
+    Args:
+        purpose: The purpose to roll back.
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        model_client: A ``ModelServiceClient`` (tests).
+        endpoint_client: An ``EndpointServiceClient`` (tests).
+        timeout_s: How long to wait for each long-running operation.
+
+    Returns:
+        ``restored``, ``rolled_back`` (version names), ``endpoint`` and its ``traffic_split`` afterwards ('' and
+        {} when no endpoint changed).
+
+    Raises:
+        UserError: No champion, or no previous champion to go back to.
+    """
+    from google.api_core import exceptions
+    from google.cloud import aiplatform_v1
+    from google.protobuf import field_mask_pb2
+
+    from tunekit.components.deployment import champion as champions
+    from tunekit.components.deployment.embedding import make_endpoint_client
+
+    models = model_client if model_client is not None else make_model_service_client(location)
+    current = champions.find_vertex_champion(purpose, project=project, location=location, client=models)
+    if current is None:
+        raise UserError(
+            f"purpose '{purpose}' has no champion in the Model Registry of {project}/{location} (no model labelled "
+            f"{champions.PURPOSE_LABEL}={champions.purpose_label(purpose)} with the alias '{champions.CHAMPION}')"
+        )
+    ref = current.extra["labels"].get(champions.PREVIOUS_LABEL, "")
+    if not ref:
+        raise UserError(f"{current.model} is the first champion of '{purpose}': there is no previous champion")
+    previous_name = _ref_to_name(ref, project, location)
+    try:
+        previous = models.get_model(name=previous_name)
+    except exceptions.NotFound:
+        raise UserError(f"the previous champion {previous_name} is no longer in the Model Registry") from None
+    previous_name = version_name(previous)
+    endpoint_name, traffic = "", {}
+    if current.endpoint:
+        endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
+        endpoint = endpoints.get_endpoint(name=current.endpoint)
+        mine = next((d for d in endpoint.deployed_models if _is_version(d, current.model)), None)
+        theirs = next((d for d in endpoint.deployed_models if _is_version(d, previous_name)), None)
+        elsewhere = any(r.endpoint != endpoint.name for r in previous.deployed_models)
+        if theirs is None and not elsewhere and mine is not None:
+            deployed = aiplatform_v1.DeployedModel(
+                model=previous_name,
+                display_name=f"{champions.purpose_label(purpose)}-{previous_name.rsplit('/', 1)[-1]}"[:128],
+                dedicated_resources=mine.dedicated_resources,
+            )
+            operation = endpoints.deploy_model(
+                endpoint=endpoint.name, deployed_model=deployed, traffic_split={"0": 0, mine.id: 100}
+            )
+            theirs = operation.result(timeout=timeout_s).deployed_model
+        if theirs is not None:
+            endpoints.update_endpoint(
+                endpoint=aiplatform_v1.Endpoint(name=endpoint.name, traffic_split={theirs.id: 100}),
+                update_mask=field_mask_pb2.FieldMask(paths=["traffic_split"]),
+            )
+            if mine is not None:
+                endpoints.undeploy_model(
+                    endpoint=endpoint.name, deployed_model_id=mine.id, traffic_split={theirs.id: 100}
+                ).result(timeout=timeout_s)
+            endpoint_name = endpoint.name
+            traffic = dict(endpoints.get_endpoint(name=endpoint.name).traffic_split)
+    rolled = models.get_model(name=current.model)
+    models.update_model(
+        model=aiplatform_v1.Model(name=current.model, labels={**dict(rolled.labels), ROLLED_BACK_LABEL: "true"}),
+        update_mask=field_mask_pb2.FieldMask(paths=["labels"]),
+    )
+    models.merge_version_aliases(name=current.model, version_aliases=[f"-{champions.CHAMPION}"])
+    models.merge_version_aliases(name=previous_name, version_aliases=[champions.CHAMPION])
+    return {
+        "purpose": purpose,
+        "restored": previous_name,
+        "rolled_back": current.model,
+        "endpoint": endpoint_name,
+        "traffic_split": traffic,
     }
