@@ -20,8 +20,21 @@ def evaluate_supervised(
     metrics: dsl.Output[dsl.Metrics],
     summary: dsl.Output[dsl.Markdown],
     predictions: dsl.Output[dsl.Dataset],
+    confusion_matrix: dsl.Output[dsl.ClassificationMetrics],
+    purpose: str = "",
+    local_registry: str = "",
+    beat_champion: bool = True,
+    require_significant: bool = False,
 ) -> bool:
-    """Scores the tuned model beside its base on held-out rows; returns whether the deploy gate passed."""
+    """Scores the tuned model beside its base and the champion on held-out rows; returns whether the gate passed.
+
+    A single ``bool`` return (not a NamedTuple): the pipeline's ``dsl.If`` reads it as ``Output``; the reason is
+    ``metrics.metadata["gate_reason"]``. ``metrics`` holds ``<model>_<metric>`` for ``base``, ``tuned`` and
+    ``champion``, the comparisons' ``gate_delta_*`` / ``gate_ci_low_*`` / ``gate_ci_high_*``, and ``gate`` (the
+    comparisons in full). Classification also logs the tuned model's per-class precision and recall and its
+    confusion matrix (``confusion_matrix``).
+    """
+    from tunekit.components.evaluation.champion_challenger import GatePolicy, gate_metrics
     from tunekit.components.evaluation.steps import run_evaluate
 
     report, decision = run_evaluate(
@@ -35,14 +48,27 @@ def evaluate_supervised(
         summary_path=summary.path,
         max_eval_examples=max_eval_examples,
         max_output_tokens=max_output_tokens,
-        min_improvement=min_improvement,
         project=project,
         location=location,
+        purpose=purpose,
+        local_registry=local_registry,
+        policy=GatePolicy(
+            min_improvement=min_improvement, beat_champion=beat_champion, require_significant=require_significant
+        ),
     )
     for model_name, values in report.metrics.items():
         for metric_name, value in values.items():
             metrics.log_metric(f"{model_name}_{metric_name}", float(value))
+    for key, value in gate_metrics(decision).items():
+        metrics.log_metric(key, float(value))
+    details = report.classification.get("tuned")
+    if details is not None:
+        for label in details.precision:
+            metrics.log_metric(f"tuned_precision[{label}]", details.precision[label])
+            metrics.log_metric(f"tuned_recall[{label}]", details.recall[label])
+        confusion_matrix.log_confusion_matrix(details.labels, details.matrix)
     metrics.metadata["gate_passed"] = decision.passed
     metrics.metadata["gate_reason"] = decision.reason
+    metrics.metadata["gate"] = [c.as_dict() for c in decision.comparisons]
     print(decision.reason)
     return decision.passed

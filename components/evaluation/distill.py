@@ -12,6 +12,10 @@ writes its reasoning and the answer after it is taken).
 One table sets them side by side with each model's size and cost per 1,000 predictions: the teacher's and a Gemini
 student's from token counts at list prices (``price_table``), an open student's from its measured prediction time
 here at ``student_cost_per_hour`` (an assumed serving machine's price; say which when reporting it).
+
+When a model is already deployed for the run's ``purpose`` (the champion), it answers the same rows as a fourth
+model, and the gate requires the student to beat it (:mod:`~tunekit.components.evaluation.champion_challenger`);
+the differences against the baseline and the champion come with paired bootstrap intervals over the rows.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunekit.components.evaluation.metrics import compute_metrics
+from tunekit.components.evaluation.champion_challenger import (
+    CHAMPION,
+    GatePolicy,
+    compare,
+    describe_champion,
+    locate_champion,
+)
+from tunekit.components.evaluation.metrics import compute_metrics, row_scores
 from tunekit.components.model_clients.base import OK, Generation, GenerationConfig, ModelClient, Prompt
 from tunekit.components.rationale_extraction.parsing import answers_agree
 
@@ -52,6 +63,7 @@ class ModelScore:
         cost_basis: How the cost was computed.
         seconds_per_prediction: Measured wall time per prediction, when measured here.
         predictions: The answers, one per row.
+        row_scores: The gate metric of every row, in row order (for the paired bootstrap).
     """
 
     name: str
@@ -63,6 +75,17 @@ class ModelScore:
     cost_basis: str = ""
     seconds_per_prediction: float | None = None
     predictions: list[str] = field(default_factory=list)
+    row_scores: list[float] = field(default_factory=list)
+
+
+def gate_row_scores(
+    answers: Sequence[str | None], rows: Sequence[dict], *, task: str, task_type: str
+) -> list[float]:
+    """The gate metric (:func:`gate_metric`) of every row: agreement for accuracy, else the task's row score."""
+    references = [str(r["reference"]) for r in rows]
+    if gate_metric(task) == "accuracy":
+        return [float(answers_agree(task_type, a, ref)) for a, ref in zip(answers, references, strict=True)]
+    return row_scores(task, [a or "" for a in answers], references)
 
 
 def score(
@@ -126,10 +149,35 @@ def render_table(scores: Sequence[ModelScore], *, task: str, reference_source: s
     return "\n".join(lines) + "\n"
 
 
+def _interval_text(a: ModelScore, b: ModelScore, policy: GatePolicy) -> str:
+    if not a.row_scores or len(a.row_scores) != len(b.row_scores):
+        return ""
+    from tunekit.components.evaluation.bootstrap import paired_bootstrap
+
+    interval = paired_bootstrap(
+        a.row_scores, b.row_scores, resamples=policy.resamples, confidence=policy.confidence, seed=policy.seed
+    )
+    return f", {interval.confidence:.0%} CI [{interval.low:+.4f}, {interval.high:+.4f}]"
+
+
 def decide_gate(
-    scores: dict[str, ModelScore], *, task: str, min_student_metric: float, min_improvement_over_baseline: float
+    scores: dict[str, ModelScore],
+    *,
+    task: str,
+    min_student_metric: float,
+    min_improvement_over_baseline: float,
+    policy: GatePolicy | None = None,
+    champion_label: str = "",
+    champion_error: str = "",
 ) -> tuple[bool, str]:
-    """Passes when the student reaches ``min_student_metric`` and, with a baseline, beats it by the margin."""
+    """The gate: the student's metric, the label-only baseline (when trained) and the champion (when deployed).
+
+    Passes when the student reaches ``min_student_metric``, beats the baseline by ``min_improvement_over_baseline``
+    and, with ``policy.beat_champion``, beats the champion (ties at a perfect score pass); with
+    ``policy.require_significant`` the required differences' bootstrap intervals must lie above 0. A champion that
+    could not be scored (``champion_error``) fails the gate when beating it is required.
+    """
+    policy = policy or GatePolicy()
     metric = gate_metric(task)
     student = scores[STUDENT].metrics[metric]
     reasons = []
@@ -138,11 +186,37 @@ def decide_gate(
     if BASELINE in scores:
         baseline = scores[BASELINE].metrics[metric]
         delta = student - baseline
-        passed = passed and delta >= min_improvement_over_baseline
+        ok = delta >= min_improvement_over_baseline
+        ci = _interval_text(scores[STUDENT], scores[BASELINE], policy)
+        if policy.require_significant and BASELINE in scores:
+            result = compare(
+                BASELINE, scores[STUDENT].row_scores, scores[BASELINE].row_scores, metric=metric, policy=policy
+            )
+            ok = ok and result.interval is not None and result.interval.low > 0
+        passed = passed and ok
         reasons.append(
-            f"vs label-only baseline {baseline:.4f} (change {delta:+.4f}, required at least "
+            f"vs label-only baseline {baseline:.4f} (change {delta:+.4f}{ci}, required at least "
             f"{min_improvement_over_baseline:+.4f})"
         )
+    if champion_error:
+        reasons.append(f"the champion {champion_label} could not be scored ({champion_error})")
+        if policy.beat_champion:
+            passed = False
+            reasons.append("set beat_champion: false to deploy without it, or roll the champion back")
+    elif CHAMPION in scores:
+        result = compare(
+            CHAMPION,
+            scores[STUDENT].row_scores or None,
+            scores[CHAMPION].row_scores or None,
+            metric=metric,
+            policy=policy,
+            required=policy.beat_champion,
+            label=f"champion {champion_label}".strip(),
+            candidate_value=student,
+            other_value=scores[CHAMPION].metrics[metric],
+        )
+        passed = passed and (result.passed or not result.required)
+        reasons.append(result.describe(STUDENT))
     if TEACHER in scores:
         reasons.append(f"teacher {scores[TEACHER].metrics[metric]:.4f}")
     return passed, ("deploy: " if passed else "do not deploy: ") + "; ".join(reasons)
@@ -199,6 +273,7 @@ def evaluate_student(
             client.close()
     result = ModelScore(name, predictions=answers)
     result.metrics = score(name, answers, rows, task=task, task_type=task_type)
+    result.row_scores = gate_row_scores(answers, rows, task=task, task_type=task_type)
     result.statuses = {s: sum(g.status == s for g in generations) for s in {g.status for g in generations}}
     if record.get("backend") == "local":
         training = record.get("training") or {}
@@ -248,6 +323,7 @@ def evaluate_teacher(
     answers = [r["teacher_answer"] for r in out]
     result = ModelScore(TEACHER, predictions=[a or "" for a in answers])
     result.metrics = score(TEACHER, answers, rows, task=task, task_type=task_type)
+    result.row_scores = gate_row_scores(answers, rows, task=task, task_type=task_type)
     result.statuses = {k[len("status_") :]: v for k, v in counts.items() if k.startswith("status_") and v}
     result.size = teacher_model
     from tunekit.components.model_clients import pricing
@@ -287,8 +363,15 @@ def run_evaluate_distillation(
     project: str = "",
     location: str = "",
     student_clients: dict[str, ModelClient] | None = None,
+    purpose: str = "",
+    local_registry: str = "",
+    policy: GatePolicy | None = None,
 ) -> tuple[dict[str, ModelScore], bool, str, str]:
-    """Scores teacher, baseline (when trained) and student on the held-out rows; decides the gate.
+    """Scores teacher, baseline (when trained), champion (when deployed) and student on the held-out rows.
+
+    ``student_clients`` gives clients by model name (``student``, ``baseline``, ``champion``) instead of loading
+    them; the model deployed for ``purpose`` now (the champion, looked up in ``local_registry`` for local students)
+    is scored too; ``policy`` holds the gate's champion and significance options.
 
     Returns:
         The scores by model, whether the gate passed, its reason, and the Markdown table.
@@ -339,11 +422,41 @@ def run_evaluate_distillation(
     scores[STUDENT] = evaluate_student(
         STUDENT, student_record, student_path, rows, client=student_clients.get(STUDENT), **common
     )
+    champion_label, champion_error = "", ""
+    champion_backend = "local" if student_record.get("backend") == "local" else "vertex"
+    champion = (
+        locate_champion(
+            purpose, backend=champion_backend, local_registry=local_registry, project=project, location=location
+        )
+        if purpose
+        else None
+    )
+    if champion is not None:
+        champion_label = describe_champion(champion)
+        if champion.backend == "local":
+            record = {"backend": "local", **_model_record(champion.model, {})}
+        else:
+            record = {"backend": "vertex", "endpoint": champion.endpoint, "base_model": champion.base_model}
+        try:
+            if record["backend"] == "vertex" and not record["endpoint"] and CHAMPION not in student_clients:
+                raise ValueError(f"no endpoint is recorded for {champion.model}")
+            scores[CHAMPION] = evaluate_student(
+                CHAMPION, record, champion.model, rows, client=student_clients.get(CHAMPION), **common
+            )
+            failed = scores[CHAMPION].statuses.get("failed", 0)
+            if failed and failed == len(rows):
+                champion_error = f"all {failed} requests failed"
+                del scores[CHAMPION]
+        except Exception as exc:  # noqa: BLE001 - any failure to load the champion is reported by the gate
+            champion_error = f"{type(exc).__name__}: {exc}"
     passed, reason = decide_gate(
         scores,
         task=task,
         min_student_metric=min_student_metric,
         min_improvement_over_baseline=min_improvement_over_baseline,
+        policy=policy,
+        champion_label=champion_label,
+        champion_error=champion_error,
     )
     source = "gold" if all(r.get("reference_source", "gold") == "gold" for r in rows) else "teacher"
     table = render_table(list(scores.values()), task=task, reference_source=source, rows=len(rows))

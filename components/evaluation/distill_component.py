@@ -36,13 +36,21 @@ def evaluate_distillation(
     summary: dsl.Output[dsl.Markdown],
     predictions: dsl.Output[dsl.Dataset],
     response_cache: dsl.Output[dsl.Artifact],
+    purpose: str = "",
+    local_registry: str = "",
+    beat_champion: bool = True,
+    require_significant: bool = False,
 ) -> bool:
     """Scores teacher, label-only baseline (when trained) and student on the held-out rows; returns the gate.
 
-    ``metrics`` holds ``<model>_<metric>`` for teacher, baseline and student, ``<model>_cost_per_1000``,
+    The champion (the model deployed for ``purpose`` now) answers the same rows, and the gate requires the student
+    to beat it unless ``beat_champion`` is false.
+
+    ``metrics`` holds ``<model>_<metric>`` for teacher, baseline, student and champion, ``<model>_cost_per_1000``,
     ``<model>_parameters`` where known, ``gate_passed``, ``gate_reason`` and ``table`` (the Markdown table, also
     in ``summary``).
     """
+    from tunekit.components.evaluation.champion_challenger import GatePolicy
     from tunekit.components.evaluation.distill import run_evaluate_distillation
     from tunekit.components.rationale_extraction.steps import load_exemplars, rationale_task_type
     from tunekit.components.rationale_extraction.teachers import make_teacher
@@ -86,6 +94,9 @@ def evaluate_distillation(
         student_cost_per_hour=student_cost_per_hour,
         project=project,
         location=location,
+        purpose=purpose,
+        local_registry=local_registry,
+        policy=GatePolicy(beat_champion=beat_champion, require_significant=require_significant),
     )
     for name, model_score in scores.items():
         for metric_name, value in model_score.metrics.items():

@@ -6,7 +6,9 @@ Input rows (JSON Lines), either of:
 - the Gemini format (``systemInstruction``?, ``contents`` ending with a model turn; Vertex backend).
 
 Output: one prediction row per input row and model (``line``, ``reference``, ``<model>_prediction``,
-``<model>_status``), metrics per model from :mod:`tunekit.components.evaluation.metrics`, and a gate decision.
+``<model>_status``, ``<model>_score``), metrics per model from :mod:`tunekit.components.evaluation.metrics`, and
+a gate decision (:mod:`tunekit.components.evaluation.champion_challenger`): the candidate against the base model
+and, when one is deployed for the same purpose, the champion, with paired bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -17,8 +19,19 @@ from dataclasses import dataclass, field
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.data_validation import formats
-from tunekit.components.evaluation.metrics import PRIMARY_METRIC, compute_metrics
-from tunekit.components.model_clients.base import OK, GenerationConfig, ModelClient, Prompt
+from tunekit.components.evaluation.champion_challenger import CHAMPION, GateDecision, GatePolicy
+from tunekit.components.evaluation.champion_challenger import decide as decide_gate
+from tunekit.components.evaluation.metrics import (
+    CLASSIFICATION,
+    PRIMARY_METRIC,
+    ClassificationReport,
+    classification_report,
+    compute_metrics,
+    row_scores,
+)
+from tunekit.components.model_clients.base import FAILED, OK, GenerationConfig, ModelClient, Prompt
+
+__all__ = ["EvalReport", "EvalRow", "GateDecision", "GatePolicy", "decide", "evaluate_models", "load_eval_rows"]
 
 
 @dataclass
@@ -39,7 +52,9 @@ class EvalReport:
         primary_metric: The metric the gate compares.
         metrics: ``model name -> metric -> value``.
         statuses: ``model name -> status -> count`` of the generations.
-        predictions: One dict per row with the reference and each model's prediction and status.
+        predictions: One dict per row with the reference and each model's prediction, status and score.
+        scores: ``model name -> the primary metric of every row``, in row order (for the paired bootstrap).
+        classification: ``model name ->`` per-class figures and confusion matrix (classification only).
     """
 
     task: str
@@ -47,14 +62,8 @@ class EvalReport:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     statuses: dict[str, dict[str, int]] = field(default_factory=dict)
     predictions: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class GateDecision:
-    """Whether to deploy, and why."""
-
-    passed: bool
-    reason: str
+    scores: dict[str, list[float]] = field(default_factory=dict)
+    classification: dict[str, ClassificationReport] = field(default_factory=dict)
 
 
 def load_eval_rows(path: str, limit: int = 0) -> list[EvalRow]:
@@ -109,22 +118,64 @@ def evaluate_models(
         texts = [g.text if g.status == OK else (g.text or "") for g in generations]
         report.metrics[name] = compute_metrics(task, texts, references)
         report.statuses[name] = dict(Counter(g.status for g in generations))
-        for record, generation in zip(report.predictions, generations, strict=True):
+        report.scores[name] = row_scores(task, texts, references)
+        if task == CLASSIFICATION:
+            report.classification[name] = classification_report(texts, references)
+        for record, generation, value in zip(report.predictions, generations, report.scores[name], strict=True):
             record[f"{name}_prediction"] = generation.text
             record[f"{name}_status"] = generation.status
+            record[f"{name}_score"] = value
     return report
 
 
-def decide(report: EvalReport, *, candidate: str, baseline: str, min_improvement: float = 0.0) -> GateDecision:
-    """Passes when the candidate's primary metric beats the baseline's by at least ``min_improvement``."""
-    metric = report.primary_metric
-    new = report.metrics[candidate][metric]
-    old = report.metrics[baseline][metric]
-    delta = new - old
-    verdict = delta >= min_improvement if min_improvement > 0 else delta > 0 or (delta == 0 and new == 1.0)
-    comparison = f"{candidate} {metric} {new:.4f} vs {baseline} {old:.4f} (change {delta:+.4f}"
-    comparison += f", required at least {min_improvement:+.4f})" if min_improvement > 0 else ", required > 0)"
-    return GateDecision(passed=bool(verdict), reason=("deploy: " if verdict else "do not deploy: ") + comparison)
+def unscorable(report: EvalReport, name: str) -> str:
+    """Why ``name``'s answers cannot stand for the model (every generation failed), or ''."""
+    statuses = report.statuses.get(name) or {}
+    total = sum(statuses.values())
+    if total and statuses.get(FAILED, 0) == total:
+        return f"all {total} requests failed"
+    return ""
+
+
+def decide(
+    report: EvalReport,
+    *,
+    candidate: str,
+    baseline: str,
+    min_improvement: float = 0.0,
+    policy: GatePolicy | None = None,
+    champion: str = CHAMPION,
+    champion_label: str = "",
+    champion_error: str = "",
+) -> GateDecision:
+    """The deploy gate on the report's primary metric (see :mod:`.champion_challenger` for the rules).
+
+    Args:
+        report: Scores of the candidate, the baseline and, when present under the name ``champion``, the champion.
+        candidate: The candidate's name in the report.
+        baseline: The base model's name in the report.
+        min_improvement: Used when ``policy`` is not given.
+        policy: The gate policy (defaults to one with ``min_improvement``).
+        champion: The champion's name in the report.
+        champion_label: The champion's name in the reason.
+        champion_error: Why the champion could not be scored ('' when it was, or there is none).
+    """
+    policy = policy or GatePolicy(min_improvement=min_improvement)
+    champion_error = champion_error or (unscorable(report, champion) if champion in report.scores else "")
+    has_champion = champion in report.scores and not champion_error
+    return decide_gate(
+        metric=report.primary_metric,
+        candidate_scores=report.scores.get(candidate),
+        base_scores=report.scores.get(baseline),
+        candidate_value=report.metrics[candidate][report.primary_metric],
+        base_value=report.metrics[baseline][report.primary_metric],
+        champion_scores=report.scores[champion] if has_champion else None,
+        champion_value=report.metrics[champion][report.primary_metric] if has_champion else None,
+        champion_label=champion_label,
+        champion_error=champion_error,
+        candidate_name=candidate,
+        policy=policy,
+    )
 
 
 def render_markdown(report: EvalReport, decision: GateDecision) -> str:
@@ -138,7 +189,28 @@ def render_markdown(report: EvalReport, decision: GateDecision) -> str:
         cells = " | ".join(f"{report.metrics[n].get(metric, float('nan')):.4f}" for n in names)
         lines.append(f"| {metric}{marker} | {cells} |")
     lines += ["", "Generation statuses: " + "; ".join(f"{n}: {report.statuses[n]}" for n in names), ""]
-    lines += [f"**Gate:** {decision.reason}", "", "## First examples", ""]
+    lines += [f"**Gate:** {decision.reason}", ""]
+    if decision.comparisons:
+        lines += ["| comparison | candidate | other | change | CI low | CI high | required | passed |"]
+        lines += ["| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for c in decision.comparisons:
+            low = f"{c.interval.low:+.4f}" if c.interval else "n/a"
+            high = f"{c.interval.high:+.4f}" if c.interval else "n/a"
+            lines.append(
+                f"| vs {c.label} | {c.candidate:.4f} | {c.other:.4f} | {c.delta:+.4f} | {low} | {high} | "
+                f"{'yes' if c.required else 'no'} | {'yes' if c.passed else 'no'} |"
+            )
+        lines.append("")
+    for name, details in report.classification.items():
+        lines += [f"## Per class ({name})", "", "| class | precision | recall | F1 | rows |"]
+        lines.append("| --- | --- | --- | --- | --- |")
+        for label in details.precision:
+            lines.append(
+                f"| {label or '(empty)'} | {details.precision[label]:.4f} | {details.recall[label]:.4f} | "
+                f"{details.f1[label]:.4f} | {details.support[label]} |"
+            )
+        lines.append("")
+    lines += ["## First examples", ""]
     lines += ["| line | reference | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * len(names)]
     for record in report.predictions[:10]:
         cells = [str(record.get(f"{n}_prediction", "")).replace("|", "\\|").replace("\n", " ")[:80] for n in names]

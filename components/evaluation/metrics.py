@@ -10,6 +10,7 @@ import collections
 import re
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from tunekit.components.common.errors import UserError
 
@@ -44,6 +45,22 @@ def normalize_answer(text: str | None) -> str:
     return " ".join(text.split())
 
 
+def normalize_label(text: str | None) -> str:
+    """A class label for comparison: lowercase, no punctuation, squeezed whitespace.
+
+    Unlike :func:`normalize_answer` it keeps articles, so that labels such as ``A`` (a multiple-choice option)
+    stay distinct from the empty answer.
+    """
+    if not text:
+        return ""
+    return " ".join("".join(ch for ch in text.lower() if ch not in _PUNCTUATION).split())
+
+
+def label_match(prediction: str | None, reference: str | None) -> float:
+    """1.0 when the two labels are equal after :func:`normalize_label`, else 0.0."""
+    return float(normalize_label(prediction) == normalize_label(reference))
+
+
 def exact_match(prediction: str | None, reference: str | None) -> float:
     """1.0 when the normalised prediction equals the normalised reference, else 0.0."""
     return float(normalize_answer(prediction) == normalize_answer(reference))
@@ -65,18 +82,18 @@ def token_f1(prediction: str | None, reference: str | None) -> float:
 
 
 def accuracy(predictions: Sequence[str | None], references: Sequence[str | None]) -> float:
-    """Share of predicted classes equal to the reference class after normalisation; 0.0 for no examples."""
+    """Share of predicted classes equal to the reference class (:func:`normalize_label`); 0.0 for no examples."""
     _check_lengths(predictions, references)
     if not references:
         return 0.0
-    return sum(exact_match(p, r) for p, r in zip(predictions, references, strict=True)) / len(references)
+    return sum(label_match(p, r) for p, r in zip(predictions, references, strict=True)) / len(references)
 
 
 def macro_f1(predictions: Sequence[str | None], references: Sequence[str | None]) -> float:
     """F1 per reference class (normalised), averaged over the classes, so rare classes weigh as much as others."""
     _check_lengths(predictions, references)
-    predicted = [normalize_answer(p) for p in predictions]
-    gold = [normalize_answer(r) for r in references]
+    predicted = [normalize_label(p) for p in predictions]
+    gold = [normalize_label(r) for r in references]
     classes = sorted(set(gold))
     if not classes:
         return 0.0
@@ -87,6 +104,83 @@ def macro_f1(predictions: Sequence[str | None], references: Sequence[str | None]
         fn = sum(p != label and g == label for p, g in zip(predicted, gold, strict=True))
         scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     return sum(scores) / len(scores)
+
+
+#: The confusion matrix's column for predictions that are none of the reference classes.
+OTHER = "(other)"
+
+
+@dataclass
+class ClassificationReport:
+    """Per-class figures and the confusion matrix of a classifier's answers (normalised labels).
+
+    Attributes:
+        labels: The reference classes, sorted, plus :data:`OTHER` when some prediction is none of them.
+        matrix: ``matrix[i][j]`` counts rows whose reference is ``labels[i]`` and prediction ``labels[j]``. The
+            :data:`OTHER` row is all zeros (no reference is "other"), which keeps the matrix square as KFP's
+            ``ClassificationMetrics.log_confusion_matrix`` requires.
+        precision: ``class -> precision`` (0.0 for a class never predicted).
+        recall: ``class -> recall``.
+        f1: ``class -> F1``.
+        support: ``class -> number of reference rows``.
+    """
+
+    labels: list[str]
+    matrix: list[list[int]]
+    precision: dict[str, float] = field(default_factory=dict)
+    recall: dict[str, float] = field(default_factory=dict)
+    f1: dict[str, float] = field(default_factory=dict)
+    support: dict[str, int] = field(default_factory=dict)
+
+
+def classification_report(
+    predictions: Sequence[str | None], references: Sequence[str | None]
+) -> ClassificationReport:
+    """Per-class precision, recall and F1, and the confusion matrix, after :func:`normalize_label`.
+
+    A ``None`` prediction counts as the empty answer, which is :data:`OTHER` unless '' is a reference class.
+    """
+    _check_lengths(predictions, references)
+    predicted = [normalize_label(p) for p in predictions]
+    gold = [normalize_label(r) for r in references]
+    classes = sorted(set(gold))
+    labels = classes + ([OTHER] if any(p not in classes for p in predicted) else [])
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for p, g in zip(predicted, gold, strict=True):
+        matrix[index[g]][index.get(p, index.get(OTHER, 0))] += 1
+    report = ClassificationReport(labels=labels, matrix=matrix)
+    for label in classes:
+        i = index[label]
+        tp = matrix[i][i]
+        predicted_as = sum(row[i] for row in matrix)
+        support = sum(matrix[i])
+        report.support[label] = support
+        report.precision[label] = tp / predicted_as if predicted_as else 0.0
+        report.recall[label] = tp / support if support else 0.0
+        report.f1[label] = 2 * tp / (predicted_as + support) if tp else 0.0
+    return report
+
+
+def row_scores(task: str, predictions: Sequence[str | None], references: Sequence[str | None]) -> list[float]:
+    """The primary metric (:data:`PRIMARY_METRIC`) of every row, whose mean is the task's primary figure.
+
+    These are what the paired bootstrap resamples (see :mod:`tunekit.components.evaluation.bootstrap`).
+
+    Raises:
+        UserError: ``task`` is unknown.
+        ValueError: The two lists differ in length.
+    """
+    if task not in TASKS:
+        raise UserError(f"unknown task '{task}'; use one of {', '.join(TASKS)}", field="task")
+    _check_lengths(predictions, references)
+    metric = PRIMARY_METRIC[task]
+    pairs = zip(predictions, references, strict=True)
+    if metric == "accuracy":
+        return [label_match(p, r) for p, r in pairs]
+    if metric == "token_f1":
+        return [token_f1(p, r) for p, r in pairs]
+    return [rouge(p, r, (metric,))[metric] for p, r in pairs]
 
 
 class _UnicodeTokenizer:

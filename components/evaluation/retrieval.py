@@ -10,6 +10,10 @@ Input files (the layout Vertex AI's ``tune-text-embedding-model`` template reads
 Output: per model, ``ndcg_at_10``, ``recall_at_1``, ``recall_at_10``, ``recall_at_100`` and ``mrr_at_10``, averaged
 over the labelled queries, plus the time it took to embed the corpus.
 
+The gate compares nDCG@10 of the tuned model with the base model's and, when a model is deployed for the same
+purpose, the champion's, computed here on the same test queries, with paired bootstrap intervals over the queries
+(:mod:`~tunekit.components.evaluation.champion_challenger`).
+
 Retrieval is exact: all query and document embeddings are L2-normalised and scored with one matrix product per
 block of queries (no approximate index), so the figures do not depend on index parameters.
 """
@@ -475,6 +479,11 @@ def decide(base: dict[str, float], tuned: dict[str, float], min_improvement: flo
     )
 
 
+def query_scores(result: RetrievalResult, labels: dict[str, dict[str, float]], k: int = 10) -> list[float]:
+    """nDCG@k of every judged query (labels order), whose mean is the result's ``ndcg_at_10`` for k=10."""
+    return [ndcg_at_k(result.rankings.get(q, []), rel, k) for q, rel in labels.items() if rel]
+
+
 def render_markdown(metrics: dict[str, dict[str, float]], decision: GateDecision, note: str = "") -> str:
     """A Markdown table of the models' metrics and the gate's decision."""
     names = list(metrics)
@@ -510,6 +519,10 @@ def run_evaluate_embedding(
     location: str = "",
     progress: bool = True,
     base_encoder: Encoder | None = None,
+    purpose: str = "",
+    local_registry: str = "",
+    policy=None,
+    champion_encoder: Encoder | None = None,
 ) -> tuple[dict[str, dict[str, float]], GateDecision]:
     """Scores the base and the tuned model on the test labels and decides whether to deploy.
 
@@ -517,11 +530,18 @@ def run_evaluate_embedding(
     through the prediction API; the tuned model is not deployed yet, so its figures are the ones Google's template
     evaluator reported on the same test labels (nDCG@10 at least).
 
+    The champion (the model deployed for ``purpose`` now; its directory locally, its endpoint on Vertex) is
+    embedded here on the same queries, and the gate requires the tuned model to beat it (``policy``).
+
     Returns:
-        ``{"base": metrics, "tuned": metrics}`` and the gate's decision; a Markdown summary is written to
-        ``summary_path``.
+        ``{"base": metrics, "tuned": metrics}`` (plus ``"champion"``) and the gate's decision
+        (:class:`~tunekit.components.evaluation.champion_challenger.GateDecision`); a Markdown summary is written
+        to ``summary_path``.
     """
     from tunekit.components.common import uris
+    from tunekit.components.evaluation import champion_challenger as cc
+
+    policy = policy or cc.GatePolicy(min_improvement=min_improvement)
 
     with (
         uris.local_copy(corpus_uri) as corpus_path,
@@ -534,27 +554,78 @@ def run_evaluate_embedding(
     check_references(labels, queries, corpus, test_labels_uri)
     note = ""
     results: dict[str, dict[str, float]] = {}
+    per_query: dict[str, list[float]] = {}
+    if backend not in ("local", "vertex"):
+        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
+    champion = (
+        cc.locate_champion(
+            purpose, backend=backend, local_registry=local_registry, project=project, location=location
+        )
+        if purpose
+        else None
+    )
+    champion_error = ""
+    if champion is not None and champion_encoder is None:
+        try:
+            if champion.backend == "local":
+                champion_encoder = SentenceTransformerEncoder(champion.model)
+            elif champion.endpoint:
+                champion_encoder = VertexEmbeddingEncoder(
+                    champion.endpoint, project, location, output_dimensionality
+                )
+            else:
+                raise ValueError(f"no endpoint is recorded for {champion.model}")
+        except Exception as exc:  # noqa: BLE001 - any failure to load the champion is reported by the gate
+            champion_error = f"{type(exc).__name__}: {exc}"
     if backend == "local":
         encoders = {
             "base": base_encoder or SentenceTransformerEncoder(base_model),
             "tuned": SentenceTransformerEncoder(tuned_model_path),
         }
-        for name, encoder in encoders.items():
-            result = evaluate_retrieval(
-                encoder, corpus, queries, labels, batch_size=batch_size, progress=progress, name=name
-            )
-            results[name] = {**result.metrics, "seconds_per_1000_documents": result.seconds_per_1000_documents}
-    elif backend == "vertex":
-        encoder = base_encoder or VertexEmbeddingEncoder(base_model, project, location, output_dimensionality)
-        result = evaluate_retrieval(
-            encoder, corpus, queries, labels, batch_size=min(batch_size, 32), progress=progress, name="base"
-        )
-        results["base"] = {**result.metrics, "seconds_per_1000_documents": result.seconds_per_1000_documents}
+    else:
+        encoders = {
+            "base": base_encoder or VertexEmbeddingEncoder(base_model, project, location, output_dimensionality)
+        }
         results["tuned"] = template_metrics(tuned_info.get("metrics") or {})
         note = "The tuned model's figures are those reported by Google's tune-text-embedding-model evaluator."
-    else:
-        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
-    decision = decide(results["base"], results["tuned"], min_improvement)
+    if champion_encoder is not None and not champion_error:
+        encoders["champion"] = champion_encoder
+    for name, encoder in encoders.items():
+        try:
+            result = evaluate_retrieval(
+                encoder,
+                corpus,
+                queries,
+                labels,
+                batch_size=batch_size if backend == "local" else min(batch_size, 32),
+                progress=progress,
+                name=name,
+            )
+        except Exception as exc:  # noqa: BLE001 - the champion's failure is the gate's to report
+            if name != "champion":
+                raise
+            champion_error = f"{type(exc).__name__}: {exc}"
+            continue
+        results[name] = {**result.metrics, "seconds_per_1000_documents": result.seconds_per_1000_documents}
+        per_query[name] = query_scores(result, labels)
+    tuned_value = results["tuned"].get(PRIMARY_METRIC, float("nan"))
+    if "champion" in results and not per_query.get("tuned"):
+        note += (
+            " The champion's figures are computed here on the same test queries; the tuned model's come from the "
+            "template, so the comparison has no confidence interval."
+        )
+    decision = cc.decide(
+        metric=PRIMARY_METRIC,
+        candidate_scores=per_query.get("tuned"),
+        base_scores=per_query.get("base"),
+        candidate_value=tuned_value,
+        base_value=results["base"].get(PRIMARY_METRIC, 0.0),
+        champion_scores=per_query.get("champion"),
+        champion_value=results["champion"][PRIMARY_METRIC] if "champion" in results else None,
+        champion_label=cc.describe_champion(champion) if champion is not None else "",
+        champion_error=champion_error,
+        policy=policy,
+    )
     with open(summary_path, "w", encoding="utf-8") as handle:
         handle.write(render_markdown(results, decision, note))
     return results, decision

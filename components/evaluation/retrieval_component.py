@@ -19,14 +19,20 @@ def evaluate_embedding(
     location: str,
     metrics: dsl.Output[dsl.Metrics],
     summary: dsl.Output[dsl.Markdown],
+    purpose: str = "",
+    local_registry: str = "",
+    beat_champion: bool = True,
+    require_significant: bool = False,
 ) -> bool:
-    """Scores the base and tuned embedding models on the test labels; returns whether the deploy gate passed.
+    """Scores the base, tuned and champion embedding models on the test labels; returns whether the gate passed.
 
-    A single ``bool`` return (not a NamedTuple): the pipeline's ``dsl.If`` reads it as ``Output``.
+    A single ``bool`` return (not a NamedTuple): the pipeline's ``dsl.If`` reads it as ``Output``; the reason is
+    ``metrics.metadata["gate_reason"]``, the comparisons are in ``gate``.
     """
     import json
     import os
 
+    from tunekit.components.evaluation.champion_challenger import GatePolicy, gate_metrics
     from tunekit.components.evaluation.retrieval import run_evaluate_embedding
 
     info_file = os.path.join(tuned_model.path, "tunekit_model.json")
@@ -47,10 +53,18 @@ def evaluate_embedding(
         output_dimensionality=output_dimensionality,
         project=project,
         location=location,
+        purpose=purpose,
+        local_registry=local_registry,
+        policy=GatePolicy(
+            min_improvement=min_improvement, beat_champion=beat_champion, require_significant=require_significant
+        ),
     )
     for model_name, values in results.items():
         for metric_name, value in values.items():
             metrics.log_metric(f"{model_name}_{metric_name}", float(value))
+    for key, value in gate_metrics(decision).items():
+        metrics.log_metric(key, float(value))
+    metrics.metadata["gate"] = [c.as_dict() for c in decision.comparisons]
     metrics.metadata["gate_passed"] = decision.passed
     metrics.metadata["gate_reason"] = decision.reason
     print(decision.reason)

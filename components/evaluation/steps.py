@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 import os
 
+from tunekit.components.common.errors import UserError
+from tunekit.components.evaluation.champion_challenger import (
+    CHAMPION,
+    GatePolicy,
+    describe_champion,
+    locate_champion,
+)
 from tunekit.components.evaluation.evaluate import (
     EvalReport,
     GateDecision,
@@ -33,6 +40,31 @@ def _clients(backend: str, base_model: str, tuned: dict, model_path: str, projec
     raise ValueError(f"unknown backend '{backend}'")
 
 
+def champion_client(champion, *, project: str, location: str) -> ModelClient:
+    """A client for the champion: its model directory locally, its endpoint on Vertex.
+
+    Raises:
+        UserError: A local champion whose directory is gone.
+        ValueError: A Vertex champion with no endpoint recorded.
+    """
+    if champion.backend == "local":
+        from tunekit.components.model_clients.hf import HFLocalClient
+
+        if not os.path.isdir(champion.model):
+            raise UserError(
+                f"the champion's model directory is gone; roll back to another model (tunekit rollback) or set "
+                f"beat_champion: false (registry entry {champion.registry_id})",
+                path=champion.model,
+            )
+        # An adapter directory names its base model in adapter_config.json; HFLocalClient loads both.
+        return HFLocalClient(champion.model)
+    from tunekit.components.model_clients.vertex import VertexGeminiClient
+
+    if not champion.endpoint:
+        raise ValueError(f"no endpoint is recorded for {champion.model}")
+    return VertexGeminiClient(champion.endpoint, project or "", location or "")
+
+
 def run_evaluate(
     *,
     backend: str,
@@ -49,10 +81,19 @@ def run_evaluate(
     project: str = "",
     location: str = "",
     clients: dict[str, ModelClient] | None = None,
+    purpose: str = "",
+    local_registry: str = "",
+    policy: GatePolicy | None = None,
 ) -> tuple[EvalReport, GateDecision]:
-    """Scores the tuned model beside its base on the held-out rows and decides whether to deploy.
+    """Scores the tuned model beside its base and the champion on the held-out rows; decides whether to deploy.
 
-    Writes the per-row predictions (JSON Lines) and a Markdown summary; returns the report and decision.
+    The champion is the model deployed for ``purpose`` now (none when ``purpose`` is '' or nothing is deployed);
+    it answers the same rows. Writes the per-row predictions (JSON Lines) and a Markdown summary; returns the
+    report and decision.
+
+    ``clients`` gives ``base``, ``tuned`` and optionally ``champion`` clients (tests); they are built from the
+    arguments when None, and the champion's when the registry has a champion and ``clients`` has none. ``policy``
+    is the gate policy (by default one with ``min_improvement``); ``local_registry`` is the local registry file.
     """
     tuned = dict(model_metadata)
     info_file = os.path.join(model_path, "tunekit_model.json")
@@ -60,7 +101,21 @@ def run_evaluate(
         with open(info_file, encoding="utf-8") as handle:
             tuned.update(json.load(handle))
     rows = load_eval_rows(validation_path, limit=max_eval_examples)
-    models = clients or _clients(backend, base_model, tuned, model_path, project, location)
+    policy = policy or GatePolicy(min_improvement=min_improvement)
+    champion = (
+        locate_champion(
+            purpose, backend=backend, local_registry=local_registry, project=project, location=location
+        )
+        if purpose
+        else None
+    )
+    models = dict(clients) if clients else _clients(backend, base_model, tuned, model_path, project, location)
+    champion_error = ""
+    if champion is not None and CHAMPION not in models:
+        try:
+            models[CHAMPION] = champion_client(champion, project=project, location=location)
+        except Exception as exc:  # noqa: BLE001 - any failure to load the champion is reported by the gate
+            champion_error = f"{type(exc).__name__}: {exc}"
     try:
         report = evaluate_models(
             rows, models, task=task, config=GenerationConfig(max_output_tokens=max_output_tokens)
@@ -68,7 +123,14 @@ def run_evaluate(
     finally:
         for client in models.values():
             client.close()
-    decision = decide(report, candidate="tuned", baseline="base", min_improvement=min_improvement)
+    decision = decide(
+        report,
+        candidate="tuned",
+        baseline="base",
+        policy=policy,
+        champion_label=describe_champion(champion) if champion is not None else "",
+        champion_error=champion_error,
+    )
     write_predictions(report, predictions_path)
     with open(summary_path, "w", encoding="utf-8") as handle:
         handle.write(render_markdown(report, decision))

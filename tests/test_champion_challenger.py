@@ -1,0 +1,354 @@
+"""Champion/challenger gating: paired bootstrap intervals, gate rules, and the champion scored on the same rows."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tunekit.components.deployment import local_registry
+from tunekit.components.deployment.champion import Champion
+from tunekit.components.deployment.steps import run_deploy
+from tunekit.components.evaluation import champion_challenger as cc
+from tunekit.components.evaluation.bootstrap import paired_bootstrap
+from tunekit.components.evaluation.steps import run_evaluate
+from tunekit.components.model_clients.base import FakeClient
+
+# --- bootstrap ---------------------------------------------------------------------------------------------------
+
+
+def test_identical_models_give_an_interval_around_zero():
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 2, size=200).astype(float).tolist()
+    interval = paired_bootstrap(scores, scores)
+    assert interval.delta == 0.0 and interval.low == 0.0 and interval.high == 0.0
+    # Two models of equal quality that err on different rows: the interval straddles 0.
+    other = rng.permutation(scores).tolist()
+    interval = paired_bootstrap(scores, other)
+    assert interval.contains(0.0) and interval.low < 0 < interval.high
+
+
+def test_a_clearly_better_model_has_a_lower_bound_above_zero():
+    rng = np.random.default_rng(2)
+    worse = (rng.random(150) < 0.5).astype(float)
+    better = np.maximum(worse, (rng.random(150) < 0.6).astype(float))  # right wherever worse is, and more
+    interval = paired_bootstrap(better.tolist(), worse.tolist(), resamples=1000, seed=0)
+    assert interval.delta == pytest.approx(better.mean() - worse.mean())
+    assert interval.delta > 0.2 and interval.low > 0 and interval.low <= interval.delta <= interval.high
+    assert interval.rows == 150 and interval.resamples == 1000
+
+
+def test_bootstrap_is_seeded_and_wider_at_higher_confidence():
+    a = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    b = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]
+    assert paired_bootstrap(a, b, seed=7) == paired_bootstrap(a, b, seed=7)
+    narrow = paired_bootstrap(a, b, confidence=0.8)
+    wide = paired_bootstrap(a, b, confidence=0.99)
+    assert wide.low <= narrow.low and wide.high >= narrow.high
+    # The pairing matters: the same marginal scores, paired differently, give a different interval.
+    assert paired_bootstrap(a, b).describe().startswith("+0.3000 (95% CI [")
+
+
+def test_bootstrap_rejects_unpaired_input_and_handles_no_rows():
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_bootstrap([1.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="resamples"):
+        paired_bootstrap([1.0], [1.0], resamples=0)
+    empty = paired_bootstrap([], [])
+    assert (empty.delta, empty.low, empty.high, empty.rows) == (0.0, 0.0, 0.0, 0)
+
+
+# --- gate rules ----------------------------------------------------------------------------------------------
+
+
+GOOD = [1.0] * 16 + [0.0] * 4  # 0.8
+FAIR = [1.0] * 12 + [0.0] * 8  # 0.6
+POOR = [0.0] * 20
+
+
+def test_gate_beats_base_and_champion():
+    decision = cc.decide(
+        metric="accuracy",
+        candidate_scores=GOOD,
+        base_scores=POOR,
+        champion_scores=FAIR,
+        champion_label="support-1",
+        policy=cc.GatePolicy(),
+    )
+    assert decision.passed and decision.reason.startswith("deploy: ")
+    assert [c.against for c in decision.comparisons] == ["base", "champion"]
+    assert "vs champion support-1 0.6000" in decision.reason and "95% CI [" in decision.reason
+    metrics = cc.gate_metrics(decision)
+    assert metrics["gate_delta_base"] == pytest.approx(0.8) and metrics["gate_delta_champion"] == pytest.approx(
+        0.2
+    )
+    assert metrics["gate_ci_low_base"] > 0
+
+
+def test_a_worse_candidate_does_not_replace_the_champion_unless_told():
+    args = dict(metric="accuracy", candidate_scores=FAIR, base_scores=POOR, champion_scores=GOOD)
+    decision = cc.decide(policy=cc.GatePolicy(), **args)
+    assert not decision.passed and "[FAILED]" in decision.reason
+    assert decision.comparisons[0].passed and not decision.comparisons[1].passed
+    relaxed = cc.decide(policy=cc.GatePolicy(beat_champion=False), **args)
+    assert relaxed.passed and "[not required]" in relaxed.reason
+    # A tie is not a win, except at a perfect score.
+    assert not cc.decide(metric="accuracy", candidate_scores=GOOD, base_scores=POOR, champion_scores=GOOD,
+                         policy=cc.GatePolicy()).passed  # fmt: skip
+    assert cc.decide(metric="accuracy", candidate_scores=[1.0] * 5, base_scores=[0.0] * 5,
+                     champion_scores=[1.0] * 5, policy=cc.GatePolicy()).passed  # fmt: skip
+
+
+def test_min_improvement_and_significance():
+    small = [1.0] * 13 + [0.0] * 7  # 0.65 vs FAIR's 0.6: one row better
+    assert cc.decide(metric="accuracy", candidate_scores=small, base_scores=FAIR, policy=cc.GatePolicy()).passed
+    assert not cc.decide(
+        metric="accuracy", candidate_scores=small, base_scores=FAIR, policy=cc.GatePolicy(min_improvement=0.1)
+    ).passed
+    significant = cc.GatePolicy(require_significant=True)
+    assert not cc.decide(metric="accuracy", candidate_scores=small, base_scores=FAIR, policy=significant).passed
+    assert cc.decide(metric="accuracy", candidate_scores=GOOD, base_scores=POOR, policy=significant).passed
+
+
+def test_a_champion_that_cannot_be_scored_blocks_the_gate():
+    decision = cc.decide(
+        metric="accuracy",
+        candidate_scores=GOOD,
+        base_scores=POOR,
+        champion_label="support-1",
+        champion_error="OSError: no such directory",
+        policy=cc.GatePolicy(),
+    )
+    assert not decision.passed and "could not be scored" in decision.reason
+    assert cc.decide(
+        metric="accuracy",
+        candidate_scores=GOOD,
+        base_scores=POOR,
+        champion_error="x",
+        policy=cc.GatePolicy(beat_champion=False),
+    ).passed
+
+
+# --- the evaluation step with a registry ---------------------------------------------------------------------
+
+
+ROWS = [{"prompt": f"ticket {i}", "completion": ["billing", "shipping"][i % 2]} for i in range(20)]
+TRUTH = {r["prompt"]: r["completion"] for r in ROWS}
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _evaluate(tmp_path, name, clients, registry, **kwargs):
+    return run_evaluate(
+        backend="local",
+        task="classification",
+        base_model="unused",
+        model_path=str(tmp_path / name),
+        model_metadata={},
+        validation_path=str(tmp_path / "v.jsonl"),
+        predictions_path=str(tmp_path / f"{name}-pred.jsonl"),
+        summary_path=str(tmp_path / f"{name}-summary.md"),
+        clients=clients,
+        purpose="support-routing",
+        local_registry=registry,
+        **kwargs,
+    )
+
+
+def _deploy(tmp_path, name, registry, decision):
+    return run_deploy(
+        backend="local",
+        model_path=str(tmp_path / name),
+        model_metadata={},
+        dataset_fingerprint="",
+        metrics={},
+        gate_reason=decision.reason,
+        purpose="support-routing",
+        pipeline_job_name=name,
+        local_registry_path=registry,
+        deployment_path=str(tmp_path / f"{name}-deployment.json"),
+    )
+
+
+def test_registry_champion_scored_on_the_same_rows(tmp_path):
+    _write(tmp_path / "v.jsonl", ROWS)
+    registry = str(tmp_path / "registry.json")
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+    good = FakeClient(lambda p: TRUTH[p.text])
+    half = FakeClient(lambda p: TRUTH[p.text] if int(p.text.split()[1]) < 10 else "?")
+    report, decision = _evaluate(tmp_path, "first", {"base": FakeClient(), "tuned": good}, registry)
+    assert decision.passed and "no champion deployed" in decision.reason
+    _deploy(tmp_path, "first", registry, decision)
+    assert local_registry.champion(registry, "support-routing")["model_dir"] == str(tmp_path / "first")
+
+    champion = FakeClient(lambda p: TRUTH[p.text])
+    clients = {"base": FakeClient(), "tuned": half, "champion": champion}
+    report, decision = _evaluate(tmp_path, "second", clients, registry)
+    assert [p.text for p in champion.calls] == [r["prompt"] for r in ROWS]  # the same rows, in order
+    assert report.metrics["champion"]["accuracy"] == 1.0 and report.metrics["tuned"]["accuracy"] == 0.5
+    assert not decision.passed and "champion support-routing-1" in decision.reason
+    assert "| vs champion support-routing-1 |" in open(tmp_path / "second-summary.md").read()
+    predictions = [json.loads(line) for line in open(tmp_path / "second-pred.jsonl")]
+    assert predictions[15]["champion_score"] == 1.0 and predictions[15]["tuned_score"] == 0.0
+
+
+def test_a_missing_champion_model_blocks_the_gate(tmp_path):
+    _write(tmp_path / "v.jsonl", ROWS)
+    registry = str(tmp_path / "registry.json")
+    local_registry.register_model(registry, {"model_dir": str(tmp_path / "deleted")}, purpose="support-routing")
+    (tmp_path / "new").mkdir()
+    clients = {"base": FakeClient(), "tuned": FakeClient(lambda p: TRUTH[p.text])}
+    _, decision = _evaluate(tmp_path, "new", clients, registry)
+    assert not decision.passed and "could not be scored" in decision.reason and "UserError" in decision.reason
+    _, decision = _evaluate(tmp_path, "new", dict(clients), registry, policy=cc.GatePolicy(beat_champion=False))
+    assert decision.passed
+
+
+# --- tiny real models: a worse second run does not replace the first ------------------------------------------
+
+SIZE = {"d_model": 32, "d_kv": 8, "num_heads": 4, "d_ff": 64, "num_layers": 1, "num_decoder_layers": 1}
+
+
+def _train_constant(base, answer, out, tmp_path):
+    """A tiny adapter that answers ``answer`` to everything (about 3 s on one CPU thread)."""
+    from tunekit.components.tuning.local import LocalTuningConfig, tune_local
+
+    train = _write(
+        tmp_path / f"train-{answer}.jsonl", [{"prompt": f"ticket {i}", "completion": answer} for i in range(8)]
+    )
+    config = LocalTuningConfig.preset(
+        "quick_test",
+        max_steps=20,
+        learning_rate=3e-2,
+        modules_to_save=["lm_head"],
+        device="cpu",
+        max_target_length=8,
+    )
+    tune_local(base, train, None, out, config)
+    return out
+
+
+def test_tiny_models_worse_second_run_keeps_the_champion(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from tunekit.components.tuning.tiny import make_tiny_model
+
+    base = make_tiny_model(str(tmp_path / "base"), "seq2seq", **SIZE)
+    good = _train_constant(base, "ok", str(tmp_path / "good"), tmp_path)
+    worse = _train_constant(base, "no", str(tmp_path / "worse"), tmp_path)
+    # 8 of 10 rows want "ok", 2 want "no": the good model scores 0.8, the worse 0.2, the untuned base 0.
+    rows = [{"prompt": f"ticket {i}", "completion": "ok" if i < 8 else "no"} for i in range(10)]
+    validation = _write(tmp_path / "v.jsonl", rows)
+    registry = str(tmp_path / "registry.json")
+
+    def evaluate(model_dir, name):
+        return run_evaluate(
+            backend="local",
+            task="classification",
+            base_model=base,
+            model_path=model_dir,
+            model_metadata={},
+            validation_path=validation,
+            predictions_path=str(tmp_path / f"{name}.jsonl"),
+            summary_path=str(tmp_path / f"{name}.md"),
+            max_output_tokens=4,
+            purpose="tiny",
+            local_registry=registry,
+        )
+
+    report, decision = evaluate(good, "first")
+    assert report.metrics["tuned"]["accuracy"] == pytest.approx(0.8) and report.metrics["base"]["accuracy"] == 0.0
+    assert decision.passed and "champion" not in report.metrics
+    run_deploy(
+        backend="local",
+        model_path=good,
+        model_metadata={"base_model": base},
+        dataset_fingerprint="",
+        metrics={"tuned_accuracy": 0.8},
+        gate_reason=decision.reason,
+        purpose="tiny",
+        pipeline_job_name="first",
+        local_registry_path=registry,
+        deployment_path=str(tmp_path / "first-deployment.json"),
+    )
+    before = open(registry).read()
+
+    # The champion is loaded from its registry entry (an adapter directory) and answers the same rows.
+    report, decision = evaluate(worse, "second")
+    assert report.metrics["tuned"]["accuracy"] == pytest.approx(0.2)
+    assert report.metrics["champion"]["accuracy"] == pytest.approx(0.8)
+    assert not decision.passed
+    base_clause, champion_clause = decision.comparisons
+    assert base_clause.passed and not champion_clause.passed
+    # 10 rows: the interval of the -0.6 change reaches 0 at most.
+    assert champion_clause.delta == pytest.approx(-0.6) and champion_clause.interval.high <= 0
+    # The pipeline deploys only when the gate passed: the registry still names the first model.
+    assert open(registry).read() == before
+    assert local_registry.champion(registry, "tiny")["model_dir"] == good
+
+
+# --- Vertex: the champion's endpoint answers ------------------------------------------------------------------
+
+
+def test_vertex_champion_endpoint_is_called(tmp_path, monkeypatch):
+    from fake_vertex import FakeVertex, allow_loopback_only
+
+    from tunekit.components.evaluation import steps
+
+    refused = allow_loopback_only(monkeypatch)
+    rows = [
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": f"ticket {i}"}]},
+                {"role": "model", "parts": [{"text": ["billing", "shipping"][i % 2]}]},
+            ]
+        }
+        for i in range(6)
+    ]
+    truth = {f"ticket {i}": ["billing", "shipping"][i % 2] for i in range(6)}
+    validation = _write(tmp_path / "v.jsonl", rows)
+    (tmp_path / "model").mkdir()
+    with FakeVertex(polls_to_finish=1) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        parent = f"projects/{server.project}/locations/{server.location}"
+        tuned_endpoint, champion_endpoint = f"{parent}/endpoints/101", f"{parent}/endpoints/202"
+        server.responders[tuned_endpoint] = lambda text: "billing"  # right on half the rows
+        server.responders[champion_endpoint] = lambda text: truth.get(text, "")  # right on all
+        server.responders["gemini-2.5-flash"] = lambda text: "no idea"
+        champion = Champion(
+            purpose="support",
+            model=f"{parent}/models/55@2",
+            endpoint=champion_endpoint,
+            registry_id=f"{parent}/models/55",
+            backend="vertex",
+        )
+        looked_up = []
+        monkeypatch.setattr(
+            steps, "locate_champion", lambda purpose, **kw: looked_up.append((purpose, kw)) or champion
+        )
+        report, decision = run_evaluate(
+            backend="vertex",
+            task="classification",
+            base_model="gemini-2.5-flash",
+            model_path=str(tmp_path / "model"),
+            model_metadata={"endpoint": tuned_endpoint},
+            validation_path=validation,
+            predictions_path=str(tmp_path / "p.jsonl"),
+            summary_path=str(tmp_path / "s.md"),
+            project=server.project,
+            location=server.location,
+            purpose="support",
+        )
+        champion_calls = server.requests_to(r"/endpoints/202:generateContent$", "POST")
+    assert refused == []
+    assert looked_up == [("support", {"backend": "vertex", "local_registry": "", "project": server.project,
+                                      "location": server.location})]  # fmt: skip
+    assert len(champion_calls) == 6
+    asked = sorted(call[2]["contents"][-1]["parts"][0]["text"] for call in champion_calls)
+    assert asked == sorted(truth)
+    assert report.metrics["champion"]["accuracy"] == 1.0 and report.metrics["tuned"]["accuracy"] == 0.5
+    assert not decision.passed and f"champion {parent}/models/55" in decision.reason
