@@ -79,6 +79,20 @@ def cmd_compile(args) -> int:
 MODEL_PREFIXES = ("teacher", "base", "baseline", "student", "tuned")
 
 
+def _skip_reason(result) -> str:
+    """The data-fingerprint check's reason when it ended the run early ('' when the run went on)."""
+    from tunekit.pipelines.retraining import CHECK_TASK
+
+    check = result.task_outputs.get(CHECK_TASK, {}).get("parameterValues", {})
+    if check.get("Output") is not False:
+        return ""
+    try:
+        with open(os.path.join(result.run_dir, CHECK_TASK, "reason"), encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return "skipped: data unchanged"
+
+
 def _print_run(console, method, result) -> None:
     from rich.table import Table
 
@@ -123,6 +137,8 @@ def _print_run(console, method, result) -> None:
             "Deployed: the tuned model is now the champion in the local registry"
             + (f" ({registry})." if registry else ".")
         )
+    elif result.succeeded and _skip_reason(result):
+        console.print(f"Not trained: {_skip_reason(result)}; set force: true to train anyway.")
     elif result.succeeded:
         console.print("Not deployed: the gate did not pass.")
 
@@ -172,6 +188,47 @@ def cmd_submit(args) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args) -> int:
+    """Serves a local model with an OpenAI-compatible HTTP API until interrupted."""
+    from tunekit.components.deployment.serve import load_model, make_server, resolve_model
+
+    spec = resolve_model(args.model, registry=args.registry, name=args.name or "")
+    model = load_model(spec, device=args.device)
+    server = make_server(model, args.host, args.port)
+    host, port = server.server_address[:2]
+    route = "/v1/embeddings" if spec.kind == "embed" else "/v1/chat/completions"
+    print(f"serving {spec.name} ({spec.path}) at http://{host}:{port}/v1 ({route}); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
+def cmd_rollback(args) -> int:
+    """Gives the champion alias (and, on Vertex, the endpoint traffic) back to the previous champion."""
+    if args.project or args.region:
+        if not (args.project and args.region):
+            raise UserError("a Vertex rollback needs both --project and --region")
+        from tunekit.components.deployment.vertex import rollback_vertex
+
+        result = rollback_vertex(args.purpose, project=args.project, location=args.region)
+        print(f"champion of '{args.purpose}' is {result['restored']} again (rolled back {result['rolled_back']})")
+        if result["endpoint"]:
+            print(f"endpoint {result['endpoint']} traffic: {json.dumps(result['traffic_split'])}")
+        return EXIT_OK
+    from tunekit.components.deployment.local_registry import rollback
+
+    restored, rolled = rollback(args.registry, args.purpose)
+    print(
+        f"champion of '{args.purpose}' is {restored['id']} ({restored.get('model_dir', '')}) again; "
+        f"{rolled['id']} is marked rolled-back"
+    )
+    return EXIT_OK
+
+
 def cmd_validate(argv: list[str]) -> int:
     """Validates datasets (delegates to the data-validation command)."""
     from tunekit.components.data_validation.cli import main as validate_main
@@ -211,6 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encryption-key", help="Cloud KMS key name (CMEK) for the pipeline job")
     p.add_argument("--no-cache", action="store_true", help="disable Vertex's step caching for this run")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("serve", help="serve a local model with an OpenAI-compatible API (/v1/chat/completions)")
+    p.add_argument("model", help="a local model directory, or registry:PURPOSE for the local champion")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--registry", default=os.path.join("runs", "registry.json"), help="local registry file")
+    p.add_argument("--name", help="the model id the server reports (default: the purpose or folder name)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("rollback", help="make the previous champion of a purpose the champion again")
+    p.add_argument("purpose")
+    p.add_argument("--registry", default=os.path.join("runs", "registry.json"), help="local registry file")
+    p.add_argument("--project", help="Vertex AI: roll back in this project's Model Registry")
+    p.add_argument("--region", help="Vertex AI: the region")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("validate", help="validate datasets (see 'tunekit validate --help')", add_help=False)
     p.set_defaults(func=None)
