@@ -15,6 +15,9 @@ It serves on ``127.0.0.1`` (a random port) with :class:`http.server.ThreadingHTT
 - batch prediction jobs (google-genai ``client.batches``): ``POST {parent}/batchPredictionJobs``, ``GET`` one or
   the list, ``:cancel``. ``gs://`` URIs are files under ``gcs_root``; a job reads its JSONL input and writes
   ``predictions.jsonl`` when it succeeds (on its ``polls_to_finish``-th GET);
+- a small part of the Cloud Storage JSON API over the same ``gcs_root`` (multipart and media uploads, downloads,
+  object metadata, listing by prefix, deletes), for google-cloud-storage clients aimed here with
+  ``STORAGE_EMULATOR_HOST`` (:meth:`FakeVertex.env` sets it when there is a ``gcs_root``);
 - load features for benchmarks: a per-request ``latency_s``, a ``quota_qpm`` token bucket answering 429
   ``RESOURCE_EXHAUSTED``, injected 5xx errors at ``fault_rate`` and dropped connections at ``drop_rate``. Injected
   errors and drops happen before the request is processed, so they are never billed; :attr:`FakeVertex.billed`
@@ -33,6 +36,7 @@ Usage::
 
 from __future__ import annotations
 
+import base64
 import collections
 import datetime
 import hashlib
@@ -64,6 +68,8 @@ _STATUS_NAMES = {
 }
 
 _PREFIX = re.compile(r"^/(v1|v1beta1)/(.*)$")
+_GCS_PATHS = ("/storage/v1/b/", "/upload/storage/v1/b/", "/download/storage/v1/b/")
+_GCS_OBJECT = re.compile(r"^/(?:upload/|download/)?storage/v1/b/(?P<bucket>[^/]+)/o(?:/(?P<name>.+))?$")
 _PARENT = r"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 _JOBS = re.compile(rf"^{_PARENT}/tuningJobs$")
 _JOB = re.compile(rf"^{_PARENT}/tuningJobs/(?P<id>[^/:]+)$")
@@ -308,8 +314,15 @@ class FakeVertex:
         )
 
     def env(self) -> dict[str, str]:
-        """The environment that aims tunekit's Vertex clients at this fake (``monkeypatch.setenv`` each)."""
-        return {"TUNEKIT_VERTEX_BASE_URL": self.url, "TUNEKIT_VERTEX_TOKEN": "fake-token"}
+        """The environment that aims tunekit's Vertex clients at this fake (``monkeypatch.setenv`` each).
+
+        With a ``gcs_root``, ``STORAGE_EMULATOR_HOST`` too: google-cloud-storage clients then talk to this fake's
+        Cloud Storage routes, anonymously.
+        """
+        env = {"TUNEKIT_VERTEX_BASE_URL": self.url, "TUNEKIT_VERTEX_TOKEN": "fake-token"}
+        if self.gcs_root:
+            env["STORAGE_EMULATOR_HOST"] = self.url
+        return env
 
     def requests_to(self, pattern: str, method: str | None = None) -> list[tuple[str, str, Any]]:
         """Recorded requests whose path matches the regular expression ``pattern`` (and ``method``, if given)."""
@@ -340,6 +353,75 @@ class FakeVertex:
             raise ValueError(f"not a gs:// URI: {uri}")
         return os.path.join(self.gcs_root, uri[len("gs://") :])
 
+    # --- Cloud Storage (JSON API subset) -------------------------------------------------------------------------
+
+    def _gcs_object(self, bucket: str, name: str) -> dict:
+        path = os.path.join(self.gcs_root, bucket, name)
+        data = open(path, "rb").read()
+        return {
+            "kind": "storage#object",
+            "id": f"{bucket}/{name}",
+            "bucket": bucket,
+            "name": name,
+            "size": str(len(data)),
+            "generation": str(int(os.path.getmtime(path) * 1e6)),
+            "md5Hash": base64.b64encode(hashlib.md5(data).digest()).decode(),
+            "contentType": "application/octet-stream",
+        }
+
+    def _gcs(self, handler: BaseHTTPRequestHandler, method: str, raw: bytes) -> None:
+        url = urlparse(handler.path)
+        query = parse_qs(url.query)
+        match = _GCS_OBJECT.match(url.path)
+        if not match:
+            self._send(handler, 404, self._error(404, f"Unknown storage path {url.path}"))
+            return
+        bucket, name = match["bucket"], unquote(match["name"] or "")
+        if method == "POST" and url.path.startswith("/upload/"):
+            if "multipart" in (handler.headers.get("Content-Type") or ""):
+                boundary = handler.headers.get_param("boundary", header="Content-Type").encode()
+                parts = [p for p in raw.split(b"--" + boundary) if p.strip(b"\r\n-")]
+                meta_part, media_part = parts[0], parts[1]
+                name = json.loads(meta_part.split(b"\r\n\r\n", 1)[1].strip())["name"]
+                data = media_part.split(b"\r\n\r\n", 1)[1]
+                data = data[:-2] if data.endswith(b"\r\n") else data
+            else:
+                name, data = query["name"][0], raw
+            path = os.path.join(self.gcs_root, bucket, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(data)
+            self._send(handler, 200, self._gcs_object(bucket, name))
+            return
+        if method == "GET" and match["name"] is None:
+            prefix = (query.get("prefix") or [""])[0]
+            root = os.path.join(self.gcs_root, bucket)
+            names = sorted(
+                os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files
+            )
+            items = [self._gcs_object(bucket, n) for n in names if n.startswith(prefix)]
+            self._send(handler, 200, {"kind": "storage#objects", **({"items": items} if items else {})})
+            return
+        path = os.path.join(self.gcs_root, bucket, name)
+        if not os.path.isfile(path):
+            self._send(handler, 404, self._error(404, f"No such object: {bucket}/{name}"))
+            return
+        if method == "DELETE":
+            os.remove(path)
+            handler.send_response(204)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        if (query.get("alt") or [""])[0] == "media" or url.path.startswith("/download/"):
+            data = open(path, "rb").read()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/octet-stream")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+            return
+        self._send(handler, 200, self._gcs_object(bucket, name))
+
     # --- serving -----------------------------------------------------------------------------------------------
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
@@ -351,6 +433,12 @@ class FakeVertex:
             body = raw.decode("utf-8", "replace")
         if handler.path.startswith("/_fake/stats"):
             self._send(handler, 200, self.stats())
+            return
+        if self.gcs_root and urlparse(handler.path).path.startswith(_GCS_PATHS):
+            with self._lock:
+                self.requests.append((method, handler.path, None))
+                self.counters["gcs_requests"] += 1
+            self._gcs(handler, method, raw)
             return
         generate = method == "POST" and handler.path.endswith(":generateContent")
         with self._lock:
@@ -507,7 +595,9 @@ class FakeVertex:
         if "baseModel" not in body and "preTunedModel" not in body:
             return 400, self._error(400, "baseModel is required.")
         # PREFERENCE_TUNING jobs carry their data in preferenceOptimizationSpec, SFT jobs in supervisedTuningSpec.
-        spec_name = "preferenceOptimizationSpec" if "preferenceOptimizationSpec" in body else "supervisedTuningSpec"
+        spec_name = (
+            "preferenceOptimizationSpec" if "preferenceOptimizationSpec" in body else "supervisedTuningSpec"
+        )
         spec = body.get(spec_name) or {}
         if "trainingDatasetUri" not in spec:
             return 400, self._error(400, f"{spec_name}.trainingDatasetUri is required.")

@@ -137,6 +137,43 @@ def test_cache_rotates_segments(tmp_path):
     assert len(ResponseCache(str(tmp_path))) == 5
 
 
+def test_gcs_cache_without_the_mount_goes_through_the_storage_client(loopback, tmp_path, monkeypatch):
+    from tunekit.components.common import uris
+
+    monkeypatch.setattr(uris, "GCS_FUSE_ROOT", str(tmp_path / "no-gcs-mount"))  # as off Vertex: no /gcs
+    root = tmp_path / "gcs"
+    with FakeVertex(gcs_root=str(root)) as fake:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.url)
+        uri = "gs://bucket/run/step/response_cache"
+        config = GenerationConfig()
+        keys = [cache_key("fake", "m", config, Prompt(t)) for t in "abc"]
+        cache = ResponseCache(uri, segment_records=2)
+        assert cache.segment_records == 2 and not cache.directory.startswith(str(root))
+        for key, text in zip(keys, "ABC", strict=True):
+            cache.put(key, Generation(text=text))
+        # Two answers filled a segment: it was uploaded. The third is only on local disk until close: a
+        # container that disappears now loses it (at most segment_records answers plus those in flight).
+        objects = sorted((root / "bucket" / "run" / "step" / "response_cache").glob("responses-*.jsonl"))
+        assert [len(o.read_text().splitlines()) for o in objects] == [2]
+        crashed = ResponseCache(uri)
+        assert crashed.loaded == 2 and crashed.get(keys[2]) is None
+        cache.close()
+        assert len(list((root / "bucket" / "run" / "step" / "response_cache").glob("responses-*.jsonl"))) == 2
+        reopened = ResponseCache(uri)
+        assert reopened.loaded == 3 and [reopened.get(k).text for k in keys] == ["A", "B", "C"]
+        assert reopened.segment_records == 100  # the Cloud Storage default
+        # The engine on top: a re-run answers everything from the gs:// cache and pays for nothing.
+        answers = {"x": "ex", "y": "why"}
+        first = make_engine("fake", "m", options={"answers": answers}, cache_dir="gs://bucket/shared")
+        assert first.generate_texts(["x", "y"]) == ["ex", "why"]
+        first.close()
+        again = make_engine("fake", "m", options={"answers": {}}, cache_dir="gs://bucket/shared")
+        assert again.generate_texts(["x", "y"]) == ["ex", "why"]
+        assert again.report.cache_hits == 2 and again.report.calls == 0
+        again.close()
+        assert fake.counters["gcs_requests"] > 0
+
+
 # --- engine on the scripted fake -------------------------------------------------------------------------------
 
 

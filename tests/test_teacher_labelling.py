@@ -1,6 +1,7 @@
 """Teacher labelling: prompts, label normalisation, accuracy against gold, and the component in the local runner."""
 
 import json
+import os
 
 import pytest
 from fake_vertex import FakeAnswer, FakeVertex, allow_loopback_only
@@ -193,3 +194,60 @@ def test_component_in_the_local_runner(tmp_path, monkeypatch):
         assert {r["label_status"] for r in rows} <= {"ok", "not_requested"}
         billed = fake.stats()["billed_calls"]
         assert billed == 5  # four unlabelled rows and the one gold row not used as an exemplar
+
+
+@pytest.mark.skipif(os.path.isdir("/gcs"), reason="a /gcs mount would take the place of the storage client")
+def test_component_with_vertex_batch_in_the_local_runner(tmp_path, monkeypatch):
+    """vertex_batch through the component: JSONL input uploaded, one batch job, answers read back, cache on gs://."""
+    from kfp import dsl, local
+
+    from tunekit.components.teacher_labelling.component import label_with_teacher
+
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    answers = {"refund my card": "billing", "box is lost": "shipping", "what is this": "other"}
+    root = tmp_path / "gcs"
+    with FakeVertex(
+        responder=lambda text: answers.get(text.rsplit("Input: ", 1)[1].split("\n")[0], "other"),
+        gcs_root=str(root),
+        polls_to_finish=2,
+    ) as fake:
+        for key, value in fake.env().items():  # the Vertex base URL, and STORAGE_EMULATOR_HOST for gs://
+            monkeypatch.setenv(key, value)
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+
+        @dsl.pipeline
+        def labelling(path: str) -> dsl.Dataset:
+            importer = dsl.importer(artifact_uri=path, artifact_class=dsl.Dataset)
+            task = label_with_teacher(
+                input_dataset=importer.output,
+                task="classification",
+                classes=CLASSES,
+                teacher_backend="vertex_batch",
+                teacher_model="gemini-2.5-flash",
+                backend_options={"staging_uri": "gs://bucket/stage", "poll_interval_s": 0.01},
+                cache_uri="gs://bucket/cache",
+                project="test-project",
+                location="us-central1",
+                num_exemplars=2,
+            )
+            return task.outputs["labelled_dataset"]
+
+        run = labelling(path=str(data))
+        rows = [json.loads(line) for line in open(run.output.path)]
+        assert len(rows) == 7
+        assert [r["output_text"] for r in rows[3:]] == ["billing", "shipping", "other", "other"]
+        (job,) = fake.batch_jobs.values()  # five prompts, one batch job
+        assert job["state"] == "JOB_STATE_SUCCEEDED"
+        assert fake.requests_to(r":generateContent$") == []  # no online call: batch only
+        assert fake.stats()["billed_calls"] == 5  # each prompt billed once, inside the job
+        (request_file,) = (root / "bucket" / "stage").glob("*/input.jsonl")
+        assert len(request_file.read_text().splitlines()) == 5
+        assert list((root / "bucket" / "cache").glob("responses-*.jsonl"))  # the answers, uploaded
+
+        # A re-run with the same cache sends nothing: no second batch job.
+        again = labelling(path=str(data))
+        assert len(fake.batch_jobs) == 1 and fake.stats()["billed_calls"] == 5
+        assert [json.loads(line)["output_text"] for line in open(again.output.path)] == [
+            r["output_text"] for r in rows
+        ]
