@@ -90,6 +90,17 @@ def test_parse_retry_after():
     assert parse_retry_after("soon") is None
 
 
+def test_default_prices_are_dated_and_batch_is_half_the_online_price():
+    assert pricing.DEFAULT_PRICES_AS_OF and "pricing page" in pricing.__doc__
+    assert pricing.BATCH_DISCOUNT == 0.5 and VertexBatchBackend.billing_multiplier == pricing.BATCH_DISCOUNT
+    prices = pricing.parse_price_table({})
+    for model in ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"):
+        online = pricing.estimate_cost(model, 1_000_000, 100_000, prices)
+        assert online > 0
+        assert pricing.estimate_cost(model, 1_000_000, 100_000, prices, batch=True) == pytest.approx(online / 2)
+    assert pricing.estimate_cost("gemini-2.5-flash", 1_000_000, 1_000_000, prices) == pytest.approx(0.30 + 2.50)
+
+
 # --- cache ---------------------------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from google.genai import types
 from tunekit.components.common import uris
 from tunekit.components.model_clients.base import FAILED, Generation, GenerationConfig, Prompt
 from tunekit.components.model_clients.engine import Backend
+from tunekit.components.model_clients.pricing import BATCH_DISCOUNT
 from tunekit.components.model_clients.vertex import make_genai_client, response_to_generation
 
 #: The most requests Vertex takes in one batch job.
@@ -165,7 +166,7 @@ class VertexBatchBackend(Backend):
     name = "vertex_batch"
     cache_namespace = "vertex"  # batch answers are the online model's answers: one cache for both
     max_batch = MAX_BATCH_REQUESTS
-    billing_multiplier = 0.5
+    billing_multiplier = BATCH_DISCOUNT  # half the online price
     call_timeout_s = 0.0  # no per-call timeout: the job's own limit applies
 
     def __init__(

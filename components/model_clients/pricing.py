@@ -1,9 +1,11 @@
 """Token prices and cost estimates.
 
-Prices are US dollars per million tokens, input and output apart, as Vertex AI states them. The defaults are the
-published online prices of a few Gemini models at the time of writing; they change, and tuned-model endpoints and
-open models have no list price, so a run takes its own table (``price_table``) and a model missing from it costs
-nothing in the report (and says so).
+Prices are US dollars per million tokens, input and output apart, as Vertex AI states them. The defaults
+(:data:`DEFAULT_PRICES`) are Vertex AI's online list prices of three Gemini models as of mid-2025 (standard tier,
+prompts up to 200K tokens, thinking tokens billed as output); prices change, so check the Vertex AI generative AI
+pricing page and pass your own ``price_table`` for figures you quote. Batch prediction is billed at half the online
+price (:data:`BATCH_DISCOUNT`). Tuned-model endpoints and open models have no list price: a model missing from the
+table gets no cost in the report (None, not zero).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from dataclasses import dataclass
 
 from tunekit.components.common.errors import UserError
 
-#: Batch prediction is billed at half the online price (SPEC: Gemini batch prediction).
+#: The share of the online price a batch prediction costs: half (SPEC: Gemini batch prediction, 50% of online).
 BATCH_DISCOUNT = 0.5
+#: When :data:`DEFAULT_PRICES` were read off Vertex AI's pricing page; check it for today's prices.
+DEFAULT_PRICES_AS_OF = "2025-07"
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,8 @@ class Price:
         return (input_tokens * self.input_per_million + output_tokens * self.output_per_million) / 1e6
 
 
-#: Online list prices (USD per million tokens, prompts up to 200K tokens); override them with a price table.
+#: Online list prices (USD per million tokens, prompts up to 200K tokens) as of :data:`DEFAULT_PRICES_AS_OF`;
+#: check the Vertex AI pricing page and override them with a price table.
 DEFAULT_PRICES: dict[str, Price] = {
     "gemini-2.5-pro": Price(1.25, 10.0),
     "gemini-2.5-flash": Price(0.30, 2.50),
