@@ -46,6 +46,7 @@ METHODS: dict[str, Method] = {
             "DistillingStepByStepConfig",
         ),
         Method("embedding-tuning", "embedding_tuning", "embedding_tuning_pipeline", "EmbeddingTuningConfig"),
+        Method("preference-tuning", "preference_tuning", "preference_tuning_pipeline", "PreferenceTuningConfig"),
     )
 }
 

@@ -1,0 +1,402 @@
+"""Preference tuning of open models with TRL: SFT warm start, reward model, then RLOO with a KL penalty, or DPO.
+
+The two ways (``algorithm``):
+
+- ``rloo`` (RLHF): a reward model (TRL ``RewardTrainer``, a sequence-classification head on the policy's
+  architecture, Bradley-Terry loss on chosen/rejected pairs) scores completions; the policy is then trained with
+  TRL's ``RLOOTrainer`` (REINFORCE leave-one-out: several completions per prompt, each one's baseline is the mean
+  reward of the others) on the reward minus ``beta`` times the KL divergence from the reference model (the policy
+  before this step: the SFT warm start, or the base model);
+- ``dpo``: TRL's ``DPOTrainer`` optimises the policy on the pairs directly (one stage, no reward model; ``beta`` is
+  DPO's KL temperature). A reward model is still trained when evaluation needs a judge.
+
+Input columns: pairs as :class:`~tunekit.components.data_validation.preference_convert.PreferencePair` (rendered
+to TRL's ``prompt``/``chosen``/``rejected``), prompts as ``PromptRow`` (TRL's ``prompt``). Output: Hugging Face
+model directories (``save_pretrained``, tokenizer included) and a ``training_log.json`` per stage.
+
+Nothing is silently dropped: TRL filters over-long pairs out when ``max_length`` is set, so lengths are left
+unset here and over-long texts are *truncated* by :func:`truncate_pairs`, which counts what it cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.data_validation.preference_convert import (
+    PreferencePair,
+    PromptRow,
+    to_trl_pair,
+)
+
+RLOO = "rloo"
+DPO = "dpo"
+ALGORITHMS = (RLOO, DPO)
+
+
+@dataclass
+class PreferenceLocalConfig:
+    """Settings of the local (TRL) preference tuning; every field has a default sized for tiny CPU runs.
+
+    Attributes:
+        algorithm: ``rloo`` (reward model, then RL with a KL penalty) or ``dpo`` (one stage).
+        sft_steps: Optimizer steps of the SFT warm start on the preferred answers (0: no warm start).
+        reward_steps: Optimizer steps of the reward model.
+        rl_steps: Optimizer steps of RLOO or DPO.
+        sft_learning_rate: Learning rate of the warm start.
+        reward_learning_rate: Learning rate of the reward model.
+        rl_learning_rate: Learning rate of RLOO or DPO.
+        batch_size: Pairs (or prompts) per step.
+        beta: RLOO: the KL coefficient against the reference; DPO: its temperature beta.
+        num_generations: RLOO: completions sampled per prompt (at least 2).
+        max_prompt_chars: Prompts longer than this are truncated from the left (the end of a prompt matters most).
+        max_completion_chars: Answers longer than this are truncated from the right.
+        max_new_tokens: Tokens generated per completion (RLOO sampling and evaluation).
+        temperature: Sampling temperature of RLOO's completions.
+        seed: Seeds initialisation, sampling and data order.
+        threads: torch CPU threads (small values keep shared machines responsive).
+    """
+
+    algorithm: str = RLOO
+    sft_steps: int = 0
+    reward_steps: int = 60
+    rl_steps: int = 20
+    sft_learning_rate: float = 1e-3
+    reward_learning_rate: float = 5e-4
+    rl_learning_rate: float = 1e-4
+    batch_size: int = 8
+    beta: float = 0.05
+    num_generations: int = 4
+    max_prompt_chars: int = 256
+    max_completion_chars: int = 256
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    seed: int = 0
+    threads: int = 1
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PreferenceLocalConfig:
+        """Builds a config from a dict (pipeline ``local_options``), restoring ints that arrived as floats.
+
+        Raises:
+            UserError: An unknown key, or an algorithm this module does not know.
+        """
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UserError(
+                f"unknown local option(s) {', '.join(unknown)}; known: {', '.join(known)}", field="local_options"
+            )
+        clean = {}
+        for key, value in values.items():
+            if known[key].type in (int, "int") and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            clean[key] = value
+        config = cls(**clean)
+        if config.algorithm not in ALGORITHMS:
+            raise UserError(f"unknown algorithm '{config.algorithm}'; use rloo or dpo", field="algorithm")
+        if config.algorithm == RLOO and config.num_generations < 2:
+            raise UserError(
+                "RLOO needs num_generations >= 2 (the leave-one-out baseline)", field="num_generations"
+            )
+        return config
+
+
+def truncate_pairs(
+    pairs: list[PreferencePair], max_prompt_chars: int, max_completion_chars: int
+) -> tuple[list[PreferencePair], int]:
+    """Pairs with prompts cut from the left and answers from the right; returns them and how many were cut."""
+    cut = 0
+    out = []
+    for pair in pairs:
+        text = pair.text
+        chosen, rejected = pair.chosen[:max_completion_chars], pair.rejected[:max_completion_chars]
+        changed = len(text) > max_prompt_chars or chosen != pair.chosen or rejected != pair.rejected
+        cut += changed
+        clone = PreferencePair(
+            turns=pair.turns, system=pair.system, line=pair.line, chosen=chosen, rejected=rejected
+        )
+        if len(text) > max_prompt_chars:
+            clone.extra["prompt_text"] = text[-max_prompt_chars:]
+        out.append(clone)
+    return out, cut
+
+
+def _prompt_text(row: PromptRow, max_chars: int) -> str:
+    text = row.extra.get("prompt_text") if isinstance(row, PreferencePair) else None
+    return (text or row.text)[-max_chars:]
+
+
+def _setup(config: PreferenceLocalConfig) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, config.threads))
+
+
+def _no_special_tokens(token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
+    return token_ids_0 + (token_ids_1 or [])
+
+
+def load_tokenizer(model_dir: str):
+    """The model's tokenizer, with a pad token (the eos token when it has none) and left padding for generation.
+
+    A tokenizer that ends every encoded text with its eos token (ByT5's, which the tiny models use) is told not
+    to: TRL encodes prompts on their own, and a prompt ending in "end of sequence" would teach the policy to
+    answer after an end. Texts that must end with eos (the reward model's) carry it explicitly.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is not None and tokenizer("a")["input_ids"][-1:] == [tokenizer.eos_token_id]:
+        tokenizer.build_inputs_with_special_tokens = _no_special_tokens
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+class RewardModelScorer:
+    """Scores ``prompt + answer`` with a reward model directory (a one-output sequence classifier).
+
+    The text is scored as ``RewardTrainer`` trained on it: prompt, answer, eos token.
+    """
+
+    def __init__(self, model_dir: str, batch_size: int = 16):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        self.torch = torch
+        self.tokenizer = load_tokenizer(model_dir)
+        self.tokenizer.padding_side = "right"
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1).eval()
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batch_size = batch_size
+
+    def __call__(self, prompts: list[str], answers: list[str]) -> list[float]:
+        """One reward per (prompt, answer)."""
+        eos = self.tokenizer.eos_token or ""
+        texts = [p + a + eos for p, a in zip(prompts, answers, strict=True)]
+        out: list[float] = []
+        with self.torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(texts[start : start + self.batch_size], return_tensors="pt", padding=True)
+                out.extend(float(x) for x in self.model(**batch).logits.squeeze(-1).reshape(-1))
+        return out
+
+
+def _common_args(output_dir: str, steps: int, learning_rate: float, batch_size: int, seed: int) -> dict:
+    return {
+        "output_dir": output_dir,
+        "max_steps": steps,
+        "learning_rate": learning_rate,
+        "per_device_train_batch_size": batch_size,
+        "logging_steps": max(1, steps // 10),
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": seed,
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "lr_scheduler_type": "constant",
+        "dataloader_num_workers": 0,
+    }
+
+
+def _write_log(trainer: Any, output_dir: str, extra: dict) -> dict:
+    history = [dict(entry) for entry in trainer.state.log_history]
+    record = {**extra, "log_history": history}
+    with open(os.path.join(output_dir, "training_log.json"), "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=2)
+    return record
+
+
+def _dataset(rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+def train_sft(model_dir: str, pairs: list[PreferencePair], output_dir: str, config: PreferenceLocalConfig) -> dict:
+    """Supervised warm start: the policy learns to write the preferred answers (TRL ``SFTTrainer``).
+
+    Input columns: ``prompt`` (the rendered prompt), ``completion`` (the preferred answer); the loss is on the
+    completion only. Output: the full model in ``output_dir``.
+    """
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    _setup(config)
+    tokenizer = load_tokenizer(model_dir)
+    rows = [{"prompt": _prompt_text(p, config.max_prompt_chars), "completion": p.chosen} for p in pairs]
+    args = SFTConfig(
+        **_common_args(output_dir, config.sft_steps, config.sft_learning_rate, config.batch_size, config.seed),
+        max_length=None,
+        completion_only_loss=True,
+    )
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return _write_log(trainer, output_dir, {"stage": "sft", "rows": len(rows), "steps": config.sft_steps})
+
+
+def train_reward_model(
+    model_dir: str, pairs: list[PreferencePair], output_dir: str, config: PreferenceLocalConfig
+) -> dict:
+    """A reward model on the pairs (TRL ``RewardTrainer``): a one-output classification head on ``model_dir``.
+
+    Input columns: ``prompt``, ``chosen``, ``rejected``. Output: the reward model in ``output_dir``; its score of
+    ``prompt + answer`` is the reward.
+    """
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    _setup(config)
+    tokenizer = load_tokenizer(model_dir)
+    tokenizer.padding_side = "right"
+    rows = [{**to_trl_pair(p), "prompt": _prompt_text(p, config.max_prompt_chars)} for p in pairs]
+    args = RewardConfig(
+        **_common_args(
+            output_dir, config.reward_steps, config.reward_learning_rate, config.batch_size, config.seed
+        ),
+        max_length=None,
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    trainer = RewardTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return _write_log(
+        trainer, output_dir, {"stage": "reward_model", "rows": len(rows), "steps": config.reward_steps}
+    )
+
+
+def train_rloo(
+    policy_dir: str, reward_dir: str, prompts: list[PromptRow], output_dir: str, config: PreferenceLocalConfig
+) -> dict:
+    """RL against the reward model with a KL penalty from the reference (TRL ``RLOOTrainer``).
+
+    The reference is the policy as loaded from ``policy_dir``; the per-sequence reward is
+    ``reward_model(prompt + completion) - beta * KL(policy || reference)``. Input column: ``prompt``. Output: the
+    tuned policy in ``output_dir``.
+    """
+    from transformers import AutoModelForCausalLM
+    from trl import RLOOConfig, RLOOTrainer
+
+    _setup(config)
+    tokenizer = load_tokenizer(policy_dir)
+    scorer = RewardModelScorer(reward_dir)
+
+    def reward_model(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
+        # A function rather than the module itself: TRL would score prompt + completion without the eos token
+        # the reward model was trained with.
+        return scorer(prompts, completions)
+
+    rows = [{"prompt": _prompt_text(p, config.max_prompt_chars)} for p in prompts]
+    batch = max(config.batch_size - config.batch_size % config.num_generations, config.num_generations)
+    args = RLOOConfig(
+        **_common_args(output_dir, config.rl_steps, config.rl_learning_rate, batch, config.seed),
+        num_generations=config.num_generations,
+        max_completion_length=config.max_new_tokens,
+        temperature=config.temperature,
+        beta=config.beta,
+    )
+    model = AutoModelForCausalLM.from_pretrained(policy_dir)
+    trainer = RLOOTrainer(
+        model=model,
+        reward_funcs=reward_model,
+        args=args,
+        train_dataset=_dataset(rows),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    trainer.save_model(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return _write_log(
+        trainer, output_dir, {"stage": "rloo", "prompts": len(rows), "steps": config.rl_steps, "beta": config.beta}
+    )
+
+
+def train_dpo(
+    policy_dir: str, pairs: list[PreferencePair], output_dir: str, config: PreferenceLocalConfig
+) -> dict:
+    """Direct preference optimisation on the pairs (TRL ``DPOTrainer``), against the policy as loaded.
+
+    Input columns: ``prompt``, ``chosen``, ``rejected``. Output: the tuned policy in ``output_dir``.
+    """
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+
+    _setup(config)
+    tokenizer = load_tokenizer(policy_dir)
+    rows = [{**to_trl_pair(p), "prompt": _prompt_text(p, config.max_prompt_chars)} for p in pairs]
+    args = DPOConfig(
+        **_common_args(output_dir, config.rl_steps, config.rl_learning_rate, config.batch_size, config.seed),
+        max_length=None,
+        beta=config.beta,
+    )
+    model = AutoModelForCausalLM.from_pretrained(policy_dir)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return _write_log(
+        trainer, output_dir, {"stage": "dpo", "rows": len(rows), "steps": config.rl_steps, "beta": config.beta}
+    )
+
+
+def tune_preference_local(
+    *,
+    policy_dir: str,
+    pairs: list[PreferencePair],
+    prompts: list[PromptRow],
+    policy_out: str,
+    reward_out: str,
+    config: PreferenceLocalConfig,
+) -> dict:
+    """The preference stage: reward model, then RLOO (``rloo``) or DPO (``dpo``) from ``policy_dir``.
+
+    ``policy_dir`` is the reference: the SFT warm start, or the base model. RLOO samples from ``prompts`` (the
+    pairs' prompts when none are given). The reward model is trained for both algorithms: it is the judge of the
+    evaluation (win rate), and RLOO's reward.
+
+    Returns:
+        A record of the run (stages, counts, truncations, configs) also written to ``policy_out``.
+
+    Raises:
+        UserError: No pairs, or an unknown algorithm.
+    """
+    if not pairs:
+        raise UserError("no preference pairs to train on", field="train_dataset_uri")
+    pairs, truncated = truncate_pairs(pairs, config.max_prompt_chars, config.max_completion_chars)
+    os.makedirs(policy_out, exist_ok=True)
+    os.makedirs(reward_out, exist_ok=True)
+    reward_log = train_reward_model(policy_dir, pairs, reward_out, config)
+    if config.algorithm == RLOO:
+        policy_log = train_rloo(policy_dir, reward_out, prompts or pairs, policy_out, config)
+    elif config.algorithm == DPO:
+        policy_log = train_dpo(policy_dir, pairs, policy_out, config)
+    else:
+        raise UserError(f"unknown algorithm '{config.algorithm}'; use rloo or dpo", field="algorithm")
+    record = {
+        "algorithm": config.algorithm,
+        "pairs": len(pairs),
+        "prompts": len(prompts or pairs),
+        "truncated_pairs": truncated,
+        "reference_model": policy_dir,
+        "config": asdict(config),
+        "reward_final_loss": _last(reward_log, "loss"),
+        "policy_final_loss": _last(policy_log, "loss"),
+    }
+    with open(os.path.join(policy_out, "preference_tuning.json"), "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=2)
+    return record
+
+
+def _last(log: dict, key: str) -> float | None:
+    values = [entry[key] for entry in log.get("log_history", []) if key in entry]
+    return float(values[-1]) if values else None

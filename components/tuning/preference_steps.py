@@ -1,0 +1,441 @@
+"""The preference-tuning steps as plain functions of paths and values (the KFP wrappers call these).
+
+Data between the steps (JSON Lines files in output artifacts):
+
+- ``preference_dataset``: training pairs in the Gemini preference format (``contents`` ending with the user's
+  turn, ``completions`` scored 1 and 0), what Vertex's ``PREFERENCE_TUNING`` reads and what the local trainers
+  parse;
+- ``eval_pairs``: held-out pairs, same format;
+- ``prompt_dataset``: RL prompts as ``{"systemInstruction"?, "contents"}``;
+- ``sft_dataset``: the warm start's data in the Gemini SFT format (the preferred answers, or the user's own SFT
+  data).
+
+Models: ``warm_model`` is a folder with ``tunekit_model.json`` (``model``: the model preference tuning starts
+from: the base model when there is no warm start, a local directory or a Vertex tuned model) and, locally, the
+model's files; ``tuned_model`` and ``reward_model`` are model folders (or, on Vertex, ``tunekit_model.json``
+records of the tuned Gemini model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from typing import Any
+
+from tunekit.components.common import uris
+from tunekit.components.common.errors import UserError
+from tunekit.components.data_validation import formats
+from tunekit.components.data_validation.preference_convert import (
+    PreferencePair,
+    PromptRow,
+    gemini_contents,
+    pair_to_gemini,
+    read_pairs,
+    read_prompts,
+    to_gemini_sft,
+    with_system_instruction,
+)
+from tunekit.components.data_validation.steps import run_validation
+
+STATE_FILE = "tuning_state.json"
+MODEL_INFO = "tunekit_model.json"
+BACKENDS = ("local", "vertex")
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _prompt_record(prompt: PromptRow) -> dict:
+    return with_system_instruction({"contents": gemini_contents(prompt.turns)}, prompt.system)
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
+
+
+def run_prepare_preference(
+    *,
+    validated_dir: str,
+    prompt_dataset_uri: str,
+    sft_dataset_uri: str,
+    eval_split: float,
+    seed: int,
+    preference_path: str,
+    eval_path: str,
+    prompt_path: str,
+    sft_path: str,
+    reports_dir: str,
+) -> dict[str, Any]:
+    """Builds the step inputs from the validated pairs (``validated_dir``/``train.jsonl``, ``validation.jsonl``).
+
+    Without held-out pairs, ``eval_split`` of the training pairs is held out (seeded). The optional prompt and
+    SFT datasets are validated here (reports under ``reports_dir``) and fail the step when invalid, before any
+    tuning. Every valid row is used: nothing is dropped.
+
+    Returns:
+        Counts: ``train_pairs``, ``eval_pairs``, ``prompts``, ``sft_rows``, ``held_out`` (0/1).
+
+    Raises:
+        UserError: Too few pairs to hold some out, or the optional data is invalid.
+    """
+    pairs = read_pairs(os.path.join(validated_dir, "train.jsonl"))
+    validation_file = os.path.join(validated_dir, "validation.jsonl")
+    held_out_pairs = read_pairs(validation_file) if os.path.exists(validation_file) else []
+    held_out = not held_out_pairs
+    if held_out:
+        if not 0.0 < eval_split < 1.0:
+            raise UserError(
+                f"no evaluation pairs were given and eval_split is {eval_split}; give eval_dataset_uri or set "
+                "0 < eval_split < 1",
+                field="eval_split",
+            )
+        order = list(range(len(pairs)))
+        random.Random(seed).shuffle(order)
+        n_eval = max(1, round(len(pairs) * eval_split))
+        if len(pairs) - n_eval < 1:
+            raise UserError(f"{len(pairs)} pair(s) cannot be split for evaluation; give more", field="eval_split")
+        chosen = set(order[:n_eval])
+        held_out_pairs = [p for i, p in enumerate(pairs) if i in chosen]
+        pairs = [p for i, p in enumerate(pairs) if i not in chosen]
+    _write_jsonl(preference_path, [pair_to_gemini(p) for p in pairs])
+    _write_jsonl(eval_path, [pair_to_gemini(p) for p in held_out_pairs])
+
+    reports: dict[str, str] = {}
+    if prompt_dataset_uri:
+        _validate_extra(prompt_dataset_uri, "preference", "prompts", reports_dir)
+        with uris.local_copy(prompt_dataset_uri) as local:
+            prompts = read_prompts(local)
+        reports["prompts"] = prompt_dataset_uri
+    else:
+        prompts = list(pairs)
+    _write_jsonl(prompt_path, [_prompt_record(p) for p in prompts])
+
+    if sft_dataset_uri:
+        normalised = os.path.join(reports_dir, "sft_normalised")
+        _validate_extra(sft_dataset_uri, "supervised", "sft", reports_dir, normalised_dir=normalised)
+        with open(os.path.join(normalised, "train.jsonl"), encoding="utf-8") as handle:
+            sft_rows = [json.loads(line) for line in handle if line.strip()]
+    else:
+        sft_rows = [to_gemini_sft(p) for p in pairs]
+    _write_jsonl(sft_path, sft_rows)
+    return {
+        "train_pairs": len(pairs),
+        "eval_pairs": len(held_out_pairs),
+        "prompts": len(prompts),
+        "sft_rows": len(sft_rows),
+        "held_out": int(held_out),
+    }
+
+
+def _validate_extra(uri: str, method: str, name: str, reports_dir: str, normalised_dir: str | None = None) -> None:
+    os.makedirs(reports_dir, exist_ok=True)
+    run_validation(
+        {"train": uri},
+        method=method,
+        task="",
+        base_model="",
+        strict=False,
+        report_path=os.path.join(reports_dir, f"{name}_report.json"),
+        html_path=os.path.join(reports_dir, f"{name}_report.html"),
+        log_metric=lambda *_: None,
+        normalised_dir=normalised_dir,
+    )
+
+
+def read_model_info(model_dir: str) -> dict[str, Any]:
+    """The ``tunekit_model.json`` record of a model folder ({} when there is none)."""
+    path = os.path.join(model_dir, MODEL_INFO)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _write_info(model_dir: str, info: dict[str, Any]) -> None:
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, MODEL_INFO), "w", encoding="utf-8") as handle:
+        json.dump(info, handle, indent=2)
+
+
+def run_labels(labels: dict, pipeline_job_name: str, stage: str) -> dict[str, str]:
+    """Job labels: the user's, the pipeline run and the method/stage (Vertex label rules applied)."""
+
+    def clean(value: Any) -> str:
+        return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(value).lower())[:63]
+
+    merged = {clean(k): clean(v) for k, v in (labels or {}).items()}
+    if pipeline_job_name and not pipeline_job_name.startswith("{{"):
+        merged.setdefault("tunekit-pipeline-run", clean(pipeline_job_name))
+    merged.setdefault("tunekit-method", "preference-tuning")
+    merged["tunekit-stage"] = clean(stage)
+    return merged
+
+
+def local_config(options: dict, **overrides: Any):
+    """The local trainer's config from ``local_options`` and the pipeline's own parameters.
+
+    A parameter of 0 or '' leaves the :class:`~tunekit.components.tuning.preference.PreferenceLocalConfig` default.
+    """
+    from tunekit.components.tuning.preference import PreferenceLocalConfig
+
+    values = dict(options or {})
+    values.update({k: v for k, v in overrides.items() if v not in (0, 0.0, "", None)})
+    return PreferenceLocalConfig.from_dict(values)
+
+
+def run_warm_start(
+    *,
+    backend: str,
+    base_model: str,
+    enabled: bool,
+    sft_path: str,
+    sft_uri: str,
+    model_path: str,
+    model_metadata: dict,
+    sft_steps: int = 0,
+    epoch_count: int = 0,
+    adapter_size: int = 0,
+    learning_rate_multiplier: float = 0.0,
+    tuned_model_display_name: str = "",
+    labels: dict | None = None,
+    encryption_key: str = "",
+    output_uri: str = "",
+    local_options: dict | None = None,
+    project: str = "",
+    location: str = "",
+    pipeline_job_name: str = "",
+    poll_interval_s: float = 30.0,
+) -> dict[str, Any]:
+    """The optional supervised warm start on the preferred answers.
+
+    Disabled: records the base model as the start of preference tuning. Local: TRL SFT into ``model_path``.
+    Vertex: a ``SUPERVISED_FINE_TUNING`` job (re-attaching on retry through ``model_path/tuning_state.json``);
+    its tuned model is where ``PREFERENCE_TUNING`` continues.
+    """
+    _check_backend(backend)
+    os.makedirs(model_path, exist_ok=True)
+    if not enabled:
+        info = {"backend": backend, "warm_start": False, "model": base_model, "base_model": base_model}
+    elif backend == "local":
+        from tunekit.components.tuning.preference import train_sft
+
+        config = local_config(local_options or {}, sft_steps=sft_steps)
+        if not config.sft_steps:
+            config.sft_steps = 100
+        pairs = [
+            PreferencePair(turns=e.prompt_turns, system=e.system, line=e.line, chosen=e.target or "")
+            for e in formats.load_examples(sft_path)[1]
+        ]
+        log = train_sft(base_model, pairs, model_path, config)
+        info = {
+            "backend": "local",
+            "warm_start": True,
+            "model": model_path,
+            "base_model": base_model,
+            "sft_rows": log["rows"],
+            "sft_steps": log["steps"],
+        }
+    else:
+        from tunekit.components.model_clients.vertex import make_genai_client
+        from tunekit.components.tuning.vertex import tune_gemini
+
+        result = tune_gemini(
+            project=project,
+            location=location,
+            base_model=base_model,
+            training_dataset_uri=uris.fuse_to_gcs(sft_uri),
+            epoch_count=epoch_count or None,
+            learning_rate_multiplier=learning_rate_multiplier or None,
+            adapter_size=adapter_size or None,
+            tuned_model_display_name=f"{tuned_model_display_name}-sft" if tuned_model_display_name else None,
+            labels=run_labels(labels or {}, pipeline_job_name, "sft-warm-start"),
+            encryption_key=encryption_key or None,
+            output_uri=output_uri or None,
+            state_path=os.path.join(model_path, STATE_FILE),
+            client=make_genai_client(project, location),
+            poll_interval_s=poll_interval_s,
+        )
+        info = {"backend": "vertex", "warm_start": True, "model": result.tuned_model, **result.to_dict()}
+    _write_info(model_path, info)
+    model_metadata.update({k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))})
+    return info
+
+
+def run_tune_preference(
+    *,
+    backend: str,
+    algorithm: str,
+    base_model: str,
+    warm_model_path: str,
+    preference_path: str,
+    preference_uri: str,
+    eval_uri: str,
+    prompt_path: str,
+    model_path: str,
+    model_metadata: dict,
+    reward_path: str,
+    reward_metadata: dict,
+    beta: float = 0.0,
+    epoch_count: int = 0,
+    adapter_size: int = 0,
+    learning_rate_multiplier: float = 0.0,
+    pre_tuned_model_checkpoint_id: str = "",
+    tuned_model_display_name: str = "",
+    labels: dict | None = None,
+    encryption_key: str = "",
+    output_uri: str = "",
+    reward_steps: int = 0,
+    rl_steps: int = 0,
+    batch_size: int = 0,
+    local_options: dict | None = None,
+    project: str = "",
+    location: str = "",
+    pipeline_job_name: str = "",
+    poll_interval_s: float = 30.0,
+) -> dict[str, Any]:
+    """Preference tuning from the warm start (or the base model).
+
+    Local: reward model, then RLOO with a KL penalty against the start model, or DPO (``algorithm``). Vertex: a
+    ``PREFERENCE_TUNING`` job continuing from the warm start's tuned model (``beta``, epochs, adapter size),
+    re-attaching on retry through ``model_path/tuning_state.json``; no reward model is trained there (the
+    evaluation's autorater judges).
+    """
+    _check_backend(backend)
+    start = read_model_info(warm_model_path)
+    start_model = start.get("model") or base_model
+    os.makedirs(model_path, exist_ok=True)
+    os.makedirs(reward_path, exist_ok=True)
+    if backend == "local":
+        from tunekit.components.tuning.preference import tune_preference_local
+
+        config = local_config(
+            local_options or {},
+            algorithm=algorithm,
+            beta=beta,
+            reward_steps=reward_steps,
+            rl_steps=rl_steps,
+            batch_size=batch_size,
+        )
+        record = tune_preference_local(
+            policy_dir=start_model,
+            pairs=read_pairs(preference_path),
+            prompts=read_prompts(prompt_path),
+            policy_out=model_path,
+            reward_out=reward_path,
+            config=config,
+        )
+        info = {
+            "backend": "local",
+            "base_model": base_model,
+            "reference_model": start_model,
+            "model_dir": model_path,
+            "algorithm": config.algorithm,
+            "beta": config.beta,
+            "train_pairs": record["pairs"],
+            "truncated_pairs": record["truncated_pairs"],
+        }
+        reward_info = {
+            "backend": "local",
+            "model_dir": reward_path,
+            "reward_final_loss": record["reward_final_loss"],
+        }
+    else:
+        from tunekit.components.model_clients.vertex import make_genai_client
+        from tunekit.components.tuning.preference_vertex import tune_gemini_preference
+
+        result = tune_gemini_preference(
+            project=project,
+            location=location,
+            start_model=start_model,
+            base_model=start.get("base_model") or base_model,
+            training_dataset_uri=uris.fuse_to_gcs(preference_uri),
+            validation_dataset_uri=uris.fuse_to_gcs(eval_uri) or None,
+            beta=beta or None,
+            epoch_count=epoch_count or None,
+            adapter_size=adapter_size or None,
+            learning_rate_multiplier=learning_rate_multiplier or None,
+            pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id or None,
+            tuned_model_display_name=tuned_model_display_name or None,
+            labels=run_labels(labels or {}, pipeline_job_name, "preference"),
+            encryption_key=encryption_key or None,
+            output_uri=output_uri or None,
+            state_path=os.path.join(model_path, STATE_FILE),
+            client=make_genai_client(project, location),
+            poll_interval_s=poll_interval_s,
+        )
+        info = {"backend": "vertex", "reference_model": start_model, "algorithm": "PREFERENCE_TUNING"}
+        info.update(result.to_dict())
+        reward_info = {"backend": "vertex", "note": "Vertex preference tuning trains no separate reward model"}
+    _write_info(model_path, info)
+    _write_info(reward_path, reward_info)
+    model_metadata.update({k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))})
+    reward_metadata.update({k: v for k, v in reward_info.items() if isinstance(v, (str, int, float, bool))})
+    return info
+
+
+def run_evaluate_preference(
+    *,
+    backend: str,
+    base_model: str,
+    warm_model_path: str,
+    tuned_model_path: str,
+    reward_model_path: str,
+    eval_path: str,
+    max_eval_examples: int,
+    max_output_tokens: int,
+    min_win_rate: float,
+    judge_model: str,
+    project: str,
+    location: str,
+    summary_path: str,
+    predictions_path: str,
+):
+    """Scores the tuned policy against the base model; returns ``(report, gate decision)``.
+
+    Local: the reward model judges (its held-out pair accuracy, the win rates) and KL is estimated against the
+    reference. Vertex: ``judge_model`` (a Gemini autorater, both answer orders) judges the tuned endpoint against
+    the base model, and its agreement with the held-out human choices is reported as ``reward_accuracy``.
+    """
+    from tunekit.components.evaluation import preference as ev
+
+    _check_backend(backend)
+    pairs = read_pairs(eval_path)
+    if max_eval_examples:
+        pairs = pairs[:max_eval_examples]
+    prompts: list[PromptRow] = list(pairs)
+    if backend == "local":
+        start = read_model_info(warm_model_path)
+        report = ev.evaluate_local(
+            base_dir=base_model,
+            tuned_dir=tuned_model_path,
+            reward_dir=reward_model_path,
+            eval_pairs=pairs,
+            eval_prompts=prompts,
+            reference_dir=start.get("model", "") if start.get("warm_start") else "",
+            max_new_tokens=max_output_tokens,
+        )
+    else:
+        from tunekit.components.model_clients.vertex import VertexGeminiClient, make_genai_client
+
+        tuned = read_model_info(tuned_model_path)
+        client = make_genai_client(project, location)
+        report = ev.evaluate_with_judge(
+            judge=ev.model_judge(VertexGeminiClient(judge_model, project, location, client=client)),
+            base_client=VertexGeminiClient(base_model, project, location, client=client),
+            tuned_client=VertexGeminiClient(tuned["endpoint"], project, location, client=client),
+            eval_pairs=pairs,
+            eval_prompts=prompts,
+            max_output_tokens=max_output_tokens,
+        )
+    decision = ev.decide_preference(report.metrics, min_win_rate=min_win_rate)
+    os.makedirs(os.path.dirname(os.path.abspath(summary_path)), exist_ok=True)
+    with open(summary_path, "w", encoding="utf-8") as handle:
+        handle.write(ev.render_markdown(report, decision))
+    ev.write_predictions(report, predictions_path)
+    return report, decision

@@ -1,0 +1,239 @@
+"""Preference tuning of Gemini on Vertex AI: SFT on the preferred answers, then ``PREFERENCE_TUNING`` from it.
+
+Google recommends starting preference tuning from a model that was first tuned (SFT) on good answers. The
+``PREFERENCE_TUNING`` job then continues from that tuned model: google-genai sends a ``projects/...`` base model as
+``preTunedModel.tunedModelName`` (with ``checkpointId`` when ``pre_tuned_model_checkpoint_id`` is set), and
+``beta``, ``epoch_count`` and ``adapter_size`` as ``preferenceOptimizationSpec.hyperParameters``.
+
+Each job goes through its own state file, with the protocol of :mod:`tunekit.components.tuning.vertex` (request
+id label written before the create call, job name written before any waiting): a retried step re-attaches to the
+job it started and never pays twice. The SFT warm start is :func:`~tunekit.components.tuning.vertex.tune_gemini`
+itself; this module adds the preference job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from google.genai import types
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.common.uris import is_gcs
+from tunekit.components.tuning import vertex as gv
+
+#: A tuned model's Model Registry name, with an optional version: what a preference job continues from.
+_TUNED_MODEL_PREFIX = "projects/"
+
+
+def build_preference_config(
+    *,
+    beta: float | None = None,
+    epoch_count: int | None = None,
+    adapter_size: int | None = None,
+    learning_rate_multiplier: float | None = None,
+    pre_tuned_model_checkpoint_id: str | None = None,
+    validation_dataset_uri: str | None = None,
+    tuned_model_display_name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    encryption_key: str | None = None,
+    output_uri: str | None = None,
+) -> types.CreateTuningJobConfig:
+    """The ``CreateTuningJobConfig`` of a ``PREFERENCE_TUNING`` job, with only the fields that are set.
+
+    Raises:
+        UserError: ``beta`` is negative or the adapter size is not one Vertex accepts.
+    """
+    kwargs: dict[str, Any] = {"method": types.TuningMethod.PREFERENCE_TUNING}
+    if beta is not None:
+        if beta < 0:
+            raise UserError(f"beta must be >= 0, not {beta}", field="beta")
+        kwargs["beta"] = float(beta)
+    if epoch_count:
+        kwargs["epoch_count"] = int(epoch_count)
+    if adapter_size:
+        if adapter_size not in gv.ADAPTER_SIZES:
+            raise UserError(
+                f"adapter size {adapter_size} is not supported; use one of {sorted(gv.ADAPTER_SIZES)}",
+                field="adapter_size",
+            )
+        kwargs["adapter_size"] = gv.ADAPTER_SIZES[adapter_size]
+    if learning_rate_multiplier:
+        kwargs["learning_rate_multiplier"] = float(learning_rate_multiplier)
+    if pre_tuned_model_checkpoint_id:
+        kwargs["pre_tuned_model_checkpoint_id"] = str(pre_tuned_model_checkpoint_id)
+    if validation_dataset_uri:
+        kwargs["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_dataset_uri)
+    if tuned_model_display_name:
+        kwargs["tuned_model_display_name"] = tuned_model_display_name
+    if labels:
+        kwargs["labels"] = dict(labels)
+    if encryption_key:
+        kwargs["encryption_spec"] = types.EncryptionSpec(kms_key_name=encryption_key)
+    if output_uri:
+        kwargs["output_uri"] = output_uri
+    return types.CreateTuningJobConfig(**kwargs)
+
+
+def check_preference_args(
+    *, start_model: str, training_dataset_uri: str, validation_dataset_uri: str | None
+) -> str:
+    """Checks a preference job's inputs before any paid call; returns the model to send as ``base_model``.
+
+    ``start_model`` is a tunable Gemini id (preference tuning from the base model) or a tuned model's resource
+    name ``projects/P/locations/L/models/M[@V]`` (continuing from the SFT warm start).
+
+    Raises:
+        UserError: Naming the argument and what to do.
+    """
+    start_model = start_model.strip()
+    if not start_model.startswith(_TUNED_MODEL_PREFIX):
+        gv.check_base_model(start_model)
+        start_model = gv.normalize_base_model(start_model)
+    elif "/models/" not in start_model:
+        raise UserError(
+            f"'{start_model}' is not a tuned model's resource name (projects/P/locations/L/models/M@V)",
+            field="start_model",
+        )
+    for name, uri in (
+        ("training_dataset_uri", training_dataset_uri),
+        ("validation_dataset_uri", validation_dataset_uri),
+    ):
+        if uri and not is_gcs(uri):
+            raise UserError(
+                f"Vertex AI reads tuning data from Cloud Storage: '{uri}' must be a gs:// URI", field=name
+            )
+    if not training_dataset_uri:
+        raise UserError("a preference dataset is required", field="training_dataset_uri")
+    return start_model
+
+
+def tune_gemini_preference(
+    *,
+    project: str,
+    location: str,
+    start_model: str,
+    base_model: str,
+    training_dataset_uri: str,
+    state_path: str,
+    validation_dataset_uri: str | None = None,
+    beta: float | None = None,
+    epoch_count: int | None = None,
+    adapter_size: int | None = None,
+    learning_rate_multiplier: float | None = None,
+    pre_tuned_model_checkpoint_id: str | None = None,
+    tuned_model_display_name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    encryption_key: str | None = None,
+    output_uri: str | None = None,
+    client: Any = None,
+    poll_interval_s: float = 30.0,
+    max_poll_interval_s: float = 300.0,
+    timeout_s: float | None = None,
+) -> gv.TunedGemini:
+    """Runs one ``PREFERENCE_TUNING`` job from ``start_model`` and waits for it, creating at most one job.
+
+    Args:
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        start_model: The SFT warm start's tuned model (``projects/.../models/M@V``), or a tunable Gemini id.
+        base_model: The Gemini model underneath (recorded; the tuned model's lineage).
+        training_dataset_uri: ``gs://`` URI of the Gemini preference data (``contents`` + scored ``completions``).
+        state_path: The state file that lets a retried step re-attach to its job.
+        validation_dataset_uri: ``gs://`` URI of held-out preference rows, if any.
+        beta: The KL-divergence weight (Vertex chooses when unset).
+        epoch_count: Epochs (Vertex chooses when unset).
+        adapter_size: LoRA adapter size 1, 2, 4, 8 or 16 (Vertex chooses when unset).
+        learning_rate_multiplier: Learning-rate multiplier (Vertex chooses when unset).
+        pre_tuned_model_checkpoint_id: A checkpoint of ``start_model`` other than its default one.
+        tuned_model_display_name: The tuned model's display name.
+        labels: Job labels (cleaned to Google Cloud's label rules).
+        encryption_key: Cloud KMS key for CMEK.
+        output_uri: ``gs://`` prefix for the job's outputs.
+        client: A google-genai client (default: ``make_genai_client(project, location)``).
+        poll_interval_s: First wait between polls.
+        max_poll_interval_s: Cap on the wait between polls.
+        timeout_s: Give up waiting after this long (the job keeps running; a retry re-attaches).
+
+    Returns:
+        The tuned model, its endpoint and the job.
+
+    Raises:
+        UserError: Bad arguments (before any call), a state file of another request, or Vertex refused the job.
+        TuningJobFailed: The job failed, was cancelled or expired.
+    """
+    from tunekit.components.model_clients.vertex import make_genai_client, sanitize_labels
+
+    start_model = check_preference_args(
+        start_model=start_model,
+        training_dataset_uri=training_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
+    )
+    state = gv.read_state(state_path)
+    gv.check_state_matches(state, state_path, base_model=start_model, training_dataset_uri=training_dataset_uri)
+    client = client if client is not None else make_genai_client(project, location)
+    job = None
+    resumed = False
+    if state.get("job_name"):
+        job = gv.get_tuning_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
+        resumed = True
+    elif state.get("request_id"):
+        job = gv.with_retries(
+            lambda: gv.find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
+        )
+        resumed = job is not None
+    if job is None:
+        request_id = state.get("request_id") or uuid.uuid4().hex
+        state = {
+            "request_id": request_id,
+            "method": "PREFERENCE_TUNING",
+            "base_model": start_model,
+            "gemini_base_model": base_model,
+            "training_dataset_uri": training_dataset_uri,
+            "project": project,
+            "location": location,
+        }
+        gv.write_state(state_path, state)
+        config = build_preference_config(
+            beta=beta,
+            epoch_count=epoch_count,
+            adapter_size=adapter_size,
+            learning_rate_multiplier=learning_rate_multiplier,
+            pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id,
+            validation_dataset_uri=validation_dataset_uri,
+            tuned_model_display_name=tuned_model_display_name,
+            labels={**sanitize_labels(dict(labels or {})), gv.REQUEST_LABEL: request_id},
+            encryption_key=encryption_key,
+            output_uri=output_uri,
+        )
+        job = gv.create_tuning_job(
+            client, request_id, start_model, training_dataset_uri, config, min(poll_interval_s, 2.0)
+        )
+    if not job.name:
+        raise RuntimeError("Vertex AI returned a tuning job without a name")
+    if state.get("job_name") != job.name:
+        # Written before any waiting: from here on, a retried step re-attaches instead of creating a job.
+        state = {**state, "job_name": job.name, "console_url": gv.tuning_console_url(job.name)}
+        gv.write_state(state_path, state)
+    job = gv.wait_for_job(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, None)
+    tuned = job.tuned_model
+    if tuned is None or not tuned.model:
+        raise RuntimeError(f"Preference tuning job {job.name} succeeded but reports no tuned model")
+    result = gv.TunedGemini(
+        job_name=job.name or "",
+        state=gv.job_state_name(job),
+        tuned_model=tuned.model,
+        endpoint=tuned.endpoint or "",
+        base_model=base_model,
+        project=project,
+        location=location,
+        training_dataset_uri=training_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
+        resumed=resumed,
+        create_time=gv.job_timestamp(job.create_time),
+        end_time=gv.job_timestamp(job.end_time),
+        console_url=gv.tuning_console_url(job.name or ""),
+    )
+    gv.write_state(state_path, {**state, "state": result.state, "tuned_model": result.tuned_model})
+    return result

@@ -1,0 +1,316 @@
+"""The preference-tuning (RLHF) pipeline: validate → SFT warm start → preference tuning → evaluate → gate → deploy.
+
+For outputs that are hard to specify but easy to compare, people say which of two answers they prefer; this
+pipeline turns those pairs into a better model. One compiled spec, two runtimes:
+
+- ``backend: vertex``: Gemini. Supervised tuning on the preferred answers, then ``PREFERENCE_TUNING`` continuing
+  from that tuned model (``beta``, epochs, adapter size), each job re-attaching on retry. An autorater
+  (``judge_model``) compares the tuned endpoint with the base model on held-out prompts.
+- ``backend: local``: open causal models with TRL. SFT warm start, then a reward model (``RewardTrainer``) and RL
+  with a KL penalty against the warm start (``RLOOTrainer``), or DPO in one stage (``algorithm: dpo``). The reward
+  model judges the held-out pairs and the win rate.
+
+:func:`build_legacy_rlhf_pipeline` builds a variant for the models Vertex's legacy RLHF template still serves
+(T5, Llama 2): our validation in front of ``google_cloud_pipeline_components.preview.llm.rlhf_pipeline``.
+
+No ``from __future__ import annotations`` here: KFP reads the pipeline's parameter types from real annotations.
+"""
+
+from dataclasses import dataclass
+
+from kfp import dsl
+
+from tunekit.components.data_validation.component import validate_data
+from tunekit.components.evaluation.preference_component import evaluate_preference
+from tunekit.components.tuning.preference_component import (
+    prepare_preference_data,
+    tune_preference,
+    warm_start_supervised,
+)
+from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+from tunekit.pipelines.graphs import gate_and_deploy
+from tunekit.pipelines.retraining import retrain_on_new_data
+
+PIPELINE_NAME = "preference-tuning"
+LEGACY_RLHF_NAME = "preference-tuning-legacy-rlhf"
+
+
+@dataclass
+class PreferenceTuningConfig:
+    """Everything a preference-tuning run takes; the fields are the pipeline's parameters, one for one."""
+
+    train_dataset_uri: str = field(
+        "",
+        "Preference pairs: human preferences (`input_text` or `messages`, `candidate_0`, `candidate_1`, `choice`) "
+        "or the Gemini preference format (`contents`, scored `completions`); a local path or gs:// URI. Required.",
+    )
+    eval_dataset_uri: str = field(
+        "", "Held-out preference pairs for evaluation; '' holds out `eval_split` of the training pairs."
+    )
+    eval_split: float = field(0.2, "Share of training pairs held out for evaluation when no eval data is given.")
+    prompt_dataset_uri: str = field(
+        "", "Local RLOO: prompts (`input_text` or `messages`) to sample from; '' uses the training pairs' prompts."
+    )
+    sft_dataset_uri: str = field(
+        "", "Warm-start data in any supervised format; '' tunes on the training pairs' preferred answers."
+    )
+    warm_start: bool = field(True, "Run supervised tuning before preference tuning (Google's recommendation).")
+    backend: str = field("vertex", "'vertex' (Gemini SFT + PREFERENCE_TUNING) or 'local' (TRL on an open model).")
+    base_model: str = field(
+        "gemini-2.5-flash",
+        "Vertex: a tunable Gemini model id. Local: a causal model directory ('tiny-random:causal' builds a tiny one).",
+    )
+    algorithm: str = field("rloo", "Local: 'rloo' (reward model, then RL with a KL penalty) or 'dpo' (one stage).")
+    beta: float = field(
+        0.0, "KL weight: Vertex preference tuning's beta, RLOO's KL coefficient, DPO's beta (0 for the default)."
+    )
+    epoch_count: int = field(0, "Vertex: epochs of the preference job (0 lets Vertex choose).")
+    sft_epoch_count: int = field(0, "Vertex: epochs of the SFT warm start (0 lets Vertex choose).")
+    adapter_size: int = field(0, "Vertex: LoRA adapter size 1, 2, 4, 8 or 16 (0 lets Vertex choose).")
+    learning_rate_multiplier: float = field(0.0, "Vertex: learning-rate multiplier (0 lets Vertex choose).")
+    pre_tuned_model_checkpoint_id: str = field(
+        "", "Vertex: the warm start's checkpoint to continue from ('' for its default checkpoint)."
+    )
+    tuned_model_display_name: str = field("", "Vertex: display name of the tuned model ('' lets Vertex name it).")
+    labels: dict = field({}, "Labels for the tuning jobs and the deployed model (lineage labels are added).")
+    encryption_key: str = field("", "Vertex: Cloud KMS key name for CMEK ('' for Google-managed keys).")
+    output_uri: str = field("", "Vertex: gs:// folder for the tuning jobs' outputs ('' for the default).")
+    sft_steps: int = field(0, "Local: warm-start optimizer steps (0 for the default, 100).")
+    reward_steps: int = field(0, "Local: reward-model optimizer steps (0 for the default).")
+    rl_steps: int = field(0, "Local: RLOO or DPO optimizer steps (0 for the default).")
+    batch_size: int = field(0, "Local: pairs or prompts per step (0 for the default).")
+    local_options: dict = field({}, "Local: further PreferenceLocalConfig fields (see docs/preference_tuning.md).")
+    max_eval_examples: int = field(200, "Held-out pairs (and their prompts) scored (0 for all).")
+    max_output_tokens: int = field(64, "Tokens generated per evaluation answer.")
+    min_win_rate: float = field(
+        0.5, "Gate: the tuned model's win rate against the base on held-out prompts must exceed this."
+    )
+    judge_model: str = field("gemini-2.5-flash", "Vertex: the autorater that compares tuned and base answers.")
+    purpose: str = field(
+        PIPELINE_NAME, "What the model serves; the deployed model becomes this purpose's champion."
+    )
+    local_registry: str = field("", "Local: registry JSON file (the CLI sets one under the output root).")
+    strict_validation: bool = field(False, "Fail validation on warnings too, not only on errors.")
+    force: bool = field(
+        False, "Train even when the data's fingerprint equals the one the champion was trained on."
+    )
+    project: str = field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
+    location: str = field(
+        LOCATION_PLACEHOLDER, "Google Cloud region for tuning and prediction; by default the pipeline job's own."
+    )
+
+
+@retrain_on_new_data(
+    PreferenceTuningConfig,
+    name=PIPELINE_NAME,
+    data=("train_dataset_uri", "eval_dataset_uri", "prompt_dataset_uri", "sft_dataset_uri"),
+)
+@dsl.pipeline(
+    name=PIPELINE_NAME + "-graph",
+    description="Validate preference pairs, SFT warm start, preference tuning (Gemini or TRL RLOO/DPO), "
+    "evaluate the win rate against the base model, deploy if it wins.",
+)
+def preference_tuning_pipeline(
+    train_dataset_uri: str,
+    eval_dataset_uri: str = "",
+    eval_split: float = 0.2,
+    prompt_dataset_uri: str = "",
+    sft_dataset_uri: str = "",
+    warm_start: bool = True,
+    backend: str = "vertex",
+    base_model: str = "gemini-2.5-flash",
+    algorithm: str = "rloo",
+    beta: float = 0.0,
+    epoch_count: int = 0,
+    sft_epoch_count: int = 0,
+    adapter_size: int = 0,
+    learning_rate_multiplier: float = 0.0,
+    pre_tuned_model_checkpoint_id: str = "",
+    tuned_model_display_name: str = "",
+    labels: dict = {},  # noqa: B006 - KFP reads defaults from the signature
+    encryption_key: str = "",
+    output_uri: str = "",
+    sft_steps: int = 0,
+    reward_steps: int = 0,
+    rl_steps: int = 0,
+    batch_size: int = 0,
+    local_options: dict = {},  # noqa: B006
+    max_eval_examples: int = 200,
+    max_output_tokens: int = 64,
+    min_win_rate: float = 0.5,
+    judge_model: str = "gemini-2.5-flash",
+    purpose: str = PIPELINE_NAME,
+    local_registry: str = "",
+    strict_validation: bool = False,
+    project: str = PROJECT_PLACEHOLDER,
+    location: str = LOCATION_PLACEHOLDER,
+    data_fingerprint: str = "",
+):
+    """Preference tuning, end to end; see :class:`PreferenceTuningConfig` for every parameter."""
+    validation = validate_data(
+        train_dataset_uri=train_dataset_uri,
+        validation_dataset_uri=eval_dataset_uri,
+        method="preference",
+        task="generic",
+        base_model=base_model,
+        strict=strict_validation,
+    ).set_display_name("validate-data")
+    # The URIs name data that can change under the same name; a cached result would hide the change.
+    validation.set_caching_options(False)
+    prepared = prepare_preference_data(
+        validated_dataset=validation.outputs["normalised_dataset"],
+        prompt_dataset_uri=prompt_dataset_uri,
+        sft_dataset_uri=sft_dataset_uri,
+        eval_split=eval_split,
+        seed=0,
+    )
+    prepared.set_caching_options(False)
+    warm = warm_start_supervised(
+        backend=backend,
+        base_model=base_model,
+        enabled=warm_start,
+        sft_dataset=prepared.outputs["sft_dataset"],
+        sft_steps=sft_steps,
+        epoch_count=sft_epoch_count,
+        adapter_size=adapter_size,
+        learning_rate_multiplier=learning_rate_multiplier,
+        tuned_model_display_name=tuned_model_display_name,
+        labels=labels,
+        encryption_key=encryption_key,
+        output_uri=output_uri,
+        local_options=local_options,
+        project=project,
+        location=location,
+        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    ).set_display_name("warm-start-supervised")
+    # A tuning job is paid work: retrying the step re-attaches to the job it started (state file in its output).
+    warm.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+    tuning = tune_preference(
+        backend=backend,
+        algorithm=algorithm,
+        base_model=base_model,
+        warm_model=warm.outputs["warm_model"],
+        preference_dataset=prepared.outputs["preference_dataset"],
+        eval_pairs=prepared.outputs["eval_pairs"],
+        prompt_dataset=prepared.outputs["prompt_dataset"],
+        beta=beta,
+        epoch_count=epoch_count,
+        adapter_size=adapter_size,
+        learning_rate_multiplier=learning_rate_multiplier,
+        pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id,
+        tuned_model_display_name=tuned_model_display_name,
+        labels=labels,
+        encryption_key=encryption_key,
+        output_uri=output_uri,
+        reward_steps=reward_steps,
+        rl_steps=rl_steps,
+        batch_size=batch_size,
+        local_options=local_options,
+        project=project,
+        location=location,
+        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    )
+    tuning.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+    evaluation = evaluate_preference(
+        backend=backend,
+        base_model=base_model,
+        warm_model=warm.outputs["warm_model"],
+        tuned_model=tuning.outputs["tuned_model"],
+        reward_model=tuning.outputs["reward_model"],
+        eval_pairs=prepared.outputs["eval_pairs"],
+        max_eval_examples=max_eval_examples,
+        max_output_tokens=max_output_tokens,
+        min_win_rate=min_win_rate,
+        judge_model=judge_model,
+        project=project,
+        location=location,
+    )
+    evaluation.set_caching_options(False)
+    gate_and_deploy(
+        gate_passed=evaluation.outputs["Output"],
+        backend=backend,
+        tuned_model=tuning.outputs["tuned_model"],
+        train_dataset=prepared.outputs["preference_dataset"],
+        evaluation_metrics=evaluation.outputs["metrics"],
+        purpose=purpose,
+        local_registry=local_registry,
+        data_fingerprint=data_fingerprint,
+    )
+
+
+def build_legacy_rlhf_pipeline():
+    """Our validation in front of Vertex's legacy RLHF template (``preview.llm.rlhf_pipeline``), nested.
+
+    For the models that template still serves (``t5-small`` ... ``t5-xxl``, ``llama-2-7b``/``13b`` references;
+    its PaLM models are retired). It trains a LoRA reward model and then RL with the KL penalty ``kl_coeff``, and
+    deploys to an endpoint itself. The data are the human-preference and prompt files in Cloud Storage; the
+    pipeline fails at validation, before anything is paid for, when either is not valid.
+
+    Returns:
+        The pipeline (compile it with ``kfp.compiler.Compiler().compile(build_legacy_rlhf_pipeline(), path)``).
+    """
+    from google_cloud_pipeline_components.preview.llm import rlhf_pipeline
+
+    @dsl.pipeline(
+        name=LEGACY_RLHF_NAME,
+        description="Validate preference and prompt data, then Vertex's legacy RLHF template (T5, Llama 2).",
+    )
+    def legacy_rlhf(
+        preference_dataset: str,
+        prompt_dataset: str,
+        large_model_reference: str = "llama-2-7b",
+        eval_dataset: str = "",
+        model_display_name: str = "",
+        prompt_sequence_length: int = 512,
+        target_sequence_length: int = 64,
+        reward_model_train_steps: int = 1000,
+        reinforcement_learning_train_steps: int = 1000,
+        reward_model_learning_rate_multiplier: float = 1.0,
+        reinforcement_learning_rate_multiplier: float = 1.0,
+        kl_coeff: float = 0.1,
+        instruction: str = "",
+        deploy_model: bool = True,
+        strict_validation: bool = False,
+        project: str = PROJECT_PLACEHOLDER,
+        location: str = LOCATION_PLACEHOLDER,
+        encryption_spec_key_name: str = "",
+    ):
+        pairs = validate_data(
+            train_dataset_uri=preference_dataset,
+            validation_dataset_uri="",
+            method="preference",
+            task="generic",
+            base_model=large_model_reference,
+            strict=strict_validation,
+        ).set_display_name("validate-preference-data")
+        pairs.set_caching_options(False)
+        prompts = validate_data(
+            train_dataset_uri=prompt_dataset,
+            validation_dataset_uri=eval_dataset,
+            method="preference",
+            task="generic",
+            base_model=large_model_reference,
+            strict=strict_validation,
+        ).set_display_name("validate-prompt-data")
+        prompts.set_caching_options(False)
+        rlhf_pipeline(
+            prompt_dataset=prompt_dataset,
+            preference_dataset=preference_dataset,
+            large_model_reference=large_model_reference,
+            model_display_name=model_display_name,
+            prompt_sequence_length=prompt_sequence_length,
+            target_sequence_length=target_sequence_length,
+            reward_model_learning_rate_multiplier=reward_model_learning_rate_multiplier,
+            reinforcement_learning_rate_multiplier=reinforcement_learning_rate_multiplier,
+            reward_model_train_steps=reward_model_train_steps,
+            reinforcement_learning_train_steps=reinforcement_learning_train_steps,
+            kl_coeff=kl_coeff,
+            instruction=instruction,
+            deploy_model=deploy_model,
+            eval_dataset=eval_dataset,
+            project=project,
+            location=location,
+            encryption_spec_key_name=encryption_spec_key_name,
+        ).after(pairs, prompts).set_display_name("vertex-rlhf")
+
+    return legacy_rlhf

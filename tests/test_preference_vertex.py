@@ -1,0 +1,256 @@
+"""Gemini preference tuning against the fake Vertex API: SFT, then PREFERENCE_TUNING from its checkpoint."""
+
+import json
+
+import pytest
+from fake_vertex import FakeVertex, allow_loopback_only
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.evaluation.preference import evaluate_with_judge, model_judge
+from tunekit.components.model_clients.base import FakeClient
+from tunekit.components.tuning import preference_steps as steps
+from tunekit.components.tuning.preference_vertex import build_preference_config, tune_gemini_preference
+
+PAIRS = [
+    {
+        "input_text": f"My parcel {i} is late.",
+        "candidate_0": "Not our problem.",
+        "candidate_1": f"Sorry. Please share order {i} and we will trace it.",
+        "choice": 1,
+    }
+    for i in range(10)
+]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    allow_loopback_only(monkeypatch)
+    server = FakeVertex(polls_to_finish=2).start()
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    validated = tmp_path / "validated"
+    validated.mkdir()
+    (validated / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
+    out = {name: str(tmp_path / name) for name in ("pref", "eval", "prompts", "sft", "reports")}
+    counts = steps.run_prepare_preference(
+        validated_dir=str(validated),
+        prompt_dataset_uri="",
+        sft_dataset_uri="",
+        eval_split=0.2,
+        seed=0,
+        preference_path=out["pref"],
+        eval_path=out["eval"],
+        prompt_path=out["prompts"],
+        sft_path=out["sft"],
+        reports_dir=out["reports"],
+    )
+    assert counts == {"train_pairs": 8, "eval_pairs": 2, "prompts": 8, "sft_rows": 8, "held_out": 1}
+    return out
+
+
+def created_bodies(fake):
+    return [body for method, path, body in fake.requests_to(r"/tuningJobs$", "POST")]
+
+
+def warm_start(tmp_path, **kwargs):
+    meta = {}
+    info = steps.run_warm_start(
+        backend="vertex",
+        base_model="gemini-2.5-flash",
+        enabled=True,
+        sft_path="",
+        # Artifacts live under the pipeline root in Cloud Storage, mounted at /gcs on Vertex.
+        sft_uri="/gcs/bucket/root/prepare/sft_dataset",
+        model_path=str(tmp_path / "warm"),
+        model_metadata=meta,
+        epoch_count=3,
+        labels={"Team": "Support"},
+        project="test-project",
+        location="us-central1",
+        pipeline_job_name="pref-run-1",
+        poll_interval_s=0.01,
+        **kwargs,
+    )
+    return info, meta
+
+
+def preference(tmp_path, **kwargs):
+    meta, reward_meta = {}, {}
+    info = steps.run_tune_preference(
+        backend="vertex",
+        algorithm="rloo",
+        base_model="gemini-2.5-flash",
+        warm_model_path=str(tmp_path / "warm"),
+        preference_path="",
+        preference_uri="/gcs/bucket/root/prepare/preference_dataset",
+        eval_uri="/gcs/bucket/root/prepare/eval_pairs",
+        prompt_path="",
+        model_path=str(tmp_path / "tuned"),
+        model_metadata=meta,
+        reward_path=str(tmp_path / "reward"),
+        reward_metadata=reward_meta,
+        beta=0.2,
+        epoch_count=2,
+        adapter_size=4,
+        pre_tuned_model_checkpoint_id="3",
+        labels={"Team": "Support"},
+        project="test-project",
+        location="us-central1",
+        pipeline_job_name="pref-run-1",
+        poll_interval_s=0.01,
+        **kwargs,
+    )
+    return info, meta
+
+
+def test_prepared_data_is_in_the_gemini_preference_format(prepared):
+    rows = [json.loads(line) for line in open(prepared["pref"])]
+    assert rows[0]["contents"][-1]["role"] == "user"
+    assert [c["score"] for c in rows[0]["completions"]] == [1, 0]
+    assert rows[0]["completions"][0]["completion"]["parts"][0]["text"].startswith("Sorry.")
+    sft = [json.loads(line) for line in open(prepared["sft"])]
+    assert sft[0]["contents"][-1] == {
+        "role": "model",
+        "parts": [{"text": rows[0]["completions"][0]["completion"]["parts"][0]["text"]}],
+    }
+
+
+def test_sft_then_preference_tuning_from_the_checkpoint(fake, tmp_path):
+    warm, warm_meta = warm_start(tmp_path)
+    info, meta = preference(tmp_path)
+    sft_body, pref_body = created_bodies(fake)
+    # 1. supervised tuning on the preferred answers
+    assert sft_body["baseModel"] == "gemini-2.5-flash"
+    assert sft_body["supervisedTuningSpec"]["trainingDatasetUri"] == "gs://bucket/root/prepare/sft_dataset"
+    assert sft_body["supervisedTuningSpec"]["hyperParameters"]["epochCount"] == 3
+    assert sft_body["labels"]["tunekit-stage"] == "sft-warm-start"
+    # 2. preference tuning continuing from the tuned model the SFT job produced
+    assert "baseModel" not in pref_body
+    # google-genai 2.34 sends this object with its Python field names (tuned_model_name); Vertex's JSON parser
+    # accepts proto field names in either spelling.
+    pre_tuned = {key.replace("_", ""): value for key, value in pref_body["preTunedModel"].items()}
+    assert {k.lower(): v for k, v in pre_tuned.items()} == {
+        "tunedmodelname": warm["tuned_model"],
+        "checkpointid": "3",
+    }
+    spec = pref_body["preferenceOptimizationSpec"]
+    assert spec["trainingDatasetUri"] == "gs://bucket/root/prepare/preference_dataset"
+    assert spec["validationDatasetUri"] == "gs://bucket/root/prepare/eval_pairs"
+    assert spec["hyperParameters"] == {"beta": 0.2, "epochCount": 2, "adapterSize": "ADAPTER_SIZE_FOUR"}
+    assert "supervisedTuningSpec" not in pref_body
+    assert pref_body["labels"]["tunekit-method"] == "preference-tuning"
+    assert pref_body["labels"]["tunekit-stage"] == "preference"
+    assert pref_body["labels"]["team"] == "support"
+    assert info["tuned_model"].startswith("projects/test-project/locations/us-central1/models/")
+    assert info["reference_model"] == warm["tuned_model"] != info["tuned_model"]
+    assert meta["endpoint"] == info["endpoint"]
+
+
+def test_retried_steps_reattach_instead_of_paying_twice(fake, tmp_path):
+    warm_start(tmp_path)
+    first, _ = preference(tmp_path)
+    assert len(created_bodies(fake)) == 2
+    # A retry of each step finds its state file and re-attaches to the finished job.
+    again_warm, _ = warm_start(tmp_path)
+    again, _ = preference(tmp_path)
+    assert len(created_bodies(fake)) == 2
+    assert again["job_name"] == first["job_name"] and again["resumed"] and again_warm["resumed"]
+
+
+def test_retry_after_a_crash_before_the_job_name_was_written(fake, tmp_path):
+    warm_start(tmp_path)
+    preference(tmp_path)
+    state_path = tmp_path / "tuned" / steps.STATE_FILE
+    state = json.loads(state_path.read_text())
+    # The crash: the create call got through, the job's name never reached the state file.
+    state.pop("job_name")
+    state_path.write_text(json.dumps(state))
+    again, _ = preference(tmp_path)
+    assert len(created_bodies(fake)) == 2 and again["resumed"]
+
+
+def test_without_warm_start_preference_starts_from_the_base_model(fake, tmp_path):
+    steps.run_warm_start(
+        backend="vertex",
+        base_model="gemini-2.5-flash",
+        enabled=False,
+        sft_path="",
+        sft_uri="",
+        model_path=str(tmp_path / "warm"),
+        model_metadata={},
+    )
+    preference(
+        tmp_path,
+    )
+    (body,) = created_bodies(fake)
+    assert body["baseModel"] == "gemini-2.5-flash" and "preTunedModel" not in body
+
+
+def test_failed_preference_job_reports_the_jobs_message(fake, tmp_path):
+    from tunekit.components.tuning.vertex import TuningJobFailed
+
+    warm_start(tmp_path)
+    fake.fail_next_job("Preference data: completions must differ.")
+    with pytest.raises(TuningJobFailed, match="completions must differ"):
+        preference(tmp_path)
+
+
+def test_bad_arguments_fail_before_any_call(fake, tmp_path):
+    with pytest.raises(UserError, match="gs://"):
+        tune_gemini_preference(
+            project="p",
+            location="l",
+            start_model="gemini-2.5-flash",
+            base_model="gemini-2.5-flash",
+            training_dataset_uri="/local/file.jsonl",
+            state_path=str(tmp_path / "s.json"),
+        )
+    with pytest.raises(UserError, match="cannot be tuned"):
+        tune_gemini_preference(
+            project="p",
+            location="l",
+            start_model="text-bison@002",
+            base_model="text-bison@002",
+            training_dataset_uri="gs://b/t.jsonl",
+            state_path=str(tmp_path / "s.json"),
+        )
+    with pytest.raises(UserError, match="adapter size"):
+        build_preference_config(adapter_size=3)
+    assert not created_bodies(fake)
+
+
+def test_autorater_asks_both_orders_and_cancels_position_bias():
+    from tunekit.components.data_validation.preference_convert import parse_pair
+
+    pairs = [parse_pair(row, i + 1) for i, row in enumerate(PAIRS[:4])]
+    always_a = FakeClient(lambda prompt: "A")
+    report = evaluate_with_judge(
+        judge=model_judge(always_a),
+        base_client=FakeClient(lambda p: "Not our problem."),
+        tuned_client=FakeClient(lambda p: "Sorry. Please share your order number."),
+        eval_pairs=pairs,
+        eval_prompts=pairs,
+    )
+    # A judge that always answers "A" has no preference: every comparison is a tie.
+    assert report.metrics["reward_accuracy"] == 0.5 and report.metrics["win_rate"] == 0.5
+    assert len(always_a.calls) == 2 * 4 + 2 * 4
+
+    def fair(prompt):
+        text = prompt.text
+        a = text.split("Answer A:\n")[1].split("\n\nAnswer B:")[0]
+        return "A" if a.startswith("Sorry") else "B"
+
+    report = evaluate_with_judge(
+        judge=model_judge(FakeClient(fair)),
+        base_client=FakeClient(lambda p: "Not our problem."),
+        tuned_client=FakeClient(lambda p: "Sorry. Please share your order number."),
+        eval_pairs=pairs,
+        eval_prompts=pairs,
+    )
+    assert report.metrics["reward_accuracy"] == 1.0 and report.metrics["win_rate"] == 1.0
