@@ -1,0 +1,211 @@
+"""The run report's logic: reading each step's outputs generically, the charts, and the page it renders."""
+
+import json
+import re
+
+import pytest
+
+from tunekit.components.reporting import charts
+from tunekit.components.reporting.report import (
+    build_report,
+    evaluation_section,
+    gate_section,
+    render_html,
+    split_model_key,
+    training_section,
+    write_report,
+)
+
+CONFUSION = {
+    "confusionMatrix": {
+        "annotationSpecs": [{"displayName": "billing"}, {"displayName": "shipping"}, {"displayName": "(other)"}],
+        "rows": [{"row": [3, 1, 0]}, {"row": [0, 4, 1]}, {"row": [0, 0, 0]}],
+    }
+}
+
+
+def write_log(folder, *, tasks=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    log = [
+        {"step": s, "loss": 3.0 / s, "learning_rate": 0.001 * (1 - s / 10)}
+        | ({"task_losses": {"label": 2.0 / s, "rationale": 4.0 / s}} if tasks else {})
+        for s in range(1, 11)
+    ]
+    (folder / "training_log.json").write_text(
+        json.dumps(
+            {
+                "log": log,
+                "eval": [{"step": 5, "eval_loss": 0.9}, {"step": 10, "eval_loss": 0.5}],
+                "summary": {"train_loss": 0.3, "steps": 10, "device": "cpu", "output_dir": "/x"},
+            }
+        )
+    )
+    return str(folder)
+
+
+def test_model_prefixes_take_the_longest_match():
+    assert split_model_key("baseline_accuracy") == ("baseline", "accuracy")
+    assert split_model_key("base_accuracy") == ("base", "accuracy")
+    assert split_model_key("tuned_rouge_l") == ("tuned", "rouge_l")
+    assert split_model_key("gate_passed") is None and split_model_key("tuned_") is None
+
+
+def test_evaluation_keeps_unknown_keys_and_reads_intervals():
+    section = evaluation_section(
+        {
+            "base_accuracy": 0.25,
+            "tuned_accuracy": 0.75,
+            "tuned_accuracy_ci_low": 0.6,
+            "tuned_accuracy_ci_high": 0.9,
+            "tuned_macro_f1": 0.7,
+            "student_cost_per_1000": 0.04,
+            "student_size": "60M",
+            "brand_new_figure": 12.5,
+            "gate_passed": True,
+            "gate_reason": "deploy: better",
+            "table": "| metric |",
+        }
+    )
+    assert section.models == ["base", "student", "tuned"]
+    rows = {r.name: r for r in section.rows}
+    assert rows["accuracy"].values == {"base": 0.25, "tuned": 0.75}
+    assert rows["accuracy"].intervals == {"tuned": (0.6, 0.9)}
+    assert rows["size"].values == {"student": "60M"}
+    assert ("brand_new_figure", 12.5) in section.other
+    assert section.markdown_table == "| metric |"
+    # Scores go in the bar chart (with the interval as an error bar); costs and sizes stay in the table only.
+    assert [name for _, name in section.chart.groups] == ["accuracy", "macro_f1"]
+    tuned_accuracy = next(b for b in section.chart.bars if b.model == "tuned" and "accuracy" in b.tooltip)
+    assert tuned_accuracy.err_low > tuned_accuracy.y > tuned_accuracy.err_high  # pixels grow downwards
+
+
+def test_an_interval_of_no_shown_value_is_kept_as_an_other_figure():
+    section = evaluation_section({"tuned_accuracy_ci_low": 0.1})
+    assert section.rows == [] and section.other == [("tuned_accuracy_ci_low", 0.1)]
+
+
+def test_gate_comparisons_as_list_json_or_dict():
+    listed = gate_section({"gate_passed": False, "gate_comparisons": [{"against": "base", "delta": 0.1}]})
+    as_json = gate_section({"gate_passed": False, "gate_comparisons": json.dumps([{"against": "base"}])})
+    as_dict = gate_section({"gate_reason": "x", "gate_comparisons": {"champion": {"delta": -0.2}}})
+    assert listed.passed is False and listed.comparisons == [{"against": "base", "delta": 0.1}]
+    assert as_json.comparisons == [{"against": "base"}]
+    assert as_dict.passed is None and as_dict.comparisons == [{"delta": -0.2, "against": "champion"}]
+    assert gate_section({"tuned_accuracy": 1.0}) is None
+
+
+def test_training_curves_with_task_losses_and_eval_points(tmp_path):
+    notes = []
+    section = training_section(write_log(tmp_path / "student", tasks=True), "student", notes)
+    names = [line.name for line in section.loss_chart.lines]
+    assert names == ["training loss", "label loss", "rationale loss", "evaluation loss"]
+    assert [line.dashed for line in section.loss_chart.lines] == [False, True, True, False]
+    assert len(section.loss_chart.lines[-1].markers) == 2
+    assert section.lr_chart.lines[0].name == "learning rate"
+    assert ("steps", 10) in section.summary and all(k != "output_dir" for k, _ in section.summary)
+    assert notes == []
+
+
+def test_training_summary_only_skipped_and_unreadable(tmp_path):
+    vertex = tmp_path / "vertex"
+    vertex.mkdir()
+    (vertex / "tunekit_model.json").write_text(json.dumps({"backend": "vertex", "training": {"steps": 40}}))
+    section = training_section(str(vertex), "tuned", [])
+    assert section.loss_chart is None and ("training.steps", 40) in section.summary and section.note
+    skipped = tmp_path / "baseline"
+    skipped.mkdir()
+    (skipped / "tunekit_model.json").write_text(json.dumps({"skipped": True}))
+    assert training_section(str(skipped), "baseline", []) is None
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "training_log.json").write_text("{not json")
+    notes = []
+    assert training_section(str(broken), "tuned", notes) is None
+    assert "could not read" in notes[0]
+
+
+def test_nice_ticks_and_empty_charts():
+    assert charts.nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert charts.nice_ticks(3.2, 6.5) == [3.0, 4.0, 5.0, 6.0, 7.0]
+    assert charts.nice_ticks(2.0, 2.0)[0] < 2.0 < charts.nice_ticks(2.0, 2.0)[-1]
+    assert charts.line_chart("t", [("a", [(1, float("nan"))])]) is None
+    assert charts.bar_chart("t", ["m"], ["tuned"], {"m": {}}) is None
+    assert charts.heat_map("t", ["a", "b"], [[1, 2]]) is None
+    chart = charts.heat_map("t", ["a", "b"], [[3, 1], [0, 0]])
+    assert [c.text for c in chart.cells] == ["3", "1", "", ""]
+
+
+def test_full_report_renders_every_section_and_escapes(tmp_path):
+    validation = tmp_path / "validation.json"
+    validation.write_text(
+        json.dumps(
+            {
+                "ok": True,
+                "method": "supervised",
+                "task": "classification",
+                "errors": 0,
+                "warnings": 1,
+                "summary": {
+                    "files": {"train": {"path": "t.jsonl", "rows": 40, "valid_rows": 40, "labels": {"a": 3}}}
+                },
+                "counts_by_kind": {"rare_class": 1},
+                "severity_by_kind": {"rare_class": "warning"},
+                "findings": [
+                    {"severity": "warning", "kind": "rare_class", "path": "t.jsonl", "message": "<b>rare</b>"}
+                ],
+            }
+        )
+    )
+    report = build_report(
+        pipeline_name="distilling-step-by-step",
+        run_name="run-1",
+        parameters={"task": "classification", "empty": ""},
+        validation_report_path=str(validation),
+        teacher_metrics=[("rationale extraction", {"input_tokens": 1200.0, "estimated_cost_usd": 0.0123})],
+        models=[("student", write_log(tmp_path / "student")), ("baseline", str(tmp_path / "missing"))],
+        evaluation_metrics={
+            "teacher_accuracy": 0.9,
+            "student_accuracy": 0.8,
+            "gate_passed": True,
+            "gate_reason": "deploy: student <script>alert(1)</script> beats 0.5",
+        },
+        classification_metrics=[("student", CONFUSION)],
+    )
+    html = (
+        write_report(str(tmp_path / "out" / "report.html"), report)
+        and (tmp_path / "out" / "report.html").read_text()
+    )
+    for section in ("validation", "teacher", "training", "evaluation", "gate"):
+        assert f'<section id="{section}">' in html, section
+    assert 'id="metric-table"' in html and "$0.0123" in html
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)" in html
+    assert "&lt;b&gt;rare&lt;/b&gt;" in html
+    assert "Confusion matrix (student)" in html and html.count("<svg") == 4  # loss, lr, bars, confusion
+    assert ("empty", "") not in report.parameters
+
+
+def test_report_with_no_inputs_says_what_is_missing():
+    html = render_html(build_report(pipeline_name="embedding-tuning", validation_report_path="/nope/report.json"))
+    assert "This run has no evaluation metrics" in html and "No training log" in html
+    assert "/nope/report.json does not exist" in html
+
+
+@pytest.mark.parametrize("with_everything", [False, True])
+def test_page_is_self_contained(tmp_path, with_everything):
+    kwargs = (
+        dict(
+            models=[("tuned", write_log(tmp_path / "tuned"))],
+            evaluation_metrics={
+                "base_accuracy": 0.5,
+                "tuned_accuracy": 0.7,
+                "gate_passed": True,
+                "gate_reason": "ok",
+            },
+            classification_metrics=[("tuned", CONFUSION)],
+        )
+        if with_everything
+        else {}
+    )
+    html = render_html(build_report(pipeline_name="supervised-tuning", **kwargs))
+    # No script, no stylesheet or image link, nothing fetched from anywhere: the page must open offline.
+    assert not re.search(r"<script|<link|<img|<iframe|@import|url\(|\bsrc=|https?://", html, re.IGNORECASE)
