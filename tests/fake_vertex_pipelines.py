@@ -18,6 +18,11 @@ Serves on ``127.0.0.1`` (random port), paths under ``/v1/``:
   ``versionDescription``), ``POST {model}@V:mergeVersionAliases`` (an alias held by another version of the same
   model is refused: move it by removing it there first); :meth:`FakeVertexPipelines.add_model` seeds one, e.g. a
   tuned Gemini model with its own endpoint;
+- ScheduleService: ``POST {parent}/schedules`` (``ACTIVE``), ``GET {parent}/schedules`` (``filter`` of the form
+  ``display_name="NAME"`` honoured), ``GET {schedule}``, ``POST {schedule}:pause`` / ``:resume``, ``DELETE
+  {schedule}`` (a long-running operation that is done at once); stored in :attr:`FakeVertexPipelines.schedules`;
+- Cloud Storage, for ``PipelineJob.submit``'s pipeline-root bucket check (set ``STORAGE_EMULATOR_HOST`` to
+  :attr:`url`): ``GET /storage/v1/b/BUCKET`` answers that the bucket exists;
 - PredictionService: ``POST {model or endpoint}:predict`` for text embeddings: a deterministic bag-of-words hash
   embedding (``predictions[i].embeddings.values``).
 
@@ -49,6 +54,9 @@ _MODELS = re.compile(rf"^/v1/{_PARENT}/models$")
 _UPLOAD = re.compile(rf"^/v1/{_PARENT}/models:upload$")
 _MODEL = re.compile(rf"^/v1/(?P<name>{_PARENT}/models/[^/:@]+)(?:@(?P<version>[^/:]+))?(?::(?P<verb>\w+))?$")
 _PREDICT = re.compile(rf"^/v1/(?P<name>{_PARENT}/(?:publishers/[^/]+/models|endpoints)/[^/:]+):predict$")
+_SCHEDULES = re.compile(rf"^/v1/{_PARENT}/schedules$")
+_SCHEDULE = re.compile(rf"^/v1/(?P<name>{_PARENT}/schedules/[^/:]+)(?::(?P<verb>pause|resume))?$")
+_BUCKET = re.compile(r"^/storage/v1/b/(?P<bucket>[^/]+)$")
 _TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
 
 
@@ -74,6 +82,7 @@ class FakeVertexPipelines:
         jobs: Pipeline jobs by resource name (Vertex JSON).
         endpoints: Endpoints by resource name (Vertex JSON).
         models: Model Registry entries by resource name (without version): their versions, oldest first.
+        schedules: Pipeline job schedules by resource name (Vertex JSON).
     """
 
     def __init__(self, *, polls_to_finish: int = 2, metrics: dict[str, float] | None = None):
@@ -84,6 +93,7 @@ class FakeVertexPipelines:
         self.jobs: dict[str, dict] = {}
         self.endpoints: dict[str, dict] = {}
         self.models: dict[str, list[dict]] = {}
+        self.schedules: dict[str, dict] = {}
         self._polls: dict[str, int] = {}
         self._fail_jobs: dict[str, str] = {}
         self._fail_next_create: int = 0
@@ -105,6 +115,9 @@ class FakeVertexPipelines:
 
             def do_PATCH(self):  # noqa: N802
                 fake._handle(self, "PATCH")
+
+            def do_DELETE(self):  # noqa: N802
+                fake._handle(self, "DELETE")
 
             def log_message(self, format, *args):  # noqa: A002 (quiet)
                 return None
@@ -242,7 +255,57 @@ class FakeVertexPipelines:
                 {"embeddings": {"values": hash_embedding(i.get("content", ""), dim)}} for i in body["instances"]
             ]
             return 200, {"predictions": predictions, "deployedModelId": "0"}
+        if (m := _SCHEDULES.match(path)) or (m := _SCHEDULE.match(path)):
+            return self._schedule(method, m, body or {}, query)
+        if method == "GET" and (m := _BUCKET.match(path)):
+            return 200, {"kind": "storage#bucket", "name": m["bucket"], "id": m["bucket"]}
         return self._error(404, "NOT_FOUND", f"no fake for {method} {path}")
+
+    # --- schedules -------------------------------------------------------------------------------------------
+
+    def _schedule(self, method: str, m: re.Match, body: dict, query: dict) -> tuple[int, dict]:
+        groups = m.groupdict()
+        if "name" not in groups:  # the collection
+            parent = f"projects/{m['project']}/locations/{m['location']}"
+            if method == "POST":
+                if not body.get("cron") or not body.get("createPipelineJobRequest"):
+                    return self._error(400, "INVALID_ARGUMENT", "cron and createPipelineJobRequest are required.")
+                self._counter += 1
+                name = f"{parent}/schedules/{8000 + self._counter}"
+                schedule = {**body, "name": name, "state": "ACTIVE", "createTime": "2026-01-01T00:00:00Z"}
+                self.schedules[name] = schedule
+                return 200, schedule
+            if method == "GET":
+                wanted = re.fullmatch(r'display_name="([^"]*)"', (query.get("filter") or [""])[0])
+                found = [
+                    s
+                    for n, s in sorted(self.schedules.items())
+                    if n.startswith(parent + "/") and (not wanted or s.get("displayName") == wanted.group(1))
+                ]
+                return 200, {"schedules": found}
+            return self._error(405, "METHOD_NOT_ALLOWED", f"{method} on {parent}/schedules")
+        name, verb = m["name"], m["verb"]
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            return self._error(404, "NOT_FOUND", f"Schedule {name} not found.")
+        if method == "GET" and not verb:
+            return 200, schedule
+        if method == "POST" and verb in ("pause", "resume"):
+            if verb == "pause" and schedule["state"] != "ACTIVE":
+                return self._error(400, "FAILED_PRECONDITION", f"Schedule {name} is not active.")
+            if verb == "resume" and schedule["state"] != "PAUSED":
+                return self._error(400, "FAILED_PRECONDITION", f"Schedule {name} is not paused.")
+            schedule["state"] = "PAUSED" if verb == "pause" else "ACTIVE"
+            return 200, {}
+        if method == "DELETE" and not verb:
+            del self.schedules[name]
+            self._counter += 1
+            return 200, {
+                "name": f"{name}/operations/{self._counter}",
+                "done": True,
+                "response": {"@type": "type.googleapis.com/google.protobuf.Empty"},
+            }
+        return self._error(404, "NOT_FOUND", f"no fake for {method} {name}")
 
     # --- endpoints and Model Registry --------------------------------------------------------------------------
 
@@ -413,6 +476,7 @@ class FakeVertexPipelines:
             return 200, job
         parent = name.split("/pipelineJobs/")[0]
         model = f"{parent}/models/{7000 + len(self.jobs)}"
+        self.models.setdefault(model, [self._new_version(model, {"displayName": "tuned-embedding-model"})])
         job["state"] = "PIPELINE_STATE_SUCCEEDED"
         job["jobDetail"] = {
             "taskDetails": [

@@ -240,3 +240,38 @@ def test_vertex_errors(fake, tmp_path):
             location=LOCATION,
             state_path=str(tmp_path / "s"),
         )
+
+
+def test_tuned_embedding_model_gets_an_endpoint_and_the_champion_alias(fake, tmp_path):
+    from tunekit.components.deployment.embedding import run_deploy_embedding
+
+    def deploy(name):
+        model = fake.add_model(f"tuned-{name}").split("@")[0]  # the template names the model without a version
+        return model, run_deploy_embedding(
+            backend="vertex",
+            model_path=str(tmp_path / name),
+            model_info={"tuned_model": model, "base_model": "text-embedding-005"},
+            metrics={"tuned_ndcg@10": 0.8},
+            gate_reason="better",
+            purpose="kb-search",
+            pipeline_job_name=f"run-{name}",
+            local_registry_path="",
+            deployment_path=str(tmp_path / name / "deployment.json"),
+            project=PROJECT,
+            location=LOCATION,
+            data_fingerprint=FP,
+        )
+
+    first, record = deploy("a")
+    found = find_champion("kb-search", backend="vertex", project=PROJECT, location=LOCATION)
+    assert found.model == first + "@1" and found.endpoint == record["endpoint"]
+    assert found.data_fingerprint == FP[:32] and found.metrics == {"tuned_ndcg@10": 0.8}
+    assert found.base_model == "text-embedding-005"
+    second, record = deploy("b")
+    assert record["previous_champion"] == first + "@1"
+    assert find_champion("kb-search", backend="vertex", project=PROJECT, location=LOCATION).model == second + "@1"
+    result = vertex.rollback_vertex("kb-search", project=PROJECT, location=LOCATION)
+    # Each tuned embedding model has its own endpoint: only the alias moves back.
+    assert (result["restored"], result["endpoint"]) == (first + "@1", "")
+    assert not fake.requests_to(":undeployModel")
+    assert find_champion("kb-search", backend="vertex", project=PROJECT, location=LOCATION).model == first + "@1"

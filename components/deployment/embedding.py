@@ -4,7 +4,9 @@ Vertex: Google's tuning template uploads the tuned model to the Model Registry b
 creates an endpoint and deploys the model on dedicated resources (tuned embedding models are served on GPUs; the
 defaults follow Google's tuning notebook: ``a2-highgpu-1g`` with one ``NVIDIA_TESLA_A100``). A retried step
 re-attaches through a state file in its output directory: the endpoint is created once, and a model already
-deployed there is not deployed again.
+deployed there is not deployed again. The model then becomes its purpose's champion in the Model Registry: lineage
+labels, the ``champion`` version alias (moved off the previous champion), the previous champion recorded for
+``tunekit rollback``.
 
 Local: the tuned model's directory is registered as the ``champion`` of its purpose in the local registry file.
 """
@@ -21,6 +23,7 @@ from tunekit.components.deployment import champion, local_registry
 from tunekit.components.model_clients.vertex import base_url_override, sanitize_labels, static_credentials
 
 STATE_FILE = "deployment_state.json"
+CHAMPION_STATE_FILE = "champion_state.json"
 
 
 def make_endpoint_client(location: str):
@@ -167,6 +170,7 @@ def run_deploy_embedding(
     accelerator_count: int = 1,
     client: Any = None,
     data_fingerprint: str = "",
+    model_client: Any = None,
 ) -> dict[str, Any]:
     """Makes the tuned embedding model the one serving ``purpose`` and writes a deployment record.
 
@@ -188,6 +192,8 @@ def run_deploy_embedding(
         client: Vertex: an ``EndpointServiceClient`` (tests).
         data_fingerprint: The fingerprint of the training data (local field ``data_fingerprint``, Vertex label
             ``tunekit-data-fp``).
+        model_client: Vertex: a ``ModelServiceClient`` (tests); the deployed model gets the ``champion`` alias
+            and lineage labels in the Model Registry (see :func:`.vertex.register_champion`).
     """
     lineage = {"tunekit-pipeline-run": pipeline_job_name, "tunekit-purpose": champion.purpose_label(purpose)}
     if data_fingerprint:
@@ -229,6 +235,21 @@ def run_deploy_embedding(
             accelerator_count=accelerator_count,
             labels=lineage,
             client=client,
+        )
+        from tunekit.components.deployment.vertex import register_champion
+
+        record.update(
+            register_champion(
+                tuned_model,
+                purpose=purpose,
+                labels={
+                    **lineage,
+                    champion.BASE_MODEL_LABEL: str(model_info.get("base_model", "")).rsplit("/")[-1],
+                },
+                metrics=metrics,
+                state_path=os.path.join(deployment_dir, CHAMPION_STATE_FILE),
+                client=model_client,
+            )
         )
         record.update(metrics=metrics, gate=gate_reason, purpose=purpose)
     else:

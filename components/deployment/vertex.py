@@ -260,6 +260,53 @@ def _previous_champion(state: dict, purpose: str, project: str, location: str, c
     return state
 
 
+def register_champion(
+    model: str,
+    *,
+    purpose: str,
+    labels: dict[str, Any],
+    metrics: dict[str, Any] | None,
+    state_path: str,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Makes a model that already serves from its own endpoint the champion of ``purpose`` in the Model Registry.
+
+    For tuned Gemini models (Vertex deploys them itself) and tuned embedding models (deployed to a new endpoint by
+    their deploy step). The previous champion is found once and kept in ``state_path``, so a retried step neither
+    sees itself as the previous champion nor loses it.
+
+    Args:
+        model: ``projects/P/locations/L/models/M`` (its default version is meant) or ``...models/M@VERSION``.
+        purpose: What the model serves.
+        labels: Lineage labels (see :func:`lineage_labels`), cleaned here.
+        metrics: The evaluation metrics.
+        state_path: The state file.
+        client: A ``ModelServiceClient``; by default one for the model's region.
+
+    Returns:
+        ``model`` (with its version), ``previous_champion`` ('' for none), ``registry`` (labels and aliases after
+        the update).
+    """
+    match = _RESOURCE.match(model.split("@", 1)[0])
+    if not match or match["kind"] != "models":
+        raise UserError(f"'{model}' is not a Model Registry resource name", field="tuned_model")
+    client = client if client is not None else make_model_service_client(match["location"])
+    if "@" not in model:
+        model = version_name(client.get_model(name=model))
+    state = _read_json(state_path)
+    if state.get("model") not in (None, model):
+        raise UserError(
+            f"the state file belongs to model {state['model']}; delete it to start over", path=state_path
+        )
+    state["model"] = model
+    _previous_champion(state, purpose, match["project"], match["location"], client)
+    _write_json(state_path, state)
+    registry = promote_champion(
+        model, previous=state["previous"], labels=sanitize_labels(labels), metrics=metrics, client=client
+    )
+    return {"model": model, "previous_champion": state["previous"], "registry": registry}
+
+
 def deploy_gemini(
     tuned: dict[str, Any],
     *,
@@ -283,23 +330,16 @@ def deploy_gemini(
         :func:`record_gemini_deployment`'s record plus ``previous_champion`` and ``registry`` (labels, aliases).
     """
     record = record_gemini_deployment(tuned, labels=labels, update_registry=False)
-    client = client if client is not None else make_model_service_client(record["location"])
-    model = record["model"]
-    if "@" not in model:
-        model = version_name(client.get_model(name=model))
-    state = _read_json(state_path)
-    if state.get("model") not in (None, model):
-        raise UserError(
-            f"the state file belongs to model {state['model']}; delete it to start over", path=state_path
-        )
-    state["model"] = model
-    _previous_champion(state, purpose, record["project"], record["location"], client)
-    _write_json(state_path, state)
-    registry = promote_champion(
-        model, previous=state["previous"], labels=record["labels"], metrics=metrics, client=client
+    promoted = register_champion(
+        record["model"],
+        purpose=purpose,
+        labels=record["labels"],
+        metrics=metrics,
+        state_path=state_path,
+        client=client,
     )
-    record.update(model=model, previous_champion=state["previous"], registry=registry, purpose=purpose)
-    record["registry_labels"] = registry["labels"]
+    record.update(promoted, purpose=purpose)
+    record["registry_labels"] = promoted["registry"]["labels"]
     return record
 
 
