@@ -34,10 +34,10 @@ NAMES = ["Mia", "Leo", "Ava", "Sam", "Zoe", "Max", "Ivy", "Ben", "Eli", "Kim"]
 THINGS = ["apples", "pens", "cards", "books", "coins", "shells", "stamps", "marbles"]
 
 
-def _operation(rng: random.Random, value: int, max_value: int) -> tuple[str, str, int]:
+def _operation(rng: random.Random, value: int, max_value: int, kinds: str = "+-*") -> tuple[str, str, int]:
     """One step: (phrase, operator, operand), keeping the running value between 0 and ``max_value``."""
     while True:
-        kind = rng.choice("+-*")
+        kind = rng.choice(kinds)
         if kind == "+" and value + 2 <= max_value:
             n = rng.randint(2, min(9, max_value - value))
             return rng.choice([f"buys {n} more", f"finds {n}", f"gets {n} more"]), "+", n
@@ -53,7 +53,13 @@ def apply(op: str, a: int, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
-def make_problem(rng: random.Random, error_rate: float = 0.25, max_value: int = 30) -> dict:
+def make_problem(
+    rng: random.Random,
+    error_rate: float = 0.25,
+    max_value: int = 30,
+    steps_choices: tuple[int, ...] = (2, 3),
+    kinds: str = "+-*",
+) -> dict:
     """A problem with its gold answer, the teacher's rationale and the teacher's (sometimes wrong) answer.
 
     Problems are short on purpose ("Mia has 7 pens, buys 5 more, loses 3, then doubles them. How many pens
@@ -61,10 +67,10 @@ def make_problem(rng: random.Random, error_rate: float = 0.25, max_value: int = 
     """
     name, thing = rng.choice(NAMES), rng.choice(THINGS)
     start = rng.randint(2, 9)
-    steps = rng.choice([2, 3])
+    steps = rng.choice(list(steps_choices))
     phrases, ops, value = [], [], start
     for _ in range(steps):
-        phrase, op, n = _operation(rng, value, max_value)
+        phrase, op, n = _operation(rng, value, max_value, kinds)
         phrases.append(phrase)
         ops.append((op, n))
         value = apply(op, value, n)
@@ -82,20 +88,33 @@ def make_problem(rng: random.Random, error_rate: float = 0.25, max_value: int = 
             result = max(0, result + rng.choice([-2, -1, 1, 2]))
         parts.append(f"{current} {op} {n} = {result}.")
         current = result
+    gold_parts, current_gold = [], start
+    for op, n in ops:
+        result = apply(op, current_gold, n)
+        gold_parts.append(f"{current_gold} {op} {n} = {result}.")
+        current_gold = result
     return {
         "input_text": text,
         "gold": str(gold),
+        "gold_rationale": " ".join(gold_parts),
         "rationale": " ".join(parts),
         "teacher_label": str(current),
         "teacher_correct": current == gold,
     }
 
 
-def make_dataset(n: int, seed: int, error_rate: float = 0.25, max_value: int = 30) -> list[dict]:
+def make_dataset(
+    n: int,
+    seed: int,
+    error_rate: float = 0.25,
+    max_value: int = 30,
+    steps_choices: tuple[int, ...] = (2, 3),
+    kinds: str = "+-*",
+) -> list[dict]:
     rng = random.Random(seed)
     seen, rows = set(), []
     while len(rows) < n:
-        problem = make_problem(rng, error_rate, max_value)
+        problem = make_problem(rng, error_rate, max_value, steps_choices, kinds)
         if problem["input_text"] in seen:
             continue
         seen.add(problem["input_text"])
@@ -148,7 +167,10 @@ def train_and_score(
 
     model_dir = os.path.join(work, f"init-{seed}")
     if not os.path.isdir(model_dir):
-        make_tiny_model(model_dir, kind="seq2seq", seed=seed, **SIZES[args.size])
+        if args.tokenizer == "word":
+            make_word_level_model(model_dir, seed=seed, max_value=args.max_value, **SIZES[args.size])
+        else:
+            make_tiny_model(model_dir, kind="seq2seq", seed=seed, **SIZES[args.size])
     train_file = os.path.join(work, f"{method}-{seed}-{len(train)}.jsonl")
     write_jsonl(student_rows(train, method, args.alpha), train_file)
     out_dir = os.path.join(work, f"student-{method}-{seed}-{len(train)}")
@@ -189,6 +211,52 @@ def train_and_score(
     }
 
 
+def vocabulary(max_value: int) -> list[str]:
+    """Every word the problems, rationales, answers, task prefixes and CoT targets use (numbers as whole words)."""
+    words = set(NAMES) | set(THINGS)
+    words |= set("has buys more finds gets gives away loses sells doubles triples them then How many now".split())
+    words |= {"predict", "explain", "So", "the", "answer", "is"}
+    words |= {",", ".", "?", ":", "+", "-", "*", "="}
+    # A slip can take a teacher's value a little past max_value; a multiplication up to three times it.
+    words |= {str(n) for n in range(0, 3 * max_value + 10)}
+    return sorted(words)
+
+
+def make_word_level_model(output_dir: str, *, seed: int, max_value: int, **size: int) -> str:
+    """A tiny random T5-style model with a word-level tokenizer (each number one token), saved like a real one.
+
+    The tokenizer splits on spaces and punctuation (``tokenizers``' ``Whitespace``) and appends ``</s>`` as T5's
+    does; ids 0, 1, 2 are pad, eos and unk, as in T5. It loads with ``AutoTokenizer`` like any model directory.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    specials = ["<pad>", "</s>", "<unk>"]
+    vocab = {token: i for i, token in enumerate(specials + vocabulary(max_value))}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(vocab),
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+        **{**SIZES["tiny"], **size},
+    )
+    model = T5ForConditionalGeneration(config)
+    os.makedirs(output_dir, exist_ok=True)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
 #: Student sizes (T5Config fields).
 SIZES = {
     "tiny": {"d_model": 128, "d_kv": 32, "num_heads": 4, "d_ff": 256, "num_layers": 2, "num_decoder_layers": 2},
@@ -210,6 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--error-rate", type=float, default=0.25, help="share of problems the teacher gets wrong")
     parser.add_argument("--max-value", type=int, default=30, help="the largest number a problem reaches")
+    parser.add_argument("--operations", default="2,3", help="how many operations a problem has (choices)")
+    parser.add_argument("--kinds", default="+-*", help="the operations problems use")
+    parser.add_argument(
+        "--tokenizer",
+        choices=("word", "byte"),
+        default="word",
+        help="word: numbers and words are single tokens (short sequences); byte: ByT5's byte tokenizer",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a smoke run: one seed, few steps, small sets")
@@ -227,7 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         for seed in seeds:
-            pool = make_dataset(args.train_size + args.test_size, 1000 + seed, args.error_rate, args.max_value)
+            pool = make_dataset(
+                args.train_size + args.test_size,
+                1000 + seed,
+                args.error_rate,
+                args.max_value,
+                tuple(int(n) for n in args.operations.split(",")),
+                args.kinds,
+            )
             train_all, test = pool[: args.train_size], pool[args.train_size :]
             teacher_train_acc = sum(p["teacher_correct"] for p in train_all) / len(train_all)
             for fraction in fractions:
@@ -238,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(result)
                     print(
                         f"seed {seed} data {fraction:>4.0%} {method:<13} accuracy {result['accuracy']:.3f} "
-                        f"(train {result['train_s']:.0f} s, loss {result['final_loss']:.3f})",
+                        f"(train {result['train_s']:.0f} s, loss {result['final_loss']:.3f}; "
+                        + ", ".join(f"{t} {v:.3f}" for t, v in sorted(result["task_losses"].items()))
+                        + ")",
                         flush=True,
                     )
     total = time.perf_counter() - started

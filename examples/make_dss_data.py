@@ -10,8 +10,9 @@ Files:
 
 - ``train.jsonl``: text pairs; the first 40 rows keep their gold ``output_text``, the other 80 are unlabelled.
 - ``validation.jsonl``: 30 labelled text pairs for evaluation.
-- ``exemplars.jsonl``: 4 few-shot exemplars (``question``, ``rationale``, ``answer``).
-- ``teacher_script.jsonl``: ``input_text`` and ``completion`` for the scripted teacher.
+- ``exemplars.jsonl``: 4 few-shot exemplars (``question``, ``rationale``, ``answer``), with correct rationales.
+- ``teacher_script.jsonl``: ``input_text``, ``completion`` (the chain of thought, for rationale extraction) and
+  ``label`` (the answer to a plain few-shot label prompt, for ``label_mode: separate``) for the scripted teacher.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def _write(name: str, rows: list[dict]) -> None:
 
 
 def main() -> None:
-    problems = _generator().make_dataset(154, seed=7)
+    # The sample's own settings, pinned: the benchmark's defaults may change without changing this data.
+    problems = _generator().make_dataset(
+        154, seed=7, error_rate=0.25, max_value=30, steps_choices=(2, 3), kinds="+-*"
+    )
     exemplars, train, validation = problems[:4], problems[4:124], problems[124:]
     rng = random.Random(7)
     os.makedirs(OUT, exist_ok=True)
@@ -54,7 +58,7 @@ def main() -> None:
     _write("validation.jsonl", [{"input_text": p["input_text"], "output_text": p["gold"]} for p in validation])
     _write(
         "exemplars.jsonl",
-        [{"question": p["input_text"], "rationale": p["rationale"], "answer": p["gold"]} for p in exemplars],
+        [{"question": p["input_text"], "rationale": p["gold_rationale"], "answer": p["gold"]} for p in exemplars],
     )
     script = []
     for p in train + validation:
@@ -65,7 +69,7 @@ def main() -> None:
             completion += "\n\nQ: Ben has 3 cards, then finds 4. How many cards now?\nA: 3 + 4 = 7."
         elif roll < 0.20:
             completion = p["rationale"]  # reasoning without a stated answer
-        script.append({"input_text": p["input_text"], "completion": completion})
+        script.append({"input_text": p["input_text"], "completion": completion, "label": p["teacher_label"]})
     _write("teacher_script.jsonl", script)
 
 

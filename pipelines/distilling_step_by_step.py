@@ -1,11 +1,13 @@
 """The distilling step-by-step pipeline: validate, teacher rationales and labels, student, evaluate, deploy.
 
-Steps: validate → teacher rationales (and labels) → student data → tune → evaluate → deploy if the gate passes.
+Steps: validate → teacher labelling (``label_mode: separate`` only; a pass-through otherwise) → teacher rationales
+(and labels) → student data → tune → evaluate → deploy if the gate passes.
 
 A large teacher explains each answer (few-shot chain of thought); a small student learns to predict the label and,
 as a second task told apart by a prefix, to write the teacher's rationale (Hsieh et al., 2023). Rows without a
 label take the answer of the teacher's chain of thought, so one teacher call per row gives both the label and the
-rationale. The student runs the label task only at serving time.
+rationale (``label_mode: cot``, the default); ``label_mode: separate`` asks a few-shot label prompt first and keeps
+the rationales that agree with it. The student runs the label task only at serving time.
 
 Students: an open Hugging Face model trained with the true weighted loss (``student_backend: local``, the local
 runner or, compiled with :func:`build_pipeline`'s ``gpu``, a Vertex AI custom training job on GPUs), a Gemini model

@@ -269,3 +269,29 @@ def test_example_runs_end_to_end_in_the_local_runner(tmp_path):
     assert {"teacher_accuracy", "baseline_accuracy", "student_accuracy"} <= set(metrics)
     assert "deploy-model" in result.task_outputs
     assert inspect.isfunction(build_pipeline)
+
+
+@pytest.mark.slow
+def test_separate_label_mode_runs_label_with_teacher_in_the_local_runner(tmp_path):
+    from tunekit.pipelines.local_run import run_local
+
+    method = get_method("distilling-step-by-step")
+    config = dataclasses.replace(
+        load_config(DistillingStepByStepConfig, EXAMPLE),
+        label_mode="separate",
+        train_steps=4,
+        train_baseline=False,
+        max_eval_examples=5,
+    )
+    result = run_local(method, config, str(tmp_path))
+    assert result.succeeded, result.failure
+
+    def metrics(task):
+        return result.task_outputs[task]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+
+    labelling = metrics("label-with-teacher")
+    # 40 gold rows kept as they are; the 80 unlabelled ones asked with the label prompt, all answered.
+    assert labelling["rows"] == 120 and labelling["asked"] == 80 and labelling["labelled_by_teacher"] == 80
+    rationales = metrics("extract-rationales")
+    assert rationales["total"] == 120 and rationales["teacher_labelled"] == 80
+    assert rationales["kept"] + rationales["dropped"] == 120
