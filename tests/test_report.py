@@ -10,6 +10,7 @@ from tunekit.components.reporting.report import (
     build_report,
     evaluation_section,
     gate_section,
+    publish_local_report,
     render_html,
     split_model_key,
     training_section,
@@ -209,3 +210,70 @@ def test_page_is_self_contained(tmp_path, with_everything):
     html = render_html(build_report(pipeline_name="supervised-tuning", **kwargs))
     # No script, no stylesheet or image link, nothing fetched from anywhere: the page must open offline.
     assert not re.search(r"<script|<link|<img|<iframe|@import|url\(|\bsrc=|https?://", html, re.IGNORECASE)
+
+
+def test_publish_local_report_copies_the_newest_artifact_as_html(tmp_path):
+    assert publish_local_report(str(tmp_path)) == ""
+    task = tmp_path / "make-run-report"
+    task.mkdir()
+    (task / "html_report").write_text("<!DOCTYPE html><p>report</p>")
+    path = publish_local_report(str(tmp_path))
+    assert path == str(tmp_path / "report.html") and open(path).read().endswith("<p>report</p>")
+
+
+def test_the_evaluation_steps_gate_and_per_class_figures():
+    # The shape evaluate_supervised logs: flat gate figures, per-class figures and the comparisons in full.
+    comparison = {
+        "against": "base", "label": "base", "metric": "accuracy", "candidate": 0.8, "other": 0.5, "delta": 0.3,
+        "interval": {"delta": 0.3, "low": 0.1, "high": 0.5, "confidence": 0.95, "rows": 20, "resamples": 1000},
+        "required": True, "passed": True, "rule": "required > +0.0000",
+    }  # fmt: skip
+    metadata = {
+        "base_accuracy": 0.5,
+        "tuned_accuracy": 0.8,
+        "gate_delta_base": 0.3,
+        "gate_ci_low_base": 0.1,
+        "gate_ci_high_base": 0.5,
+        "tuned_precision[billing]": 1.0,
+        "tuned_recall[billing]": 0.5,
+        "tuned_precision[shipping]": 0.6,
+        "gate_passed": True,
+        "gate_reason": "deploy: tuned accuracy 0.8 vs base 0.5",
+        "gate": [comparison],
+    }
+    section = evaluation_section(metadata)
+    assert [r.name for r in section.rows] == ["accuracy"] and section.other == []
+    assert section.per_class_columns == [("tuned", "precision"), ("tuned", "recall")]
+    assert section.per_class == [
+        ("billing", {("tuned", "precision"): 1.0, ("tuned", "recall"): 0.5}),
+        ("shipping", {("tuned", "precision"): 0.6}),
+    ]
+    gate = gate_section(metadata)
+    assert gate.headline == "Deploy: tuned accuracy 0.8 vs base 0.5"
+    assert gate.columns[:8] == [
+        "against",
+        "label",
+        "metric",
+        "candidate",
+        "other",
+        "delta",
+        "interval.low",
+        "interval.high",
+    ]
+    assert "interval.delta" not in gate.columns and "interval.resamples" not in gate.columns
+    [bar] = gate.chart.bars
+    assert bar.err_low > bar.y > bar.err_high  # the interval [0.1, 0.5] straddles the bar's top at 0.3
+    # Only the flat figures: the same comparison, rebuilt from them.
+    flat = gate_section({k: v for k, v in metadata.items() if k != "gate"})
+    assert flat.comparisons == [{"against": "base", "delta": 0.3, "ci_low": 0.1, "ci_high": 0.5}]
+    assert flat.chart.bars[0].tooltip.startswith("vs base")
+
+
+def test_a_negative_change_is_drawn_below_a_zero_line():
+    gate = gate_section(
+        {"gate_passed": False, "gate_reason": "worse", "gate_delta_champion": -0.2, "gate_ci_low_champion": -0.3,
+         "gate_ci_high_champion": -0.1}
+    )  # fmt: skip
+    assert gate.headline == "Do not deploy: worse"
+    [bar] = gate.chart.bars
+    assert gate.chart.zero is not None and bar.y == gate.chart.zero and bar.height > 0

@@ -8,9 +8,9 @@ logged to the console and that the metric table is shown.
 
 Without Chromium the browser tests skip, except under CI (``CI=true``), where they fail: CI installs it (.ci/run).
 
-Regenerate the docs' screenshot from a real demo run (about two minutes)::
+Regenerate the docs' screenshot from a real demo run (a few minutes; config overrides may follow)::
 
-    .venv/bin/python tests/test_report_browser.py --docs
+    .venv/bin/python tests/test_report_browser.py --docs [train_steps=120 ...]
 """
 
 import json
@@ -299,7 +299,7 @@ def test_a_local_pipeline_run_writes_a_report_chromium_opens(tmp_path):
     require_chromium()
     report = _demo_run(str(tmp_path), quick=True)
     with chromium() as driver:
-        assert open_page(driver, report_copy(report, str(tmp_path))) == []
+        assert open_page(driver, report) == []
         from selenium.webdriver.common.by import By
 
         assert driver.find_element(By.ID, "metric-table").is_displayed()
@@ -308,7 +308,7 @@ def test_a_local_pipeline_run_writes_a_report_chromium_opens(tmp_path):
 # ------------------------------------------------------------------------------------------ the docs' screenshot
 
 
-def _demo_run(output_dir: str, *, quick: bool = False) -> str:
+def _demo_run(output_dir: str, *, quick: bool = False, overrides: tuple[str, ...] = ()) -> str:
     """Runs the supervised demo with the local runner (``quick``: a few steps); returns its report's path."""
     command = [
         os.path.join(os.path.dirname(sys.executable), "tunekit"),
@@ -324,26 +324,28 @@ def _demo_run(output_dir: str, *, quick: bool = False) -> str:
     ]
     if quick:
         command += ["--set", "train_steps=6", "--set", "max_eval_examples=8"]
+    for override in overrides:
+        command += ["--set", override]
     subprocess.run(command, check=True, cwd=ROOT)
-    found = [
-        os.path.join(folder, "html_report")
-        for folder, _, files in os.walk(os.path.join(output_dir, "pipeline_root"))
-        if os.path.basename(folder) == "make-run-report" and "html_report" in files
-    ]
-    assert found, f"no make-run-report/html_report under {output_dir}"
-    return max(found, key=os.path.getmtime)
+    from tunekit.components.reporting.report import publish_local_report
+
+    pipeline_root = os.path.join(output_dir, "pipeline_root")
+    runs = [os.path.join(pipeline_root, name) for name in os.listdir(pipeline_root)]
+    report = publish_local_report(max(runs, key=os.path.getmtime))
+    assert report, f"no run report under {pipeline_root}"
+    return report
 
 
 def main(argv: list[str]) -> int:
-    """``--docs``: a real demo run, then a screenshot of its report to docs/images/report.png."""
-    if argv != ["--docs"]:
+    """``--docs [FIELD=VALUE ...]``: a real demo run, then a screenshot of its report to docs/images/report.png."""
+    if not argv or argv[0] != "--docs":
         print(__doc__)
         return 2
     output_dir = tempfile.mkdtemp(prefix="tunekit-report-docs-")
-    report = _demo_run(output_dir)
+    report = _demo_run(output_dir, overrides=tuple(argv[1:]))
     target = os.path.join(ROOT, "docs", "images", "report.png")
     with chromium() as driver:
-        errors = open_page(driver, report_copy(report, output_dir))
+        errors = open_page(driver, report)
         if errors:
             print(json.dumps(errors, indent=2))
             return 1

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -647,3 +648,23 @@ def write_report(path: str, report: RunReport) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(render_html(report))
     return path
+
+
+#: The report step's task folder and artifact in a local run (``<run_dir>/<task>/<artifact>``).
+REPORT_TASK, REPORT_ARTIFACT = "make-run-report", "html_report"
+#: Where a local run's report is copied, with a name browsers open as HTML (the artifact file has no extension).
+LOCAL_REPORT_NAME = "report.html"
+
+
+def publish_local_report(run_dir: str) -> str:
+    """Copies a local run's report to ``<run_dir>/report.html``; returns that path, or '' when there is none."""
+    found = [
+        os.path.join(folder, REPORT_ARTIFACT)
+        for folder, _, files in os.walk(run_dir)
+        if os.path.basename(folder) == REPORT_TASK and REPORT_ARTIFACT in files
+    ]
+    if not found:
+        return ""
+    target = os.path.join(run_dir, LOCAL_REPORT_NAME)
+    shutil.copyfile(max(found, key=os.path.getmtime), target)
+    return target
