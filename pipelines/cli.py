@@ -141,6 +141,11 @@ def _print_run(console, method, result) -> None:
         console.print(f"Not trained: {_skip_reason(result)}; set force: true to train anyway.")
     elif result.succeeded:
         console.print("Not deployed: the gate did not pass.")
+    from tunekit.components.reporting.report import publish_local_report
+
+    report = publish_local_report(result.run_dir)
+    if report:
+        console.print(f"Report: {report}")
 
 
 def cmd_run(args) -> int:
