@@ -84,7 +84,8 @@ def test_tuned_gemini_becomes_champion_and_rolls_back(fake, tmp_path):
     found = champion()
     assert (found.model, found.endpoint, found.backend) == (first, first_endpoint, "vertex")
     assert found.data_fingerprint == FP[:32] and found.metrics == {"tuned_accuracy": 0.7}
-    assert found.registry_id == first.split("@")[0] and found.base_model == "gemini-2-5-flash"
+    assert found.registry_id == first.split("@")[0] and found.base_model == "gemini-2.5-flash"
+    assert found.extra["labels"]["tunekit-base-model"] == "gemini-2-5-flash"
 
     second, second_endpoint, record = deploy_gemini(fake, tmp_path, "b", 0.8)
     assert record["previous_champion"] == first

@@ -6,7 +6,8 @@ of the purpose that holds the ``champion`` alias.
 Vertex: Model Registry models labelled ``tunekit-purpose=<purpose label>`` (see :func:`purpose_label`); the
 champion is the version that holds the version alias ``champion`` (read as ``MODEL@champion``). Its endpoint is
 the first of the version's deployed models; its data fingerprint is the label ``tunekit-data-fp``; the metrics
-the deploy step recorded are in the version description (``tunekit-metrics: {...}``).
+the deploy step recorded are in the version description (``tunekit-metrics: {...}``), and so is the base model's
+name as given (``tunekit-base-model: ...``; the label of that name holds a label-safe copy).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ RUN_LABEL = "tunekit-pipeline-run"
 PREVIOUS_LABEL = "tunekit-previous"
 BASE_MODEL_LABEL = "tunekit-base-model"
 METRICS_PREFIX = "tunekit-metrics: "
+BASE_MODEL_PREFIX = "tunekit-base-model: "
 #: Local registry ``kind`` values and what they are called in :attr:`Champion.extra` ``["kind"]``.
 _KINDS = {"sentence-transformers": "embedding"}
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
@@ -115,6 +117,14 @@ def parse_metrics(description: str) -> dict:
     return {}
 
 
+def parse_base_model(description: str) -> str:
+    """The base model in a version description written by the deploy step (``tunekit-base-model: NAME``)."""
+    for line in (description or "").splitlines():
+        if line.startswith(BASE_MODEL_PREFIX):
+            return line[len(BASE_MODEL_PREFIX) :].strip()
+    return ""
+
+
 def champion_from_model(purpose: str, model: Any) -> Champion:
     """A :class:`Champion` from an aiplatform ``Model`` (a version that holds the ``champion`` alias)."""
     base = model.name.split("@", 1)[0]
@@ -124,7 +134,7 @@ def champion_from_model(purpose: str, model: Any) -> Champion:
         purpose=purpose,
         model=f"{base}@{model.version_id}" if model.version_id else base,
         endpoint=deployed[0].endpoint if deployed else "",
-        base_model=labels.get(BASE_MODEL_LABEL, ""),
+        base_model=parse_base_model(model.version_description) or labels.get(BASE_MODEL_LABEL, ""),
         metrics=parse_metrics(model.version_description),
         data_fingerprint=labels.get(DATA_FP_LABEL, ""),
         registry_id=base,

@@ -249,6 +249,7 @@ def run_deploy_embedding(
                 metrics=metrics,
                 state_path=os.path.join(deployment_dir, CHAMPION_STATE_FILE),
                 client=model_client,
+                base_model=str(model_info.get("base_model", "")),
             )
         )
         record.update(metrics=metrics, gate=gate_reason, purpose=purpose)

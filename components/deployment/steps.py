@@ -173,6 +173,7 @@ def run_deploy(
                 labels=labels,
                 metrics=metrics,
                 pipeline_job_name=pipeline_job_name,
+                base_model=str(info.get("base_model", "")),
                 canary_traffic_percent=canary_traffic_percent,
                 model_client=model_client,
                 endpoint_client=endpoint_client,

@@ -211,6 +211,7 @@ def promote_champion(
     labels: dict[str, str],
     metrics: dict[str, Any] | None,
     client: Any,
+    base_model: str = "",
 ) -> dict[str, Any]:
     """Makes the version ``model`` the champion: labels, metrics description, and the ``champion`` alias.
 
@@ -224,6 +225,7 @@ def promote_champion(
         labels: Labels to add (already cleaned).
         metrics: The evaluation metrics, written to the version description as ``tunekit-metrics: {...}``.
         client: A ``ModelServiceClient``.
+        base_model: The base model's name as given, recorded in the version description.
 
     Returns:
         The version's labels and aliases after the update.
@@ -239,6 +241,8 @@ def promote_champion(
         merged[champion.PREVIOUS_LABEL] = version_ref(previous)
     merged.pop(ROLLED_BACK_LABEL, None)
     description = champion.METRICS_PREFIX + json.dumps(metrics or {}, sort_keys=True)
+    if base_model:
+        description += "\n" + champion.BASE_MODEL_PREFIX + base_model
     client.update_model(
         model=aiplatform_v1.Model(name=model, labels=merged, version_description=description),
         update_mask=field_mask_pb2.FieldMask(paths=["labels", "version_description"]),
@@ -268,6 +272,7 @@ def register_champion(
     metrics: dict[str, Any] | None,
     state_path: str,
     client: Any = None,
+    base_model: str = "",
 ) -> dict[str, Any]:
     """Makes a model that already serves from its own endpoint the champion of ``purpose`` in the Model Registry.
 
@@ -282,6 +287,7 @@ def register_champion(
         metrics: The evaluation metrics.
         state_path: The state file.
         client: A ``ModelServiceClient``; by default one for the model's region.
+        base_model: The model it was tuned from (recorded in the version description).
 
     Returns:
         ``model`` (with its version), ``previous_champion`` ('' for none), ``registry`` (labels and aliases after
@@ -302,7 +308,12 @@ def register_champion(
     _previous_champion(state, purpose, match["project"], match["location"], client)
     _write_json(state_path, state)
     registry = promote_champion(
-        model, previous=state["previous"], labels=sanitize_labels(labels), metrics=metrics, client=client
+        model,
+        previous=state["previous"],
+        labels=sanitize_labels(labels),
+        metrics=metrics,
+        client=client,
+        base_model=base_model,
     )
     return {"model": model, "previous_champion": state["previous"], "registry": registry}
 
@@ -337,6 +348,7 @@ def deploy_gemini(
         metrics=metrics,
         state_path=state_path,
         client=client,
+        base_model=str(tuned.get("base_model") or ""),
     )
     record.update(promoted, purpose=purpose)
     record["registry_labels"] = promoted["registry"]["labels"]
@@ -358,6 +370,7 @@ def deploy_open_model(
     labels: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     pipeline_job_name: str = "",
+    base_model: str = "",
     serving_image: str = DEFAULT_SERVING_IMAGE,
     serving_args: list[str] | tuple[str, ...] | None = None,
     serving_env: dict[str, str] | None = None,
@@ -395,6 +408,7 @@ def deploy_open_model(
         labels: Lineage labels (see :func:`lineage_labels`), cleaned here.
         metrics: The evaluation metrics, recorded in the version description.
         pipeline_job_name: The pipeline run (part of the upload key).
+        base_model: The model it was tuned from (recorded in the version description).
         serving_image: The serving container image.
         serving_args: The container's arguments (``{model_uri}`` is replaced); None for
             :data:`DEFAULT_SERVING_ARGS` with the default image, no arguments otherwise.
@@ -528,7 +542,12 @@ def deploy_open_model(
         except exceptions.NotFound:
             pass  # already undeployed by an earlier attempt
     registry = promote_champion(
-        model, previous=previous, labels={**clean, UPLOAD_LABEL: key}, metrics=metrics, client=models
+        model,
+        previous=previous,
+        labels={**clean, UPLOAD_LABEL: key},
+        metrics=metrics,
+        client=models,
+        base_model=base_model,
     )
     state["promoted"] = True
     _write_json(state_path, state)
