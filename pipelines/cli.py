@@ -76,7 +76,7 @@ def cmd_compile(args) -> int:
 
 
 #: Prefixes of evaluation metrics that name a model, in the order their columns are shown.
-MODEL_PREFIXES = ("teacher", "base", "baseline", "student", "tuned")
+MODEL_PREFIXES = ("teacher", "base", "baseline", "champion", "student", "tuned")
 
 
 def _skip_reason(result) -> str:
@@ -169,27 +169,100 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
-def cmd_submit(args) -> int:
-    """Submits a pipeline to Vertex AI Pipelines."""
-    from tunekit.pipelines.submit import SubmitOptions, submit
+def _submit_options(args):
+    """The ``SubmitOptions`` of the submit and schedule commands' arguments."""
+    from tunekit.pipelines.submit import SubmitOptions
 
-    method, config = _load(args)
-    labels = dict(item.split("=", 1) for item in args.label) if args.label else None
-    options = SubmitOptions(
+    labels = {}
+    for item in getattr(args, "label", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"'{item}' is not KEY=VALUE", field="--label")
+        labels[key] = value
+    caching = getattr(args, "cache", None)
+    return SubmitOptions(
         project=args.project,
         region=args.region,
-        pipeline_root=args.pipeline_root,
-        template_path=args.template or "",
-        image=args.image or "",
-        display_name=args.display_name or "",
-        labels=labels,
-        service_account=args.service_account or "",
-        network=args.network or "",
-        encryption_key=args.encryption_key or "",
-        enable_caching=False if args.no_cache else None,
+        pipeline_root=getattr(args, "pipeline_root", "") or "",
+        template_path=getattr(args, "template", "") or "",
+        image=getattr(args, "image", "") or "",
+        display_name=getattr(args, "display_name", "") or "",
+        labels=labels or None,
+        service_account=getattr(args, "service_account", "") or "",
+        network=getattr(args, "network", "") or "",
+        encryption_key=getattr(args, "encryption_key", "") or "",
+        enable_caching={"on": True, "off": False}.get(caching or "", None),
+        job_id=getattr(args, "job_id", "") or "",
+        api_endpoint=args.api_endpoint or "",
     )
-    job = submit(method, config, options)
+
+
+def cmd_submit(args) -> int:
+    """Submits a pipeline to Vertex AI Pipelines; with ``--wait``, follows it to the end (exit 0 only on success)."""
+    from tunekit.pipelines.submit import FINAL_STATES, submit, wait_for_job
+
+    method, config = _load(args)
+    job = submit(method, config, _submit_options(args))
     print(f"submitted {job.resource_name}")
+    print(f"console: {job._dashboard_uri()}", flush=True)
+    if not args.wait:
+        return EXIT_OK
+    state = wait_for_job(
+        job,
+        poll_seconds=args.poll_seconds,
+        timeout_seconds=args.timeout,
+        echo=lambda line: print(line, flush=True),
+    )
+    return FINAL_STATES.get(state, EXIT_FAILED)
+
+
+def cmd_schedule(args) -> int:
+    """Creates, lists, pauses, resumes or deletes a method's retraining schedule on Vertex AI."""
+    from tunekit.pipelines import schedule as sched
+    from tunekit.pipelines.registry import get_method
+
+    options = _submit_options(args)
+    if args.action == "list":
+        method = get_method(args.method) if args.method else None
+        found = sched.list_schedules(method, options)
+        for item in found:
+            info = sched.describe(item)
+            print(
+                f"{info['name']}  {info['state']}  cron '{info['cron']}'  method {info['method']}  "
+                f"next {info['next_run'] or '-'}  runs {info['started_runs']}  {info['resource']}"
+            )
+        if not found:
+            print("no tunekit schedules" + (f" for {method.name}" if method else ""))
+        return EXIT_OK
+    if not args.method:
+        raise UserError(f"'schedule {args.action}' needs the METHOD")
+    if args.action == "create":
+        if not args.cron:
+            raise UserError("'schedule create' needs --cron, e.g. --cron '0 3 * * 1'", field="--cron")
+        method, config = _load(args)
+        created = sched.create_schedule(
+            method,
+            config,
+            options,
+            sched.ScheduleOptions(
+                cron=args.cron,
+                name=args.name or "",
+                max_concurrent_runs=args.max_concurrent_runs,
+                max_runs=args.max_runs,
+                allow_queueing=args.allow_queueing,
+                start_time=args.start_time or "",
+                end_time=args.end_time or "",
+            ),
+            replace=args.replace,
+        )
+        print(
+            f"created {created.resource_name} ({sched.schedule_name(method, args.name or '')}, cron '{args.cron}')"
+        )
+        return EXIT_OK
+    method = get_method(args.method)
+    action = {"pause": sched.pause_schedule, "resume": sched.resume_schedule, "delete": sched.delete_schedule}
+    result = action[args.action](method, options, args.name or "")
+    print(f"{args.action}d {result if isinstance(result, str) else result.resource_name}")
     return EXIT_OK
 
 
@@ -241,6 +314,34 @@ def cmd_validate(argv: list[str]) -> int:
     return validate_main(argv)
 
 
+def _add_vertex_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", required=True)
+    p.add_argument("--region", required=True)
+    p.add_argument("--api-endpoint", help="Vertex AI API endpoint (default: the region's)")
+
+
+def _add_job_args(p: argparse.ArgumentParser, *, required_root: bool = True) -> None:
+    p.add_argument("--pipeline-root", required=required_root, help="gs:// folder for the runs' artifacts")
+    p.add_argument(
+        "--template",
+        help="a compiled spec, or an Artifact Registry template URL "
+        "(https://REGION-kfp.pkg.dev/PROJECT/REPO/NAME/TAG); default: compile now",
+    )
+    p.add_argument("--image", help="component image URI to compile with (without --template)")
+    p.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="label of the runs (repeatable)"
+    )
+    p.add_argument("--service-account", help="service account the runs' steps run as")
+    p.add_argument("--network", help="VPC network to peer with: projects/NUMBER/global/networks/NAME")
+    p.add_argument("--encryption-key", help="Cloud KMS key name (CMEK) for the runs' resources")
+    p.add_argument(
+        "--cache",
+        choices=["on", "off"],
+        help="Vertex step caching: on, or off for every step (default: as compiled; data steps never cache)",
+    )
+    p.add_argument("--no-cache", dest="cache", action="store_const", const="off", help="same as --cache off")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``tunekit`` command."""
     parser = argparse.ArgumentParser(prog="tunekit", description=__doc__.splitlines()[0])
@@ -261,18 +362,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="submit a pipeline to Vertex AI Pipelines")
     _add_config_args(p)
-    p.add_argument("--project", required=True)
-    p.add_argument("--region", required=True)
-    p.add_argument("--pipeline-root", required=True, help="gs:// folder for the run's artifacts")
-    p.add_argument("--template", help="a compiled spec to submit (default: compile now)")
-    p.add_argument("--image", help="component image URI to compile with")
+    _add_vertex_args(p)
+    _add_job_args(p)
     p.add_argument("--display-name")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--service-account")
-    p.add_argument("--network")
-    p.add_argument("--encryption-key", help="Cloud KMS key name (CMEK) for the pipeline job")
-    p.add_argument("--no-cache", action="store_true", help="disable Vertex's step caching for this run")
+    p.add_argument("--job-id", help="the pipeline job's id; submitting an existing id re-attaches to that job")
+    p.add_argument(
+        "--wait", action="store_true", help="follow the run, printing state changes; exit 1 unless it succeeds"
+    )
+    p.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between polls with --wait")
+    p.add_argument("--timeout", type=float, default=0.0, help="stop waiting after this many seconds (0: never)")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("schedule", help="scheduled retraining on Vertex AI (PipelineJobSchedule)")
+    p.add_argument("action", choices=["create", "list", "pause", "resume", "delete"])
+    p.add_argument("method", nargs="?", default="", help="the pipeline: " + ", ".join(_method_names()))
+    p.add_argument("--config", help="create: YAML file with the method's config fields")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    _add_vertex_args(p)
+    _add_job_args(p, required_root=False)
+    p.add_argument("--name", help="the schedule's display name (default tunekit-METHOD) or resource name")
+    p.add_argument("--cron", help="create: cron expression, e.g. '0 3 * * 1' or 'TZ=Europe/Paris 0 3 * * *'")
+    p.add_argument("--max-concurrent-runs", type=int, default=1, help="create: runs allowed at once")
+    p.add_argument("--max-runs", type=int, default=0, help="create: stop after this many runs (0: no limit)")
+    p.add_argument(
+        "--allow-queueing", action="store_true", help="create: queue a due run while the maximum are running"
+    )
+    p.add_argument("--start-time", help="create: RFC 3339 time of the first run (default now)")
+    p.add_argument("--end-time", help="create: RFC 3339 time after which no run starts")
+    p.add_argument("--replace", action="store_true", help="create: replace a schedule of the same name")
+    p.set_defaults(func=cmd_schedule)
 
     p = sub.add_parser("serve", help="serve a local model with an OpenAI-compatible API (/v1/chat/completions)")
     p.add_argument("model", help="a local model directory, or registry:PURPOSE for the local champion")

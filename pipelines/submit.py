@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tunekit.components.common.errors import UserError
@@ -29,6 +32,10 @@ class SubmitOptions:
         network: VPC network to peer with.
         encryption_key: Cloud KMS key for the pipeline job's resources.
         enable_caching: Whether Vertex may reuse cached step results (None: the spec's settings).
+        job_id: The pipeline job's id ('' for ``<pipeline name>-<timestamp>``); submitting the same id again
+            re-attaches to the job instead of starting a second one.
+        api_endpoint: Vertex AI API endpoint ('' for the region's; a Private Service Connect endpoint, or a
+            local fake in tests).
     """
 
     project: str
@@ -42,6 +49,27 @@ class SubmitOptions:
     network: str = ""
     encryption_key: str = ""
     enable_caching: bool | None = None
+    job_id: str = ""
+    api_endpoint: str = ""
+
+
+def connect(options: SubmitOptions, credentials=None):
+    """Points aiplatform at ``options``' project, region and endpoint; returns the credentials to use.
+
+    ``TUNEKIT_VERTEX_BASE_URL`` (read now, never at import) aims it at a local fake, as the other Vertex clients
+    of the project do; a plain ``http://`` endpoint gets static credentials.
+    """
+    from google.cloud import aiplatform
+
+    from tunekit.components.model_clients.vertex import base_url_override, static_credentials
+
+    endpoint = options.api_endpoint or base_url_override() or ""
+    if credentials is None and endpoint.startswith("http://"):
+        # Plain HTTP is never Google's API: a local fake (tests) that takes any token.
+        credentials = static_credentials()
+    kwargs = {"api_endpoint": endpoint, "api_transport": "rest"} if endpoint else {}
+    aiplatform.init(project=options.project, location=options.region, credentials=credentials, **kwargs)
+    return credentials
 
 
 def vertex_parameters(config) -> dict:
@@ -77,7 +105,7 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
     return aiplatform.PipelineJob(
         display_name=display_name,
         template_path=template,
-        job_id=None,
+        job_id=options.job_id or None,
         pipeline_root=options.pipeline_root,
         parameter_values=vertex_parameters(config),
         enable_caching=options.enable_caching,
@@ -92,8 +120,106 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
     )
 
 
-def submit(method: Method, config, options: SubmitOptions):
-    """Builds and submits the job; returns it (``job.resource_name``, ``job._dashboard_uri()``)."""
-    job = build_pipeline_job(method, config, options)
-    job.submit(service_account=options.service_account or None, network=options.network or None)
+def submit(method: Method, config, options: SubmitOptions, *, credentials=None):
+    """Builds and submits the job; returns it (``job.resource_name``, ``job._dashboard_uri()``).
+
+    A create call whose reply is lost (or a job id submitted twice) is not repeated: the job is looked up by its
+    id and re-attached, so a retried submission never starts (and bills) a second run.
+    """
+    from google.api_core import exceptions
+    from google.cloud import aiplatform
+
+    credentials = connect(options, credentials)
+    job = build_pipeline_job(method, config, options, credentials=credentials)
+    try:
+        job.submit(service_account=options.service_account or None, network=options.network or None)
+    except (exceptions.Conflict, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
+        name = f"projects/{options.project}/locations/{options.region}/pipelineJobs/{job.job_id}"
+        try:
+            attached = aiplatform.PipelineJob.get(name, credentials=credentials)
+        except exceptions.NotFound:
+            raise exc from None
+        print(f"re-attached to {attached.resource_name} ({type(exc).__name__} on create)")
+        return attached
     return job
+
+
+#: Final pipeline states and the exit code each one means.
+FINAL_STATES = {
+    "PIPELINE_STATE_SUCCEEDED": 0,
+    "PIPELINE_STATE_FAILED": 1,
+    "PIPELINE_STATE_CANCELLED": 1,
+}
+
+
+def _state_name(state) -> str:
+    return getattr(state, "name", None) or str(state)
+
+
+def wait_for_job(
+    job,
+    *,
+    poll_seconds: float = 30.0,
+    timeout_seconds: float = 0.0,
+    echo: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    max_poll_errors: int = 10,
+) -> str:
+    """Polls a submitted ``PipelineJob`` until it ends, printing each change of the job's and its tasks' states.
+
+    Transient errors while polling (unavailable, deadline, quota) are retried; the job keeps running either way.
+
+    Args:
+        job: An ``aiplatform.PipelineJob`` that was submitted (or fetched with ``PipelineJob.get``).
+        poll_seconds: Seconds between polls.
+        timeout_seconds: Give up waiting after this long (0: never); the job itself is not cancelled.
+        echo: Where progress lines go.
+        sleep: Waits between polls (tests pass a no-op).
+        clock: Monotonic clock (tests pass their own).
+        max_poll_errors: Consecutive failed polls before giving up.
+
+    Returns:
+        The final state's name (``PIPELINE_STATE_SUCCEEDED``...), or ``TIMEOUT`` when ``timeout_seconds`` passed.
+    """
+    from google.api_core import exceptions
+
+    transient = (
+        exceptions.ServiceUnavailable,
+        exceptions.DeadlineExceeded,
+        exceptions.TooManyRequests,
+        exceptions.InternalServerError,
+    )
+    started = clock()
+    last_state = ""
+    tasks: dict[str, str] = {}
+    errors = 0
+    while True:
+        try:
+            state = _state_name(job.state)
+            errors = 0
+        except transient as exc:
+            errors += 1
+            if errors > max_poll_errors:
+                raise
+            echo(f"poll failed ({type(exc).__name__}); retrying")
+            sleep(poll_seconds)
+            continue
+        resource = job.gca_resource
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S")
+        if state != last_state:
+            echo(f"{stamp} {job.resource_name.rsplit('/', 1)[-1]}: {state.removeprefix('PIPELINE_STATE_')}")
+            last_state = state
+        for task in resource.job_detail.task_details:
+            task_state = _state_name(task.state)
+            if task.task_name and tasks.get(task.task_name) != task_state:
+                tasks[task.task_name] = task_state
+                echo(f"{stamp}   {task.task_name}: {task_state}")
+        if state in FINAL_STATES:
+            if state != "PIPELINE_STATE_SUCCEEDED" and resource.error.message:
+                echo(f"error: {resource.error.message}")
+            return state
+        if timeout_seconds and clock() - started >= timeout_seconds:
+            echo(f"stopped waiting after {timeout_seconds:.0f}s; the job goes on: {job.resource_name}")
+            return "TIMEOUT"
+        sleep(poll_seconds)

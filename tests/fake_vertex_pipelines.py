@@ -21,8 +21,8 @@ Serves on ``127.0.0.1`` (random port), paths under ``/v1/``:
 - ScheduleService: ``POST {parent}/schedules`` (``ACTIVE``), ``GET {parent}/schedules`` (``filter`` of the form
   ``display_name="NAME"`` honoured), ``GET {schedule}``, ``POST {schedule}:pause`` / ``:resume``, ``DELETE
   {schedule}`` (a long-running operation that is done at once); stored in :attr:`FakeVertexPipelines.schedules`;
-- Cloud Storage, for ``PipelineJob.submit``'s pipeline-root bucket check (set ``STORAGE_EMULATOR_HOST`` to
-  :attr:`url`): ``GET /storage/v1/b/BUCKET`` answers that the bucket exists;
+- Cloud Storage: ``PipelineJob.submit`` checks (and would create) the pipeline root's bucket; with
+  ``STORAGE_EMULATOR_HOST`` set to :attr:`url` those calls get a quick 404, which aiplatform logs and ignores;
 - PredictionService: ``POST {model or endpoint}:predict`` for text embeddings: a deterministic bag-of-words hash
   embedding (``predictions[i].embeddings.values``).
 
@@ -56,7 +56,6 @@ _MODEL = re.compile(rf"^/v1/(?P<name>{_PARENT}/models/[^/:@]+)(?:@(?P<version>[^
 _PREDICT = re.compile(rf"^/v1/(?P<name>{_PARENT}/(?:publishers/[^/]+/models|endpoints)/[^/:]+):predict$")
 _SCHEDULES = re.compile(rf"^/v1/{_PARENT}/schedules$")
 _SCHEDULE = re.compile(rf"^/v1/(?P<name>{_PARENT}/schedules/[^/:]+)(?::(?P<verb>pause|resume))?$")
-_BUCKET = re.compile(r"^/storage/v1/b/(?P<bucket>[^/]+)$")
 _TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
 
 
@@ -257,8 +256,6 @@ class FakeVertexPipelines:
             return 200, {"predictions": predictions, "deployedModelId": "0"}
         if (m := _SCHEDULES.match(path)) or (m := _SCHEDULE.match(path)):
             return self._schedule(method, m, body or {}, query)
-        if method == "GET" and (m := _BUCKET.match(path)):
-            return 200, {"kind": "storage#bucket", "name": m["bucket"], "id": m["bucket"]}
         return self._error(404, "NOT_FOUND", f"no fake for {method} {path}")
 
     # --- schedules -------------------------------------------------------------------------------------------

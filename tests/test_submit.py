@@ -1,12 +1,20 @@
 import json
 
 import pytest
+from fake_vertex_pipelines import FakeVertexPipelines
 from google.auth.credentials import AnonymousCredentials
 
 from tunekit.components.common.errors import UserError
 from tunekit.pipelines.config import load_config
 from tunekit.pipelines.registry import get_method
-from tunekit.pipelines.submit import SubmitOptions, build_pipeline_job, vertex_parameters
+from tunekit.pipelines.submit import (
+    FINAL_STATES,
+    SubmitOptions,
+    build_pipeline_job,
+    submit,
+    vertex_parameters,
+    wait_for_job,
+)
 
 
 def make_config(**overrides):
@@ -63,3 +71,155 @@ def test_pipeline_root_must_be_gcs():
             SubmitOptions(project="p", region="r", pipeline_root="/tmp/root"),
             credentials=AnonymousCredentials(),
         )
+
+
+# --- submission against the fake Vertex server: --wait, re-attach, options in the request body ------------------
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """The supervised pipeline compiled from the code now (compiled/ may lag behind while it is edited)."""
+    from tunekit.pipelines.compile import compile_method
+
+    return compile_method(get_method("supervised-tuning"), str(tmp_path_factory.mktemp("c") / "s.yaml"))
+
+
+@pytest.fixture
+def vertex(monkeypatch, template):
+    """The fake Vertex server, with aiplatform's global settings restored afterwards."""
+    from google.cloud.aiplatform import initializer
+
+    # aiplatform.init is bound to the global config object: save and restore its settings, not the object.
+    saved = dict(initializer.global_config.__dict__)
+    with FakeVertexPipelines(polls_to_finish=3) as fake:
+        # PipelineJob.submit checks the pipeline root's bucket through the storage client: aim it at the fake.
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.url)
+        fake.template = template
+        yield fake
+    initializer.global_config.__dict__.clear()
+    initializer.global_config.__dict__.update(saved)
+
+
+def fake_options(fake, **overrides):
+    values = dict(
+        project="test-project",
+        region="us-central1",
+        pipeline_root="gs://bucket/root",
+        template_path=fake.template,
+        api_endpoint=fake.url,
+    )
+    values.update(overrides)
+    return SubmitOptions(**values)
+
+
+def test_submit_sends_options_and_waits_to_success(vertex):
+    options = fake_options(
+        vertex,
+        job_id="nightly-1",
+        labels={"team": "nlp"},
+        service_account="runner@test-project.iam.gserviceaccount.com",
+        network="projects/123/global/networks/vpc",
+        encryption_key="projects/p/locations/us-central1/keyRings/r/cryptoKeys/k",
+        enable_caching=False,
+    )
+    job = submit(get_method("supervised-tuning"), make_config(), options, credentials=AnonymousCredentials())
+    assert job.resource_name.endswith("/pipelineJobs/nightly-1")
+    (create,) = vertex.creates()
+    assert "pipelineJobId=nightly-1" in create[1]
+    body = create[2]
+    assert body["serviceAccount"] == "runner@test-project.iam.gserviceaccount.com"
+    assert body["network"] == "projects/123/global/networks/vpc"
+    assert body["encryptionSpec"]["kmsKeyName"].endswith("cryptoKeys/k")
+    assert body["labels"] == {"tunekit-method": "supervised-tuning", "team": "nlp"}
+    assert body["pipelineSpec"]["pipelineInfo"]["name"] == "supervised-tuning"
+    values = body["runtimeConfig"]["parameterValues"]
+    assert values["train_dataset_uri"] == "gs://bucket/train.jsonl" and values["force"] is False
+    tasks = body["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert tasks["check-data-fingerprint"]["cachingOptions"] == {"enableCache": False}  # --cache off
+    lines = []
+    state = wait_for_job(job, poll_seconds=0, echo=lines.append, sleep=lambda s: None)
+    assert state == "PIPELINE_STATE_SUCCEEDED"
+    states = [line.split(": ", 1)[1] for line in lines if "nightly-1:" in line]
+    assert states == ["RUNNING", "SUCCEEDED"]
+    assert any("text-embedding-trainer: SUCCEEDED" in line for line in lines)  # task progress
+
+
+def test_wait_reports_failure(vertex):
+    vertex.fail_job("broken", "The replica workerpool0-0 exited with a non-zero status of 1.")
+    job = submit(
+        get_method("supervised-tuning"),
+        make_config(),
+        fake_options(vertex, job_id="broken-1"),
+        credentials=AnonymousCredentials(),
+    )
+    lines = []
+    assert wait_for_job(job, poll_seconds=0, echo=lines.append, sleep=lambda s: None) == "PIPELINE_STATE_FAILED"
+    assert FINAL_STATES["PIPELINE_STATE_FAILED"] == 1
+    assert lines[-1] == "error: The replica workerpool0-0 exited with a non-zero status of 1."
+
+
+def test_lost_create_reply_reattaches_instead_of_starting_a_second_job(vertex):
+    vertex.lose_next_create_reply()
+    job = submit(
+        get_method("supervised-tuning"),
+        make_config(),
+        fake_options(vertex, job_id="retry-1"),
+        credentials=AnonymousCredentials(),
+    )
+    assert job.resource_name.endswith("/pipelineJobs/retry-1")
+    assert len(vertex.jobs) == 1  # one job exists, one will be billed
+    # Submitting the same id again re-attaches too.
+    again = submit(
+        get_method("supervised-tuning"),
+        make_config(),
+        fake_options(vertex, job_id="retry-1"),
+        credentials=AnonymousCredentials(),
+    )
+    assert again.resource_name == job.resource_name and len(vertex.jobs) == 1
+
+
+def test_wait_gives_up_after_its_timeout_without_cancelling(vertex):
+    job = submit(
+        get_method("supervised-tuning"),
+        make_config(),
+        fake_options(vertex, job_id="slow-1"),
+        credentials=AnonymousCredentials(),
+    )
+    vertex.polls_to_finish = 100
+    ticks = iter(range(0, 1000, 10))
+    lines = []
+    state = wait_for_job(
+        job, poll_seconds=0, timeout_seconds=25, echo=lines.append, sleep=lambda s: None, clock=lambda: next(ticks)
+    )
+    assert state == "TIMEOUT" and "the job goes on" in lines[-1]
+    assert not any(r[1].endswith(":cancel") for r in vertex.requests)
+
+
+def test_cli_submit_wait_exit_codes(vertex, monkeypatch, capsys):
+    from tunekit.pipelines.cli import main
+
+    monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", vertex.url)
+    base = [
+        "submit",
+        "supervised-tuning",
+        "--set",
+        "train_dataset_uri=gs://bucket/train.jsonl",
+        "--project",
+        "test-project",
+        "--region",
+        "us-central1",
+        "--pipeline-root",
+        "gs://bucket/root",
+        "--template",
+        vertex.template,
+        "--wait",
+        "--poll-seconds",
+        "0",
+    ]
+    assert main([*base, "--job-id", "cli-ok-1", "--label", "team=nlp", "--cache", "on"]) == 0
+    assert "SUCCEEDED" in capsys.readouterr().out
+    body = vertex.creates()[-1][2]
+    assert body["labels"]["team"] == "nlp"
+    vertex.fail_job("cli-bad", "boom")
+    assert main([*base, "--job-id", "cli-bad-1"]) == 1
+    assert "error: boom" in capsys.readouterr().out

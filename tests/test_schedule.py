@@ -1,0 +1,193 @@
+"""Scheduled retraining against the fake Vertex server: the request bodies aiplatform sends, and the CLI."""
+
+import json
+
+import pytest
+from fake_vertex_pipelines import FakeVertexPipelines
+from google.auth.credentials import AnonymousCredentials
+
+from tunekit.components.common.errors import UserError
+from tunekit.pipelines import schedule as sched
+from tunekit.pipelines.cli import main
+from tunekit.pipelines.config import load_config
+from tunekit.pipelines.registry import get_method
+from tunekit.pipelines.submit import SubmitOptions
+
+SA = "retrain@test-project.iam.gserviceaccount.com"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    from tunekit.pipelines.compile import compile_method
+
+    return compile_method(get_method("supervised-tuning"), str(tmp_path_factory.mktemp("c") / "s.yaml"))
+
+
+@pytest.fixture
+def vertex(monkeypatch):
+    from google.cloud.aiplatform import initializer
+
+    saved = dict(initializer.global_config.__dict__)
+    with FakeVertexPipelines() as fake:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.url)
+        yield fake
+    initializer.global_config.__dict__.clear()
+    initializer.global_config.__dict__.update(saved)
+
+
+def config(**overrides):
+    _, cls = get_method("supervised-tuning").load()
+    items = {"train_dataset_uri": "gs://bucket/train.jsonl", "task": "classification", **overrides}
+    return load_config(cls, None, [f"{k}={json.dumps(v)}" for k, v in items.items()])
+
+
+def options(fake, template, **overrides):
+    values = dict(
+        project="test-project",
+        region="us-central1",
+        pipeline_root="gs://bucket/root",
+        template_path=template,
+        service_account=SA,
+        labels={"team": "nlp"},
+        api_endpoint=fake.url,
+    )
+    values.update(overrides)
+    return SubmitOptions(**values)
+
+
+def schedule_creates(fake):
+    return [r for r in fake.requests if r[0] == "POST" and r[1].split("?")[0].endswith("/schedules")]
+
+
+def test_create_sends_template_parameters_cron_and_service_account(vertex, template):
+    method = get_method("supervised-tuning")
+    created = sched.create_schedule(
+        method,
+        config(epoch_count=2),
+        options(vertex, template),
+        sched.ScheduleOptions(
+            cron="TZ=Europe/Paris 0 3 * * 1",
+            max_concurrent_runs=2,
+            max_runs=10,
+            allow_queueing=True,
+            start_time="2027-01-01T00:00:00Z",
+            end_time="2027-06-30T00:00:00+02:00",
+        ),
+        credentials=AnonymousCredentials(),
+    )
+    assert created.resource_name.startswith("projects/test-project/locations/us-central1/schedules/")
+    (create,) = schedule_creates(vertex)
+    body = create[2]
+    assert body["displayName"] == "tunekit-supervised-tuning"
+    assert body["cron"] == "TZ=Europe/Paris 0 3 * * 1"
+    assert int(body["maxConcurrentRunCount"]) == 2 and int(body["maxRunCount"]) == 10
+    assert body["allowQueueing"] is True
+    assert body["startTime"] == "2027-01-01T00:00:00Z"
+    assert body["endTime"] == "2027-06-29T22:00:00Z"  # normalised to UTC
+    job = body["createPipelineJobRequest"]["pipelineJob"]
+    assert job["serviceAccount"] == SA
+    assert job["pipelineSpec"]["pipelineInfo"]["name"] == "supervised-tuning"
+    assert "check-data-fingerprint" in job["pipelineSpec"]["root"]["dag"]["tasks"]
+    values = job["runtimeConfig"]["parameterValues"]
+    assert values["train_dataset_uri"] == "gs://bucket/train.jsonl"
+    assert values["task"] == "classification" and values["epoch_count"] == 2 and values["force"] is False
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/root"
+    assert job["labels"] == {
+        "tunekit-method": "supervised-tuning",
+        "tunekit-schedule": "tunekit-supervised-tuning",
+        "team": "nlp",
+    }
+
+
+def test_list_pause_resume_delete(vertex, template):
+    method = get_method("supervised-tuning")
+    opts = options(vertex, template)
+    sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 3 * * *"))
+    sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 4 * * *", name="hourly-check"))
+    listed = sched.list_schedules(method, opts)
+    assert sorted(s.display_name for s in listed) == ["hourly-check", "tunekit-supervised-tuning"]
+    assert sched.list_schedules(get_method("embedding-tuning"), opts) == []
+    info = sched.describe(sched.find_schedule(method, opts))
+    assert info["state"] == "ACTIVE" and info["cron"] == "0 3 * * *" and info["method"] == "supervised-tuning"
+
+    paused = sched.pause_schedule(method, opts)
+    stored = vertex.schedules[paused.resource_name]
+    assert stored["state"] == "PAUSED" and stored["displayName"] == "tunekit-supervised-tuning"
+    sched.resume_schedule(method, opts)
+    assert vertex.schedules[paused.resource_name]["state"] == "ACTIVE"
+    assert sched.delete_schedule(method, opts) == paused.resource_name
+    assert paused.resource_name not in vertex.schedules
+    assert [s["displayName"] for s in vertex.schedules.values()] == ["hourly-check"]
+    verbs = [(r[0], r[1].split("?")[0].rsplit("/", 1)[-1]) for r in vertex.requests if "/schedules/" in r[1]]
+    assert ("POST", paused.resource_name.rsplit("/", 1)[-1] + ":pause") in verbs
+    assert ("DELETE", paused.resource_name.rsplit("/", 1)[-1]) in verbs
+    with pytest.raises(UserError, match="no schedule named"):
+        sched.pause_schedule(method, opts)
+
+
+def test_existing_name_needs_replace(vertex, template):
+    method = get_method("supervised-tuning")
+    opts = options(vertex, template)
+    first = sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 3 * * *"))
+    with pytest.raises(UserError, match="--replace"):
+        sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 5 * * *"))
+    second = sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 5 * * *"), replace=True)
+    assert list(vertex.schedules) == [second.resource_name] != [first.resource_name]
+    assert vertex.schedules[second.resource_name]["cron"] == "0 5 * * *"
+
+
+@pytest.mark.parametrize(
+    ("schedule_options", "message"),
+    [
+        (dict(cron="every day"), "not a cron expression"),
+        (dict(cron="0 3 * *"), "not a cron expression"),
+        (dict(cron="0 3 * * *", max_concurrent_runs=0), "at least 1"),
+        (dict(cron="0 3 * * *", start_time="tomorrow"), "not a time"),
+        (dict(cron="0 3 * * *", start_time="2027-02-01T00:00:00Z", end_time="2027-01-01T00:00:00Z"), "not after"),
+    ],
+)
+def test_bad_schedule_options_are_user_errors(schedule_options, message):
+    method = get_method("supervised-tuning")
+    opts = SubmitOptions(project="p", region="r", pipeline_root="gs://b/r")
+    with pytest.raises(UserError, match=message):
+        sched.create_schedule(method, config(), opts, sched.ScheduleOptions(**schedule_options))
+
+
+def test_cli_schedule_commands(vertex, template, monkeypatch, capsys):
+    monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", vertex.url)
+    where = ["--project", "test-project", "--region", "us-central1"]
+    create = [
+        "schedule",
+        "create",
+        "supervised-tuning",
+        "--set",
+        "train_dataset_uri=gs://bucket/train.jsonl",
+        *where,
+        "--pipeline-root",
+        "gs://bucket/root",
+        "--template",
+        template,
+        "--cron",
+        "0 3 * * 1",
+        "--service-account",
+        SA,
+        "--max-concurrent-runs",
+        "1",
+        "--allow-queueing",
+    ]
+    assert main(create) == 0
+    assert "created projects/test-project/locations/us-central1/schedules/" in capsys.readouterr().out
+    body = schedule_creates(vertex)[-1][2]
+    assert body["cron"] == "0 3 * * 1" and body["allowQueueing"] is True
+    assert body["createPipelineJobRequest"]["pipelineJob"]["serviceAccount"] == SA
+    assert main(["schedule", "list", "supervised-tuning", *where]) == 0
+    assert "tunekit-supervised-tuning  ACTIVE  cron '0 3 * * 1'" in capsys.readouterr().out
+    assert main(["schedule", "pause", "supervised-tuning", *where]) == 0
+    assert "paused projects/" in capsys.readouterr().out
+    assert main(["schedule", "resume", "supervised-tuning", *where]) == 0
+    assert main(["schedule", "delete", "supervised-tuning", *where]) == 0
+    assert vertex.schedules == {}
+    assert main(["schedule", "pause", "supervised-tuning", *where]) == 2  # nothing left: a user error
+    bad = [("not a cron" if arg == "0 3 * * 1" else arg) for arg in create]
+    assert main(bad) == 2
+    assert "not a cron expression" in capsys.readouterr().err
