@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from kfp import dsl
 
 from tunekit.components.data_validation.component import validate_data
-from tunekit.components.deployment.component import deploy_model
 from tunekit.components.evaluation.distill_component import evaluate_distillation
 from tunekit.components.rationale_extraction.component import extract_rationales
+from tunekit.components.reporting.component import make_run_report
 from tunekit.components.teacher_labelling.component import label_with_teacher
 from tunekit.components.tuning.distill_component import build_student_dataset, gpu_training_op, tune_student_model
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+from tunekit.pipelines.graphs import gate_and_deploy
+from tunekit.pipelines.retraining import retrain_on_new_data
 
 PIPELINE_NAME = "distilling-step-by-step"
 
@@ -141,6 +143,12 @@ class DistillingStepByStepConfig:
     min_improvement_over_baseline: float = field(
         0.0, "Gate, with a baseline: the student must beat it by at least this much."
     )
+    beat_champion: bool = field(
+        True, "Gate: the student must also beat the model now deployed for `purpose` on the same rows."
+    )
+    require_significant: bool = field(
+        False, "Gate: each required improvement's 95% paired bootstrap interval must lie above 0."
+    )
     price_table: dict = field(
         {}, "Prices per million tokens by model ({model: {input: $, output: $}}) over the built-in list prices."
     )
@@ -150,6 +158,9 @@ class DistillingStepByStepConfig:
     purpose: str = field(PIPELINE_NAME, "What the model serves; the deployed student becomes its champion.")
     local_registry: str = field("", "Local: registry JSON file (the CLI sets one under the output root).")
     strict_validation: bool = field(False, "Fail validation on warnings too, not only on errors.")
+    force: bool = field(
+        False, "Train even when the data's fingerprint equals the one the champion was trained on."
+    )
     project: str = field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
     location: str = field(LOCATION_PLACEHOLDER, "Google Cloud region; by default the pipeline job's own.")
 
@@ -163,8 +174,14 @@ def build_pipeline(gpu: dict | None = None):
     """
     tune_op = gpu_training_op(**gpu) if gpu is not None else tune_student_model
 
-    @dsl.pipeline(
+    @retrain_on_new_data(
+        DistillingStepByStepConfig,
         name=PIPELINE_NAME,
+        data=("train_dataset_uri", "validation_dataset_uri", "exemplars_uri"),
+        backend="student_backend",
+    )
+    @dsl.pipeline(
+        name=PIPELINE_NAME + "-graph",
         description="Teacher rationales and labels, a multi-task student, evaluation beside the teacher, deploy if better.",
     )
     def distilling_step_by_step_pipeline(
@@ -215,6 +232,8 @@ def build_pipeline(gpu: dict | None = None):
         max_prediction_tokens: int = 64,
         min_student_metric: float = 0.0,
         min_improvement_over_baseline: float = 0.0,
+        beat_champion: bool = True,
+        require_significant: bool = False,
         price_table: dict = {},  # noqa: B006
         student_cost_per_hour: float = 0.75,
         purpose: str = PIPELINE_NAME,
@@ -222,6 +241,7 @@ def build_pipeline(gpu: dict | None = None):
         strict_validation: bool = False,
         project: str = PROJECT_PLACEHOLDER,
         location: str = LOCATION_PLACEHOLDER,
+        data_fingerprint: str = "",
     ):
         """Distilling step-by-step, end to end; see :class:`DistillingStepByStepConfig` for every parameter."""
         validation = validate_data(
@@ -347,17 +367,42 @@ def build_pipeline(gpu: dict | None = None):
             student_cost_per_hour=student_cost_per_hour,
             project=project,
             location=location,
+            purpose=purpose,
+            local_registry=local_registry,
+            beat_champion=beat_champion,
+            require_significant=require_significant,
         )
-        with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
-            deploy_model(
-                backend=tuning.outputs["Output"],
-                tuned_model=tuning.outputs["student"],
-                train_dataset=student_data.outputs["student_dataset"],
-                evaluation_metrics=evaluation.outputs["metrics"],
-                purpose=purpose,
-                local_registry=local_registry,
-                pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            )
+        # The champion's answers can change (a rollback, a new deployment): never reuse a cached evaluation.
+        evaluation.set_caching_options(False)
+        gate_and_deploy(
+            gate_passed=evaluation.outputs["Output"],
+            backend=tuning.outputs["Output"],
+            tuned_model=tuning.outputs["student"],
+            train_dataset=student_data.outputs["student_dataset"],
+            evaluation_metrics=evaluation.outputs["metrics"],
+            purpose=purpose,
+            local_registry=local_registry,
+            data_fingerprint=data_fingerprint,
+        )
+        # After the evaluation and beside the gate: the report is written whether or not the gate passes.
+        make_run_report(
+            pipeline_name=PIPELINE_NAME,
+            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            parameters={
+                "task": task,
+                "teacher": teacher_model,
+                "student": student_model,
+                "student backend": student_backend,
+                "mode": mode,
+                "purpose": purpose,
+            },
+            validation_report=validation.outputs["report"],
+            labelling_metrics=labelling.outputs["metrics"],
+            teacher_metrics=rationales.outputs["metrics"],
+            tuned_model=tuning.outputs["student"],
+            baseline_model=baseline.outputs["student"],
+            evaluation_metrics=evaluation.outputs["metrics"],
+        ).set_display_name("run-report")
 
     return distilling_step_by_step_pipeline
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from kfp import dsl
 
 from tunekit.components.data_validation.component import validate_embedding_data
-from tunekit.components.deployment.embedding_component import deploy_embedding_model
 from tunekit.components.evaluation.retrieval_component import evaluate_embedding
+from tunekit.components.reporting.component import make_run_report
 from tunekit.components.tuning.embedding_component import tune_embedding
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+from tunekit.pipelines.graphs import gate_and_deploy_embedding
+from tunekit.pipelines.retraining import retrain_on_new_data
 
 PIPELINE_NAME = "embedding-tuning"
 
@@ -59,6 +61,12 @@ class EmbeddingTuningConfig:
     min_improvement: float = field(
         0.0, "Gate: tuned nDCG@10 must beat the base by more than this (absolute, 0-1 scale; 0.05 = 5 points)."
     )
+    beat_champion: bool = field(
+        True, "Gate: the tuned model must also beat the model now deployed for `purpose` on the same queries."
+    )
+    require_significant: bool = field(
+        False, "Gate: each required improvement's 95% paired bootstrap interval (over queries) must lie above 0."
+    )
     machine_type: str = field("a2-highgpu-1g", "Vertex: serving machine type of the endpoint.")
     accelerator_type: str = field("NVIDIA_TESLA_A100", "Vertex: serving accelerator ('' for none).")
     accelerator_count: int = field(1, "Vertex: accelerators per serving replica.")
@@ -67,12 +75,20 @@ class EmbeddingTuningConfig:
     )
     local_registry: str = field("", "Local: registry JSON file (the CLI sets one under the output root).")
     strict_validation: bool = field(False, "Fail validation on warnings too, not only on errors.")
+    force: bool = field(
+        False, "Train even when the data's fingerprint equals the one the champion was trained on."
+    )
     project: str = field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
     location: str = field(LOCATION_PLACEHOLDER, "Google Cloud region; by default the pipeline job's own.")
 
 
-@dsl.pipeline(
+@retrain_on_new_data(
+    EmbeddingTuningConfig,
     name=PIPELINE_NAME,
+    data=("corpus_uri", "queries_uri", "train_labels_uri", "test_labels_uri", "validation_labels_uri"),
+)
+@dsl.pipeline(
+    name=PIPELINE_NAME + "-graph",
     description="Validate a retrieval set, tune an embedding model (Vertex template or sentence-transformers), "
     "compare nDCG@10 with the base model, deploy if better.",
 )
@@ -94,6 +110,8 @@ def embedding_tuning_pipeline(
     labels: dict = {},  # noqa: B006 - KFP reads defaults from the signature
     encryption_key: str = "",
     min_improvement: float = 0.0,
+    beat_champion: bool = True,
+    require_significant: bool = False,
     machine_type: str = "a2-highgpu-1g",
     accelerator_type: str = "NVIDIA_TESLA_A100",
     accelerator_count: int = 1,
@@ -102,6 +120,7 @@ def embedding_tuning_pipeline(
     strict_validation: bool = False,
     project: str = PROJECT_PLACEHOLDER,
     location: str = LOCATION_PLACEHOLDER,
+    data_fingerprint: str = "",
 ):
     """Embedding tuning, end to end; see :class:`EmbeddingTuningConfig` for every parameter."""
     validation = validate_embedding_data(
@@ -149,20 +168,33 @@ def embedding_tuning_pipeline(
         output_dimensionality=output_dimensionality,
         project=project,
         location=location,
+        purpose=purpose,
+        local_registry=local_registry,
+        beat_champion=beat_champion,
+        require_significant=require_significant,
     )
     evaluation.set_caching_options(False)
-    with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
-        deploy = deploy_embedding_model(
-            backend=backend,
-            tuned_model=tuning.outputs["tuned_model"],
-            evaluation_metrics=evaluation.outputs["metrics"],
-            purpose=purpose,
-            local_registry=local_registry,
-            machine_type=machine_type,
-            accelerator_type=accelerator_type,
-            accelerator_count=accelerator_count,
-            project=project,
-            location=location,
-            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        )
-        deploy.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+    # Deploying creates an endpoint: a retried deploy step re-attaches to it (see deployment.embedding).
+    gate_and_deploy_embedding(
+        gate_passed=evaluation.outputs["Output"],
+        backend=backend,
+        tuned_model=tuning.outputs["tuned_model"],
+        evaluation_metrics=evaluation.outputs["metrics"],
+        purpose=purpose,
+        local_registry=local_registry,
+        machine_type=machine_type,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        project=project,
+        location=location,
+        data_fingerprint=data_fingerprint,
+    )
+    # After the evaluation and beside the gate: the report is written whether or not the gate passes.
+    make_run_report(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        parameters={"backend": backend, "base model": base_model, "purpose": purpose},
+        validation_report=validation.outputs["report"],
+        tuned_model=tuning.outputs["tuned_model"],
+        evaluation_metrics=evaluation.outputs["metrics"],
+    ).set_display_name("run-report")

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from kfp import dsl
 
 from tunekit.components.data_validation.component import validate_data
-from tunekit.components.deployment.component import deploy_model
 from tunekit.components.evaluation.component import evaluate_supervised
+from tunekit.components.reporting.component import make_run_report
 from tunekit.components.tuning.component import prepare_supervised_data, tune_supervised
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+from tunekit.pipelines.graphs import gate_and_deploy
+from tunekit.pipelines.retraining import retrain_on_new_data
 
 PIPELINE_NAME = "supervised-tuning"
 
@@ -64,19 +66,31 @@ class SupervisedTuningConfig:
     min_improvement: float = field(
         0.0, "Gate: the tuned model's primary metric must beat the base by more than this."
     )
+    beat_champion: bool = field(
+        True, "Gate: the tuned model must also beat the model now deployed for `purpose` on the same rows."
+    )
+    require_significant: bool = field(
+        False, "Gate: each required improvement's 95% paired bootstrap interval must lie above 0."
+    )
     purpose: str = field(
         PIPELINE_NAME, "What the model serves; the deployed model becomes this purpose's champion."
     )
     local_registry: str = field("", "Local: registry JSON file (the CLI sets one under the output root).")
     strict_validation: bool = field(False, "Fail validation on warnings too, not only on errors.")
+    force: bool = field(
+        False, "Train even when the data's fingerprint equals the one the champion was trained on."
+    )
     project: str = field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
     location: str = field(
         LOCATION_PLACEHOLDER, "Google Cloud region for tuning and prediction; by default the pipeline job's own."
     )
 
 
+@retrain_on_new_data(
+    SupervisedTuningConfig, name=PIPELINE_NAME, data=("train_dataset_uri", "validation_dataset_uri")
+)
 @dsl.pipeline(
-    name=PIPELINE_NAME,
+    name=PIPELINE_NAME + "-graph",
     description="Validate, tune (Gemini on Vertex or LoRA locally), evaluate against the base model, deploy if better.",
 )
 def supervised_tuning_pipeline(
@@ -101,11 +115,14 @@ def supervised_tuning_pipeline(
     max_eval_examples: int = 200,
     max_output_tokens: int = 64,
     min_improvement: float = 0.0,
+    beat_champion: bool = True,
+    require_significant: bool = False,
     purpose: str = PIPELINE_NAME,
     local_registry: str = "",
     strict_validation: bool = False,
     project: str = PROJECT_PLACEHOLDER,
     location: str = LOCATION_PLACEHOLDER,
+    data_fingerprint: str = "",
 ):
     """Supervised tuning, end to end; see :class:`SupervisedTuningConfig` for every parameter."""
     validation = validate_data(
@@ -160,14 +177,30 @@ def supervised_tuning_pipeline(
         min_improvement=min_improvement,
         project=project,
         location=location,
+        purpose=purpose,
+        local_registry=local_registry,
+        beat_champion=beat_champion,
+        require_significant=require_significant,
     )
-    with dsl.If(evaluation.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 - a KFP condition
-        deploy_model(
-            backend=backend,
-            tuned_model=tuning.outputs["tuned_model"],
-            train_dataset=prepared.outputs["train_dataset"],
-            evaluation_metrics=evaluation.outputs["metrics"],
-            purpose=purpose,
-            local_registry=local_registry,
-            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        )
+    # The champion's answers can change (a rollback, a new deployment): never reuse a cached evaluation.
+    evaluation.set_caching_options(False)
+    gate_and_deploy(
+        gate_passed=evaluation.outputs["Output"],
+        backend=backend,
+        tuned_model=tuning.outputs["tuned_model"],
+        train_dataset=prepared.outputs["train_dataset"],
+        evaluation_metrics=evaluation.outputs["metrics"],
+        purpose=purpose,
+        local_registry=local_registry,
+        data_fingerprint=data_fingerprint,
+    )
+    # After the evaluation and beside the gate: the report is written whether or not the gate passes.
+    make_run_report(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        parameters={"task": task, "backend": backend, "base model": base_model, "purpose": purpose},
+        validation_report=validation.outputs["report"],
+        tuned_model=tuning.outputs["tuned_model"],
+        evaluation_metrics=evaluation.outputs["metrics"],
+        classification_metrics=evaluation.outputs["confusion_matrix"],
+    ).set_display_name("run-report")

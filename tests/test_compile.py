@@ -43,10 +43,18 @@ def test_images_pinned_to_the_version_and_overridable(tmp_path):
 
 def test_spec_starts_with_validation_and_gates_deployment(tmp_path):
     spec = yaml.safe_load(open(compile_method(METHODS["supervised-tuning"], str(tmp_path / "s.yaml"))))
-    tasks = spec["root"]["dag"]["tasks"]
+    # The steps sit in nested graphs (a fingerprint check around the run, a gate-and-deploy sub-graph).
+    components = spec["components"]
+    tasks = {
+        n: t for c in [spec["root"], *components.values()] if "dag" in c for n, t in c["dag"]["tasks"].items()
+    }
     assert "validate-data" in tasks
     assert tasks["prepare-supervised-data"]["dependentTasks"] == ["validate-data"]
-    assert tasks["condition-1"]["dependentTasks"][0] == "evaluate-supervised"
+    assert "evaluate-supervised" in tasks["gate-and-deploy"]["dependentTasks"]
+    gate = components["comp-gate-and-deploy"]["dag"]["tasks"]
+    [condition] = [t for name, t in gate.items() if name.startswith("condition")]
+    assert "gate_passed" in condition["triggerPolicy"]["condition"]
+    assert list(components[condition["componentRef"]["name"]]["dag"]["tasks"]) == ["deploy-model"]
     no_env = open(tmp_path / "s.yaml").read()
     assert os.environ.get("HOME", "/nonexistent-home") not in no_env
     assert "{{$.pipeline_google_cloud_project_id}}" in no_env

@@ -65,12 +65,20 @@ def test_example_config_loads_with_paths_next_to_it():
 def test_compiled_spec_validates_first_and_gates_deployment(tmp_path):
     path = compile_method(METHODS["embedding-tuning"], str(tmp_path / "e.yaml"))
     spec = yaml.safe_load(open(path))
-    tasks = spec["root"]["dag"]["tasks"]
+    # The steps sit in nested graphs (a fingerprint check around the run, a gate-and-deploy sub-graph).
+    components = spec["components"]
+    tasks = {
+        n: t for c in [spec["root"], *components.values()] if "dag" in c for n, t in c["dag"]["tasks"].items()
+    }
     assert spec["pipelineInfo"]["name"] == "embedding-tuning"
     assert tasks["tune-embedding"]["dependentTasks"] == ["validate-embedding-data"]
-    gates = [t for name, t in tasks.items() if name.startswith("condition")]
-    assert [g["taskInfo"]["name"] for g in gates] == ["gate-passed"]
-    assert "evaluate-embedding" in gates[0]["dependentTasks"]
+    assert "evaluate-embedding" in tasks["gate-and-deploy-embedding"]["dependentTasks"]
+    gate = components["comp-gate-and-deploy-embedding"]["dag"]["tasks"]
+    [condition] = [t for name, t in gate.items() if name.startswith("condition")]
+    assert condition["taskInfo"]["name"] == "gate-passed"
+    assert "gate_passed" in condition["triggerPolicy"]["condition"]
+    deploy = components[condition["componentRef"]["name"]]["dag"]["tasks"]
+    assert list(deploy) == ["deploy-embedding-model"]
     assert tasks["tune-embedding"]["retryPolicy"]["maxRetryCount"] == 2
     text = open(path).read()
     assert "{{$.pipeline_google_cloud_project_id}}" in text and ROOT not in text
