@@ -153,6 +153,12 @@ class RunReport:
     gate: Gate | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def teacher_cost_usd(self) -> float | None:
+        """The teacher steps' estimated cost together (None when none of them has an estimate)."""
+        costs = [u.cost_usd for u in self.usage if u.cost_usd is not None]
+        return sum(costs) if costs else None
+
 
 # ---------------------------------------------------------------------------------------------------- reading
 
@@ -345,8 +351,8 @@ def training_section(model_dir: str, model: str, notes: list[str]) -> Training |
 def usage_section(step: str, metadata: dict) -> Usage | None:
     """A teacher step's figures (every number in its metrics), with the estimated cost picked out."""
     figures = [(k, v) for k, v in metadata.items() if _is_number(v) or isinstance(v, str)]
-    if not figures:
-        return None
+    if not any(_is_number(v) and v for _, v in figures):
+        return None  # a step that called no teacher (teacher labelling passes labelled rows through)
     cost = metadata.get("estimated_cost_usd")
     return Usage(step=step, cost_usd=float(cost) if _is_number(cost) else None, figures=figures)
 
