@@ -277,3 +277,51 @@ def test_a_negative_change_is_drawn_below_a_zero_line():
     assert gate.headline == "Do not deploy: worse"
     [bar] = gate.chart.bars
     assert gate.chart.zero is not None and bar.y == gate.chart.zero and bar.height > 0
+
+
+@pytest.mark.parametrize(
+    ("method", "evaluation"),
+    [
+        ("supervised-tuning", "evaluate-supervised"),
+        ("distilling-step-by-step", "evaluate-distillation"),
+        ("embedding-tuning", "evaluate-embedding"),
+    ],
+)
+def test_every_pipeline_writes_the_report_after_evaluation_outside_the_gate(tmp_path, method, evaluation):
+    import yaml
+
+    from tunekit.pipelines.compile import compile_method
+    from tunekit.pipelines.registry import METHODS
+
+    spec = yaml.safe_load(open(compile_method(METHODS[method], str(tmp_path / "p.yaml"))))
+    dags = [
+        c["dag"]["tasks"]
+        for c in spec["components"].values()
+        if "make-run-report" in c.get("dag", {}).get("tasks", {})
+    ]
+    dags += [spec["root"]["dag"]["tasks"]] if "make-run-report" in spec["root"]["dag"]["tasks"] else []
+    [tasks] = dags
+    report = tasks["make-run-report"]
+    assert report["taskInfo"]["name"] == "run-report" and "triggerPolicy" not in report
+    # Beside the gate (a sibling of the gated deploy), fed by the evaluation and the validation.
+    assert evaluation in report["dependentTasks"] and any(
+        t.startswith("validate-") for t in report["dependentTasks"]
+    )
+    assert any(name.startswith("gate-and-deploy") or name.startswith("condition") for name in tasks)
+    artifacts = report["inputs"]["artifacts"]
+    assert artifacts["evaluation_metrics"]["taskOutputArtifact"]["producerTask"] == evaluation
+    assert {"validation_report", "tuned_model"} <= set(artifacts)
+
+
+def test_teacher_usage_adds_up_and_skips_steps_that_called_nobody():
+    report = build_report(
+        pipeline_name="distilling-step-by-step",
+        teacher_metrics=[
+            ("teacher labelling", {"to_send": 0.0, "enabled": 0.0}),
+            ("rationale extraction", {"requests": 30.0, "estimated_cost_usd": 0.02}),
+            ("second look", {"requests": 5.0, "estimated_cost_usd": 0.01}),
+        ],
+    )
+    assert [u.step for u in report.usage] == ["rationale extraction", "second look"]
+    assert report.teacher_cost_usd == pytest.approx(0.03)
+    assert "$0.0300" in render_html(report)
