@@ -115,7 +115,7 @@ class CausalPolicy:
                     **enc,
                     max_new_tokens=max_new_tokens,
                     do_sample=sample,
-                    top_k=0,
+                    **({"top_k": 0} if sample else {}),
                     pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=self.tokenizer.eos_token_id,
                 )
