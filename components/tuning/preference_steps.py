@@ -433,6 +433,9 @@ def run_evaluate_preference(
             eval_prompts=prompts,
             max_output_tokens=max_output_tokens,
         )
+    # The head-to-head as per-model columns (the CLI's table shows metrics named <model>_<metric>).
+    report.metrics["tuned_win_rate"] = report.metrics.get("win_rate", 0.0)
+    report.metrics["base_win_rate"] = 1.0 - report.metrics.get("win_rate", 0.0)
     decision = ev.decide_preference(report.metrics, min_win_rate=min_win_rate)
     os.makedirs(os.path.dirname(os.path.abspath(summary_path)), exist_ok=True)
     with open(summary_path, "w", encoding="utf-8") as handle:
