@@ -6,7 +6,7 @@ TUNEKIT := $(VENV)/bin/tunekit
 STAMP := $(VENV)/.tunekit-installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test lint format compile check-compiled bench clean
+.PHONY: install demo test lint format compile check-compiled ci-local bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,9 +37,20 @@ compile: install
 	$(TUNEKIT) compile
 	$(PY) -m tunekit.pipelines.docs docs/configuration.md
 
-# Fails when compiled/ differs from what the code compiles to (run in CI).
-check-compiled: compile
-	git diff --exit-code -- compiled/ docs/configuration.md
+# Fails when compiled/ or docs/configuration.md differs from what the code produces (run in CI). Compiles into
+# build/check and compares, so it needs no git checkout (Cloud Build's GitHub sources may have no .git).
+check-compiled: install
+	rm -rf build/check && mkdir -p build/check
+	$(TUNEKIT) compile --output-dir build/check/compiled >/dev/null
+	$(PY) -m tunekit.pipelines.docs build/check/configuration.md
+	@diff -r compiled build/check/compiled >/dev/null && diff -q docs/configuration.md build/check/configuration.md >/dev/null \
+		|| { diff -ru compiled build/check/compiled | head -40; diff -u docs/configuration.md build/check/configuration.md | head -20; \
+		     echo "compiled/ or docs/configuration.md is stale: run 'make compile' and commit the result"; exit 1; }
+
+# The Cloud Build steps that need no container engine or cloud account (checks, compile, the publish and
+# schedule steps' skip branches), in cloudbuild.yaml's waitFor order. `make ci-local CI_ARGS=--print` lists them.
+ci-local: install
+	$(PY) cloudbuild/ci_local.py --config cloudbuild.yaml $(CI_ARGS)
 
 bench: install
 	$(PY) bench/run_all.py
