@@ -63,6 +63,9 @@ def test_unchanged_data_ends_the_run_early(tmp_path):
     assert outputs["fingerprint"] == fp
     assert outputs["reason"].startswith("skipped: data unchanged")
     assert local_registry.champion(str(registry), "embedding-tuning")["model_dir"] == "/models/previous"
+    from tunekit.pipelines.cli import _skip_reason
+
+    assert _skip_reason(result) == outputs["reason"]  # what `tunekit run` prints instead of "gate did not pass"
 
 
 def test_check_step_under_the_local_runner(tmp_path):
