@@ -352,3 +352,119 @@ def test_vertex_champion_endpoint_is_called(tmp_path, monkeypatch):
     assert asked == sorted(truth)
     assert report.metrics["champion"]["accuracy"] == 1.0 and report.metrics["tuned"]["accuracy"] == 0.5
     assert not decision.passed and f"champion {parent}/models/55" in decision.reason
+
+
+# --- distillation and retrieval evaluations use the same gate ---------------------------------------------------
+
+
+def test_distilled_student_must_beat_the_champion_student(tmp_path):
+    from tunekit.components.evaluation.distill import run_evaluate_distillation
+
+    rows = [
+        {"input_text": f"ticket {i}", "reference": ["billing", "shipping"][i % 2], "reference_source": "gold"}
+        for i in range(20)
+    ]
+    truth = {r["input_text"]: r["reference"] for r in rows}
+    eval_path = _write(tmp_path / "eval.jsonl", rows)
+    for name in ("student", "deployed"):
+        (tmp_path / name).mkdir()
+        info = {"backend": "local", "serving_prefix": "predict: ", "mode": "multitask"}
+        (tmp_path / name / "tunekit_model.json").write_text(json.dumps(info))
+    registry = str(tmp_path / "registry.json")
+    local_registry.register_model(registry, {"model_dir": str(tmp_path / "deployed")}, purpose="dss")
+
+    def answer(right_below):
+        return FakeClient(
+            lambda p: truth[p.text.removeprefix("predict: ")] if int(p.text.split()[-1]) < right_below else "?"
+        )
+
+    def evaluate(student, champion, **kwargs):
+        scores, passed, reason, table = run_evaluate_distillation(
+            task="classification",
+            task_type="classification",
+            eval_path=eval_path,
+            student_path=str(tmp_path / "student"),
+            student_metadata={},
+            baseline_path="",
+            baseline_metadata={},
+            predictions_path=str(tmp_path / "p.jsonl"),
+            summary_path=str(tmp_path / "s.md"),
+            student_clients={"student": student, "champion": champion},
+            purpose="dss",
+            local_registry=registry,
+            **kwargs,
+        )
+        return scores, passed, reason, table, champion
+
+    scores, passed, reason, table, champion = evaluate(answer(10), answer(16))
+    assert [p.text for p in champion.calls] == [f"predict: ticket {i}" for i in range(20)]  # its serving prefix
+    assert scores["champion"].metrics["accuracy"] == 0.8 and scores["student"].metrics["accuracy"] == 0.5
+    assert not passed and "vs champion dss-1 0.8000" in reason and "95% CI" in reason
+    assert "| champion |" in table
+    scores, passed, reason, *_ = evaluate(answer(20), answer(16))
+    assert passed and "[ok]" in reason
+    scores, passed, reason, *_ = evaluate(answer(10), answer(16), policy=cc.GatePolicy(beat_champion=False))
+    assert passed and "[not required]" in reason
+
+
+class _Encoder:
+    """Embeds a text as a one-hot vector of its first word, or of a fixed word (a model that ranks at random)."""
+
+    def __init__(self, words, constant=None):
+        self.words, self.constant = words, constant
+
+    def _encode(self, texts):
+        out = np.zeros((len(texts), len(self.words)), dtype=np.float32)
+        for row, text in enumerate(texts):
+            out[row, self.words.index(self.constant or text.split()[0])] = 1.0
+        return out
+
+    encode_queries = encode_documents = _encode
+
+
+def test_embedding_champion_scored_on_the_same_queries(tmp_path, monkeypatch):
+    from tunekit.components.evaluation import retrieval
+
+    words = ["alpha", "beta", "gamma", "delta"]
+    corpus = _write(
+        tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "text": f"{w} document"} for i, w in enumerate(words)]
+    )
+    queries = _write(
+        tmp_path / "queries.jsonl", [{"_id": f"q{i}", "text": f"{w} query"} for i, w in enumerate(words)]
+    )
+    labels = tmp_path / "test.tsv"
+    labels.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(4)))
+    (tmp_path / "tuned").mkdir()
+    registry = str(tmp_path / "registry.json")
+    local_registry.register_model(registry, {"model_dir": str(tmp_path / "deployed")}, purpose="search")
+    perfect, constant = _Encoder(words), _Encoder(words, constant="alpha")
+    # The tuned model is loaded from its directory: stand in the perfect encoder.
+    monkeypatch.setattr(retrieval, "SentenceTransformerEncoder", lambda path: perfect)
+
+    def evaluate(champion):
+        return retrieval.run_evaluate_embedding(
+            backend="local",
+            base_model="unused",
+            tuned_model_path=str(tmp_path / "tuned"),
+            tuned_info={},
+            corpus_uri=corpus,
+            queries_uri=queries,
+            test_labels_uri=str(labels),
+            summary_path=str(tmp_path / "s.md"),
+            progress=False,
+            base_encoder=constant,
+            purpose="search",
+            local_registry=registry,
+            champion_encoder=champion,
+        )
+
+    results, decision = evaluate(constant)
+    assert results["tuned"]["ndcg_at_10"] == 1.0 and results["champion"]["ndcg_at_10"] < 1.0
+    assert decision.passed and [c.against for c in decision.comparisons] == ["base", "champion"]
+    assert decision.comparisons[1].interval.rows == 4
+    results, decision = evaluate(perfect)  # a perfect champion: a tie at 1.0 passes
+    assert decision.passed
+    monkeypatch.setattr(retrieval, "SentenceTransformerEncoder", lambda path: constant)
+    results, decision = evaluate(perfect)
+    assert not decision.passed and "champion search-1" in decision.reason
+    assert "| ndcg_at_10 (gate) |" in open(tmp_path / "s.md").read()
