@@ -170,3 +170,27 @@ def test_check_data_against_a_champion(tmp_path):
     data.write_text("{}\n{}\n")
     assert check_data([str(data)], purpose="p", backend="vertex", find_champion=lookup).proceed
     assert check_data([str(data)], purpose="p", backend="local", find_champion=lambda *a, **k: None).proceed
+
+
+def test_check_data_against_the_vertex_model_registry(tmp_path, monkeypatch):
+    """The real champion lookup through aiplatform's REST transport: the label holds 32 hex characters."""
+    from fake_vertex_pipelines import LOCATION, PROJECT, FakeVertexPipelines
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"input_text": "a", "output_text": "b"}\n')
+    fp = fingerprint_uris([str(data), ""])
+    with FakeVertexPipelines() as fake:
+        monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", fake.url)
+        model = fake.add_model("router", labels={"tunekit-purpose": "ticket-router", "tunekit-data-fp": fp[:32]})
+        where = dict(purpose="ticket-router", backend="vertex", project=PROJECT, location=LOCATION)
+        # No version holds the champion alias yet: train.
+        assert check_data([str(data), ""], **where).proceed
+        fake.models[model.split("@")[0]][0]["versionAliases"] = ["default", "champion"]
+        unchanged = check_data([str(data), ""], **where)
+        assert not unchanged.proceed and unchanged.champion_fingerprint == fp[:32]
+        assert unchanged.reason.startswith("skipped: data unchanged")
+        data.write_text('{"input_text": "a", "output_text": "c"}\n')
+        assert check_data([str(data), ""], **where).proceed
+        assert check_data(
+            [str(data), ""], purpose="another-purpose", backend="vertex", project=PROJECT, location=LOCATION
+        ).proceed
