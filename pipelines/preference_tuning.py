@@ -22,6 +22,7 @@ from kfp import dsl
 
 from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.preference_component import evaluate_preference
+from tunekit.components.reporting.component import make_run_report
 from tunekit.components.tuning.preference_component import (
     prepare_preference_data,
     tune_preference,
@@ -236,6 +237,15 @@ def preference_tuning_pipeline(
         local_registry=local_registry,
         data_fingerprint=data_fingerprint,
     )
+    # After the evaluation and beside the gate: the report is written whether or not the gate passes.
+    make_run_report(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        parameters={"backend": backend, "base model": base_model, "algorithm": algorithm, "purpose": purpose},
+        validation_report=validation.outputs["report"],
+        tuned_model=tuning.outputs["tuned_model"],
+        evaluation_metrics=evaluation.outputs["metrics"],
+    ).set_display_name("run-report")
 
 
 def build_legacy_rlhf_pipeline():
