@@ -72,6 +72,11 @@ class SupervisedTuningConfig:
     require_significant: bool = field(
         False, "Gate: each required improvement's 95% paired bootstrap interval must lie above 0."
     )
+    model_based_evaluation: bool = field(
+        False,
+        "Vertex: also ask the Gen AI evaluation service's pairwise autorater whether the tuned model's answers beat "
+        "the base's and the champion's (reported as win rates; does not gate; judge calls are billed).",
+    )
     purpose: str = field(
         PIPELINE_NAME, "What the model serves; the deployed model becomes this purpose's champion."
     )
@@ -117,6 +122,7 @@ def supervised_tuning_pipeline(
     min_improvement: float = 0.0,
     beat_champion: bool = True,
     require_significant: bool = False,
+    model_based_evaluation: bool = False,
     purpose: str = PIPELINE_NAME,
     local_registry: str = "",
     strict_validation: bool = False,
@@ -181,6 +187,7 @@ def supervised_tuning_pipeline(
         local_registry=local_registry,
         beat_champion=beat_champion,
         require_significant=require_significant,
+        model_based_evaluation=model_based_evaluation,
     )
     # The champion's answers can change (a rollback, a new deployment): never reuse a cached evaluation.
     evaluation.set_caching_options(False)

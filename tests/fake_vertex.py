@@ -15,6 +15,8 @@ It serves on ``127.0.0.1`` (a random port) with :class:`http.server.ThreadingHTT
 - batch prediction jobs (google-genai ``client.batches``): ``POST {parent}/batchPredictionJobs``, ``GET`` one or
   the list, ``:cancel``. ``gs://`` URIs are files under ``gcs_root``; a job reads its JSONL input and writes
   ``predictions.jsonl`` when it succeeds (on its ``polls_to_finish``-th GET);
+- the Gen AI evaluation service's pairwise ``{parent}:evaluateInstances`` (``pairwiseMetricInput`` with a
+  ``jsonInstance``), answered by :attr:`FakeVertex.judge`;
 - a small part of the Cloud Storage JSON API over the same ``gcs_root`` (multipart and media uploads, downloads,
   object metadata, listing by prefix, deletes), for google-cloud-storage clients aimed here with
   ``STORAGE_EMULATOR_HOST`` (:meth:`FakeVertex.env` sets it when there is a ``gcs_root``);
@@ -81,6 +83,7 @@ _BATCHES = re.compile(rf"^{_PARENT}/batchPredictionJobs$")
 _BATCH = re.compile(rf"^{_PARENT}/batchPredictionJobs/(?P<id>[^/:]+)$")
 _BATCH_CANCEL = re.compile(rf"^{_PARENT}/batchPredictionJobs/(?P<id>[^/:]+):cancel$")
 _REGISTRY_MODEL = re.compile(rf"^{_PARENT}/models/(?P<id>[^/:@]+)(?:@(?P<version>[^/:]+))?$")
+_EVALUATE = re.compile(rf"^{_PARENT}:evaluateInstances$")
 
 
 @dataclass
@@ -161,6 +164,9 @@ class FakeVertex:
     ):
         self.responder: Responder = responder or _echo
         self.responders: dict[str, Responder] = {}
+        #: Gen AI evaluation service: ``json instance (prompt, response, baseline_model_response) -> choice``
+        #: (``CANDIDATE``, ``BASELINE`` or ``TIE``) for ``:evaluateInstances`` pairwise requests.
+        self.judge: Callable[[dict], str] = lambda instance: "TIE"
         self.polls_to_finish = polls_to_finish
         self.project = project
         self.location = location
@@ -587,6 +593,16 @@ class FakeVertex:
             return 200, {}
         if m := _REGISTRY_MODEL.match(path):
             return self._registry(method, m, body or {})
+        if method == "POST" and _EVALUATE.match(path):
+            metric_input = (body or {}).get("pairwiseMetricInput")
+            if not metric_input or "jsonInstance" not in metric_input.get("instance", {}):
+                return 400, self._error(400, "The fake serves pairwiseMetricInput with a jsonInstance only.")
+            if not metric_input.get("metricSpec", {}).get("metricPromptTemplate"):
+                return 400, self._error(400, "metric_spec.metric_prompt_template is required.")
+            choice = self.judge(json.loads(metric_input["instance"]["jsonInstance"]))
+            return 200, {
+                "pairwiseMetricResult": {"pairwiseChoice": choice, "explanation": f"fake judge: {choice}"}
+            }
         return 404, self._error(404, f"The fake does not serve {method} {path}")
 
     # --- tuning jobs -------------------------------------------------------------------------------------------

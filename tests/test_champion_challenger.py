@@ -468,3 +468,66 @@ def test_embedding_champion_scored_on_the_same_queries(tmp_path, monkeypatch):
     results, decision = evaluate(perfect)
     assert not decision.passed and "champion search-1" in decision.reason
     assert "| ndcg_at_10 (gate) |" in open(tmp_path / "s.md").read()
+
+
+# --- optional model-based evaluation (Gen AI evaluation service, pairwise) -------------------------------------
+
+
+def test_model_based_pairwise_autorater_against_the_fake(tmp_path, monkeypatch):
+    from fake_vertex import FakeVertex, allow_loopback_only
+
+    refused = allow_loopback_only(monkeypatch)
+    rows = [
+        {
+            "systemInstruction": {"parts": [{"text": "Route tickets."}]},
+            "contents": [
+                {"role": "user", "parts": [{"text": f"ticket {i}"}]},
+                {"role": "model", "parts": [{"text": "billing"}]},
+            ],
+        }
+        for i in range(8)
+    ]
+    validation = _write(tmp_path / "v.jsonl", rows)
+    (tmp_path / "model").mkdir()
+    with FakeVertex(polls_to_finish=1) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        endpoint = f"projects/{server.project}/locations/{server.location}/endpoints/7"
+        server.responders[endpoint] = lambda text: "billing"
+        server.responders["gemini-2.5-flash"] = lambda text: "shipping" if text.endswith(("0", "1")) else "?"
+        # The judge prefers the right team, calls two answers that are both wrong a tie.
+        server.judge = lambda inst: (
+            "CANDIDATE" if inst["response"] == "billing" != inst["baseline_model_response"] else "TIE"
+        )
+        report, decision = run_evaluate(
+            backend="vertex",
+            task="classification",
+            base_model="gemini-2.5-flash",
+            model_path=str(tmp_path / "model"),
+            model_metadata={"endpoint": endpoint},
+            validation_path=validation,
+            predictions_path=str(tmp_path / "p.jsonl"),
+            summary_path=str(tmp_path / "s.md"),
+            project=server.project,
+            location=server.location,
+            model_based=True,
+        )
+        calls = server.requests_to(r":evaluateInstances", "POST")
+    assert refused == []
+    assert decision.passed and list(report.autorater) == ["base"]  # no champion: only the base is judged
+    result = report.autorater["base"]
+    assert result.win_rate == 1.0 and result.unjudged == 0 and result.interval.low == 0.5
+    assert len(calls) == 8
+    body = calls[0][2]["pairwiseMetricInput"]
+    assert "{baseline_model_response}" in body["metricSpec"]["metricPromptTemplate"]
+    instance = json.loads(body["instance"]["jsonInstance"])
+    assert instance["prompt"].startswith("system: Route tickets.") and instance["response"] == "billing"
+    assert "autorater vs base: win rate 1.0000" in open(tmp_path / "s.md").read()
+
+
+def test_model_based_evaluation_needs_vertex(tmp_path):
+    from tunekit.components.common.errors import UserError
+
+    _write(tmp_path / "v.jsonl", ROWS)
+    with pytest.raises(UserError, match="model_based_evaluation"):
+        _evaluate(tmp_path, "x", {"base": FakeClient(), "tuned": FakeClient()}, "", model_based=True)

@@ -25,6 +25,7 @@ def evaluate_supervised(
     local_registry: str = "",
     beat_champion: bool = True,
     require_significant: bool = False,
+    model_based_evaluation: bool = False,
 ) -> bool:
     """Scores the tuned model beside its base and the champion on held-out rows; returns whether the gate passed.
 
@@ -32,7 +33,9 @@ def evaluate_supervised(
     ``metrics.metadata["gate_reason"]``. ``metrics`` holds ``<model>_<metric>`` for ``base``, ``tuned`` and
     ``champion``, the comparisons' ``gate_delta_*`` / ``gate_ci_low_*`` / ``gate_ci_high_*``, and ``gate`` (the
     comparisons in full). Classification also logs the tuned model's per-class precision and recall and its
-    confusion matrix (``confusion_matrix``).
+    confusion matrix (``confusion_matrix``). With ``model_based_evaluation`` (Vertex only), the Gen AI evaluation
+    service's pairwise autorater's win rates of the tuned model against the base and the champion are logged as
+    ``autorater_win_rate_vs_<model>`` (with ``_ci_low``/``_ci_high``); they do not gate.
     """
     from tunekit.components.evaluation.champion_challenger import GatePolicy, gate_metrics
     from tunekit.components.evaluation.steps import run_evaluate
@@ -55,12 +58,17 @@ def evaluate_supervised(
         policy=GatePolicy(
             min_improvement=min_improvement, beat_champion=beat_champion, require_significant=require_significant
         ),
+        model_based=model_based_evaluation,
     )
     for model_name, values in report.metrics.items():
         for metric_name, value in values.items():
             metrics.log_metric(f"{model_name}_{metric_name}", float(value))
     for key, value in gate_metrics(decision).items():
         metrics.log_metric(key, float(value))
+    for other, result in report.autorater.items():
+        metrics.log_metric(f"autorater_win_rate_vs_{other}", result.win_rate)
+        metrics.log_metric(f"autorater_win_rate_vs_{other}_ci_low", result.interval.low + 0.5)
+        metrics.log_metric(f"autorater_win_rate_vs_{other}_ci_high", result.interval.high + 0.5)
     details = report.classification.get("tuned")
     if details is not None:
         for label in details.precision:

@@ -55,6 +55,8 @@ class EvalReport:
         predictions: One dict per row with the reference and each model's prediction, status and score.
         scores: ``model name -> the primary metric of every row``, in row order (for the paired bootstrap).
         classification: ``model name ->`` per-class figures and confusion matrix (classification only).
+        autorater: ``base``/``champion`` -> :class:`~tunekit.components.evaluation.autorater.PairwiseResult`
+            (optional model-based evaluation on Vertex).
     """
 
     task: str
@@ -64,6 +66,7 @@ class EvalReport:
     predictions: list[dict] = field(default_factory=list)
     scores: dict[str, list[float]] = field(default_factory=dict)
     classification: dict[str, ClassificationReport] = field(default_factory=dict)
+    autorater: dict = field(default_factory=dict)
 
 
 def load_eval_rows(path: str, limit: int = 0) -> list[EvalRow]:
@@ -201,6 +204,8 @@ def render_markdown(report: EvalReport, decision: GateDecision) -> str:
                 f"{'yes' if c.required else 'no'} | {'yes' if c.passed else 'no'} |"
             )
         lines.append("")
+    for result in report.autorater.values():
+        lines += [f"**Model-based (does not gate):** {result.describe()}", ""]
     for name, details in report.classification.items():
         lines += [f"## Per class ({name})", "", "| class | precision | recall | F1 | rows |"]
         lines.append("| --- | --- | --- | --- | --- |")

@@ -84,6 +84,8 @@ def run_evaluate(
     purpose: str = "",
     local_registry: str = "",
     policy: GatePolicy | None = None,
+    model_based: bool = False,
+    evaluation_client=None,
 ) -> tuple[EvalReport, GateDecision]:
     """Scores the tuned model beside its base and the champion on the held-out rows; decides whether to deploy.
 
@@ -94,12 +96,21 @@ def run_evaluate(
     ``clients`` gives ``base``, ``tuned`` and optionally ``champion`` clients (tests); they are built from the
     arguments when None, and the champion's when the registry has a champion and ``clients`` has none. ``policy``
     is the gate policy (by default one with ``min_improvement``); ``local_registry`` is the local registry file.
+    ``model_based`` (Vertex only) also asks the Gen AI evaluation service's pairwise autorater whether the tuned
+    model's answers beat the base's and the champion's (:mod:`.autorater`; reported, not gated), through
+    ``evaluation_client`` when given.
     """
     tuned = dict(model_metadata)
     info_file = os.path.join(model_path, "tunekit_model.json")
     if os.path.exists(info_file):
         with open(info_file, encoding="utf-8") as handle:
             tuned.update(json.load(handle))
+    if model_based and backend != "vertex":
+        raise UserError(
+            "model-based evaluation uses the Vertex AI Gen AI evaluation service: set backend: vertex, or "
+            "model_based_evaluation: false",
+            field="model_based_evaluation",
+        )
     rows = load_eval_rows(validation_path, limit=max_eval_examples)
     policy = policy or GatePolicy(min_improvement=min_improvement)
     champion = (
@@ -131,6 +142,23 @@ def run_evaluate(
         champion_label=describe_champion(champion) if champion is not None else "",
         champion_error=champion_error,
     )
+    if model_based:
+        from tunekit.components.evaluation.autorater import judge_pairwise
+        from tunekit.components.model_clients.hf import prompt_text
+
+        prompts = [prompt_text(row.prompt) for row in rows]
+        tuned_answers = [p.get("tuned_prediction") for p in report.predictions]
+        for other in ("base", CHAMPION):
+            if other in report.metrics:
+                report.autorater[other] = judge_pairwise(
+                    other,
+                    prompts,
+                    tuned_answers,
+                    [p.get(f"{other}_prediction") for p in report.predictions],
+                    project=project,
+                    location=location,
+                    client=evaluation_client,
+                )
     write_predictions(report, predictions_path)
     with open(summary_path, "w", encoding="utf-8") as handle:
         handle.write(render_markdown(report, decision))
