@@ -179,7 +179,6 @@ def _submit_options(args):
         if not sep or not key:
             raise UserError(f"'{item}' is not KEY=VALUE", field="--label")
         labels[key] = value
-    caching = getattr(args, "cache", None)
     return SubmitOptions(
         project=args.project,
         region=args.region,
@@ -191,7 +190,7 @@ def _submit_options(args):
         service_account=getattr(args, "service_account", "") or "",
         network=getattr(args, "network", "") or "",
         encryption_key=getattr(args, "encryption_key", "") or "",
-        enable_caching={"on": True, "off": False}.get(caching or "", None),
+        enable_caching=False if getattr(args, "no_cache", False) else None,
         job_id=getattr(args, "job_id", "") or "",
         api_endpoint=args.api_endpoint or "",
     )
@@ -334,12 +333,13 @@ def _add_job_args(p: argparse.ArgumentParser, *, required_root: bool = True) -> 
     p.add_argument("--service-account", help="service account the runs' steps run as")
     p.add_argument("--network", help="VPC network to peer with: projects/NUMBER/global/networks/NAME")
     p.add_argument("--encryption-key", help="Cloud KMS key name (CMEK) for the runs' resources")
+    # No "cache on": it would make Vertex reuse the data checks' cached answers (fingerprint, validation) for
+    # data that changed under the same URI; the compiled default already caches every other step.
     p.add_argument(
-        "--cache",
-        choices=["on", "off"],
-        help="Vertex step caching: on, or off for every step (default: as compiled; data steps never cache)",
+        "--no-cache",
+        action="store_true",
+        help="no Vertex step caching at all for the runs (default: as compiled; steps that read data never cache)",
     )
-    p.add_argument("--no-cache", dest="cache", action="store_const", const="off", help="same as --cache off")
 
 
 def build_parser() -> argparse.ArgumentParser:

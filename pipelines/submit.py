@@ -31,7 +31,9 @@ class SubmitOptions:
         service_account: Service account the steps run as.
         network: VPC network to peer with.
         encryption_key: Cloud KMS key for the pipeline job's resources.
-        enable_caching: Whether Vertex may reuse cached step results (None: the spec's settings).
+        enable_caching: Whether Vertex may reuse cached step results (None: the spec's settings, where the steps
+            that read data by URI never cache). True caches those too: a changed file under the same URI would
+            then be missed, which is why the CLI offers only ``--no-cache``.
         job_id: The pipeline job's id ('' for ``<pipeline name>-<timestamp>``); submitting the same id again
             re-attaches to the job instead of starting a second one.
         api_endpoint: Vertex AI API endpoint ('' for the region's; a Private Service Connect endpoint, or a

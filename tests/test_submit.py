@@ -135,7 +135,7 @@ def test_submit_sends_options_and_waits_to_success(vertex):
     values = body["runtimeConfig"]["parameterValues"]
     assert values["train_dataset_uri"] == "gs://bucket/train.jsonl" and values["force"] is False
     tasks = body["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert tasks["check-data-fingerprint"]["cachingOptions"] == {"enableCache": False}  # --cache off
+    assert tasks["check-data-fingerprint"]["cachingOptions"] == {"enableCache": False}  # --no-cache
     lines = []
     state = wait_for_job(job, poll_seconds=0, echo=lines.append, sleep=lambda s: None)
     assert state == "PIPELINE_STATE_SUCCEEDED"
@@ -216,10 +216,12 @@ def test_cli_submit_wait_exit_codes(vertex, monkeypatch, capsys):
         "--poll-seconds",
         "0",
     ]
-    assert main([*base, "--job-id", "cli-ok-1", "--label", "team=nlp", "--cache", "on"]) == 0
+    assert main([*base, "--job-id", "cli-ok-1", "--label", "team=nlp"]) == 0
     assert "SUCCEEDED" in capsys.readouterr().out
     body = vertex.creates()[-1][2]
     assert body["labels"]["team"] == "nlp"
     vertex.fail_job("cli-bad", "boom")
-    assert main([*base, "--job-id", "cli-bad-1"]) == 1
+    assert main([*base, "--job-id", "cli-bad-1", "--no-cache"]) == 1
     assert "error: boom" in capsys.readouterr().out
+    tasks = vertex.creates()[-1][2]["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert all(t["cachingOptions"] == {"enableCache": False} for t in tasks.values())
