@@ -320,3 +320,29 @@ def test_triggers_render_and_point_at_existing_configs(tmp_path):
         "gcloud storage buckets notifications create gs://p-tunekit-data --topic=tunekit-new-data" in result.stdout
     )
     assert "--event-types=OBJECT_FINALIZE" in result.stdout
+
+
+def test_ci_local_runs_steps_in_order_and_stops_at_a_failure(tmp_path, capsys):
+    log = tmp_path / "log"
+    config = {
+        "substitutions": {"_WHERE": "${PROJECT_ID}-x"},
+        "steps": [
+            {"id": "second", "name": "python:3.11", "entrypoint": "bash", "args": ["-c", f"echo second $$WHERE >> {log}"],
+             "env": ["WHERE=${_WHERE}"], "waitFor": ["first"]},
+            {"id": "first", "name": "python:3.11", "entrypoint": "bash", "args": ["-c", f"echo first >> {log}"],
+             "waitFor": ["-"]},
+            {"id": "image", "name": "gcr.io/cloud-builders/docker", "args": ["build", "."], "waitFor": ["-"]},
+            {"id": "broken", "name": "python:3.11", "entrypoint": "bash", "args": ["-c", "exit 3"], "waitFor": ["second"]},
+            {"id": "never", "name": "python:3.11", "entrypoint": "bash", "args": ["-c", f"echo never >> {log}"]},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "build.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert ci_local.main(["--config", str(path)]) == 3
+    assert log.read_text().splitlines() == ["first", "second local-project-x"]
+    out = capsys.readouterr().out
+    assert "== image: skipped here" in out and "== broken failed with exit code 3" in out
+    # A step without waitFor waits for every step above it, as on Cloud Build: here that is a cycle.
+    del config["steps"][1]["waitFor"]
+    with pytest.raises(ValueError, match="waitFor cycle"):
+        ci_local.ordered_steps(config)
