@@ -11,15 +11,26 @@ import glob
 import os
 import sys
 
+from tunekit.components.common.errors import UserError
+
 
 def publish(host: str, directory: str, tags: list[str], client=None) -> list[tuple[str, str]]:
-    """Uploads every ``*.yaml`` in ``directory`` with ``tags``; returns ``(template name, version)`` pairs."""
+    """Uploads every ``*.yaml`` in ``directory`` with ``tags``; returns ``(template name, version)`` pairs.
+
+    Raises:
+        UserError: ``directory`` holds no compiled spec (a release that uploads nothing must not pass).
+    """
+    paths = sorted(glob.glob(os.path.join(directory, "*.yaml")))
+    if not paths:
+        raise UserError(
+            "no compiled specs (*.yaml) to upload; run `tunekit compile --output-dir DIR` first", path=directory
+        )
     if client is None:
         from kfp.registry import RegistryClient
 
         client = RegistryClient(host=host)
     uploaded = []
-    for path in sorted(glob.glob(os.path.join(directory, "*.yaml"))):
+    for path in paths:
         uploaded.append(client.upload_pipeline(file_name=path, tags=tags))
     return uploaded
 
@@ -31,8 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default="compiled", help="folder of compiled specs")
     parser.add_argument("--tag", action="append", default=[], help="tag for the uploaded versions (repeatable)")
     args = parser.parse_args(argv)
-    for name, version in publish(args.host, args.dir, args.tag):
-        print(f"uploaded {name} version {version}")
+    try:
+        uploaded = publish(args.host, args.dir, args.tag)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, version in uploaded:
+        print(
+            f"uploaded {name} version {version} tagged {', '.join(args.tag) or '-'}: {args.host.rstrip('/')}/{name}"
+        )
     return 0
 
 

@@ -252,6 +252,9 @@ def test_publish_uploads_every_spec_with_its_tags(tmp_path):
     uploaded = publish("https://h", str(tmp_path), ["v1", "latest"], client=Client())
     assert uploaded == [("a", "sha256:0"), ("b", "sha256:0")]
     assert Client.calls == [("a.yaml", ["v1", "latest"]), ("b.yaml", ["v1", "latest"])]
+    from tunekit.pipelines.publish import main
+
+    assert main(["--host", "https://h", "--dir", str(tmp_path / "empty"), "--tag", "v1"]) == 2
 
 
 def test_schedule_refresh_commands_are_valid_cli_calls():
