@@ -1,22 +1,27 @@
 """Quality benchmark of distilling step-by-step on a synthetic multi-step reasoning task.
 
-The task: arithmetic word problems of two or three operations (add, subtract, multiply), generated here. A
+The task: arithmetic word problems of two operations (add and subtract by default; ``--operations 2,3`` and
+``--kinds +-*`` give the harder two-or-three-step problems with doubling and tripling), generated here. A
 programmatic teacher writes a rationale for every problem ("7 + 5 = 12. 12 - 3 = 9.") and, like PaLM on SVAMP,
 is wrong on about a quarter of them: it slips on one step and carries the slip to its answer, so its rationale
 and its label agree with each other but not with the truth.
 
-Students are tiny T5-style seq2seq models built from a config (byte tokenizer) and trained from scratch on CPU
-with full fine-tuning by the project's own trainer (``tunekit.components.tuning.distill.tune_student``). Four
-ways to train, each at 100% and at 25% of the training inputs, over several seeds, with the same number of steps
-and inputs per step:
+Students are tiny T5-style seq2seq models (0.8M parameters) built from a config and trained from scratch on CPU
+with full fine-tuning by the project's own trainer (``tunekit.components.tuning.distill.tune_student``). By
+default they read words: a word-level tokenizer in which every word and every number is one token
+(``--tokenizer byte`` uses ByT5's byte tokenizer, whose five-times longer sequences cost five times the steps).
+Four ways to train, each at 100% and at 25% of the training inputs, over several seeds, with the same number of
+steps and inputs per step:
 
 - ``label_gold``: label only, gold labels (an upper reference: no teacher noise);
 - ``label_teacher``: label only, the teacher's labels (what distillation without rationales gives);
 - ``dss``: distilling step-by-step: teacher labels and rationales, multi-task with ``alpha``;
 - ``cot``: the target is the teacher's rationale followed by its answer.
 
-Accuracy is measured against gold answers on held-out problems. Run: ``python bench/dss_quality.py`` (about
-30 minutes on two CPU cores with the defaults; ``--quick`` for a smoke run).
+Accuracy is measured against gold answers on held-out problems. Run: ``python bench/dss_quality.py --jobs 6``
+(one process per seed and data fraction, one thread each; about 35 minutes of CPU in all with the defaults;
+``--quick`` for a smoke run). It prints every run, the table, DSS minus label-only with teacher labels, and the
+wall and CPU time.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ def make_problem(
     """A problem with its gold answer, the teacher's rationale and the teacher's (sometimes wrong) answer.
 
     Problems are short on purpose ("Mia has 7 pens, buys 5 more, loses 3, then doubles them. How many pens
-    now?"): the students read bytes, and shorter inputs buy more training steps in the time budget.
+    now?"): shorter inputs buy more training steps in the time budget. ``steps_choices`` and ``kinds`` set how
+    many operations a problem has and which; ``gold_rationale`` is the rationale without the teacher's slip.
     """
     name, thing = rng.choice(NAMES), rng.choice(THINGS)
     start = rng.randint(2, 9)
@@ -257,6 +263,40 @@ def make_word_level_model(output_dir: str, *, seed: int, max_value: int, **size:
     return output_dir
 
 
+def _run_seed(job: tuple) -> list[dict]:
+    """Every method for one seed and the given fractions (a worker process's share with ``--jobs``)."""
+    seed, fractions, methods, args = job
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        pool = make_dataset(
+            args.train_size + args.test_size,
+            1000 + seed,
+            args.error_rate,
+            args.max_value,
+            tuple(int(n) for n in args.operations.split(",")),
+            args.kinds,
+        )
+        train_all, test = pool[: args.train_size], pool[args.train_size :]
+        teacher_train_acc = sum(p["teacher_correct"] for p in train_all) / len(train_all)
+        for fraction in fractions:
+            train = train_all[: max(1, round(fraction * len(train_all)))]
+            for method in methods:
+                result = train_and_score(method, train, test, seed=seed, work=work, args=args)
+                result.update(fraction=fraction, teacher_train_accuracy=teacher_train_acc)
+                results.append(result)
+                print(
+                    f"seed {seed} data {fraction:>4.0%} {method:<13} accuracy {result['accuracy']:.3f} "
+                    f"(train {result['train_s']:.0f} s, loss {result['final_loss']:.3f}; "
+                    + ", ".join(f"{t} {v:.3f}" for t, v in sorted(result["task_losses"].items()))
+                    + ")",
+                    flush=True,
+                )
+    return results
+
+
 #: Student sizes (T5Config fields).
 SIZES = {
     "tiny": {"d_model": 128, "d_kv": 32, "num_heads": 4, "d_ff": 256, "num_layers": 2, "num_decoder_layers": 2},
@@ -271,15 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fractions", default="1.0,0.25")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--error-rate", type=float, default=0.25, help="share of problems the teacher gets wrong")
-    parser.add_argument("--max-value", type=int, default=30, help="the largest number a problem reaches")
-    parser.add_argument("--operations", default="2,3", help="how many operations a problem has (choices)")
-    parser.add_argument("--kinds", default="+-*", help="the operations problems use")
+    parser.add_argument("--max-value", type=int, default=20, help="the largest number a problem reaches")
+    parser.add_argument("--operations", default="2", help="how many operations a problem has (choices: '2,3')")
+    parser.add_argument("--kinds", default="+-", help="the operations problems use ('+-*' adds doubling/tripling)")
     parser.add_argument(
         "--tokenizer",
         choices=("word", "byte"),
@@ -287,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         help="word: numbers and words are single tokens (short sequences); byte: ByT5's byte tokenizer",
     )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one process each")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one seed, few steps, small sets")
     parser.add_argument("--json", help="also write every run's result to this file")
     args = parser.parse_args(argv)
@@ -301,37 +342,28 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     results = []
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as work:
-        for seed in seeds:
-            pool = make_dataset(
-                args.train_size + args.test_size,
-                1000 + seed,
-                args.error_rate,
-                args.max_value,
-                tuple(int(n) for n in args.operations.split(",")),
-                args.kinds,
-            )
-            train_all, test = pool[: args.train_size], pool[args.train_size :]
-            teacher_train_acc = sum(p["teacher_correct"] for p in train_all) / len(train_all)
-            for fraction in fractions:
-                train = train_all[: max(1, round(fraction * len(train_all)))]
-                for method in methods:
-                    result = train_and_score(method, train, test, seed=seed, work=work, args=args)
-                    result.update(fraction=fraction, teacher_train_accuracy=teacher_train_acc)
-                    results.append(result)
-                    print(
-                        f"seed {seed} data {fraction:>4.0%} {method:<13} accuracy {result['accuracy']:.3f} "
-                        f"(train {result['train_s']:.0f} s, loss {result['final_loss']:.3f}; "
-                        + ", ".join(f"{t} {v:.3f}" for t, v in sorted(result["task_losses"].items()))
-                        + ")",
-                        flush=True,
-                    )
+    jobs = [(seed, [fraction], methods, args) for seed in seeds for fraction in fractions]
+    if args.jobs > 1:
+        import multiprocessing
+
+        # One process per (seed, fraction), each with its own threads: they share nothing but the CPU.
+        with multiprocessing.get_context("spawn").Pool(min(args.jobs, len(jobs))) as workers:
+            for job_results in workers.imap_unordered(_run_seed, jobs):
+                results.extend(job_results)
+            workers.close()
+            workers.join()
+    else:
+        for job in jobs:
+            results.extend(_run_seed(job))
+    results.sort(key=lambda r: (r["seed"], -r["fraction"], methods.index(r["method"])))
     total = time.perf_counter() - started
     print()
     print(
-        f"Distilling step-by-step on synthetic 2-3 step arithmetic ({args.train_size} training inputs at 100%, "
-        f"{args.test_size} test, seeds {args.seeds}, {args.steps} steps x {args.batch_size} inputs, student "
-        f"'{args.size}' from scratch, alpha {args.alpha}, teacher error rate {args.error_rate:.0%})"
+        f"Distilling step-by-step on synthetic arithmetic word problems ({args.operations.replace(',', ' or ')} "
+        f"operations of '{args.kinds}', values up to {args.max_value}; {args.train_size} training inputs at 100%, "
+        f"{args.test_size} test, seeds {args.seeds}, {args.steps} steps x {args.batch_size} inputs, learning rate "
+        f"{args.learning_rate:g}, student '{args.size}' from scratch with a {args.tokenizer}-level tokenizer, "
+        f"alpha {args.alpha}, teacher error rate {args.error_rate:.0%})"
     )
     header = "| method | " + " | ".join(f"{f:.0%} data" for f in fractions) + " |"
     print(header)
@@ -355,7 +387,14 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{100 * g:+.1f} points at {f:.0%}" for g, f in zip(gaps, fractions, strict=True))
             + f"; average {average:+.1f} ({verdict} the +3.0 target)"
         )
-    print(f"Total time: {total / 60:.1f} min")
+    import resource
+
+    cpu = sum(
+        getattr(resource.getrusage(who), field)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for field in ("ru_utime", "ru_stime")
+    )
+    print(f"Total time: {total / 60:.1f} min wall, {cpu / 60:.1f} min of CPU")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"args": vars(args), "results": results}, handle, indent=2)
