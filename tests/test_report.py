@@ -250,9 +250,9 @@ def test_the_evaluation_steps_gate_and_per_class_figures():
     ]
     gate = gate_section(metadata)
     assert gate.headline == "Deploy: tuned accuracy 0.8 vs base 0.5"
-    assert gate.columns[:8] == [
+    # "label" only repeats "against" here, so it is left out; the interval's ends get short headings.
+    assert gate.columns[:7] == [
         "against",
-        "label",
         "metric",
         "candidate",
         "other",
@@ -260,6 +260,9 @@ def test_the_evaluation_steps_gate_and_per_class_figures():
         "interval.low",
         "interval.high",
     ]
+    assert [gate.header(k) for k in gate.columns[5:7]] == ["CI low", "CI high"]
+    champion = dict(comparison, against="champion", label="registry:run-1")
+    assert "label" in gate_section({"gate_passed": False, "gate": [comparison, champion]}).columns
     assert "interval.delta" not in gate.columns and "interval.resamples" not in gate.columns
     [bar] = gate.chart.bars
     assert bar.err_low > bar.y > bar.err_high  # the interval [0.1, 0.5] straddles the bar's top at 0.3

@@ -8,9 +8,11 @@ logged to the console and that the metric table is shown.
 
 Without Chromium the browser tests skip, except under CI (``CI=true``), where they fail: CI installs it (.ci/run).
 
-Regenerate the docs' screenshot from a real demo run (a few minutes; config overrides may follow)::
+Regenerate the docs' screenshot from a real demo run (a few minutes; config overrides may follow), or from a
+finished local supervised-tuning run's folder::
 
     .venv/bin/python tests/test_report_browser.py --docs [train_steps=120 ...]
+    .venv/bin/python tests/test_report_browser.py --docs-from runs/demo/pipeline_root/supervised-tuning-...
 """
 
 import json
@@ -170,7 +172,9 @@ def _tiny_outputs(root: str) -> dict:
     }
 
 
-def run_report_component(outputs: dict, output_root: str) -> str:
+def run_report_component(
+    outputs: dict, output_root: str, run_name: str = "tiny-real-run", parameters: dict | None = None
+) -> str:
     """Runs ``make_run_report`` under the KFP local runner on ``outputs``; returns the HTML artifact's path."""
     from kfp import dsl, local
 
@@ -198,8 +202,8 @@ def run_report_component(outputs: dict, output_root: str) -> str:
             ).output
         make_run_report(
             pipeline_name="supervised-tuning",
-            pipeline_job_name="tiny-real-run",
-            parameters={"task": "classification", "backend": "local"},
+            pipeline_job_name=run_name,
+            parameters=parameters or {"task": "classification", "backend": "local"},
             validation_report=validation.output,
             tuned_model=tuned.output,
             evaluation_metrics=evaluation.output,
@@ -294,6 +298,16 @@ def test_the_console_check_catches_errors(tmp_path):
     assert "deliberate console error" in messages and "notAFunction" in messages
 
 
+def test_missing_chromium_skips_locally_but_fails_under_ci(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the browser tests"):
+        require_chromium()
+
+
 @pytest.mark.slow
 def test_a_local_pipeline_run_writes_a_report_chromium_opens(tmp_path):
     require_chromium()
@@ -336,13 +350,43 @@ def _demo_run(output_dir: str, *, quick: bool = False, overrides: tuple[str, ...
     return report
 
 
+def _outputs_of_run(run_dir: str) -> dict:
+    """What a finished local supervised-tuning run gave its report step (to render it again)."""
+
+    def metadata(task: str, artifact: str) -> dict:
+        with open(os.path.join(run_dir, task, "executor_output.json"), encoding="utf-8") as handle:
+            return json.load(handle)["artifacts"][artifact]["artifacts"][0].get("metadata", {})
+
+    return {
+        "validation_report": os.path.join(run_dir, "validate-data", "report"),
+        "tuned_model": os.path.join(run_dir, "tune-supervised", "tuned_model"),
+        "evaluation_metrics": metadata("evaluate-supervised", "metrics"),
+        "classification_metrics": metadata("evaluate-supervised", "confusion_matrix"),
+    }
+
+
 def main(argv: list[str]) -> int:
-    """``--docs [FIELD=VALUE ...]``: a real demo run, then a screenshot of its report to docs/images/report.png."""
-    if not argv or argv[0] != "--docs":
+    """``--docs [FIELD=VALUE ...]``: a real demo run, then a screenshot of its report to docs/images/report.png.
+
+    ``--docs-from RUN_DIR``: renders a finished local supervised-tuning run's report again (after a change to the
+    report), with the report step under the local runner, and takes the screenshot of that.
+    """
+    if len(argv) == 2 and argv[0] == "--docs-from":
+        run_dir = os.path.abspath(argv[1])
+        with open(os.path.join(run_dir, "validate-data", "report"), encoding="utf-8") as handle:
+            validation = json.load(handle)
+        output_dir = tempfile.mkdtemp(prefix="tunekit-report-docs-")
+        parameters = {"task": validation.get("task"), "backend": "local", "base model": validation.get("model")}
+        artifact = run_report_component(
+            _outputs_of_run(run_dir), output_dir, os.path.basename(run_dir), parameters
+        )
+        report = report_copy(artifact, output_dir)
+    elif argv and argv[0] == "--docs":
+        output_dir = tempfile.mkdtemp(prefix="tunekit-report-docs-")
+        report = _demo_run(output_dir, overrides=tuple(argv[1:]))
+    else:
         print(__doc__)
         return 2
-    output_dir = tempfile.mkdtemp(prefix="tunekit-report-docs-")
-    report = _demo_run(output_dir, overrides=tuple(argv[1:]))
     target = os.path.join(ROOT, "docs", "images", "report.png")
     with chromium() as driver:
         errors = open_page(driver, report)

@@ -54,7 +54,7 @@ def make_run_report(
         teacher_metrics=teachers,
         models=models,
         evaluation_metrics=meta(evaluation_metrics),
-        classification_metrics=[("evaluation", meta(classification_metrics))] if classification_metrics else [],
+        classification_metrics=[(tuned_name, meta(classification_metrics))] if classification_metrics else [],
     )
     write_report(html_report.path, report)
     html_report.metadata["sections"] = ",".join(

@@ -55,6 +55,14 @@ _COMPARISON_ORDER = (
     "ci_high", "interval.confidence", "interval.rows", "rule", "required", "passed",
 )  # fmt: skip
 _COMPARISON_HIDDEN = ("interval.delta", "interval.resamples")
+_COMPARISON_HEADERS = {
+    "interval.low": "CI low",
+    "interval.high": "CI high",
+    "ci_low": "CI low",
+    "ci_high": "CI high",
+    "interval.confidence": "confidence",
+    "interval.rows": "rows",
+}
 #: How many findings the validation section lists in detail.
 MAX_FINDINGS = 12
 
@@ -95,7 +103,16 @@ class Gate:
         """The comparisons' keys: the usual ones in a fixed order, then any other, minus repeats."""
         keys = list(dict.fromkeys(key for c in self.comparisons for key in c))
         first = [k for k in _COMPARISON_ORDER if k in keys]
-        return first + [k for k in keys if k not in first and k not in _COMPARISON_HIDDEN]
+        rest = [k for k in keys if k not in first and k not in _COMPARISON_HIDDEN]
+        # The label repeats `against` unless it names the model (a champion's registry id).
+        if all(c.get("label") in (None, c.get("against")) for c in self.comparisons):
+            first = [k for k in first if k != "label"]
+        return first + rest
+
+    @staticmethod
+    def header(key: str) -> str:
+        """A column's heading."""
+        return _COMPARISON_HEADERS.get(key, key)
 
     @property
     def headline(self) -> str:
@@ -426,7 +443,7 @@ def evaluation_section(metadata: dict) -> Evaluation:
         other=other,
         chart=chart,
         markdown_table=markdown_table,
-        per_class_columns=per_class_columns,
+        per_class_columns=sorted(per_class_columns, key=lambda c: (_model_rank(c[0]), c[1])),
         per_class=sorted(per_class.items()),
     )
 
@@ -441,6 +458,10 @@ MODEL_COLORS = {
     "student": "#0072B2",
     "tuned": "#0072B2",
 }
+
+
+def _model_rank(model: str) -> int:
+    return MODEL_PREFIXES.index(model) if model in MODEL_PREFIXES else len(MODEL_PREFIXES)
 
 
 def model_colors(models: list[str]) -> dict[str, str]:
@@ -628,7 +649,8 @@ def _format_value(value: Any) -> str:
     """Numbers for tables: four decimals for scores, thousands separators for counts."""
     if isinstance(value, bool) or value is None:
         return "" if value is None else ("yes" if value else "no")
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1000):
+    # Whole floats from 2 up are counts (KFP metrics are floats); 0 and 1 may be scores and keep their decimals.
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 2):
         return f"{int(value):,}"
     if isinstance(value, float):
         if not math.isfinite(value):
