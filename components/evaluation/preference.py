@@ -92,7 +92,7 @@ def decide_preference(metrics: dict[str, float], *, min_win_rate: float) -> Gate
 class CausalPolicy:
     """A causal LM directory for generation and log-probabilities."""
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, batch_size: int = 16):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -101,16 +101,19 @@ class CausalPolicy:
         self.torch = torch
         self.tokenizer = load_tokenizer(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        self.batch_size = batch_size
 
     def generate(
         self, prompts: Sequence[str], max_new_tokens: int, sample: bool = False, seed: int = 0
     ) -> list[str]:
-        """Answers, greedy unless ``sample`` (temperature 1, seeded)."""
+        """Answers, greedy unless ``sample`` (temperature 1, seeded); prompts are left-padded in batches."""
         self.torch.manual_seed(seed)
         out = []
         with self.torch.no_grad():
-            for prompt in prompts:
-                enc = self.tokenizer([prompt], return_tensors="pt")
+            for start in range(0, len(prompts), self.batch_size):
+                enc = self.tokenizer(
+                    list(prompts[start : start + self.batch_size]), return_tensors="pt", padding=True
+                )
                 ids = self.model.generate(
                     **enc,
                     max_new_tokens=max_new_tokens,
@@ -119,7 +122,8 @@ class CausalPolicy:
                     pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=self.tokenizer.eos_token_id,
                 )
-                out.append(self.tokenizer.decode(ids[0, enc["input_ids"].shape[1] :], skip_special_tokens=True))
+                width = enc["input_ids"].shape[1]
+                out.extend(self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in ids)
         return out
 
     def logprobs(self, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
