@@ -251,3 +251,31 @@ def test_component_with_vertex_batch_in_the_local_runner(tmp_path, monkeypatch):
         assert [json.loads(line)["output_text"] for line in open(again.output.path)] == [
             r["output_text"] for r in rows
         ]
+
+
+def test_component_passes_rows_through_in_cot_mode(tmp_path):
+    """label_mode 'cot' (the DSS pipeline's default): the rows come back unchanged, no backend is even built."""
+    from kfp import dsl, local
+
+    from tunekit.components.teacher_labelling.component import label_with_teacher
+
+    folder = tmp_path / "normalised"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+
+    @dsl.pipeline
+    def labelling(path: str) -> dsl.Dataset:
+        importer = dsl.importer(artifact_uri=path, artifact_class=dsl.Dataset)
+        task = label_with_teacher(
+            input_dataset=importer.output,
+            label_mode="cot",
+            task="classification",
+            classes=[],  # would be refused if the step labelled anything
+            teacher_backend="vertex",  # no project: would be refused if a backend were built
+            teacher_model="gemini-2.5-flash",
+        )
+        return task.outputs["labelled_dataset"]
+
+    run = labelling(path=str(folder))
+    assert open(run.output.path).read() == (folder / "train.jsonl").read_text()
