@@ -328,3 +328,10 @@ def test_teacher_usage_adds_up_and_skips_steps_that_called_nobody():
     assert [u.step for u in report.usage] == ["rationale extraction", "second look"]
     assert report.teacher_cost_usd == pytest.approx(0.03)
     assert "$0.0300" in render_html(report)
+
+
+def test_bar_labels_stay_short():
+    chart = charts.bar_chart(
+        "t", ["chrf"], ["baseline", "student"], {"chrf": {"baseline": 0.07291, "student": -0.0004}}
+    )
+    assert [bar.value_label for bar in chart.bars] == ["0.073", "0"]

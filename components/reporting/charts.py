@@ -144,6 +144,14 @@ def format_number(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _bar_label(value: float) -> str:
+    """A bar's value, short enough not to run into its neighbour's: ``0.563``, ``0.07``, ``12.5``, ``1.2k``."""
+    if abs(value) >= 100:
+        return format_number(value)
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
 def _shorten(text: str, limit: int = 14) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -273,7 +281,7 @@ def bar_chart(
                     height=round(max(abs(y_zero - y_value), 0.5), 2),
                     color=colors.get(model, PALETTE[b % len(PALETTE)]),
                     model=model,
-                    value_label=format_number(value),
+                    value_label=_bar_label(value),
                     tooltip=tooltip,
                     err_low=round(py(interval[0]), 2) if interval else None,
                     err_high=round(py(interval[1]), 2) if interval else None,
