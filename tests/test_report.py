@@ -335,3 +335,15 @@ def test_bar_labels_stay_short():
         "t", ["chrf"], ["baseline", "student"], {"chrf": {"baseline": 0.07291, "student": -0.0004}}
     )
     assert [bar.value_label for bar in chart.bars] == ["0.073", "0"]
+
+
+def test_rows_put_the_gates_metric_first_then_sort_by_name():
+    metadata = {
+        "tuned_macro_f1": 0.5,
+        "tuned_rouge_l": 0.3,
+        "tuned_accuracy": 0.6,
+        "gate": [{"metric": "rouge_l"}],
+    }
+    assert [r.name for r in evaluation_section(metadata).rows] == ["rouge_l", "accuracy", "macro_f1"]
+    del metadata["gate"]
+    assert [r.name for r in evaluation_section(metadata).rows] == ["accuracy", "macro_f1", "rouge_l"]

@@ -422,6 +422,9 @@ def evaluation_section(metadata: dict) -> Evaluation:
     for row in rows.values():
         row.intervals = {m: pair for m, pair in row.intervals.items() if all(math.isfinite(v) for v in pair)}
     ordered = [m for m in MODEL_PREFIXES if m in models]
+    # The gate's metric first, then by name: KFP does not keep the order metrics were logged in.
+    primary = next((str(c["metric"]) for c in _comparisons(metadata) if c.get("metric")), "")
+    rows = dict(sorted(rows.items(), key=lambda item: (item[0] != primary, item[0])))
     scores = [
         r
         for r in rows.values()
