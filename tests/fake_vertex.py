@@ -10,8 +10,9 @@ It serves on ``127.0.0.1`` (a random port) with :class:`http.server.ThreadingHTT
 - ``{model}:generateContent`` and ``{model}:countTokens`` on publisher models
   (``.../publishers/google/models/{m}``) and on endpoints (``.../endpoints/{id}``), answering with a scripted
   responder, ``finishReason`` and ``usageMetadata`` (tokens are whitespace-separated words);
-- Model Registry ``GET`` and ``PATCH`` of ``.../models/{id}`` (aiplatform ``ModelServiceClient`` over REST), for
-  the models that succeeded tuning jobs created;
+- Model Registry ``GET``/``PATCH`` of ``.../models/{id}[@version-or-alias]``, ``:mergeVersionAliases`` and
+  ``GET .../models?filter=labels.K="V"`` (aiplatform ``ModelServiceClient`` over REST), for the models that
+  succeeded tuning jobs created;
 - batch prediction jobs (google-genai ``client.batches``): ``POST {parent}/batchPredictionJobs``, ``GET`` one or
   the list, ``:cancel``. ``gs://`` URIs are files under ``gcs_root``; a job reads its JSONL input and writes
   ``predictions.jsonl`` when it succeeds (on its ``polls_to_finish``-th GET);
@@ -82,7 +83,10 @@ _MODEL_CALL = re.compile(
 _BATCHES = re.compile(rf"^{_PARENT}/batchPredictionJobs$")
 _BATCH = re.compile(rf"^{_PARENT}/batchPredictionJobs/(?P<id>[^/:]+)$")
 _BATCH_CANCEL = re.compile(rf"^{_PARENT}/batchPredictionJobs/(?P<id>[^/:]+):cancel$")
-_REGISTRY_MODEL = re.compile(rf"^{_PARENT}/models/(?P<id>[^/:@]+)(?:@(?P<version>[^/:]+))?$")
+_REGISTRY_MODEL = re.compile(
+    rf"^{_PARENT}/models/(?P<id>[^/:@]+)(?:@(?P<version>[^/:]+))?(?::(?P<verb>mergeVersionAliases))?$"
+)
+_REGISTRY_MODELS = re.compile(rf"^{_PARENT}/models$")
 _EVALUATE = re.compile(rf"^{_PARENT}:evaluateInstances$")
 
 
@@ -593,6 +597,8 @@ class FakeVertex:
             return 200, {}
         if m := _REGISTRY_MODEL.match(path):
             return self._registry(method, m, body or {})
+        if method == "GET" and (m := _REGISTRY_MODELS.match(path)):
+            return self._list_models(path, query)
         if method == "POST" and _EVALUATE.match(path):
             metric_input = (body or {}).get("pairwiseMetricInput")
             if not metric_input or "jsonInstance" not in metric_input.get("instance", {}):
@@ -678,6 +684,7 @@ class FakeVertex:
             "versionId": "1",
             "displayName": job.get("tunedModelDisplayName") or f"tuned-{number}",
             "labels": dict(job.get("labels") or {}),
+            "versionAliases": ["default"],
             "createTime": _now(),
             "updateTime": _now(),
         }
@@ -831,18 +838,40 @@ class FakeVertex:
 
     # --- model registry ----------------------------------------------------------------------------------------
 
+    def _list_models(self, parent: str, query: dict[str, list[str]]) -> tuple[int, dict]:
+        # aiplatform sends filters such as labels.tunekit-purpose="x"; only label equality is understood.
+        wanted = dict(re.findall(r'labels\.([\w-]+)\s*=\s*"?([\w-]*)"?', (query.get("filter") or [""])[0]))
+        with self._lock:
+            found = [
+                json.loads(json.dumps(model))
+                for name, model in self.models.items()
+                if name.startswith(parent + "/") and all(model["labels"].get(k) == v for k, v in wanted.items())
+            ]
+        return 200, {"models": found}
+
     def _registry(self, method: str, m: re.Match, body: dict) -> tuple[int, dict]:
         name = f"projects/{m['project']}/locations/{m['location']}/models/{m['id']}"
         with self._lock:
             model = self.models.get(name)
-            if model is None:
-                return 404, self._error(404, f"Model {name} not found.")
-            if method == "PATCH":
+            # One version per tuned model here: its id or one of its aliases names it.
+            if model is None or m["version"] not in (None, model["versionId"], *model.get("versionAliases", [])):
+                return 404, self._error(404, f"Model {name}@{m['version'] or ''} not found.")
+            if m["verb"] == "mergeVersionAliases":
+                aliases = list(model.get("versionAliases", []))
+                for alias in body.get("versionAliases") or []:
+                    if alias.startswith("-"):
+                        aliases = [a for a in aliases if a != alias[1:]]
+                    elif alias not in aliases:
+                        aliases.append(alias)
+                model["versionAliases"] = aliases
+                model["updateTime"] = _now()
+            elif method == "PATCH":
                 # aiplatform sends the field mask as ?updateMask=labels; only labels are supported here.
                 if "labels" in body:
                     model["labels"] = dict(body["labels"])
-                if "displayName" in body:
-                    model["displayName"] = body["displayName"]
+                for key in ("displayName", "versionDescription"):
+                    if key in body:
+                        model[key] = body[key]
                 model["updateTime"] = _now()
             elif method != "GET":
                 return 405, self._error(400, f"{method} is not supported on models.")
