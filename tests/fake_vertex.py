@@ -685,6 +685,8 @@ class FakeVertex:
             "displayName": job.get("tunedModelDisplayName") or f"tuned-{number}",
             "labels": dict(job.get("labels") or {}),
             "versionAliases": ["default"],
+            # Vertex deploys a tuned Gemini model to an endpoint of its own.
+            "deployedModels": [{"endpoint": endpoint, "deployedModelId": str(number)}],
             "createTime": _now(),
             "updateTime": _now(),
         }

@@ -5,6 +5,7 @@ import json
 import pytest
 from fake_vertex import FakeVertex, allow_loopback_only
 
+from tunekit.components.deployment.champion import find_champion
 from tunekit.components.deployment.steps import run_deploy
 from tunekit.components.evaluation.steps import run_evaluate
 from tunekit.components.tuning.steps import run_prepare, run_tune
@@ -104,6 +105,9 @@ def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
     )
     assert record["endpoint"] == summary["endpoint"]
     assert record["labels"]["tunekit-dataset-fingerprint"] == train_meta["fingerprint"][:16]
+    # The deployed model is now its purpose's champion in the Model Registry, as the next run's gate will see it.
+    found = find_champion("support-routing", backend="vertex", project="test-project", location="us-central1")
+    assert found is not None and found.model == record["model"] and found.endpoint == summary["endpoint"]
 
 
 def test_failed_tuning_job_surfaces_its_own_message(tmp_path, fake):
