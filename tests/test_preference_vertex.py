@@ -254,3 +254,41 @@ def test_autorater_asks_both_orders_and_cancels_position_bias():
         eval_prompts=pairs,
     )
     assert report.metrics["reward_accuracy"] == 1.0 and report.metrics["win_rate"] == 1.0
+
+
+def test_vertex_evaluation_judges_the_tuned_endpoint_against_the_base(fake, tmp_path, prepared):
+    """The evaluation step on Vertex: base model and tuned endpoint answer, the Gemini autorater judges both ways."""
+    warm_start(tmp_path)
+    info, _ = preference(tmp_path)
+    endpoint_id = info["endpoint"].rsplit("/", 1)[1]
+    fake.set_responder(lambda text: "Not our problem.", model="gemini-2.5-flash-lite")
+    fake.set_responder(lambda text: "Sorry. Please restart it and reply.", model=endpoint_id)
+
+    def judge(text):
+        answer_a = text.split("Answer A:\n")[1].split("\n\nAnswer B:")[0]
+        return "A" if answer_a.startswith("Sorry") else "B"
+
+    fake.set_responder(judge, model="gemini-2.5-pro")
+    report, decision = steps.run_evaluate_preference(
+        backend="vertex",
+        base_model="gemini-2.5-flash-lite",
+        warm_model_path=str(tmp_path / "warm"),
+        tuned_model_path=str(tmp_path / "tuned"),
+        reward_model_path=str(tmp_path / "reward"),
+        eval_path=prepared["eval"],
+        max_eval_examples=0,
+        max_output_tokens=32,
+        min_win_rate=0.5,
+        judge_model="gemini-2.5-pro",
+        project="test-project",
+        location="us-central1",
+        summary_path=str(tmp_path / "summary.md"),
+        predictions_path=str(tmp_path / "predictions.jsonl"),
+    )
+    assert report.metrics["win_rate"] == 1.0 and report.metrics["reward_accuracy"] == 1.0
+    assert decision.passed and "win rate 1.0000" in decision.reason
+    # Two prompts: each answered by both models, and each comparison (and each held-out pair) judged both ways.
+    assert len(fake.requests_to(rf"endpoints/{endpoint_id}:generateContent")) == 2
+    assert len(fake.requests_to(r"gemini-2.5-pro:generateContent")) == 2 * 2 + 2 * 2
+    rows = [json.loads(line) for line in open(tmp_path / "predictions.jsonl")]
+    assert rows[0]["tuned"].startswith("Sorry") and rows[0]["tuned_wins"] == 1.0
