@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# force=true: a second `make demo` trains again and meets the first run's model as champion, instead of ending
+# early as "skipped: data unchanged" (what a scheduled retraining run on the same data does).
 demo: install
 	$(TUNEKIT) compile
-	$(TUNEKIT) run supervised-tuning --local --config examples/supervised_tuning.yaml --output-dir $(DEMO_DIR)
+	$(TUNEKIT) run supervised-tuning --local --config examples/supervised_tuning.yaml --output-dir $(DEMO_DIR) \
+		--set force=true
 
 test: install
 	$(PY) -m pytest -q
