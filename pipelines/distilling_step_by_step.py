@@ -383,6 +383,9 @@ def build_pipeline(gpu: dict | None = None):
             purpose=purpose,
             local_registry=local_registry,
             data_fingerprint=data_fingerprint,
+            # An open student trained on Vertex is uploaded and deployed to an endpoint in this project and region.
+            project=project,
+            location=location,
         )
         # After the evaluation and beside the gate: the report is written whether or not the gate passes.
         make_run_report(

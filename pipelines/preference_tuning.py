@@ -8,7 +8,9 @@ pipeline turns those pairs into a better model. One compiled spec, two runtimes:
   (``judge_model``) compares the tuned endpoint with the base model on held-out prompts.
 - ``backend: local``: open causal models with TRL. SFT warm start, then a reward model (``RewardTrainer``) and RL
   with a KL penalty against the warm start (``RLOOTrainer``), or DPO in one stage (``algorithm: dpo``). The reward
-  model judges the held-out pairs and the win rate.
+  model judges the held-out pairs and the win rate. On Vertex AI Pipelines these steps run in the CPU image, or,
+  compiled with :func:`build_pipeline`'s ``gpu``, as Vertex AI custom training jobs on GPUs; either way the tuned
+  model is then deployed to a Vertex endpoint (the local runner registers it in the local registry file).
 
 :func:`build_legacy_rlhf_pipeline` builds a variant for the models Vertex's legacy RLHF template still serves
 (T5, Llama 2): our validation in front of ``google_cloud_pipeline_components.preview.llm.rlhf_pipeline``.
@@ -24,6 +26,7 @@ from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.preference_component import evaluate_preference
 from tunekit.components.reporting.component import make_run_report
 from tunekit.components.tuning.preference_component import (
+    gpu_training_ops,
     prepare_preference_data,
     tune_preference,
     warm_start_supervised,
@@ -101,151 +104,169 @@ class PreferenceTuningConfig:
     )
 
 
-@retrain_on_new_data(
-    PreferenceTuningConfig,
-    name=PIPELINE_NAME,
-    data=("train_dataset_uri", "eval_dataset_uri", "prompt_dataset_uri", "sft_dataset_uri"),
-)
-@dsl.pipeline(
-    name=PIPELINE_NAME + "-graph",
-    description="Validate preference pairs, SFT warm start, preference tuning (Gemini or TRL RLOO/DPO), "
-    "evaluate the win rate against the base model, deploy if it wins.",
-)
-def preference_tuning_pipeline(
-    train_dataset_uri: str,
-    eval_dataset_uri: str = "",
-    eval_split: float = 0.2,
-    prompt_dataset_uri: str = "",
-    sft_dataset_uri: str = "",
-    warm_start: bool = True,
-    backend: str = "vertex",
-    base_model: str = "gemini-2.5-flash",
-    algorithm: str = "rloo",
-    beta: float = 0.0,
-    epoch_count: int = 0,
-    sft_epoch_count: int = 0,
-    adapter_size: int = 0,
-    learning_rate_multiplier: float = 0.0,
-    pre_tuned_model_checkpoint_id: str = "",
-    tuned_model_display_name: str = "",
-    labels: dict = {},  # noqa: B006 - KFP reads defaults from the signature
-    encryption_key: str = "",
-    output_uri: str = "",
-    sft_steps: int = 0,
-    reward_steps: int = 0,
-    rl_steps: int = 0,
-    batch_size: int = 0,
-    local_options: dict = {},  # noqa: B006
-    max_eval_examples: int = 200,
-    max_output_tokens: int = 64,
-    min_win_rate: float = 0.5,
-    judge_model: str = "gemini-2.5-flash",
-    purpose: str = PIPELINE_NAME,
-    local_registry: str = "",
-    strict_validation: bool = False,
-    project: str = PROJECT_PLACEHOLDER,
-    location: str = LOCATION_PLACEHOLDER,
-    data_fingerprint: str = "",
-):
-    """Preference tuning, end to end; see :class:`PreferenceTuningConfig` for every parameter."""
-    validation = validate_data(
-        train_dataset_uri=train_dataset_uri,
-        validation_dataset_uri=eval_dataset_uri,
-        method="preference",
-        task="generic",
-        base_model=base_model,
-        strict=strict_validation,
-    ).set_display_name("validate-data")
-    # The URIs name data that can change under the same name; a cached result would hide the change.
-    validation.set_caching_options(False)
-    prepared = prepare_preference_data(
-        validated_dataset=validation.outputs["normalised_dataset"],
-        prompt_dataset_uri=prompt_dataset_uri,
-        sft_dataset_uri=sft_dataset_uri,
-        eval_split=eval_split,
-        seed=0,
+def build_pipeline(gpu: dict | None = None):
+    """Builds the pipeline; ``gpu`` (``gpu_training_ops``'s arguments) trains open models on Vertex GPU jobs.
+
+    The choice is made when compiling: the default (CPU) pipeline is what ``compiled/`` holds and the local runner
+    runs; ``build_pipeline(gpu={"accelerator_type": "NVIDIA_L4"})`` compiles one whose warm start and preference
+    tuning (reward model + RLOO, or DPO) are Vertex AI custom training jobs with the GPU image. Either way the
+    tuning step returns the deploy backend: an open model trained on Vertex is deployed to a Vertex endpoint.
+    """
+    warm_op, tune_op = gpu_training_ops(**gpu) if gpu is not None else (warm_start_supervised, tune_preference)
+
+    @retrain_on_new_data(
+        PreferenceTuningConfig,
+        name=PIPELINE_NAME,
+        data=("train_dataset_uri", "eval_dataset_uri", "prompt_dataset_uri", "sft_dataset_uri"),
     )
-    prepared.set_caching_options(False)
-    warm = warm_start_supervised(
-        backend=backend,
-        base_model=base_model,
-        enabled=warm_start,
-        sft_dataset=prepared.outputs["sft_dataset"],
-        sft_steps=sft_steps,
-        epoch_count=sft_epoch_count,
-        adapter_size=adapter_size,
-        learning_rate_multiplier=learning_rate_multiplier,
-        tuned_model_display_name=tuned_model_display_name,
-        labels=labels,
-        encryption_key=encryption_key,
-        output_uri=output_uri,
-        local_options=local_options,
-        project=project,
-        location=location,
-        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    ).set_display_name("warm-start-supervised")
-    # A tuning job is paid work: retrying the step re-attaches to the job it started (state file in its output).
-    warm.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-    tuning = tune_preference(
-        backend=backend,
-        algorithm=algorithm,
-        base_model=base_model,
-        warm_model=warm.outputs["warm_model"],
-        preference_dataset=prepared.outputs["preference_dataset"],
-        eval_pairs=prepared.outputs["eval_pairs"],
-        prompt_dataset=prepared.outputs["prompt_dataset"],
-        beta=beta,
-        epoch_count=epoch_count,
-        adapter_size=adapter_size,
-        learning_rate_multiplier=learning_rate_multiplier,
-        pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id,
-        tuned_model_display_name=tuned_model_display_name,
-        labels=labels,
-        encryption_key=encryption_key,
-        output_uri=output_uri,
-        reward_steps=reward_steps,
-        rl_steps=rl_steps,
-        batch_size=batch_size,
-        local_options=local_options,
-        project=project,
-        location=location,
-        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    @dsl.pipeline(
+        name=PIPELINE_NAME + "-graph",
+        description="Validate preference pairs, SFT warm start, preference tuning (Gemini or TRL RLOO/DPO), "
+        "evaluate the win rate against the base model, deploy if it wins.",
     )
-    tuning.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-    evaluation = evaluate_preference(
-        backend=backend,
-        base_model=base_model,
-        warm_model=warm.outputs["warm_model"],
-        tuned_model=tuning.outputs["tuned_model"],
-        reward_model=tuning.outputs["reward_model"],
-        eval_pairs=prepared.outputs["eval_pairs"],
-        max_eval_examples=max_eval_examples,
-        max_output_tokens=max_output_tokens,
-        min_win_rate=min_win_rate,
-        judge_model=judge_model,
-        project=project,
-        location=location,
-    )
-    evaluation.set_caching_options(False)
-    gate_and_deploy(
-        gate_passed=evaluation.outputs["Output"],
-        backend=backend,
-        tuned_model=tuning.outputs["tuned_model"],
-        train_dataset=prepared.outputs["preference_dataset"],
-        evaluation_metrics=evaluation.outputs["metrics"],
-        purpose=purpose,
-        local_registry=local_registry,
-        data_fingerprint=data_fingerprint,
-    )
-    # After the evaluation and beside the gate: the report is written whether or not the gate passes.
-    make_run_report(
-        pipeline_name=PIPELINE_NAME,
-        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        parameters={"backend": backend, "base model": base_model, "algorithm": algorithm, "purpose": purpose},
-        validation_report=validation.outputs["report"],
-        tuned_model=tuning.outputs["tuned_model"],
-        evaluation_metrics=evaluation.outputs["metrics"],
-    ).set_display_name("run-report")
+    def preference_tuning_pipeline(
+        train_dataset_uri: str,
+        eval_dataset_uri: str = "",
+        eval_split: float = 0.2,
+        prompt_dataset_uri: str = "",
+        sft_dataset_uri: str = "",
+        warm_start: bool = True,
+        backend: str = "vertex",
+        base_model: str = "gemini-2.5-flash",
+        algorithm: str = "rloo",
+        beta: float = 0.0,
+        epoch_count: int = 0,
+        sft_epoch_count: int = 0,
+        adapter_size: int = 0,
+        learning_rate_multiplier: float = 0.0,
+        pre_tuned_model_checkpoint_id: str = "",
+        tuned_model_display_name: str = "",
+        labels: dict = {},  # noqa: B006 - KFP reads defaults from the signature
+        encryption_key: str = "",
+        output_uri: str = "",
+        sft_steps: int = 0,
+        reward_steps: int = 0,
+        rl_steps: int = 0,
+        batch_size: int = 0,
+        local_options: dict = {},  # noqa: B006
+        max_eval_examples: int = 200,
+        max_output_tokens: int = 64,
+        min_win_rate: float = 0.5,
+        judge_model: str = "gemini-2.5-flash",
+        purpose: str = PIPELINE_NAME,
+        local_registry: str = "",
+        strict_validation: bool = False,
+        project: str = PROJECT_PLACEHOLDER,
+        location: str = LOCATION_PLACEHOLDER,
+        data_fingerprint: str = "",
+    ):
+        """Preference tuning, end to end; see :class:`PreferenceTuningConfig` for every parameter."""
+        validation = validate_data(
+            train_dataset_uri=train_dataset_uri,
+            validation_dataset_uri=eval_dataset_uri,
+            method="preference",
+            task="generic",
+            base_model=base_model,
+            strict=strict_validation,
+        ).set_display_name("validate-data")
+        # The URIs name data that can change under the same name; a cached result would hide the change.
+        validation.set_caching_options(False)
+        prepared = prepare_preference_data(
+            validated_dataset=validation.outputs["normalised_dataset"],
+            prompt_dataset_uri=prompt_dataset_uri,
+            sft_dataset_uri=sft_dataset_uri,
+            eval_split=eval_split,
+            seed=0,
+        )
+        prepared.set_caching_options(False)
+        warm = warm_op(
+            backend=backend,
+            base_model=base_model,
+            enabled=warm_start,
+            sft_dataset=prepared.outputs["sft_dataset"],
+            sft_steps=sft_steps,
+            epoch_count=sft_epoch_count,
+            adapter_size=adapter_size,
+            learning_rate_multiplier=learning_rate_multiplier,
+            tuned_model_display_name=tuned_model_display_name,
+            labels=labels,
+            encryption_key=encryption_key,
+            output_uri=output_uri,
+            local_options=local_options,
+            project=project,
+            location=location,
+            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        ).set_display_name("warm-start-supervised")
+        # A tuning job is paid work: retrying the step re-attaches to the job it started (state file in its output).
+        warm.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+        tuning = tune_op(
+            backend=backend,
+            algorithm=algorithm,
+            base_model=base_model,
+            warm_model=warm.outputs["warm_model"],
+            preference_dataset=prepared.outputs["preference_dataset"],
+            eval_pairs=prepared.outputs["eval_pairs"],
+            prompt_dataset=prepared.outputs["prompt_dataset"],
+            beta=beta,
+            epoch_count=epoch_count,
+            adapter_size=adapter_size,
+            learning_rate_multiplier=learning_rate_multiplier,
+            pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id,
+            tuned_model_display_name=tuned_model_display_name,
+            labels=labels,
+            encryption_key=encryption_key,
+            output_uri=output_uri,
+            reward_steps=reward_steps,
+            rl_steps=rl_steps,
+            batch_size=batch_size,
+            local_options=local_options,
+            project=project,
+            location=location,
+            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        tuning.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+        evaluation = evaluate_preference(
+            backend=backend,
+            base_model=base_model,
+            warm_model=warm.outputs["warm_model"],
+            tuned_model=tuning.outputs["tuned_model"],
+            reward_model=tuning.outputs["reward_model"],
+            eval_pairs=prepared.outputs["eval_pairs"],
+            max_eval_examples=max_eval_examples,
+            max_output_tokens=max_output_tokens,
+            min_win_rate=min_win_rate,
+            judge_model=judge_model,
+            project=project,
+            location=location,
+        )
+        evaluation.set_caching_options(False)
+        gate_and_deploy(
+            gate_passed=evaluation.outputs["Output"],
+            backend=tuning.outputs["Output"],
+            tuned_model=tuning.outputs["tuned_model"],
+            train_dataset=prepared.outputs["preference_dataset"],
+            evaluation_metrics=evaluation.outputs["metrics"],
+            purpose=purpose,
+            local_registry=local_registry,
+            data_fingerprint=data_fingerprint,
+            # An open model trained on Vertex is uploaded and deployed to an endpoint in this project and region.
+            project=project,
+            location=location,
+        )
+        # After the evaluation and beside the gate: the report is written whether or not the gate passes.
+        make_run_report(
+            pipeline_name=PIPELINE_NAME,
+            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            parameters={"backend": backend, "base model": base_model, "algorithm": algorithm, "purpose": purpose},
+            validation_report=validation.outputs["report"],
+            tuned_model=tuning.outputs["tuned_model"],
+            evaluation_metrics=evaluation.outputs["metrics"],
+        ).set_display_name("run-report")
+
+    return preference_tuning_pipeline
+
+
+preference_tuning_pipeline = build_pipeline()
 
 
 def build_legacy_rlhf_pipeline():

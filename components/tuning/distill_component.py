@@ -89,9 +89,13 @@ def tune_student_model(
 ) -> str:
     """Trains the student (or the label-only baseline); returns the deploy backend ('local' or 'vertex').
 
+    The deploy backend is ``vertex`` for Gemini students and for open students trained on Vertex AI (their
+    artifact is in Cloud Storage), ``local`` for open students trained by the local runner.
+
     Open models get the weighted multi-task loss (LoRA or full fine-tuning, CPU or GPU with bf16); Gemini students
     are tuned on Vertex (SFT on the multi-task data, or the distillation service), re-attaching on retry.
     """
+    from tunekit.components.deployment.target import deploy_backend
     from tunekit.components.tuning.distill_steps import resolve_student_model, run_tune_student
 
     record = run_tune_student(
@@ -121,7 +125,8 @@ def tune_student_model(
         location=location,
         pipeline_job_name=pipeline_job_name,
     )
-    return "local" if record["student_backend"] == "local" else "vertex"
+    # Open students trained on Vertex (gs:// artifacts, in a pipeline step or a GPU custom job) deploy there too.
+    return deploy_backend(record["student_backend"], student.uri)
 
 
 # One body, two images: the GPU variant is wrapped in a custom training job by gpu_training_op.

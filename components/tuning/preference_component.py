@@ -1,12 +1,14 @@
 """KFP wrappers of the preference-tuning steps (prepare, warm start, preference tuning).
 
 Bodies import the installed package: lightweight components drop anything defined outside the function, and the
-component image has tunekit installed (no pip at run time).
+component image has tunekit installed (no pip at run time). The two training steps exist twice: with the CPU image
+(the default, and what the local runner runs) and with the GPU image (``*_gpu``), which :func:`gpu_training_ops`
+turns into Vertex AI custom training jobs on GPUs for open models.
 """
 
 from kfp import dsl
 
-from tunekit.components.common.image import IMAGE
+from tunekit.components.common.image import GPU_IMAGE, IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -50,7 +52,6 @@ def prepare_preference_data(
     preference_dataset.metadata["fingerprint"] = fingerprint_files(preference_dataset.path)
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def warm_start_supervised(
     backend: str,
     base_model: str,
@@ -99,7 +100,6 @@ def warm_start_supervised(
     )
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def tune_preference(
     backend: str,
     algorithm: str,
@@ -126,8 +126,13 @@ def tune_preference(
     pipeline_job_name: str,
     tuned_model: dsl.Output[dsl.Model],
     reward_model: dsl.Output[dsl.Model],
-):
-    """Preference tuning from the warm start: Vertex ``PREFERENCE_TUNING``, or TRL reward model + RLOO / DPO."""
+) -> str:
+    """Preference tuning from the warm start: Vertex ``PREFERENCE_TUNING``, or TRL reward model + RLOO / DPO.
+
+    Returns the deploy backend: ``vertex`` for Gemini and for open models trained on Vertex AI (their artifact is
+    in Cloud Storage), ``local`` for open models trained by the local runner.
+    """
+    from tunekit.components.deployment.target import deploy_backend
     from tunekit.components.tuning.preference_steps import run_tune_preference
 
     run_tune_preference(
@@ -159,4 +164,44 @@ def tune_preference(
         project=project,
         location=location,
         pipeline_job_name=pipeline_job_name,
+    )
+    return deploy_backend(backend, tuned_model.uri)
+
+
+# One body, two images: the GPU variants are wrapped in custom training jobs by gpu_training_ops.
+warm_start_supervised_gpu = dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)(warm_start_supervised)
+warm_start_supervised = dsl.component(base_image=IMAGE, install_kfp_package=False)(warm_start_supervised)
+tune_preference_gpu = dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)(tune_preference)
+tune_preference = dsl.component(base_image=IMAGE, install_kfp_package=False)(tune_preference)
+
+
+def gpu_training_ops(
+    accelerator_type: str = "NVIDIA_L4",
+    accelerator_count: int = 1,
+    machine_type: str = "g2-standard-12",
+    boot_disk_size_gb: int = 200,
+):
+    """The warm-start and preference-tuning components as Vertex AI custom training jobs on GPUs (GPU image).
+
+    Chosen when the pipeline is compiled (``preference_tuning.build_pipeline(gpu=...)``); the jobs run in the
+    pipeline's project and region. With ``backend: vertex`` (Gemini) the jobs only wait on the tuning service.
+
+    Returns:
+        ``(warm_start_op, tune_preference_op)``.
+    """
+    from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
+
+    resources = dict(
+        machine_type=machine_type,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        boot_disk_size_gb=boot_disk_size_gb,
+    )
+    return (
+        create_custom_training_job_from_component(
+            warm_start_supervised_gpu, display_name="warm-start-supervised-gpu", **resources
+        ),
+        create_custom_training_job_from_component(
+            tune_preference_gpu, display_name="tune-preference-gpu", **resources
+        ),
     )
