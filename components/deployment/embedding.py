@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import read_state, write_state
 from tunekit.components.deployment import champion, local_registry
 from tunekit.components.model_clients.vertex import base_url_override, sanitize_labels, static_credentials
 
@@ -38,22 +39,6 @@ def make_endpoint_client(location: str):
     return aiplatform_v1.EndpointServiceClient(
         transport="rest", client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"}
     )
-
-
-def _read_state(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return {}
-
-
-def _write_state(path: str, state: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def deploy_to_endpoint(
@@ -99,7 +84,7 @@ def deploy_to_endpoint(
         raise UserError(f"'{tuned_model}' is not a Model Registry resource name", field="tuned_model")
     client = client if client is not None else make_endpoint_client(location)
     clean = sanitize_labels(labels)
-    state = _read_state(state_path)
+    state = read_state(state_path)
     if state.get("model") not in (None, tuned_model):
         raise UserError(
             f"the state file belongs to model {state['model']}; delete it to start over", path=state_path
@@ -117,7 +102,7 @@ def deploy_to_endpoint(
         )
         endpoint = operation.result(timeout=timeout_s)
         state = {"model": tuned_model, "endpoint": endpoint.name}
-        _write_state(state_path, state)
+        write_state(state_path, state)
     deployed = next((d for d in endpoint.deployed_models if d.model == tuned_model), None)
     if deployed is not None:
         deployed_model_id = deployed.id
@@ -140,7 +125,7 @@ def deploy_to_endpoint(
         )
         deployed_model_id = operation.result(timeout=timeout_s).deployed_model.id
     state["deployed_model_id"] = deployed_model_id
-    _write_state(state_path, state)
+    write_state(state_path, state)
     return {
         "model": tuned_model,
         "endpoint": endpoint.name,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tempfile
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import write_state
 
 CHAMPION = "champion"
 ROLLED_BACK = "rolled-back"
@@ -33,15 +33,6 @@ def _read(path: str) -> dict:
     if not isinstance(registry, dict) or not isinstance(registry.get("models"), list):
         raise UserError("the registry has no 'models' list; is this a tunekit registry file?", path=path)
     return registry
-
-
-def _write(path: str, registry: dict) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # Written whole and renamed, so a crash never leaves half a registry.
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp", encoding="utf-8") as handle:
-        json.dump(registry, handle, indent=2)
-    os.replace(handle.name, path)
 
 
 def _champion_of(registry: dict, purpose: str) -> dict | None:
@@ -78,7 +69,7 @@ def register_model(registry_path: str, entry: dict, *, purpose: str, champion: b
             if model.get("purpose") == purpose and CHAMPION in model.get("aliases", []):
                 model["aliases"].remove(CHAMPION)
     registry["models"].append(stored)
-    _write(registry_path, registry)
+    write_state(registry_path, registry)  # written whole and renamed: a crash never leaves half a registry
     return stored
 
 
@@ -129,5 +120,5 @@ def rollback(registry_path: str, purpose: str) -> tuple[dict, dict]:
     previous.setdefault("rollbacks", []).append(
         {"from": current.get("id"), "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     )
-    _write(registry_path, registry)
+    write_state(registry_path, registry)  # written whole and renamed: a crash never leaves half a registry
     return previous, current

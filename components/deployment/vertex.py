@@ -14,11 +14,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import re
 from typing import Any
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import read_state, write_state
 from tunekit.components.model_clients.vertex import base_url_override, sanitize_labels, static_credentials
 
 _RESOURCE = re.compile(
@@ -172,22 +172,6 @@ def _ref_to_name(ref: str, project: str, location: str) -> str:
     return f"projects/{project}/locations/{location}/models/{model_id}@{version}"
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return {}
-
-
-def _write_json(path: str, state: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def lineage_labels(
     *, purpose: str, pipeline_job_name: str = "", data_fingerprint: str = "", base_model: str = ""
 ) -> dict[str, str]:
@@ -299,14 +283,14 @@ def register_champion(
     client = client if client is not None else make_model_service_client(match["location"])
     if "@" not in model:
         model = version_name(client.get_model(name=model))
-    state = _read_json(state_path)
+    state = read_state(state_path)
     if state.get("model") not in (None, model):
         raise UserError(
             f"the state file belongs to model {state['model']}; delete it to start over", path=state_path
         )
     state["model"] = model
     _previous_champion(state, purpose, match["project"], match["location"], client)
-    _write_json(state_path, state)
+    write_state(state_path, state)
     registry = promote_champion(
         model,
         previous=state["previous"],
@@ -449,14 +433,14 @@ def deploy_open_model(
     endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
     clean = sanitize_labels(labels)
     key = _upload_key(pipeline_job_name, artifact_uri)
-    state = _read_json(state_path)
+    state = read_state(state_path)
     if state.get("artifact_uri") not in (None, artifact_uri):
         raise UserError(
             f"the state file belongs to {state['artifact_uri']}; delete it to start over", path=state_path
         )
     state["artifact_uri"] = artifact_uri
     _previous_champion(state, purpose, project, location, models)
-    _write_json(state_path, state)
+    write_state(state_path, state)
     previous = state["previous"]
 
     if not state.get("model"):
@@ -489,7 +473,7 @@ def deploy_open_model(
             )
             response = operation.result(timeout=timeout_s)
             state["model"] = f"{response.model}@{response.model_version_id}"
-        _write_json(state_path, state)
+        write_state(state_path, state)
     model = state["model"]
 
     if not state.get("endpoint"):
@@ -504,7 +488,7 @@ def deploy_open_model(
                 ),
             )
             state["endpoint"] = operation.result(timeout=timeout_s).name
-        _write_json(state_path, state)
+        write_state(state_path, state)
     endpoint = endpoints.get_endpoint(name=state["endpoint"])
     previous_deployed = next((d for d in endpoint.deployed_models if _is_version(d, previous)), None)
     mine = next((d for d in endpoint.deployed_models if _is_version(d, model)), None)
@@ -531,7 +515,7 @@ def deploy_open_model(
     else:
         deployed_id = mine.id
     state["deployed_model_id"] = deployed_id
-    _write_json(state_path, state)
+    write_state(state_path, state)
     if canary == 100 and previous_deployed is not None:
         from google.api_core import exceptions
 
@@ -550,7 +534,7 @@ def deploy_open_model(
         base_model=base_model,
     )
     state["promoted"] = True
-    _write_json(state_path, state)
+    write_state(state_path, state)
     traffic = dict(endpoints.get_endpoint(name=endpoint.name).traffic_split)
     return {
         "model": model,

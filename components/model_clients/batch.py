@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from google.genai import types
 
 from tunekit.components.common import uris
+from tunekit.components.common.state import read_state, write_state
 from tunekit.components.model_clients.base import FAILED, Generation, GenerationConfig, Prompt
 from tunekit.components.model_clients.engine import Backend
 from tunekit.components.model_clients.pricing import BATCH_DISCOUNT
@@ -251,10 +252,9 @@ class VertexBatchBackend(Backend):
         return generations
 
     def _reattach(self, fingerprint: str) -> Any:
-        if not self.state_path or not os.path.isfile(self.state_path):
+        if not self.state_path:
             return None
-        with open(self.state_path, encoding="utf-8") as handle:
-            state = json.load(handle)
+        state = read_state(self.state_path, what="batch state file")
         if state.get("fingerprint") != fingerprint or not state.get("job_name"):
             return None
         job = self.client.batches.get(name=state["job_name"])
@@ -269,13 +269,7 @@ class VertexBatchBackend(Backend):
             if os.path.exists(self.state_path):
                 os.unlink(self.state_path)
             return
-        os.makedirs(os.path.dirname(os.path.abspath(self.state_path)), exist_ok=True)
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.state_path)  # atomic: a kill leaves the old state or the new one
+        write_state(self.state_path, state)  # atomic: a kill leaves the old state or the new one
 
     def _read_outputs(self, prefix: str, count: int, job_name: str) -> list[Generation]:
         results: list[Generation | None] = [None] * count

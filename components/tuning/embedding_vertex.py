@@ -24,8 +24,6 @@ at run time (tests), it talks to that URL (plain ``http://`` is kept as given) w
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import re
 import time
 import uuid
@@ -34,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import read_state, write_state
 from tunekit.components.common.uris import is_gcs
 from tunekit.components.model_clients.vertex import (
     backoff_delay,
@@ -237,37 +236,6 @@ def make_pipeline_client(location: str):
     return aiplatform_v1.PipelineServiceClient(
         transport="rest", client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"}
     )
-
-
-def read_state(state_path: str) -> dict[str, Any]:
-    """The state file's content, or ``{}`` when there is none yet.
-
-    Raises:
-        UserError: The file exists but is not a JSON object.
-    """
-    try:
-        with open(state_path, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as exc:
-        raise UserError(
-            f"state file is not valid JSON ({exc}); delete it to start over", path=state_path
-        ) from None
-    if not isinstance(state, dict):
-        raise UserError("state file is not a JSON object; delete it to start over", path=state_path)
-    return state
-
-
-def write_state(state_path: str, state: dict[str, Any]) -> None:
-    """Writes the state file atomically, so that a crash never leaves half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(state_path)), exist_ok=True)
-    tmp = f"{state_path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, state_path)
 
 
 def job_id_for(request_id: str) -> str:
