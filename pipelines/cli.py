@@ -94,6 +94,8 @@ def _skip_reason(result) -> str:
 
 
 def _print_run(console, method, result) -> None:
+    # Metric names ("precision[billing]"), reasons ("[ok]") and paths are text, not rich markup.
+    from rich.markup import escape
     from rich.table import Table
 
     for task in sorted(t for t in result.task_outputs if t.startswith("evaluate-")):
@@ -113,14 +115,14 @@ def _print_run(console, method, result) -> None:
             for column in columns:
                 value = metrics_meta.get(f"{column}_{name}")
                 cells.append(f"{value:.4f}" if isinstance(value, (int, float)) else "")
-            table.add_row(name, *cells)
+            table.add_row(escape(name), *cells)
         console.print(table)
-        console.print(f"Gate: {metrics_meta.get('gate_reason', '?')}")
-    console.print(f"\nRun folder: {result.run_dir}")
+        console.print(f"Gate: {escape(str(metrics_meta.get('gate_reason', '?')))}")
+    console.print(f"\nRun folder: {escape(result.run_dir)}")
     for task in sorted(result.task_outputs):
         for name, artifact_list in result.task_outputs[task].get("artifacts", {}).items():
             for artifact in artifact_list.get("artifacts", []):
-                console.print(f"  {task}/{name}: {artifact.get('uri', '')}")
+                console.print(escape(f"  {task}/{name}: {artifact.get('uri', '')}"))
     deployed = [t for t in result.task_outputs if t.startswith("deploy-")]
     if deployed:
         registry = next(
@@ -135,17 +137,17 @@ def _print_run(console, method, result) -> None:
         )
         console.print(
             "Deployed: the tuned model is now the champion in the local registry"
-            + (f" ({registry})." if registry else ".")
+            + (f" ({escape(registry)})." if registry else ".")
         )
     elif result.succeeded and _skip_reason(result):
-        console.print(f"Not trained: {_skip_reason(result)}; set force: true to train anyway.")
+        console.print(f"Not trained: {escape(_skip_reason(result))}; set force: true to train anyway.")
     elif result.succeeded:
         console.print("Not deployed: the gate did not pass.")
     from tunekit.components.reporting.report import publish_local_report
 
     report = publish_local_report(result.run_dir)
     if report:
-        console.print(f"Report: {report}")
+        console.print(f"Report: {escape(report)}")
 
 
 def cmd_run(args) -> int:
@@ -158,11 +160,17 @@ def cmd_run(args) -> int:
 
     method, config = _load(args)
     console = _console()
-    console.print(f"Running [bold]{method.name}[/bold] locally; outputs under {os.path.abspath(args.output_dir)}")
+    from rich.markup import escape
+
+    console.print(
+        f"Running [bold]{method.name}[/bold] locally; outputs under {escape(os.path.abspath(args.output_dir))}"
+    )
     result = run_local(method, config, args.output_dir)
     _print_run(console, method, result)
     if not result.succeeded:
-        console.print(f"[red]The run failed:[/red] {result.failure} (the step's own error is printed above)")
+        console.print(
+            f"[red]The run failed:[/red] {escape(result.failure)} (the step's own error is printed above)"
+        )
         return EXIT_FAILED
     if args.json:
         print(json.dumps({"run_dir": result.run_dir, "tasks": result.task_outputs}, indent=2))

@@ -79,3 +79,31 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("compile", "run", "submit", "validate"):
         assert command in result.stdout
+
+
+def test_run_summary_prints_bracketed_metric_names_and_reasons_verbatim(tmp_path):
+    # Per-class metrics are named like "precision[billing]" and gate reasons carry "[ok]": text, not rich markup.
+    from rich.console import Console
+
+    from tunekit.pipelines.cli import _print_run
+    from tunekit.pipelines.local_run import LocalRunResult
+
+    metadata = {
+        "base_accuracy": 0.0,
+        "tuned_accuracy": 0.9,
+        "tuned_precision[billing]": 0.75,
+        "tuned_precision[outage]": 1.0,
+        "gate_reason": "deploy: change +0.9 [ok]; no champion deployed for this purpose yet",
+    }
+    result = LocalRunResult(
+        run_dir=str(tmp_path / "run[1]"),
+        succeeded=True,
+        task_outputs={"evaluate-supervised": {"artifacts": {"metrics": {"artifacts": [{"metadata": metadata}]}}}},
+    )
+    console = Console(record=True, width=200)
+    _print_run(console, None, result)
+    text = console.export_text()
+    assert "precision[billing]" in text and "precision[outage]" in text
+    assert "0.7500" in text and "1.0000" in text
+    assert "change +0.9 [ok]; no champion" in text
+    assert "run[1]" in text
