@@ -20,7 +20,6 @@ Both create at most one tuning job per step, re-attaching on retry through a sta
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -183,32 +182,18 @@ def distill_gemini(
         raise UserError("the distillation service needs a base teacher model", field="teacher_model")
     student_model = gv.normalize_base_model(student_model)
     teacher_model = gv.normalize_base_model(teacher_model)
-    state = gv.read_state(state_path)
-    gv.check_state_matches(state, state_path, base_model=student_model, training_dataset_uri=prompt_dataset_uri)
-    client = client if client is not None else make_genai_client(project, location)
-    job = None
-    resumed = False
-    if state.get("job_name"):
-        job = gv.get_tuning_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
-        resumed = True
-    elif state.get("request_id"):
-        job = gv.with_retries(
-            lambda: gv.find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
-        )
-        resumed = job is not None
-    if job is None:
-        request_id = state.get("request_id") or uuid.uuid4().hex
-        state = {
-            "request_id": request_id,
+    run = gv.run_tuning_job(
+        client if client is not None else make_genai_client(project, location),
+        state_path=state_path,
+        state_fields={
             "method": "DISTILLATION",
-            "base_model": student_model,
             "base_teacher_model": teacher_model,
-            "training_dataset_uri": prompt_dataset_uri,
             "project": project,
             "location": location,
-        }
-        gv.write_state(state_path, state)
-        config = build_distillation_config(
+        },
+        base_model=student_model,
+        training_dataset_uri=prompt_dataset_uri,
+        build_config=lambda request_id: build_distillation_config(
             base_teacher_model=teacher_model,
             validation_dataset_uri=validation_dataset_uri,
             epoch_count=epoch_count,
@@ -217,34 +202,20 @@ def distill_gemini(
             tuned_model_display_name=tuned_model_display_name,
             labels={**sanitize_labels(dict(labels or {})), gv.REQUEST_LABEL: request_id},
             output_uri=output_uri,
-        )
-        try:
-            job = gv.create_tuning_job(
-                client, request_id, student_model, prompt_dataset_uri, config, min(poll_interval_s, 2.0)
-            )
-        except UserError as exc:
-            raise UserError(f"{exc.message}. {ACCESS_HINT}", field="student_backend") from exc
-    if state.get("job_name") != job.name:
-        state = {**state, "job_name": job.name, "console_url": gv.tuning_console_url(job.name or "")}
-        gv.write_state(state_path, state)
-    job = gv.wait_for_job(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, None)
-    tuned = job.tuned_model
-    if tuned is None or not tuned.model:
-        raise RuntimeError(f"Distillation job {job.name} succeeded but reports no tuned model")
-    result = gv.TunedGemini(
-        job_name=job.name or "",
-        state=gv.job_state_name(job),
-        tuned_model=tuned.model,
-        endpoint=tuned.endpoint or "",
+        ),
+        poll_interval_s=poll_interval_s,
+        max_poll_interval_s=max_poll_interval_s,
+        timeout_s=timeout_s,
+        on_create_error=lambda exc: UserError(f"{exc.message}. {ACCESS_HINT}", field="student_backend"),
+    )
+    result = gv.tuned_gemini_of(
+        run,
+        kind="Distillation job",
         base_model=student_model,
         project=project,
         location=location,
         training_dataset_uri=prompt_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
-        resumed=resumed,
-        create_time=gv.job_timestamp(job.create_time),
-        end_time=gv.job_timestamp(job.end_time),
-        console_url=gv.tuning_console_url(job.name or ""),
     )
-    gv.write_state(state_path, {**state, "state": result.state, "tuned_model": result.tuned_model})
+    gv.write_state(state_path, {**run.state, "state": result.state, "tuned_model": result.tuned_model})
     return result

@@ -13,7 +13,6 @@ itself; this module adds the preference job.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -170,32 +169,18 @@ def tune_gemini_preference(
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
     )
-    state = gv.read_state(state_path)
-    gv.check_state_matches(state, state_path, base_model=start_model, training_dataset_uri=training_dataset_uri)
-    client = client if client is not None else make_genai_client(project, location)
-    job = None
-    resumed = False
-    if state.get("job_name"):
-        job = gv.get_tuning_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
-        resumed = True
-    elif state.get("request_id"):
-        job = gv.with_retries(
-            lambda: gv.find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
-        )
-        resumed = job is not None
-    if job is None:
-        request_id = state.get("request_id") or uuid.uuid4().hex
-        state = {
-            "request_id": request_id,
+    run = gv.run_tuning_job(
+        client if client is not None else make_genai_client(project, location),
+        state_path=state_path,
+        state_fields={
             "method": "PREFERENCE_TUNING",
-            "base_model": start_model,
             "gemini_base_model": base_model,
-            "training_dataset_uri": training_dataset_uri,
             "project": project,
             "location": location,
-        }
-        gv.write_state(state_path, state)
-        config = build_preference_config(
+        },
+        base_model=start_model,
+        training_dataset_uri=training_dataset_uri,
+        build_config=lambda request_id: build_preference_config(
             beta=beta,
             epoch_count=epoch_count,
             adapter_size=adapter_size,
@@ -206,34 +191,19 @@ def tune_gemini_preference(
             labels={**sanitize_labels(dict(labels or {})), gv.REQUEST_LABEL: request_id},
             encryption_key=encryption_key,
             output_uri=output_uri,
-        )
-        job = gv.create_tuning_job(
-            client, request_id, start_model, training_dataset_uri, config, min(poll_interval_s, 2.0)
-        )
-    if not job.name:
-        raise RuntimeError("Vertex AI returned a tuning job without a name")
-    if state.get("job_name") != job.name:
-        # Written before any waiting: from here on, a retried step re-attaches instead of creating a job.
-        state = {**state, "job_name": job.name, "console_url": gv.tuning_console_url(job.name)}
-        gv.write_state(state_path, state)
-    job = gv.wait_for_job(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, None)
-    tuned = job.tuned_model
-    if tuned is None or not tuned.model:
-        raise RuntimeError(f"Preference tuning job {job.name} succeeded but reports no tuned model")
-    result = gv.TunedGemini(
-        job_name=job.name or "",
-        state=gv.job_state_name(job),
-        tuned_model=tuned.model,
-        endpoint=tuned.endpoint or "",
+        ),
+        poll_interval_s=poll_interval_s,
+        max_poll_interval_s=max_poll_interval_s,
+        timeout_s=timeout_s,
+    )
+    result = gv.tuned_gemini_of(
+        run,
+        kind="Preference tuning job",
         base_model=base_model,
         project=project,
         location=location,
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
-        resumed=resumed,
-        create_time=gv.job_timestamp(job.create_time),
-        end_time=gv.job_timestamp(job.end_time),
-        console_url=gv.tuning_console_url(job.name or ""),
     )
-    gv.write_state(state_path, {**state, "state": result.state, "tuned_model": result.tuned_model})
+    gv.write_state(state_path, {**run.state, "state": result.state, "tuned_model": result.tuned_model})
     return result

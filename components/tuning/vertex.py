@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
-import os
 import re
 import time
 import uuid
@@ -29,6 +27,7 @@ import httpx
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from tunekit.components.common import state as state_file
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.uris import is_gcs
 from tunekit.components.model_clients.vertex import (
@@ -236,35 +235,15 @@ def build_tuning_config(
 
 
 def read_state(state_path: str) -> dict[str, Any]:
-    """The state file's content, or ``{}`` when there is none yet.
+    """The tuning state file's content, or ``{}`` when there is none yet.
 
     Raises:
         UserError: The file exists but is not a JSON object.
     """
-    try:
-        with open(state_path, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as exc:
-        raise UserError(
-            f"tuning state file is not valid JSON ({exc}); delete it to start over", path=state_path
-        ) from None
-    if not isinstance(state, dict):
-        raise UserError("tuning state file is not a JSON object; delete it to start over", path=state_path)
-    return state
+    return state_file.read_state(state_path, what="tuning state file")
 
 
-def write_state(state_path: str, state: dict[str, Any]) -> None:
-    """Writes the state file atomically, so that a crash never leaves half a file behind."""
-    directory = os.path.dirname(os.path.abspath(state_path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{state_path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, state_path)
+write_state = state_file.write_state
 
 
 def job_state_name(job: types.TuningJob) -> str:
@@ -384,10 +363,105 @@ def tune_gemini(
         output_uri=output_uri,
     )
     base_model = normalize_base_model(base_model)
+    run = run_tuning_job(
+        client if client is not None else make_genai_client(project, location),
+        state_path=state_path,
+        state_fields={"project": project, "location": location},
+        base_model=base_model,
+        training_dataset_uri=training_dataset_uri,
+        build_config=lambda request_id: build_tuning_config(
+            validation_dataset_uri=validation_dataset_uri,
+            epoch_count=epoch_count,
+            learning_rate_multiplier=learning_rate_multiplier,
+            adapter_size=adapter_size,
+            tuned_model_display_name=tuned_model_display_name,
+            labels={**sanitize_labels(labels), REQUEST_LABEL: request_id},
+            encryption_key=encryption_key,
+            output_uri=output_uri,
+        ),
+        poll_interval_s=poll_interval_s,
+        max_poll_interval_s=max_poll_interval_s,
+        timeout_s=timeout_s,
+        progress=progress,
+    )
+    result = tuned_gemini_of(
+        run,
+        kind="Tuning job",
+        base_model=base_model,
+        project=project,
+        location=location,
+        training_dataset_uri=training_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
+    )
+    write_state(
+        state_path,
+        {**run.state, "state": result.state, "tuned_model": result.tuned_model, "endpoint": result.endpoint},
+    )
+    return result
+
+
+@dataclass
+class TuningRun:
+    """A tuning job that :func:`run_tuning_job` created or re-attached to, once it succeeded.
+
+    Attributes:
+        job: The succeeded job.
+        resumed: Whether the job was started by an earlier attempt.
+        state: The state file's content (request id, inputs, job name).
+    """
+
+    job: types.TuningJob
+    resumed: bool
+    state: dict[str, Any]
+
+
+def run_tuning_job(
+    client: Any,
+    *,
+    state_path: str,
+    state_fields: dict[str, Any],
+    base_model: str,
+    training_dataset_uri: str,
+    build_config: Callable[[str], types.CreateTuningJobConfig],
+    poll_interval_s: float,
+    max_poll_interval_s: float,
+    timeout_s: float | None,
+    progress: Callable[[types.TuningJob], None] | None = None,
+    on_create_error: Callable[[UserError], Exception] | None = None,
+) -> TuningRun:
+    """Creates a Vertex tuning job, or re-attaches to the one an earlier attempt started, and waits for it.
+
+    The protocol that makes a retried step never pay twice: a job named in the state file is re-attached to; a
+    request id without a job name means an earlier create call may have got through, so the job carrying that
+    id as its label is looked for; otherwise the request id is written to the state file *before* the create
+    call, and the job's name is written *before* any waiting. A state file recorded for another base model or
+    training data is refused (:func:`check_state_matches`).
+
+    Args:
+        client: A google-genai client.
+        state_path: The state file.
+        state_fields: What else a new job's state file records (project, location, method...).
+        base_model: The model sent as ``base_model`` (also recorded in the state file).
+        training_dataset_uri: ``gs://`` URI of the training data (also recorded in the state file).
+        build_config: Builds the job's config from the request id (to put in its :data:`REQUEST_LABEL` label).
+        poll_interval_s: The first wait between polls; it grows by half each poll.
+        max_poll_interval_s: The cap on the wait between polls.
+        timeout_s: Give up waiting after this many seconds (the job keeps running; a retry re-attaches).
+        progress: Called with the job after each poll.
+        on_create_error: Turns a ``UserError`` of the create call (Vertex refused the job) into the exception
+            to raise instead; by default that ``UserError`` is raised as it is.
+
+    Returns:
+        The succeeded job, whether it was resumed, and the state file's content.
+
+    Raises:
+        UserError: The state file belongs to other inputs or names a job Vertex does not know, or Vertex
+            refused the job.
+        TuningJobFailed: The job failed, was cancelled or expired.
+        TimeoutError: ``timeout_s`` passed before the job ended.
+    """
     state = read_state(state_path)
     check_state_matches(state, state_path, base_model=base_model, training_dataset_uri=training_dataset_uri)
-    client = client if client is not None else make_genai_client(project, location)
-
     job: types.TuningJob | None = None
     resumed = False
     if state.get("job_name"):
@@ -411,39 +485,60 @@ def tune_gemini(
     if job is None:
         request_id = state.get("request_id") or uuid.uuid4().hex
         state = {
+            **state_fields,
             "request_id": request_id,
             "base_model": base_model,
             "training_dataset_uri": training_dataset_uri,
-            "project": project,
-            "location": location,
         }
         write_state(state_path, state)
-        job_labels = {**sanitize_labels(labels), REQUEST_LABEL: request_id}
-        config = build_tuning_config(
-            validation_dataset_uri=validation_dataset_uri,
-            epoch_count=epoch_count,
-            learning_rate_multiplier=learning_rate_multiplier,
-            adapter_size=adapter_size,
-            tuned_model_display_name=tuned_model_display_name,
-            labels=job_labels,
-            encryption_key=encryption_key,
-            output_uri=output_uri,
-        )
-        job = create_tuning_job(
-            client, request_id, base_model, training_dataset_uri, config, min(poll_interval_s, 2.0)
-        )
+        config = build_config(request_id)
+        try:
+            job = create_tuning_job(
+                client, request_id, base_model, training_dataset_uri, config, min(poll_interval_s, 2.0)
+            )
+        except UserError as exc:
+            if on_create_error is None:
+                raise
+            raise on_create_error(exc) from exc
     if not job.name:
         raise RuntimeError("Vertex AI returned a tuning job without a name")
     if state.get("job_name") != job.name:
         # Written before any waiting: from here on, a retried step re-attaches instead of creating a job.
         state = {**state, "job_name": job.name, "console_url": tuning_console_url(job.name)}
         write_state(state_path, state)
-
     job = wait_for_job(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, progress)
+    return TuningRun(job=job, resumed=resumed, state=state)
+
+
+def tuned_gemini_of(
+    run: TuningRun,
+    *,
+    kind: str,
+    base_model: str,
+    project: str,
+    location: str,
+    training_dataset_uri: str,
+    validation_dataset_uri: str | None,
+) -> TunedGemini:
+    """The :class:`TunedGemini` of a succeeded :class:`TuningRun`.
+
+    Args:
+        run: The run.
+        kind: How the job is named in an error message (``"Tuning job"``, ``"Distillation job"``...).
+        base_model: The model recorded as the tuned model's base.
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        training_dataset_uri: The training data.
+        validation_dataset_uri: The validation data, if any.
+
+    Raises:
+        RuntimeError: The job reports no tuned model.
+    """
+    job = run.job
     tuned = job.tuned_model
     if tuned is None or not tuned.model:
-        raise RuntimeError(f"Tuning job {job.name} succeeded but reports no tuned model")
-    result = TunedGemini(
+        raise RuntimeError(f"{kind} {job.name} succeeded but reports no tuned model")
+    return TunedGemini(
         job_name=job.name or "",
         state=job_state_name(job),
         tuned_model=tuned.model,
@@ -453,16 +548,11 @@ def tune_gemini(
         location=location,
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
-        resumed=resumed,
+        resumed=run.resumed,
         create_time=job_timestamp(job.create_time),
         end_time=job_timestamp(job.end_time),
         console_url=tuning_console_url(job.name or ""),
     )
-    write_state(
-        state_path,
-        {**state, "state": result.state, "tuned_model": result.tuned_model, "endpoint": result.endpoint},
-    )
-    return result
 
 
 def check_state_matches(state: dict[str, Any], state_path: str, **expected: str) -> None:
