@@ -182,17 +182,14 @@ def distill_gemini(
         raise UserError("the distillation service needs a base teacher model", field="teacher_model")
     student_model = gv.normalize_base_model(student_model)
     teacher_model = gv.normalize_base_model(teacher_model)
-    run = gv.run_tuning_job(
+    return gv.run_tuning_job(
         client if client is not None else make_genai_client(project, location),
+        project=project,
+        location=location,
         state_path=state_path,
-        state_fields={
-            "method": "DISTILLATION",
-            "base_teacher_model": teacher_model,
-            "project": project,
-            "location": location,
-        },
         base_model=student_model,
         training_dataset_uri=prompt_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
         build_config=lambda request_id: build_distillation_config(
             base_teacher_model=teacher_model,
             validation_dataset_uri=validation_dataset_uri,
@@ -206,16 +203,7 @@ def distill_gemini(
         poll_interval_s=poll_interval_s,
         max_poll_interval_s=max_poll_interval_s,
         timeout_s=timeout_s,
+        state_fields={"method": "DISTILLATION", "base_teacher_model": teacher_model},
+        kind="Distillation job",
         on_create_error=lambda exc: UserError(f"{exc.message}. {ACCESS_HINT}", field="student_backend"),
     )
-    result = gv.tuned_gemini_of(
-        run,
-        kind="Distillation job",
-        base_model=student_model,
-        project=project,
-        location=location,
-        training_dataset_uri=prompt_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-    )
-    gv.write_state(state_path, {**run.state, "state": result.state, "tuned_model": result.tuned_model})
-    return result

@@ -169,17 +169,14 @@ def tune_gemini_preference(
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
     )
-    run = gv.run_tuning_job(
+    return gv.run_tuning_job(
         client if client is not None else make_genai_client(project, location),
+        project=project,
+        location=location,
         state_path=state_path,
-        state_fields={
-            "method": "PREFERENCE_TUNING",
-            "gemini_base_model": base_model,
-            "project": project,
-            "location": location,
-        },
         base_model=start_model,
         training_dataset_uri=training_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
         build_config=lambda request_id: build_preference_config(
             beta=beta,
             epoch_count=epoch_count,
@@ -195,15 +192,7 @@ def tune_gemini_preference(
         poll_interval_s=poll_interval_s,
         max_poll_interval_s=max_poll_interval_s,
         timeout_s=timeout_s,
-    )
-    result = gv.tuned_gemini_of(
-        run,
+        state_fields={"method": "PREFERENCE_TUNING", "gemini_base_model": base_model},
+        tuned_base_model=base_model,
         kind="Preference tuning job",
-        base_model=base_model,
-        project=project,
-        location=location,
-        training_dataset_uri=training_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
     )
-    gv.write_state(state_path, {**run.state, "state": result.state, "tuned_model": result.tuned_model})
-    return result

@@ -363,12 +363,14 @@ def tune_gemini(
         output_uri=output_uri,
     )
     base_model = normalize_base_model(base_model)
-    run = run_tuning_job(
+    return run_tuning_job(
         client if client is not None else make_genai_client(project, location),
+        project=project,
+        location=location,
         state_path=state_path,
-        state_fields={"project": project, "location": location},
         base_model=base_model,
         training_dataset_uri=training_dataset_uri,
+        validation_dataset_uri=validation_dataset_uri,
         build_config=lambda request_id: build_tuning_config(
             validation_dataset_uri=validation_dataset_uri,
             epoch_count=epoch_count,
@@ -384,75 +386,57 @@ def tune_gemini(
         timeout_s=timeout_s,
         progress=progress,
     )
-    result = tuned_gemini_of(
-        run,
-        kind="Tuning job",
-        base_model=base_model,
-        project=project,
-        location=location,
-        training_dataset_uri=training_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-    )
-    write_state(
-        state_path,
-        {**run.state, "state": result.state, "tuned_model": result.tuned_model, "endpoint": result.endpoint},
-    )
-    return result
-
-
-@dataclass
-class TuningRun:
-    """A tuning job that :func:`run_tuning_job` created or re-attached to, once it succeeded.
-
-    Attributes:
-        job: The succeeded job.
-        resumed: Whether the job was started by an earlier attempt.
-        state: The state file's content (request id, inputs, job name).
-    """
-
-    job: types.TuningJob
-    resumed: bool
-    state: dict[str, Any]
 
 
 def run_tuning_job(
     client: Any,
     *,
+    project: str,
+    location: str,
     state_path: str,
-    state_fields: dict[str, Any],
     base_model: str,
     training_dataset_uri: str,
+    validation_dataset_uri: str | None,
     build_config: Callable[[str], types.CreateTuningJobConfig],
     poll_interval_s: float,
     max_poll_interval_s: float,
     timeout_s: float | None,
+    state_fields: dict[str, Any] | None = None,
+    tuned_base_model: str | None = None,
+    kind: str = "Tuning job",
     progress: Callable[[types.TuningJob], None] | None = None,
     on_create_error: Callable[[UserError], Exception] | None = None,
-) -> TuningRun:
+) -> TunedGemini:
     """Creates a Vertex tuning job, or re-attaches to the one an earlier attempt started, and waits for it.
 
     The protocol that makes a retried step never pay twice: a job named in the state file is re-attached to; a
     request id without a job name means an earlier create call may have got through, so the job carrying that
     id as its label is looked for; otherwise the request id is written to the state file *before* the create
     call, and the job's name is written *before* any waiting. A state file recorded for another base model or
-    training data is refused (:func:`check_state_matches`).
+    training data is refused (:func:`check_state_matches`). The outcome is recorded in the state file too.
 
     Args:
         client: A google-genai client.
+        project: The Google Cloud project (recorded).
+        location: The Vertex AI region (recorded).
         state_path: The state file.
-        state_fields: What else a new job's state file records (project, location, method...).
-        base_model: The model sent as ``base_model`` (also recorded in the state file).
-        training_dataset_uri: ``gs://`` URI of the training data (also recorded in the state file).
+        base_model: The model sent as ``base_model`` (a Gemini id or a tuned model to continue from).
+        training_dataset_uri: ``gs://`` URI of the training data.
+        validation_dataset_uri: ``gs://`` URI of the validation data, if any (recorded in the result; the
+            config carries it).
         build_config: Builds the job's config from the request id (to put in its :data:`REQUEST_LABEL` label).
         poll_interval_s: The first wait between polls; it grows by half each poll.
         max_poll_interval_s: The cap on the wait between polls.
         timeout_s: Give up waiting after this many seconds (the job keeps running; a retry re-attaches).
+        state_fields: What else a new job's state file records (method, teacher model...).
+        tuned_base_model: The base model the result names, when it is not ``base_model``.
+        kind: How the job is named in error messages (``"Tuning job"``, ``"Distillation job"``...).
         progress: Called with the job after each poll.
         on_create_error: Turns a ``UserError`` of the create call (Vertex refused the job) into the exception
             to raise instead; by default that ``UserError`` is raised as it is.
 
     Returns:
-        The succeeded job, whether it was resumed, and the state file's content.
+        The tuned model, its endpoint and the job.
 
     Raises:
         UserError: The state file belongs to other inputs or names a job Vertex does not know, or Vertex
@@ -485,10 +469,12 @@ def run_tuning_job(
     if job is None:
         request_id = state.get("request_id") or uuid.uuid4().hex
         state = {
-            **state_fields,
+            **(state_fields or {}),
             "request_id": request_id,
             "base_model": base_model,
             "training_dataset_uri": training_dataset_uri,
+            "project": project,
+            "location": location,
         }
         write_state(state_path, state)
         config = build_config(request_id)
@@ -506,53 +492,31 @@ def run_tuning_job(
         # Written before any waiting: from here on, a retried step re-attaches instead of creating a job.
         state = {**state, "job_name": job.name, "console_url": tuning_console_url(job.name)}
         write_state(state_path, state)
+
     job = wait_for_job(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, progress)
-    return TuningRun(job=job, resumed=resumed, state=state)
-
-
-def tuned_gemini_of(
-    run: TuningRun,
-    *,
-    kind: str,
-    base_model: str,
-    project: str,
-    location: str,
-    training_dataset_uri: str,
-    validation_dataset_uri: str | None,
-) -> TunedGemini:
-    """The :class:`TunedGemini` of a succeeded :class:`TuningRun`.
-
-    Args:
-        run: The run.
-        kind: How the job is named in an error message (``"Tuning job"``, ``"Distillation job"``...).
-        base_model: The model recorded as the tuned model's base.
-        project: The Google Cloud project.
-        location: The Vertex AI region.
-        training_dataset_uri: The training data.
-        validation_dataset_uri: The validation data, if any.
-
-    Raises:
-        RuntimeError: The job reports no tuned model.
-    """
-    job = run.job
     tuned = job.tuned_model
     if tuned is None or not tuned.model:
         raise RuntimeError(f"{kind} {job.name} succeeded but reports no tuned model")
-    return TunedGemini(
+    result = TunedGemini(
         job_name=job.name or "",
         state=job_state_name(job),
         tuned_model=tuned.model,
         endpoint=tuned.endpoint or "",
-        base_model=base_model,
+        base_model=tuned_base_model or base_model,
         project=project,
         location=location,
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
-        resumed=run.resumed,
+        resumed=resumed,
         create_time=job_timestamp(job.create_time),
         end_time=job_timestamp(job.end_time),
         console_url=tuning_console_url(job.name or ""),
     )
+    write_state(
+        state_path,
+        {**state, "state": result.state, "tuned_model": result.tuned_model, "endpoint": result.endpoint},
+    )
+    return result
 
 
 def check_state_matches(state: dict[str, Any], state_path: str, **expected: str) -> None:
