@@ -166,7 +166,7 @@ def distill_gemini(
         UserError: Bad arguments, or Vertex refused the job (with :data:`ACCESS_HINT`).
         TuningJobFailed: The job failed.
     """
-    from tunekit.components.model_clients.vertex import make_genai_client, sanitize_labels
+    from tunekit.components.model_clients.vertex import make_genai_client
     from tunekit.components.tuning import vertex as gv
 
     gv.check_tuning_args(
@@ -190,14 +190,15 @@ def distill_gemini(
         base_model=student_model,
         training_dataset_uri=prompt_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
-        build_config=lambda request_id: build_distillation_config(
+        labels=labels,
+        build_config=lambda job_labels: build_distillation_config(
             base_teacher_model=teacher_model,
             validation_dataset_uri=validation_dataset_uri,
             epoch_count=epoch_count,
             learning_rate_multiplier=learning_rate_multiplier,
             adapter_size=adapter_size,
             tuned_model_display_name=tuned_model_display_name,
-            labels={**sanitize_labels(dict(labels or {})), gv.REQUEST_LABEL: request_id},
+            labels=job_labels,
             output_uri=output_uri,
         ),
         poll_interval_s=poll_interval_s,

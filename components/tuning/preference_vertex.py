@@ -162,7 +162,7 @@ def tune_gemini_preference(
         UserError: Bad arguments (before any call), a state file of another request, or Vertex refused the job.
         TuningJobFailed: The job failed, was cancelled or expired.
     """
-    from tunekit.components.model_clients.vertex import make_genai_client, sanitize_labels
+    from tunekit.components.model_clients.vertex import make_genai_client
 
     start_model = check_preference_args(
         start_model=start_model,
@@ -177,7 +177,8 @@ def tune_gemini_preference(
         base_model=start_model,
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
-        build_config=lambda request_id: build_preference_config(
+        labels=labels,
+        build_config=lambda job_labels: build_preference_config(
             beta=beta,
             epoch_count=epoch_count,
             adapter_size=adapter_size,
@@ -185,7 +186,7 @@ def tune_gemini_preference(
             pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id,
             validation_dataset_uri=validation_dataset_uri,
             tuned_model_display_name=tuned_model_display_name,
-            labels={**sanitize_labels(dict(labels or {})), gv.REQUEST_LABEL: request_id},
+            labels=job_labels,
             encryption_key=encryption_key,
             output_uri=output_uri,
         ),

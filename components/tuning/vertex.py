@@ -19,7 +19,7 @@ import datetime
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -371,13 +371,14 @@ def tune_gemini(
         base_model=base_model,
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
-        build_config=lambda request_id: build_tuning_config(
+        labels=labels,
+        build_config=lambda job_labels: build_tuning_config(
             validation_dataset_uri=validation_dataset_uri,
             epoch_count=epoch_count,
             learning_rate_multiplier=learning_rate_multiplier,
             adapter_size=adapter_size,
             tuned_model_display_name=tuned_model_display_name,
-            labels={**sanitize_labels(labels), REQUEST_LABEL: request_id},
+            labels=job_labels,
             encryption_key=encryption_key,
             output_uri=output_uri,
         ),
@@ -397,10 +398,11 @@ def run_tuning_job(
     base_model: str,
     training_dataset_uri: str,
     validation_dataset_uri: str | None,
-    build_config: Callable[[str], types.CreateTuningJobConfig],
+    build_config: Callable[[dict[str, str]], types.CreateTuningJobConfig],
     poll_interval_s: float,
     max_poll_interval_s: float,
     timeout_s: float | None,
+    labels: Mapping[str, Any] | None = None,
     state_fields: dict[str, Any] | None = None,
     tuned_base_model: str | None = None,
     kind: str = "Tuning job",
@@ -424,10 +426,12 @@ def run_tuning_job(
         training_dataset_uri: ``gs://`` URI of the training data.
         validation_dataset_uri: ``gs://`` URI of the validation data, if any (recorded in the result; the
             config carries it).
-        build_config: Builds the job's config from the request id (to put in its :data:`REQUEST_LABEL` label).
+        build_config: Builds the job's config, given the job's labels: ``labels`` cleaned to Google Cloud's
+            label rules, and the request id as :data:`REQUEST_LABEL`.
         poll_interval_s: The first wait between polls; it grows by half each poll.
         max_poll_interval_s: The cap on the wait between polls.
         timeout_s: Give up waiting after this many seconds (the job keeps running; a retry re-attaches).
+        labels: The job's labels.
         state_fields: What else a new job's state file records (method, teacher model...).
         tuned_base_model: The base model the result names, when it is not ``base_model``.
         kind: How the job is named in error messages (``"Tuning job"``, ``"Distillation job"``...).
@@ -477,7 +481,7 @@ def run_tuning_job(
             "location": location,
         }
         write_state(state_path, state)
-        config = build_config(request_id)
+        config = build_config({**sanitize_labels(dict(labels or {})), REQUEST_LABEL: request_id})
         try:
             job = create_tuning_job(
                 client, request_id, base_model, training_dataset_uri, config, min(poll_interval_s, 2.0)
