@@ -1,0 +1,32 @@
+"""The shared JSON state file: missing means empty, writes are atomic and leave no temporary file behind."""
+
+import json
+import os
+
+import pytest
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import read_state, write_state
+
+
+def test_missing_file_reads_as_empty(tmp_path):
+    assert read_state(str(tmp_path / "none.json")) == {}
+
+
+def test_write_then_read_round_trips_sorted_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "sub" / "state.json"
+    write_state(str(path), {"job_name": "j", "request_id": "r"})
+    write_state(str(path), {"request_id": "r", "job_name": "j2"})
+    assert read_state(str(path)) == {"job_name": "j2", "request_id": "r"}
+    assert path.read_text() == json.dumps({"job_name": "j2", "request_id": "r"}, indent=2, sort_keys=True)
+    assert os.listdir(path.parent) == ["state.json"]
+
+
+@pytest.mark.parametrize(("text", "message"), [("{not json", "not valid JSON"), ("[1, 2]", "not a JSON object")])
+def test_a_broken_file_is_a_user_error_naming_it(tmp_path, text, message):
+    path = tmp_path / "state.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as caught:
+        read_state(str(path), what="tuning state file")
+    assert caught.value.path == str(path)
+    assert "tuning state file" in caught.value.message
