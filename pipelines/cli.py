@@ -314,6 +314,30 @@ def cmd_rollback(args) -> int:
     return EXIT_OK
 
 
+def cmd_promote(args) -> int:
+    """Gives a Vertex canary champion all of its endpoint's traffic and undeploys the champion it replaced."""
+    if not (args.project or args.region):
+        print(
+            f"nothing to do: local deployments take all traffic (the champion of '{args.purpose}' in "
+            f"{args.registry} is already the one served)"
+        )
+        return EXIT_OK
+    if not (args.project and args.region):
+        raise UserError("a Vertex promote needs both --project and --region")
+    from tunekit.components.deployment.vertex import promote_vertex
+
+    result = promote_vertex(args.purpose, project=args.project, location=args.region)
+    if not result["changed"]:
+        print(f"nothing to do: {result['champion']} already takes all traffic of {result['endpoint']}")
+        return EXIT_OK
+    undeployed = f"; undeployed {result['undeployed']}" if result["undeployed"] else ""
+    print(
+        f"champion {result['champion']} of '{args.purpose}' now takes all traffic of {result['endpoint']}{undeployed}"
+    )
+    print(f"endpoint traffic: {json.dumps(result['traffic_split'])}")
+    return EXIT_OK
+
+
 def cmd_validate(argv: list[str]) -> int:
     """Validates datasets (delegates to the data-validation command)."""
     from tunekit.components.data_validation.cli import main as validate_main
@@ -415,6 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", help="Vertex AI: roll back in this project's Model Registry")
     p.add_argument("--region", help="Vertex AI: the region")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("promote", help="Vertex AI: give a canary champion all of its endpoint's traffic")
+    p.add_argument("purpose")
+    p.add_argument("--registry", default=os.path.join("runs", "registry.json"), help="local registry file")
+    p.add_argument("--project", help="Vertex AI: promote in this project")
+    p.add_argument("--region", help="Vertex AI: the region")
+    p.set_defaults(func=cmd_promote)
 
     p = sub.add_parser("validate", help="validate datasets (see 'tunekit validate --help')", add_help=False)
     p.set_defaults(func=None)

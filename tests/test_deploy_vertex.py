@@ -276,3 +276,58 @@ def test_tuned_embedding_model_gets_an_endpoint_and_the_champion_alias(fake, tmp
     assert (result["restored"], result["endpoint"]) == (first + "@1", "")
     assert not fake.requests_to(":undeployModel")
     assert find_champion("kb-search", backend="vertex", project=PROJECT, location=LOCATION).model == first + "@1"
+
+
+def test_promote_gives_the_canary_all_traffic_once(fake, tmp_path):
+    first = deploy_open(tmp_path, "a", 100)
+    second = deploy_open(tmp_path, "b", 10)
+    merges_before = len(merges(fake))
+    result = vertex.promote_vertex("support-routing", project=PROJECT, location=LOCATION)
+    (patch,) = fake.requests_to(r"/endpoints/\d+\?", method="PATCH")
+    assert "trafficSplit" in patch[1]
+    assert patch[2]["trafficSplit"] == {second["deployed_model_id"]: 100}
+    (undeploy,) = fake.requests_to(r":undeployModel\?")
+    assert undeploy[2] == {
+        "deployedModelId": first["deployed_model_id"],
+        "trafficSplit": {second["deployed_model_id"]: 100},
+    }
+    assert result["changed"] and result["undeployed"] == first["deployed_model_id"]
+    assert result["traffic_split"] == {second["deployed_model_id"]: 100}
+    endpoint = fake.endpoints[first["endpoint"]]
+    assert [d["id"] for d in endpoint["deployedModels"]] == [second["deployed_model_id"]]
+    # The aliases already name the canary: promote leaves them alone.
+    assert len(merges(fake)) == merges_before
+    assert champion("support-routing").model == second["model"]
+
+    # A second promote sends nothing.
+    again = vertex.promote_vertex("support-routing", project=PROJECT, location=LOCATION)
+    assert not again["changed"] and again["undeployed"] == ""
+    assert len(fake.requests_to(r"/endpoints/\d+\?", method="PATCH")) == 1
+    assert len(fake.requests_to(r":undeployModel\?")) == 1
+
+    # Rollback after a promote deploys the previous champion again.
+    vertex.rollback_vertex("support-routing", project=PROJECT, location=LOCATION)
+    assert fake.requests_to(r":deployModel\?")[-1][2]["deployedModel"]["model"] == first["model"]
+    assert champion("support-routing").model == first["model"]
+
+
+def test_promote_cli(fake, tmp_path, capsys):
+    from tunekit.pipelines.cli import main
+
+    region = ["--project", PROJECT, "--region", LOCATION]
+    assert main(["promote", "support-routing", *region]) == 2
+    err = capsys.readouterr().err
+    assert "has no champion" in err and "nothing to promote" in err and len(err.strip().splitlines()) == 1
+    assert main(["promote", "support-routing", "--project", PROJECT]) == 2
+    assert "both --project and --region" in capsys.readouterr().err
+    assert main(["promote", "support-routing", "--registry", str(tmp_path / "r.json")]) == 0
+    assert "local deployments take all traffic" in capsys.readouterr().out
+
+    deploy_open(tmp_path, "a", 100)
+    deploy_open(tmp_path, "b", 25)
+    assert main(["promote", "support-routing", *region]) == 0
+    out = capsys.readouterr().out
+    assert "now takes all traffic" in out and "undeployed" in out
+    assert main(["promote", "support-routing", *region]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert len(fake.requests_to(r":undeployModel\?")) == 1

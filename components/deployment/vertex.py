@@ -649,3 +649,89 @@ def rollback_vertex(
         "endpoint": endpoint_name,
         "traffic_split": traffic,
     }
+
+
+def promote_vertex(
+    purpose: str,
+    *,
+    project: str,
+    location: str,
+    model_client: Any = None,
+    endpoint_client: Any = None,
+    timeout_s: float = 3600.0,
+) -> dict[str, Any]:
+    """Gives a canary champion all of its endpoint's traffic and undeploys the champion it replaced.
+
+    After a deploy with ``canary_traffic_percent`` below 100 the new version already holds the ``champion`` alias
+    (the previous one keeps the rest of the traffic, so that :func:`rollback_vertex` can go back). Promoting
+    ``PATCH``-es the endpoint's ``trafficSplit`` to 100% for the champion's deployed model, then undeploys the
+    previous champion's deployed model (named by the ``tunekit-previous`` label) from that endpoint. The aliases
+    do not move. Safe to repeat: when the champion already takes all the traffic and the previous one is not
+    deployed there, nothing is sent and ``changed`` is False.
+
+    Args:
+        purpose: The purpose whose champion to promote.
+        project: The Google Cloud project.
+        location: The Vertex AI region.
+        model_client: A ``ModelServiceClient`` (tests).
+        endpoint_client: An ``EndpointServiceClient`` (tests).
+        timeout_s: How long to wait for the undeploy operation.
+
+    Returns:
+        ``purpose``, ``champion`` (version name), ``endpoint``, ``traffic_split`` afterwards, ``undeployed`` (the
+        previous champion's deployed model id, '' when none was undeployed) and ``changed``.
+
+    Raises:
+        UserError: No champion, a champion without an endpoint or served by an endpoint of its own (tuned Gemini
+            models), or a champion not deployed on its endpoint.
+    """
+    from google.api_core import exceptions
+    from google.cloud import aiplatform_v1
+    from google.protobuf import field_mask_pb2
+
+    from tunekit.components.deployment import champion as champions
+    from tunekit.components.deployment.embedding import make_endpoint_client
+
+    models = model_client if model_client is not None else make_model_service_client(location)
+    current = champions.find_vertex_champion(purpose, project=project, location=location, client=models)
+    if current is None:
+        raise UserError(
+            f"purpose '{purpose}' has no champion in the Model Registry of {project}/{location}: nothing to promote"
+        )
+    if not current.endpoint:
+        raise UserError(f"the champion {current.model} of '{purpose}' is not deployed: nothing to promote")
+    endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
+    endpoint = endpoints.get_endpoint(name=current.endpoint)
+    mine = next((d for d in endpoint.deployed_models if _is_version(d, current.model)), None)
+    if mine is None:
+        raise UserError(
+            f"the champion {current.model} of '{purpose}' is not deployed on {endpoint.name}: nothing to promote"
+        )
+    ref = current.extra["labels"].get(champions.PREVIOUS_LABEL, "")
+    previous = _ref_to_name(ref, project, location) if ref else ""
+    theirs = next((d for d in endpoint.deployed_models if previous and _is_version(d, previous)), None)
+    changed = False
+    if dict(endpoint.traffic_split) != {mine.id: 100}:
+        endpoints.update_endpoint(
+            endpoint=aiplatform_v1.Endpoint(name=endpoint.name, traffic_split={mine.id: 100}),
+            update_mask=field_mask_pb2.FieldMask(paths=["traffic_split"]),
+        )
+        changed = True
+    undeployed = ""
+    if theirs is not None:
+        try:
+            endpoints.undeploy_model(
+                endpoint=endpoint.name, deployed_model_id=theirs.id, traffic_split={mine.id: 100}
+            ).result(timeout=timeout_s)
+        except exceptions.NotFound:
+            pass  # undeployed meanwhile (an earlier promote whose reply was lost)
+        else:
+            undeployed, changed = theirs.id, True
+    return {
+        "purpose": purpose,
+        "champion": current.model,
+        "endpoint": endpoint.name,
+        "traffic_split": dict(endpoints.get_endpoint(name=endpoint.name).traffic_split),
+        "undeployed": undeployed,
+        "changed": changed,
+    }
