@@ -9,16 +9,23 @@ The call is ``EvaluationService.EvaluateInstances`` with a ``pairwise_metric_inp
 ``EvaluationServiceClient`` over REST, aimed at the fake when ``TUNEKIT_VERTEX_BASE_URL`` is set). The prompt
 template is ours. The result is reported beside the gate; it does not gate: an autorater has position and length
 biases, and its verdicts are worth reading, not obeying.
+
+Each verdict is kept in the step's response cache (:class:`~tunekit.components.model_clients.cache.ResponseCache`,
+keyed by the SHA-256 of the request's JSON body) the moment it arrives: a retried or re-run step asks the service
+only for the rows it has no verdict for yet, and pays nothing twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tunekit.components.evaluation.bootstrap import Interval, paired_bootstrap
+from tunekit.components.model_clients.base import Generation
+from tunekit.components.model_clients.cache import ResponseCache
 
 #: The judge's instructions (placeholders ``{prompt}``, ``{response}``, ``{baseline_model_response}``).
 PAIRWISE_TEMPLATE = """You compare two answers to the same request and decide which one serves the user better.
@@ -89,6 +96,14 @@ def make_evaluation_client(location: str):
     )
 
 
+def request_key(body: dict) -> str:
+    """The cache key of one ``evaluateInstances`` request: SHA-256 over its canonical JSON body."""
+    canonical = json.dumps(
+        {"api": "evaluateInstances", "body": body}, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def judge_pairwise(
     against: str,
     prompts: Sequence[str],
@@ -101,11 +116,13 @@ def judge_pairwise(
     template: str = PAIRWISE_TEMPLATE,
     concurrency: int = 4,
     seed: int = 0,
+    cache: ResponseCache | None = None,
 ) -> PairwiseResult:
     """Asks the Gen AI evaluation service, row by row, whether the candidate's answer beats the other's.
 
     Transient errors (429, 5xx) are retried by the client library's retry policy with backoff; a row that still
-    fails raises, failing the step (its retry asks again: the service keeps no job to re-attach to).
+    fails raises, failing the step. The service keeps no job to re-attach to, so every verdict goes to ``cache``
+    as soon as it arrives: the step's retry asks only for the rows still missing.
 
     Args:
         against: ``base`` or ``champion`` (for the report).
@@ -118,6 +135,7 @@ def judge_pairwise(
         template: The judge's prompt template.
         concurrency: Requests in flight at once.
         seed: Seed of the bootstrap interval.
+        cache: Where verdicts are kept across tries and runs (the step's response cache); None keeps none.
     """
     from google.api_core import exceptions, retry
     from google.cloud import aiplatform_v1
@@ -148,9 +166,19 @@ def judge_pairwise(
                 metric_spec=spec, instance=aiplatform_v1.PairwiseMetricInstance(json_instance=json.dumps(instance))
             ),
         )
-        result = client.evaluate_instances(request=request, retry=policy).pairwise_metric_result
-        choice = aiplatform_v1.PairwiseChoice(result.pairwise_choice).name
-        return CHOICE_SCORES.get(choice, 0.5), choice not in CHOICE_SCORES, result.explanation
+        key = request_key(json.loads(aiplatform_v1.EvaluateInstancesRequest.to_json(request)))
+        stored = cache.get(key) if cache is not None else None
+        if stored is not None:
+            verdict = json.loads(stored.text)
+            choice, explanation = verdict["choice"], verdict["explanation"]
+        else:
+            result = client.evaluate_instances(request=request, retry=policy).pairwise_metric_result
+            choice = aiplatform_v1.PairwiseChoice(result.pairwise_choice).name
+            explanation = result.explanation
+            if cache is not None:
+                text = json.dumps({"choice": choice, "explanation": explanation}, ensure_ascii=False)
+                cache.put(key, Generation(text=text), meta={"api": "evaluateInstances", "against": against})
+        return CHOICE_SCORES.get(choice, 0.5), choice not in CHOICE_SCORES, explanation
 
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(prompts) or 1))) as pool:
         answers = list(pool.map(ask, range(len(prompts))))

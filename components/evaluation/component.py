@@ -21,6 +21,7 @@ def evaluate_supervised(
     summary: dsl.Output[dsl.Markdown],
     predictions: dsl.Output[dsl.Dataset],
     confusion_matrix: dsl.Output[dsl.ClassificationMetrics],
+    response_cache: dsl.Output[dsl.Artifact],
     purpose: str = "",
     local_registry: str = "",
     beat_champion: bool = True,
@@ -35,7 +36,9 @@ def evaluate_supervised(
     comparisons in full). Classification also logs the tuned model's per-class precision and recall and its
     confusion matrix (``confusion_matrix``). With ``model_based_evaluation`` (Vertex only), the Gen AI evaluation
     service's pairwise autorater's win rates of the tuned model against the base and the champion are logged as
-    ``autorater_win_rate_vs_<model>`` (with ``_ci_low``/``_ci_high``); they do not gate.
+    ``autorater_win_rate_vs_<model>`` (with ``_ci_low``/``_ci_high``); they do not gate. On Vertex the models'
+    answers and the autorater's verdicts are kept in ``response_cache`` as they arrive: a retry of this step pays
+    for nothing twice.
     """
     from tunekit.components.evaluation.champion_challenger import GatePolicy, gate_metrics
     from tunekit.components.evaluation.steps import run_evaluate
@@ -59,6 +62,7 @@ def evaluate_supervised(
             min_improvement=min_improvement, beat_champion=beat_champion, require_significant=require_significant
         ),
         model_based=model_based_evaluation,
+        cache_dir=response_cache.path if backend == "vertex" else "",
     )
     for model_name, values in report.metrics.items():
         for metric_name, value in values.items():

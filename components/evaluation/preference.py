@@ -229,9 +229,11 @@ def model_judge(client, max_output_tokens: int = 8) -> Judge:
     """A pairwise autorater from a :class:`~tunekit.components.model_clients.base.ModelClient`.
 
     Each pair is asked in both orders, so that a judge that always says "A" scores a tie (0.5) rather than a win;
-    an unreadable verdict counts as a tie too.
+    an unreadable verdict counts as a tie too. A call that failed (after the client's retries) fails the judgement:
+    give it an :class:`~tunekit.components.model_clients.engine.Engine` with a cache, and a retry pays only for
+    the calls that failed.
     """
-    from tunekit.components.model_clients.base import GenerationConfig, Prompt
+    from tunekit.components.model_clients.base import FAILED, GenerationConfig, Prompt
 
     config = GenerationConfig(max_output_tokens=max_output_tokens, temperature=0.0)
 
@@ -242,7 +244,15 @@ def model_judge(client, max_output_tokens: int = 8) -> Judge:
         asks += [
             Prompt(JUDGE_PROMPT.format(prompt=p, a=b, b=a)) for p, a, b in zip(prompts, first, second, strict=True)
         ]
-        verdicts = [parse_verdict(g.text) for g in client.generate(asks, config)]
+        answers = client.generate(asks, config)
+        failed = [g for g in answers if g.status == FAILED]
+        if failed:
+            # Not a tie: the step fails, and its retry asks again only for these (the engine cached the rest).
+            raise RuntimeError(
+                f"{len(failed)} of {len(asks)} judge calls failed (first: {failed[0].error or 'no answer'}); "
+                "retry the step: answers already received are cached and not paid for again"
+            )
+        verdicts = [parse_verdict(g.text) for g in answers]
         n = len(prompts)
         out = []
         for forward, backward in zip(verdicts[:n], verdicts[n:], strict=True):

@@ -22,8 +22,13 @@ def evaluate_preference(
     metrics: dsl.Output[dsl.Metrics],
     summary: dsl.Output[dsl.Markdown],
     predictions: dsl.Output[dsl.Dataset],
+    response_cache: dsl.Output[dsl.Artifact],
 ) -> bool:
-    """Reward-model accuracy on held-out pairs, win rate against the base, KL from reference; returns the gate."""
+    """Reward-model accuracy on held-out pairs, win rate against the base, KL from reference; returns the gate.
+
+    On Vertex the models' answers and the Gemini judge's verdicts go through the model engine (retries, rate
+    limits) and are kept in ``response_cache`` as they arrive: a retry of this step pays for nothing twice.
+    """
     from tunekit.components.tuning.preference_steps import run_evaluate_preference
 
     report, decision = run_evaluate_preference(
@@ -41,6 +46,7 @@ def evaluate_preference(
         location=location,
         summary_path=summary.path,
         predictions_path=predictions.path,
+        cache_dir=response_cache.path if backend == "vertex" else "",
     )
     for name, value in report.metrics.items():
         metrics.log_metric(name, float(value))

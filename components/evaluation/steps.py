@@ -24,24 +24,35 @@ from tunekit.components.evaluation.evaluate import (
 from tunekit.components.model_clients.base import GenerationConfig, ModelClient
 
 
-def _clients(backend: str, base_model: str, tuned: dict, model_path: str, project: str, location: str):
+def vertex_client(model: str, project: str, location: str, cache_dir: str = "") -> ModelClient:
+    """Gemini (a publisher model or an endpoint) through the model engine (retries, rate limits, cache).
+
+    With ``cache_dir`` answers go to the persistent response cache, so a retried step pays for none twice.
+    """
+    from tunekit.components.model_clients.backends import make_engine
+
+    return make_engine(
+        "vertex", model, options={"project": project, "location": location}, cache_dir=cache_dir or None
+    )
+
+
+def _clients(
+    backend: str, base_model: str, tuned: dict, model_path: str, project: str, location: str, cache_dir: str = ""
+):
     if backend == "local":
         from tunekit.components.model_clients.hf import HFLocalClient
 
         return {"base": HFLocalClient(base_model), "tuned": HFLocalClient(base_model, adapter_dir=model_path)}
     if backend == "vertex":
-        from tunekit.components.model_clients.vertex import VertexGeminiClient, make_genai_client
-
-        client = make_genai_client(project, location)
         return {
-            "base": VertexGeminiClient(base_model, project, location, client=client),
-            "tuned": VertexGeminiClient(tuned["endpoint"], project, location, client=client),
+            "base": vertex_client(base_model, project, location, cache_dir),
+            "tuned": vertex_client(tuned["endpoint"], project, location, cache_dir),
         }
     raise ValueError(f"unknown backend '{backend}'")
 
 
-def champion_client(champion, *, project: str, location: str) -> ModelClient:
-    """A client for the champion: its model directory locally, its endpoint on Vertex.
+def champion_client(champion, *, project: str, location: str, cache_dir: str = "") -> ModelClient:
+    """A client for the champion: its model directory locally, its endpoint on Vertex (cached in ``cache_dir``).
 
     Raises:
         UserError: A local champion whose directory is gone.
@@ -58,11 +69,9 @@ def champion_client(champion, *, project: str, location: str) -> ModelClient:
             )
         # An adapter directory names its base model in adapter_config.json; HFLocalClient loads both.
         return HFLocalClient(champion.model)
-    from tunekit.components.model_clients.vertex import VertexGeminiClient
-
     if not champion.endpoint:
         raise ValueError(f"no endpoint is recorded for {champion.model}")
-    return VertexGeminiClient(champion.endpoint, project or "", location or "")
+    return vertex_client(champion.endpoint, project or "", location or "", cache_dir)
 
 
 def run_evaluate(
@@ -86,6 +95,7 @@ def run_evaluate(
     policy: GatePolicy | None = None,
     model_based: bool = False,
     evaluation_client=None,
+    cache_dir: str = "",
 ) -> tuple[EvalReport, GateDecision]:
     """Scores the tuned model beside its base and the champion on the held-out rows; decides whether to deploy.
 
@@ -99,6 +109,9 @@ def run_evaluate(
     ``model_based`` (Vertex only) also asks the Gen AI evaluation service's pairwise autorater whether the tuned
     model's answers beat the base's and the champion's (:mod:`.autorater`; reported, not gated), through
     ``evaluation_client`` when given.
+
+    ``cache_dir`` (the step's ``response_cache`` output; '' for none) keeps the Vertex models' answers and the
+    autorater's verdicts as they arrive: a retried or re-run step asks again only for what is missing.
     """
     tuned = dict(model_metadata)
     info_file = os.path.join(model_path, "tunekit_model.json")
@@ -120,11 +133,15 @@ def run_evaluate(
         if purpose
         else None
     )
-    models = dict(clients) if clients else _clients(backend, base_model, tuned, model_path, project, location)
+    models = (
+        dict(clients)
+        if clients
+        else _clients(backend, base_model, tuned, model_path, project, location, cache_dir)
+    )
     champion_error = ""
     if champion is not None and CHAMPION not in models:
         try:
-            models[CHAMPION] = champion_client(champion, project=project, location=location)
+            models[CHAMPION] = champion_client(champion, project=project, location=location, cache_dir=cache_dir)
         except Exception as exc:  # noqa: BLE001 - any failure to load the champion is reported by the gate
             champion_error = f"{type(exc).__name__}: {exc}"
     try:
@@ -144,21 +161,28 @@ def run_evaluate(
     )
     if model_based:
         from tunekit.components.evaluation.autorater import judge_pairwise
+        from tunekit.components.model_clients.cache import ResponseCache
         from tunekit.components.model_clients.hf import prompt_text
 
         prompts = [prompt_text(row.prompt) for row in rows]
         tuned_answers = [p.get("tuned_prediction") for p in report.predictions]
-        for other in ("base", CHAMPION):
-            if other in report.metrics:
-                report.autorater[other] = judge_pairwise(
-                    other,
-                    prompts,
-                    tuned_answers,
-                    [p.get(f"{other}_prediction") for p in report.predictions],
-                    project=project,
-                    location=location,
-                    client=evaluation_client,
-                )
+        verdicts = ResponseCache(cache_dir) if cache_dir else None
+        try:
+            for other in ("base", CHAMPION):
+                if other in report.metrics:
+                    report.autorater[other] = judge_pairwise(
+                        other,
+                        prompts,
+                        tuned_answers,
+                        [p.get(f"{other}_prediction") for p in report.predictions],
+                        project=project,
+                        location=location,
+                        client=evaluation_client,
+                        cache=verdicts,
+                    )
+        finally:
+            if verdicts is not None:
+                verdicts.close()
     write_predictions(report, predictions_path)
     with open(summary_path, "w", encoding="utf-8") as handle:
         handle.write(render_markdown(report, decision))

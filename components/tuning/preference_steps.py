@@ -395,12 +395,16 @@ def run_evaluate_preference(
     location: str,
     summary_path: str,
     predictions_path: str,
+    cache_dir: str = "",
 ):
     """Scores the tuned policy against the base model; returns ``(report, gate decision)``.
 
     Local: the reward model judges (its held-out pair accuracy, the win rates) and KL is estimated against the
     reference. Vertex: ``judge_model`` (a Gemini autorater, both answer orders) judges the tuned endpoint against
-    the base model, and its agreement with the held-out human choices is reported as ``reward_accuracy``.
+    the base model, and its agreement with the held-out human choices is reported as ``reward_accuracy``. On
+    Vertex every call (both models' answers, the judge's verdicts) goes through the model engine, with its
+    retries, rate limiter and, given ``cache_dir`` (the step's ``response_cache``), its persistent response
+    cache: a retried or re-run step pays only for what is not cached yet.
     """
     from tunekit.components.evaluation import preference as ev
 
@@ -421,18 +425,25 @@ def run_evaluate_preference(
             max_new_tokens=max_output_tokens,
         )
     else:
-        from tunekit.components.model_clients.vertex import VertexGeminiClient, make_genai_client
+        from tunekit.components.evaluation.steps import vertex_client
 
         tuned = read_model_info(tuned_model_path)
-        client = make_genai_client(project, location)
-        report = ev.evaluate_with_judge(
-            judge=ev.model_judge(VertexGeminiClient(judge_model, project, location, client=client)),
-            base_client=VertexGeminiClient(base_model, project, location, client=client),
-            tuned_client=VertexGeminiClient(tuned["endpoint"], project, location, client=client),
-            eval_pairs=pairs,
-            eval_prompts=prompts,
-            max_output_tokens=max_output_tokens,
-        )
+        engines = {
+            name: vertex_client(model, project, location, cache_dir)
+            for name, model in (("judge", judge_model), ("base", base_model), ("tuned", tuned["endpoint"]))
+        }
+        try:
+            report = ev.evaluate_with_judge(
+                judge=ev.model_judge(engines["judge"]),
+                base_client=engines["base"],
+                tuned_client=engines["tuned"],
+                eval_pairs=pairs,
+                eval_prompts=prompts,
+                max_output_tokens=max_output_tokens,
+            )
+        finally:
+            for engine in engines.values():
+                engine.close()
     # The head-to-head as per-model columns (the CLI's table shows metrics named <model>_<metric>).
     report.metrics["tuned_win_rate"] = report.metrics.get("win_rate", 0.0)
     report.metrics["base_win_rate"] = 1.0 - report.metrics.get("win_rate", 0.0)

@@ -1,0 +1,213 @@
+"""Paid evaluation calls are cached with the step's outputs: a re-run pays nothing, a resumed run only the rest.
+
+Two places: the supervised evaluation's pairwise autorater (Gen AI evaluation service ``:evaluateInstances``,
+with the models' answers through the engine) and the preference evaluation's Gemini judge (through the engine).
+"""
+
+import json
+
+import pytest
+from fake_vertex import FakeVertex, allow_loopback_only
+from test_preference_vertex import PAIRS, preference, warm_start
+
+from tunekit.components.evaluation.autorater import make_evaluation_client
+from tunekit.components.evaluation.steps import run_evaluate
+from tunekit.components.tuning import preference_steps as steps
+
+# --- the supervised evaluation's autorater -------------------------------------------------------------------
+
+
+def _rows(n):
+    return [
+        {
+            "contents": [
+                {"role": "user", "parts": [{"text": f"ticket {i}"}]},
+                {"role": "model", "parts": [{"text": "billing"}]},
+            ]
+        }
+        for i in range(n)
+    ]
+
+
+class _DiesAfter:
+    """An evaluation client that answers ``n`` requests, then raises (a step killed halfway)."""
+
+    def __init__(self, inner, n):
+        self.inner, self.left = inner, n
+
+    def evaluate_instances(self, **kwargs):
+        if self.left <= 0:
+            raise RuntimeError("killed")
+        self.left -= 1
+        return self.inner.evaluate_instances(**kwargs)
+
+
+@pytest.fixture
+def autorater_fake(monkeypatch, tmp_path):
+    allow_loopback_only(monkeypatch)
+    with FakeVertex(polls_to_finish=1) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        endpoint = f"projects/{server.project}/locations/{server.location}/endpoints/7"
+        server.responders[endpoint] = lambda text: "billing"
+        server.responders["gemini-2.5-flash"] = lambda text: "billing" if text.endswith(("0", "1")) else "shipping"
+        server.judge = lambda inst: "CANDIDATE" if inst["response"] != inst["baseline_model_response"] else "TIE"
+        (tmp_path / "model").mkdir()
+        with open(tmp_path / "v.jsonl", "w") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in _rows(8))
+        server.endpoint = endpoint
+        yield server
+
+
+def _evaluate(server, tmp_path, cache, client=None):
+    return run_evaluate(
+        backend="vertex",
+        task="classification",
+        base_model="gemini-2.5-flash",
+        model_path=str(tmp_path / "model"),
+        model_metadata={"endpoint": server.endpoint},
+        validation_path=str(tmp_path / "v.jsonl"),
+        predictions_path=str(tmp_path / "p.jsonl"),
+        summary_path=str(tmp_path / "s.md"),
+        project=server.project,
+        location=server.location,
+        model_based=True,
+        evaluation_client=client,
+        cache_dir=str(tmp_path / cache),
+    )
+
+
+def _counts(server):
+    return len(server.requests_to(r":evaluateInstances", "POST")), len(
+        server.requests_to(r":generateContent$", "POST")
+    )
+
+
+def test_a_rerun_of_the_autorater_step_sends_nothing_and_gives_the_same_figures(autorater_fake, tmp_path):
+    report, _ = _evaluate(autorater_fake, tmp_path, "cache")
+    first = report.autorater["base"]
+    assert first.win_rate == (6 + 2 * 0.5) / 8
+    assert _counts(autorater_fake) == (8, 16)  # 8 verdicts; 8 rows answered by base and tuned
+    again, _ = _evaluate(autorater_fake, tmp_path, "cache")
+    assert _counts(autorater_fake) == (8, 16)  # nothing sent the second time
+    second = again.autorater["base"]
+    assert (second.win_rate, second.scores, second.explanations) == (
+        first.win_rate,
+        first.scores,
+        first.explanations,
+    )
+    assert (second.interval.low, second.interval.high) == (first.interval.low, first.interval.high)
+    assert again.metrics == report.metrics
+
+
+def test_an_autorater_step_killed_halfway_resumes_paying_only_for_the_rest(autorater_fake, tmp_path):
+    client = make_evaluation_client(autorater_fake.location)
+    with pytest.raises(RuntimeError, match="killed"):
+        _evaluate(autorater_fake, tmp_path, "cache", client=_DiesAfter(client, 5))
+    assert _counts(autorater_fake) == (5, 16)
+    report, _ = _evaluate(autorater_fake, tmp_path, "cache", client=client)
+    # The retry asks for the 3 missing verdicts only, and no model answer again.
+    assert _counts(autorater_fake) == (8, 16)
+    assert report.autorater["base"].win_rate == (6 + 2 * 0.5) / 8
+    # Every row was judged exactly once across both tries.
+    judged = [
+        json.loads(b["pairwiseMetricInput"]["instance"]["jsonInstance"])["prompt"]
+        for _, _, b in autorater_fake.requests_to(r":evaluateInstances", "POST")
+    ]
+    assert sorted(judged) == sorted(set(judged)) and len(judged) == 8
+
+
+# --- the preference evaluation's Gemini judge ----------------------------------------------------------------
+
+
+def _judge(text):
+    answer_a = text.split("Answer A:\n")[1].split("\n\nAnswer B:")[0]
+    return "A" if answer_a.startswith("Sorry") else "B"
+
+
+def _evaluate_preference(tmp_path, prepared, cache):
+    return steps.run_evaluate_preference(
+        backend="vertex",
+        base_model="gemini-2.5-flash-lite",
+        warm_model_path=str(tmp_path / "warm"),
+        tuned_model_path=str(tmp_path / "tuned"),
+        reward_model_path=str(tmp_path / "reward"),
+        eval_path=prepared["eval"],
+        max_eval_examples=0,
+        max_output_tokens=32,
+        min_win_rate=0.5,
+        judge_model="gemini-2.5-pro",
+        project="test-project",
+        location="us-central1",
+        summary_path=str(tmp_path / "summary.md"),
+        predictions_path=str(tmp_path / "predictions.jsonl"),
+        cache_dir=str(tmp_path / cache),
+    )
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    allow_loopback_only(monkeypatch)
+    server = FakeVertex(polls_to_finish=2).start()
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    validated = tmp_path / "validated"
+    validated.mkdir()
+    (validated / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
+    out = {name: str(tmp_path / name) for name in ("pref", "eval", "prompts", "sft", "reports")}
+    steps.run_prepare_preference(
+        validated_dir=str(validated),
+        prompt_dataset_uri="",
+        sft_dataset_uri="",
+        eval_split=0.2,
+        seed=0,
+        preference_path=out["pref"],
+        eval_path=out["eval"],
+        prompt_path=out["prompts"],
+        sft_path=out["sft"],
+        reports_dir=out["reports"],
+    )
+    return out
+
+
+@pytest.fixture
+def tuned(fake, tmp_path, prepared):
+    warm_start(tmp_path)
+    info, _ = preference(tmp_path)
+    endpoint_id = info["endpoint"].rsplit("/", 1)[1]
+    fake.set_responder(lambda text: "Not our problem.", model="gemini-2.5-flash-lite")
+    fake.set_responder(lambda text: "Sorry. Please restart it and reply.", model=endpoint_id)
+    fake.set_responder(_judge, model="gemini-2.5-pro")
+    return endpoint_id
+
+
+def test_a_rerun_of_the_preference_judge_sends_nothing_and_gives_the_same_figures(fake, tmp_path, prepared, tuned):
+    report, decision = _evaluate_preference(tmp_path, prepared, "cache")
+    judged = len(fake.requests_to(r"gemini-2.5-pro:generateContent"))
+    answered = len(fake.requests_to(r":generateContent"))
+    assert judged == 8 and report.metrics["win_rate"] == 1.0 and decision.passed
+    again, _ = _evaluate_preference(tmp_path, prepared, "cache")
+    assert len(fake.requests_to(r":generateContent")) == answered  # neither judge nor models asked again
+    assert again.metrics == report.metrics and again.predictions == report.predictions
+
+
+def test_a_failed_preference_judge_resumes_paying_only_for_the_failed_calls(fake, tmp_path, prepared, tuned):
+    fake.fail_next(3, status=400, path_contains="gemini-2.5-pro")  # not retryable: these calls fail for good
+    # The held-out pairs are judged first (2 pairs, both orders): 3 of the 4 calls fail, the step fails.
+    with pytest.raises(RuntimeError, match="3 of 4 judge calls failed"):
+        _evaluate_preference(tmp_path, prepared, "cache")
+    judge_calls = r"gemini-2.5-pro:generateContent"
+    assert len(fake.requests_to(judge_calls)) == 4 and sum(fake.billed.values()) == 1
+    report, decision = _evaluate_preference(tmp_path, prepared, "cache")
+    # The retry asks the 3 failed pair verdicts again (not the one received) and the 4 new prompt verdicts.
+    assert len(fake.requests_to(judge_calls)) == 4 + 3 + 4
+    # Judge calls billed: 8, each comparison once, as in a clean run; figures as a clean run.
+    judge_billed = sum(fake.billed.values()) - 2 * 2  # minus the two models' answers on the 2 prompts
+    assert judge_billed == 8
+    assert report.metrics["win_rate"] == 1.0 and report.metrics["reward_accuracy"] == 1.0 and decision.passed
