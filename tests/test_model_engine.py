@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -377,7 +378,8 @@ def test_batch_backend_runs_a_job_and_reattaches_after_a_restart(loopback, tmp_p
         first = backend(max_wait_s=0)
         with pytest.raises(TimeoutError):
             first.run_job(prompts, GenerationConfig())
-        assert os.path.isfile(state) and len(first.created_jobs) == 1
+        (state_file,) = glob.glob(str(tmp_path / "out" / "batch_state-*.json"))  # one file per job
+        assert len(first.created_jobs) == 1
 
         second = backend()
         engine = Engine(second, cache=ResponseCache(str(tmp_path / "out")))
@@ -385,7 +387,7 @@ def test_batch_backend_runs_a_job_and_reattaches_after_a_restart(loopback, tmp_p
         assert [r.status for r in results] == [OK, BLOCKED, OK]
         assert [r.text for r in results] == ["ex", "", "zed"]
         assert second.created_jobs == [] and len(fake.batch_jobs) == 1  # re-attached, not paid twice
-        assert not os.path.exists(state)
+        assert not os.path.exists(state_file)
         (job,) = fake.batch_jobs.values()
         assert job["model"].endswith("publishers/google/models/gemini-2.5-flash")
         price = pricing.DEFAULT_PRICES["gemini-2.5-flash"]
@@ -420,6 +422,62 @@ def test_make_engine_switches_to_batch_above_the_threshold(loopback, tmp_path, m
         assert engine.report.backend == "vertex_batch" and engine.report.cache_hits == 1
         assert len(fake.batch_jobs) == 1
         engine.close()
+
+
+def test_batch_state_next_to_a_gs_cache_lets_a_retried_step_reattach(loopback, tmp_path, monkeypatch):
+    """A gs:// cache without the /gcs mount: the job's state is a Cloud Storage object, so a new container finds it."""
+    root = str(tmp_path / "gcs")
+    cache = "gs://bucket/run/step/response_cache"
+    folder = os.path.join(root, "bucket/run/step/response_cache")
+    with FakeVertex(gcs_root=root, polls_to_finish=3) as fake:
+        for key, value in fake.env().items():
+            monkeypatch.setenv(key, value)
+
+        def engine():
+            return make_engine(
+                "vertex_batch",
+                "gemini-2.5-flash",
+                options={
+                    "project": PROJECT,
+                    "location": LOCATION,
+                    "staging_uri": "gs://bucket/stage",
+                    "poll_interval_s": 0.01,
+                },
+                engine_options={"max_attempts": 2, **FAST},
+                cache_dir=cache,
+            )
+
+        texts = ["a", "b", "c"]
+        # The first step is "killed" while the job runs: it gives up waiting (both attempts); the state stays.
+        first = engine()
+        assert first.primary.state_path == cache + "/batch_state.json"
+        first.primary.max_wait_s = 0
+        assert [r.status for r in first.generate([Prompt(t) for t in texts])] == [FAILED] * 3
+        first.close()
+        assert len(first.primary.created_jobs) == 1  # the second attempt re-attached already
+        (state_file,) = glob.glob(os.path.join(folder, "batch_state-*.json"))
+        with open(state_file, encoding="utf-8") as handle:
+            state = json.load(handle)
+        assert state_file.endswith(f"batch_state-{state['fingerprint']}.json")
+        assert state["job_name"] == first.primary.created_jobs[0]
+        uploads = [r for r in fake.requests if r[0] == "POST" and "/upload/storage/v1/b/bucket/o" in r[1]]
+        assert uploads, "the state went through the storage client"
+
+        # The retried step (a fresh process would have no local files either) re-attaches and gets the rows.
+        second = engine()
+        assert second.generate_texts(texts) == ["echo: a", "echo: b", "echo: c"]
+        second.close()
+        assert second.primary.created_jobs == [] and len(fake.batch_jobs) == 1
+        creates = [
+            r for r in fake.requests if r[0] == "POST" and r[1].split("?")[0].endswith("/batchPredictionJobs")
+        ]
+        assert len(creates) == 1
+        assert not os.path.exists(state_file)  # the finished job's state is deleted
+        # A third run pays nothing: the answers are in the gs:// cache.
+        third = engine()
+        assert third.generate_texts(texts) == ["echo: a", "echo: b", "echo: c"]
+        assert third.report.cache_hits == 3 and len(fake.batch_jobs) == 1
+        third.close()
 
 
 # --- a run killed with SIGKILL pays again for at most what was in flight -----------------------------------------

@@ -232,14 +232,24 @@ def make_engine(
     )
 
 
+#: The batch job's state file, kept in the response cache's folder.
+BATCH_STATE_NAME = "batch_state.json"
+
+
 def _batch_backend(
     model: str, project: str, location: str, staging: str, state_dir: str | None, options: Mapping[str, Any]
 ) -> Backend:
     from tunekit.components.model_clients.batch import VertexBatchBackend
 
-    state_path = (
-        os.path.join(state_dir, "batch_state.json") if state_dir and not state_dir.startswith("gs://") else None
-    )
+    # The state sits next to the response cache, wherever it is: a gs:// cache keeps a gs:// state object, so a
+    # retried step (a new container, no local files) re-attaches to its job instead of paying for a second one.
+    state_path = None
+    if state_dir:
+        state_path = (
+            f"{state_dir.rstrip('/')}/{BATCH_STATE_NAME}"
+            if state_dir.startswith("gs://")
+            else os.path.join(state_dir, BATCH_STATE_NAME)
+        )
     return VertexBatchBackend(
         model,
         project,

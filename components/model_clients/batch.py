@@ -7,7 +7,9 @@ for large sets. One engine call sends every uncached prompt as one job:
    ``{staging_uri}/{fingerprint}/input.jsonl``; each request carries its index in the label ``tunekit_row``, so
    answers are matched whatever order the output has;
 2. the job is created with ``client.batches.create`` and its name written to a state file *before* waiting, so a
-   retried or restarted step re-attaches to the same job (same fingerprint) instead of paying for a second one;
+   retried or restarted step re-attaches to the same job (same fingerprint) instead of paying for a second one; the
+   state file is a local path or a ``gs://`` object (next to a ``gs://`` response cache: read and written through
+   the ``/gcs`` mount when present, else through google-cloud-storage), so it outlives the container;
 3. the job is polled until it ends; ``predictions*.jsonl`` under the output prefix are read back and each line's
    ``response`` becomes a :class:`Generation` (a line with an error ``status`` is ``failed``; a request with no
    line at all is ``failed`` too, so nothing is dropped).
@@ -30,6 +32,7 @@ from typing import Any, Protocol
 from google.genai import types
 
 from tunekit.components.common import uris
+from tunekit.components.common.errors import UserError
 from tunekit.components.common.state import read_state, write_state
 from tunekit.components.model_clients.base import FAILED, Generation, GenerationConfig, Prompt
 from tunekit.components.model_clients.engine import Backend
@@ -149,6 +152,60 @@ def _state_name(job: Any) -> str:
     return getattr(state, "value", str(state or ""))
 
 
+def _state_blob(uri: str) -> Any:
+    from google.cloud import storage  # only for a gs:// state without the /gcs mount
+
+    bucket, _, name = uri[len(uris.GCS_PREFIX) :].partition("/")
+    return storage.Client().bucket(bucket).blob(name)
+
+
+def _read_batch_state(path: str) -> dict[str, Any]:
+    """The batch state at ``path`` (local, ``/gcs/...`` or ``gs://``); {} when there is none."""
+    if uris.is_gcs(path) and os.path.isdir(uris.GCS_FUSE_ROOT):
+        path = uris.gcs_to_fuse(path)
+    if not uris.is_gcs(path):
+        return read_state(path, what="batch state file")
+    from google.api_core import exceptions
+
+    try:
+        text = _state_blob(path).download_as_text()
+    except exceptions.NotFound:
+        return {}
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"batch state file is not valid JSON ({exc}); delete it to start over", path=path
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError("batch state file is not a JSON object; delete it to start over", path=path)
+    return state
+
+
+def _write_batch_state(path: str, state: dict[str, Any] | None) -> None:
+    """Writes the batch state at ``path`` (local, ``/gcs/...`` or ``gs://``); None deletes it."""
+    if uris.is_gcs(path) and os.path.isdir(uris.GCS_FUSE_ROOT):
+        path = uris.gcs_to_fuse(path)
+    if not uris.is_gcs(path):
+        if state is None:
+            if os.path.exists(path):
+                os.unlink(path)
+        else:
+            write_state(path, state)  # atomic: a kill leaves the old state or the new one
+        return
+    from google.api_core import exceptions
+
+    blob = _state_blob(path)
+    if state is None:
+        try:
+            blob.delete()
+        except exceptions.NotFound:
+            pass
+    else:
+        # One object upload: Cloud Storage replaces an object whole, so a kill leaves the old state or the new one.
+        blob.upload_from_string(json.dumps(state, sort_keys=True), content_type="application/json")
+
+
 class VertexBatchBackend(Backend):
     """Gemini batch prediction jobs; one engine call is one job (re-attached after a restart).
 
@@ -157,7 +214,10 @@ class VertexBatchBackend(Backend):
         project: The Google Cloud project.
         location: The Vertex AI region.
         staging_uri: A ``gs://`` prefix for the jobs' input and output files.
-        state_path: A local file (kept with the step's outputs) holding the running job's name and fingerprint.
+        state_path: Where the running job's name and fingerprint are kept: a local path (kept with the step's
+            outputs) or a ``gs://`` object (next to the response cache); each job's file is this name with
+            ``-<fingerprint>`` before the extension (see :meth:`job_state_path`). None keeps no state (no
+            re-attach).
         client: A google-genai client; by default :func:`.vertex.make_genai_client`'s.
         io: Cloud Storage access; :class:`GcsIO` by default.
         poll_interval_s: Seconds between polls of the job.
@@ -235,7 +295,9 @@ class VertexBatchBackend(Backend):
                 ),
             )
             self.created_jobs.append(job.name)
-            self._write_state({"job_name": job.name, "fingerprint": fingerprint, "input_uri": input_uri})
+            self._write_state(
+                fingerprint, {"job_name": job.name, "fingerprint": fingerprint, "input_uri": input_uri}
+            )
         deadline = time.monotonic() + self.max_wait_s
         while _state_name(job) not in _ENDED:
             if time.monotonic() > deadline:
@@ -244,17 +306,17 @@ class VertexBatchBackend(Backend):
             job = self.client.batches.get(name=job.name)
         state = _state_name(job)
         if state not in _DONE:
-            self._write_state(None)
+            self._write_state(fingerprint, None)
             message = getattr(job.error, "message", None) if job.error else None
             raise RuntimeError(f"batch job {job.name} ended {state}" + (f": {message}" if message else ""))
         generations = self._read_outputs(f"{self.staging_uri}/{fingerprint}/output", len(prompts), job.name)
-        self._write_state(None)
+        self._write_state(fingerprint, None)
         return generations
 
     def _reattach(self, fingerprint: str) -> Any:
         if not self.state_path:
             return None
-        state = read_state(self.state_path, what="batch state file")
+        state = _read_batch_state(self.job_state_path(fingerprint))
         if state.get("fingerprint") != fingerprint or not state.get("job_name"):
             return None
         job = self.client.batches.get(name=state["job_name"])
@@ -262,14 +324,18 @@ class VertexBatchBackend(Backend):
             return None  # a failed job is not re-attached: a new one is created
         return job
 
-    def _write_state(self, state: dict[str, Any] | None) -> None:
-        if not self.state_path:
-            return
-        if state is None:
-            if os.path.exists(self.state_path):
-                os.unlink(self.state_path)
-            return
-        write_state(self.state_path, state)  # atomic: a kill leaves the old state or the new one
+    def job_state_path(self, fingerprint: str) -> str:
+        """The state file of the job for ``fingerprint``: ``state_path`` with ``-<fingerprint>`` before ``.json``.
+
+        One file per job, so that jobs running side by side (more prompts than one job takes, or two steps sharing
+        a ``gs://`` cache folder) never overwrite or delete each other's state.
+        """
+        root, ext = os.path.splitext(self.state_path or "")
+        return f"{root}-{fingerprint}{ext or '.json'}"
+
+    def _write_state(self, fingerprint: str, state: dict[str, Any] | None) -> None:
+        if self.state_path:
+            _write_batch_state(self.job_state_path(fingerprint), state)
 
     def _read_outputs(self, prefix: str, count: int, job_name: str) -> list[Generation]:
         results: list[Generation | None] = [None] * count
