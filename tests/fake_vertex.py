@@ -50,7 +50,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -919,3 +919,21 @@ def allow_loopback_only(monkeypatch) -> list[tuple[str, Any]]:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     return refused
+
+
+def serve_fake_vertex(monkeypatch, **options) -> Iterator[FakeVertex]:
+    """A pytest fixture body: a started :class:`FakeVertex` that tunekit's clients are aimed at.
+
+    Only loopback connections are allowed while it runs (anything else fails the test afterwards), and its
+    :meth:`FakeVertex.env` is set in the environment. Use as ``yield from serve_fake_vertex(monkeypatch, ...)``.
+
+    Args:
+        monkeypatch: pytest's fixture.
+        **options: :class:`FakeVertex` arguments (``polls_to_finish``, ...).
+    """
+    refused = allow_loopback_only(monkeypatch)
+    with FakeVertex(**options) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        yield server
+    assert refused == [], f"connections to other hosts than loopback: {refused}"

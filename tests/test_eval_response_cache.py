@@ -7,7 +7,7 @@ with the models' answers through the engine) and the preference evaluation's Gem
 import json
 
 import pytest
-from fake_vertex import FakeVertex, allow_loopback_only
+from fake_vertex import FakeVertex, allow_loopback_only, serve_fake_vertex
 from test_preference_vertex import PAIRS, preference, warm_start
 
 from tunekit.components.evaluation.autorater import make_evaluation_client
@@ -147,12 +147,7 @@ def _evaluate_preference(tmp_path, prepared, cache):
 
 @pytest.fixture
 def fake(monkeypatch):
-    allow_loopback_only(monkeypatch)
-    server = FakeVertex(polls_to_finish=2).start()
-    for key, value in server.env().items():
-        monkeypatch.setenv(key, value)
-    yield server
-    server.stop()
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=2)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from fake_vertex import FakeVertex, allow_loopback_only
+from fake_vertex import serve_fake_vertex
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.evaluation.preference import evaluate_with_judge, model_judge
@@ -24,12 +24,7 @@ PAIRS = [
 
 @pytest.fixture
 def fake(monkeypatch):
-    allow_loopback_only(monkeypatch)
-    server = FakeVertex(polls_to_finish=2).start()
-    for key, value in server.env().items():
-        monkeypatch.setenv(key, value)
-    yield server
-    server.stop()
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=2)
 
 
 @pytest.fixture

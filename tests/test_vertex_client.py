@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from fake_vertex import FakeAnswer, FakeVertex, allow_loopback_only
+from fake_vertex import FakeAnswer, serve_fake_vertex
 
 from tunekit.components.model_clients.base import (
     BLOCKED,
@@ -29,12 +29,7 @@ PROJECT, LOCATION = "test-project", "us-central1"
 
 @pytest.fixture
 def fake(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    with FakeVertex() as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        yield server
-    assert refused == []
+    yield from serve_fake_vertex(monkeypatch)
 
 
 def _client(fake, **kwargs) -> VertexGeminiClient:

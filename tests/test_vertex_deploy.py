@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from fake_vertex import FakeVertex, allow_loopback_only
+from fake_vertex import serve_fake_vertex
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.deployment.vertex import record_gemini_deployment
@@ -16,12 +16,7 @@ PROJECT, LOCATION = "test-project", "us-central1"
 
 @pytest.fixture
 def fake(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    with FakeVertex(polls_to_finish=1) as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        yield server
-    assert refused == []
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=1)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from fake_vertex import FakeVertex, allow_loopback_only
+from fake_vertex import serve_fake_vertex
 
 from tunekit.components.deployment.champion import find_champion
 from tunekit.components.deployment.steps import run_deploy
@@ -15,12 +15,7 @@ ROWS = [{"input_text": f"Route this ticket: my invoice {i} is wrong", "output_te
 
 @pytest.fixture
 def fake(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    with FakeVertex(polls_to_finish=1) as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        yield server
-    assert refused == []
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=1)
 
 
 def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
