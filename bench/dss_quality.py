@@ -7,7 +7,7 @@ is wrong on about a quarter of them: it slips on one step and carries the slip t
 and its label agree with each other but not with the truth.
 
 Students are tiny T5-style seq2seq models (0.8M parameters) built from a config and trained from scratch on CPU
-with full fine-tuning by the project's own trainer (``tunekit.components.tuning.distill.tune_student``). By
+with full fine-tuning by the project's own trainer (``tunekit.components.tuning.distillation.local.tune_student``). By
 default they read words: a word-level tokenizer in which every word and every number is one token
 (``--tokenizer byte`` uses ByT5's byte tokenizer, whose five-times longer sequences cost five times the steps).
 Four ways to train, each at 100% and at 25% of the training inputs, over several seeds, with the same number of
@@ -132,7 +132,7 @@ METHODS = ("label_gold", "label_teacher", "dss", "cot")
 
 
 def student_rows(problems: list[dict], method: str, alpha: float) -> list[dict]:
-    from tunekit.components.tuning.distill import COT, MULTITASK, STANDARD, build_student_examples
+    from tunekit.components.tuning.distillation.local import COT, MULTITASK, STANDARD, build_student_examples
 
     if method == "label_gold":
         source = [{"input_text": p["input_text"], "output_text": p["gold"]} for p in problems]
@@ -159,7 +159,7 @@ def train_and_score(
 ) -> dict:
     from tunekit.components.model_clients.base import GenerationConfig, Prompt
     from tunekit.components.model_clients.hf import HFLocalClient
-    from tunekit.components.tuning.distill import (
+    from tunekit.components.tuning.distillation.local import (
         COT,
         MULTITASK,
         STANDARD,

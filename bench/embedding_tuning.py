@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 import make_embedding_data  # noqa: E402
 
-from tunekit.components.evaluation.retrieval import (  # noqa: E402
+from tunekit.components.evaluation.embedding.steps import (  # noqa: E402
     METRICS,
     SentenceTransformerEncoder,
     embed_in_batches,
@@ -33,7 +33,7 @@ from tunekit.components.evaluation.retrieval import (  # noqa: E402
     load_labels,
     load_queries,
 )
-from tunekit.components.tuning.embedding import (  # noqa: E402
+from tunekit.components.tuning.embedding.local import (  # noqa: E402
     BUNDLED_MINILM,
     EmbeddingTuningOptions,
     tune_embedding_model,

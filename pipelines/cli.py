@@ -297,7 +297,7 @@ def cmd_rollback(args) -> int:
     if args.project or args.region:
         if not (args.project and args.region):
             raise UserError("a Vertex rollback needs both --project and --region")
-        from tunekit.components.deployment.vertex import rollback_vertex
+        from tunekit.components.deployment.registry import rollback_vertex
 
         result = rollback_vertex(args.purpose, project=args.project, location=args.region)
         print(f"champion of '{args.purpose}' is {result['restored']} again (rolled back {result['rolled_back']})")
@@ -324,7 +324,7 @@ def cmd_promote(args) -> int:
         return EXIT_OK
     if not (args.project and args.region):
         raise UserError("a Vertex promote needs both --project and --region")
-    from tunekit.components.deployment.vertex import promote_vertex
+    from tunekit.components.deployment.registry import promote_vertex
 
     result = promote_vertex(args.purpose, project=args.project, location=args.region)
     if not result["changed"]:

@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from kfp import dsl
 
 from tunekit.components.data_validation.component import validate_data
-from tunekit.components.evaluation.distill_component import evaluate_distillation
+from tunekit.components.evaluation.distillation.component import evaluate_distillation
 from tunekit.components.rationale_extraction.component import extract_rationales
 from tunekit.components.reporting.component import make_run_report
 from tunekit.components.teacher_labelling.component import label_with_teacher
-from tunekit.components.tuning.distill_component import build_student_dataset, gpu_training_op, tune_student_model
+from tunekit.components.tuning.distillation.component import (
+    build_student_dataset,
+    gpu_training_op,
+    tune_student_model,
+)
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
 from tunekit.pipelines.graphs import gate_and_deploy
 from tunekit.pipelines.retraining import retrain_on_new_data

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from kfp import dsl
 
 from tunekit.components.data_validation.component import validate_embedding_data
-from tunekit.components.evaluation.retrieval_component import evaluate_embedding
+from tunekit.components.evaluation.embedding.component import evaluate_embedding
 from tunekit.components.reporting.component import make_run_report
-from tunekit.components.tuning.embedding_component import tune_embedding
+from tunekit.components.tuning.embedding.component import tune_embedding
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
 from tunekit.pipelines.graphs import gate_and_deploy_embedding
 from tunekit.pipelines.retraining import retrain_on_new_data

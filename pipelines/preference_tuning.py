@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from kfp import dsl
 
 from tunekit.components.data_validation.component import validate_data
-from tunekit.components.evaluation.preference_component import evaluate_preference
+from tunekit.components.evaluation.preference.component import evaluate_preference
 from tunekit.components.reporting.component import make_run_report
-from tunekit.components.tuning.preference_component import (
+from tunekit.components.tuning.preference.component import (
     gpu_training_ops,
     prepare_preference_data,
     tune_preference,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from kfp import dsl
 
-from tunekit.components.data_validation.fingerprint_component import check_data_fingerprint
+from tunekit.components.retraining.component import check_data_fingerprint
 
 #: The graph parameter that receives the fingerprint.
 FINGERPRINT_PARAMETER = "data_fingerprint"

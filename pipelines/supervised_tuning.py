@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from kfp import dsl
 
 from tunekit.components.data_validation.component import validate_data
-from tunekit.components.evaluation.component import evaluate_supervised
+from tunekit.components.evaluation.supervised.component import evaluate_supervised
 from tunekit.components.reporting.component import make_run_report
-from tunekit.components.tuning.component import prepare_supervised_data, tune_supervised
+from tunekit.components.tuning.supervised.component import prepare_supervised_data, tune_supervised
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
 from tunekit.pipelines.graphs import gate_and_deploy
 from tunekit.pipelines.retraining import retrain_on_new_data

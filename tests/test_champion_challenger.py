@@ -8,9 +8,9 @@ import pytest
 from tunekit.components.deployment import local_registry
 from tunekit.components.deployment.champion import Champion
 from tunekit.components.deployment.steps import run_deploy
-from tunekit.components.evaluation import champion_challenger as cc
+from tunekit.components.evaluation import gate as cc
 from tunekit.components.evaluation.bootstrap import paired_bootstrap
-from tunekit.components.evaluation.steps import run_evaluate
+from tunekit.components.evaluation.supervised.steps import run_evaluate
 from tunekit.components.model_clients.base import FakeClient
 
 # --- bootstrap ---------------------------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ SIZE = {"d_model": 32, "d_kv": 8, "num_heads": 4, "d_ff": 64, "num_layers": 1, "
 
 def _train_constant(base, answer, out, tmp_path):
     """A tiny adapter that answers ``answer`` to everything (about 3 s on one CPU thread)."""
-    from tunekit.components.tuning.local import LocalTuningConfig, tune_local
+    from tunekit.components.tuning.supervised.local import LocalTuningConfig, tune_local
 
     train = _write(
         tmp_path / f"train-{answer}.jsonl", [{"prompt": f"ticket {i}", "completion": answer} for i in range(8)]
@@ -296,7 +296,7 @@ def test_tiny_models_worse_second_run_keeps_the_champion(tmp_path):
 def test_vertex_champion_endpoint_is_called(tmp_path, monkeypatch):
     from fake_vertex import FakeVertex, allow_loopback_only
 
-    from tunekit.components.evaluation import steps
+    from tunekit.components.evaluation.supervised import steps
 
     refused = allow_loopback_only(monkeypatch)
     rows = [
@@ -358,7 +358,7 @@ def test_vertex_champion_endpoint_is_called(tmp_path, monkeypatch):
 
 
 def test_distilled_student_must_beat_the_champion_student(tmp_path):
-    from tunekit.components.evaluation.distill import run_evaluate_distillation
+    from tunekit.components.evaluation.distillation.steps import run_evaluate_distillation
 
     rows = [
         {"input_text": f"ticket {i}", "reference": ["billing", "shipping"][i % 2], "reference_source": "gold"}
@@ -423,7 +423,7 @@ class _Encoder:
 
 
 def test_embedding_champion_scored_on_the_same_queries(tmp_path, monkeypatch):
-    from tunekit.components.evaluation import retrieval
+    from tunekit.components.evaluation.embedding import steps as retrieval
 
     words = ["alpha", "beta", "gamma", "delta"]
     corpus = _write(

@@ -10,7 +10,7 @@ from fake_vertex import allow_loopback_only
 from fake_vertex_pipelines import LOCATION, PROJECT, FakeVertexPipelines
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.deployment import vertex
+from tunekit.components.deployment import registry as vertex
 from tunekit.components.deployment.champion import find_champion
 from tunekit.components.deployment.steps import run_deploy
 

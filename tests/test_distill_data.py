@@ -6,10 +6,10 @@ import pytest
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.base import EMPTY, OK, Prompt
-from tunekit.components.rationale_extraction.teachers import ScriptedTeacher
-from tunekit.components.tuning import distill
-from tunekit.components.tuning.distill_steps import run_build_student_dataset, split_evaluation
-from tunekit.components.tuning.distill_vertex import balance_for_alpha, prompt_only_row, to_gemini_row
+from tunekit.components.model_clients.teachers import ScriptedTeacher
+from tunekit.components.tuning.distillation import local as distill
+from tunekit.components.tuning.distillation.steps import run_build_student_dataset, split_evaluation
+from tunekit.components.tuning.distillation.vertex import balance_for_alpha, prompt_only_row, to_gemini_row
 
 ROWS = [
     # gold label, kept rationale

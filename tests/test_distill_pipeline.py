@@ -148,7 +148,7 @@ def _separate_labelling_rows(tmp_path):
 def test_separate_labelling_then_rationales_accounts_for_every_row(tmp_path):
     from tunekit.components.teacher_labelling.label import LabellingConfig
     from tunekit.components.teacher_labelling.steps import run_labelling
-    from tunekit.components.tuning.distill_steps import run_build_student_dataset
+    from tunekit.components.tuning.distillation.steps import run_build_student_dataset
 
     rows, paths = _separate_labelling_rows(tmp_path)
     labelled = tmp_path / "labelled.jsonl"

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from tunekit.components.evaluation.distill import run_evaluate_distillation
+from tunekit.components.evaluation.distillation.steps import run_evaluate_distillation
 from tunekit.components.model_clients.base import FakeClient
-from tunekit.components.tuning import distill
-from tunekit.components.tuning.distill_steps import run_tune_student
+from tunekit.components.tuning.distillation import local as distill
+from tunekit.components.tuning.distillation.steps import run_tune_student
 from tunekit.components.tuning.tiny import make_tiny_model
 
 SIZE = {"d_model": 32, "d_kv": 8, "num_heads": 2, "d_ff": 64, "num_layers": 1, "num_decoder_layers": 1}
@@ -80,7 +80,7 @@ def test_multitask_step_loss_is_the_weighted_sum_of_task_losses(tiny, tmp_path):
 
 def test_full_finetuning_and_the_pipeline_steps_end_to_end(tiny, tmp_path):
     """Build → tune (student and baseline) → evaluate with a scripted teacher, on a full fine-tuned tiny student."""
-    from tunekit.components.tuning.distill_steps import run_build_student_dataset
+    from tunekit.components.tuning.distillation.steps import run_build_student_dataset
 
     rationale_rows = [
         {**r, "rationale_kept": True, "teacher_answer": r["output_text"], "status": "ok"} for r in ROWS
@@ -157,7 +157,7 @@ def test_full_finetuning_and_the_pipeline_steps_end_to_end(tiny, tmp_path):
 
 
 def test_gate_fails_below_the_threshold_or_the_baseline():
-    from tunekit.components.evaluation.distill import ModelScore, decide_gate
+    from tunekit.components.evaluation.distillation.steps import ModelScore, decide_gate
 
     scores = {
         "student": ModelScore("student", {"accuracy": 0.6}),

@@ -6,7 +6,7 @@ import pytest
 from fake_vertex import FakeVertex, allow_loopback_only
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.tuning.distill_steps import run_build_student_dataset, run_tune_student
+from tunekit.components.tuning.distillation.steps import run_build_student_dataset, run_tune_student
 
 ROWS = [
     {

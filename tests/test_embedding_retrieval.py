@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.evaluation import retrieval as r
+from tunekit.components.evaluation.embedding import steps as r
 
 
 def test_ndcg_hand_computed():

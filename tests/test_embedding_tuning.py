@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.tuning import embedding as emb
+from tunekit.components.tuning.embedding import local as emb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

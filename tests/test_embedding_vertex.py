@@ -12,8 +12,8 @@ from google.cloud.aiplatform_v1 import AcceleratorType
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.deployment.embedding import deploy_to_endpoint, make_endpoint_client
-from tunekit.components.evaluation.retrieval import VertexEmbeddingEncoder, template_metrics
-from tunekit.components.tuning import embedding_vertex as ev
+from tunekit.components.evaluation.embedding.steps import VertexEmbeddingEncoder, template_metrics
+from tunekit.components.tuning.embedding import vertex as ev
 
 DATA = {
     "corpus_uri": "gs://bucket/data/corpus.jsonl",
@@ -170,7 +170,7 @@ def test_base_model_embeddings_through_the_prediction_api(fake):
 
 
 def test_run_tune_embedding_vertex_writes_model_info(fake, tmp_path):
-    from tunekit.components.tuning.embedding import run_tune_embedding
+    from tunekit.components.tuning.embedding.local import run_tune_embedding
 
     metadata: dict = {}
     summary = run_tune_embedding(

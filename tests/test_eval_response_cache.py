@@ -11,8 +11,8 @@ from fake_vertex import FakeVertex, allow_loopback_only, serve_fake_vertex
 from test_preference_vertex import PAIRS, preference, warm_start
 
 from tunekit.components.evaluation.autorater import make_evaluation_client
-from tunekit.components.evaluation.steps import run_evaluate
-from tunekit.components.tuning import preference_steps as steps
+from tunekit.components.evaluation.supervised.steps import run_evaluate
+from tunekit.components.tuning.preference import steps
 
 # --- the supervised evaluation's autorater -------------------------------------------------------------------
 

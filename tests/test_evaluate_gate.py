@@ -5,8 +5,8 @@ import pytest
 from tunekit.components.common.errors import UserError
 from tunekit.components.deployment import local_registry
 from tunekit.components.deployment.steps import run_deploy
-from tunekit.components.evaluation.evaluate import decide, evaluate_models, load_eval_rows, render_markdown
-from tunekit.components.evaluation.steps import run_evaluate
+from tunekit.components.evaluation.scoring import decide, evaluate_models, load_eval_rows, render_markdown
+from tunekit.components.evaluation.supervised.steps import run_evaluate
 from tunekit.components.model_clients.base import FakeClient
 
 

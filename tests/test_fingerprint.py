@@ -9,8 +9,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.common.fingerprint import check_data, decide, fingerprint_uris, fingerprints_match
 from tunekit.components.deployment.champion import Champion
+from tunekit.components.retraining.fingerprint import check_data, decide, fingerprint_uris, fingerprints_match
 
 
 class FakeGcs:

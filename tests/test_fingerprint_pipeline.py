@@ -7,8 +7,8 @@ import pytest
 import yaml
 from test_embedding_pipeline import tiny_config
 
-from tunekit.components.common.fingerprint import fingerprint_uris
 from tunekit.components.deployment import local_registry
+from tunekit.components.retraining.fingerprint import fingerprint_uris
 from tunekit.pipelines.compile import compile_method
 from tunekit.pipelines.local_run import run_local
 from tunekit.pipelines.registry import METHODS
@@ -72,7 +72,7 @@ def test_check_step_under_the_local_runner(tmp_path):
     """The component itself: changed data and force both proceed; the fingerprint is passed on."""
     from kfp import local
 
-    from tunekit.components.data_validation.fingerprint_component import check_data_fingerprint
+    from tunekit.components.retraining.component import check_data_fingerprint
 
     data = tmp_path / "train.jsonl"
     data.write_text('{"input_text": "a", "output_text": "b"}\n')

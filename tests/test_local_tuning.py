@@ -6,7 +6,7 @@ import pytest
 from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.base import STATUSES, GenerationConfig, Prompt
 from tunekit.components.model_clients.hf import HFLocalClient
-from tunekit.components.tuning.local import (
+from tunekit.components.tuning.supervised.local import (
     PRESETS,
     TRAINING_LOG,
     LocalTuningConfig,

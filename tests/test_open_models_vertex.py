@@ -15,9 +15,9 @@ from fake_vertex_pipelines import LOCATION, PROJECT, FakeVertexPipelines
 from kfp import compiler
 
 from tunekit.components.common.image import GPU_IMAGE, IMAGE
-from tunekit.components.deployment import vertex
+from tunekit.components.common.model_record import deploy_backend
+from tunekit.components.deployment import registry as vertex
 from tunekit.components.deployment.steps import run_deploy
-from tunekit.components.deployment.target import deploy_backend
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from tunekit.components.data_validation.preference_convert import (
     to_trl_pair,
 )
 from tunekit.components.data_validation.validate import validate_dataset
-from tunekit.components.tuning.preference_steps import run_prepare_preference
+from tunekit.components.tuning.preference.steps import run_prepare_preference
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "examples", "data", "preference")
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tunekit.components.data_validation.preference_convert import read_pairs, read_prompts
-from tunekit.components.evaluation.preference import (
+from tunekit.components.evaluation.preference.steps import (
     CausalPolicy,
     decide_preference,
     evaluate_local,
@@ -14,7 +14,7 @@ from tunekit.components.evaluation.preference import (
     pair_accuracy,
     win_rate,
 )
-from tunekit.components.tuning.preference import (
+from tunekit.components.tuning.preference.local import (
     PreferenceLocalConfig,
     RewardModelScorer,
     train_reward_model,
@@ -71,7 +71,7 @@ def test_win_rate_gate_and_config():
 
 def test_long_texts_are_truncated_and_counted_never_dropped():
     from tunekit.components.data_validation.preference_convert import parse_pair
-    from tunekit.components.tuning.preference import truncate_pairs
+    from tunekit.components.tuning.preference.local import truncate_pairs
 
     pairs = [
         parse_pair({"input_text": "x" * 50, "candidate_0": "a" * 30, "candidate_1": "b", "choice": 0}),
@@ -86,7 +86,7 @@ def test_long_texts_are_truncated_and_counted_never_dropped():
 @pytest.mark.parametrize("algorithm", ["rloo", "dpo"])
 def test_preference_stage_runs_and_is_evaluated(base, tmp_path, algorithm):
     """SFT warm start, reward model, then RLOO (KL against the warm start) or DPO; the evaluation's figures."""
-    from tunekit.components.tuning.preference import train_sft
+    from tunekit.components.tuning.preference.local import train_sft
 
     pairs = read_pairs(os.path.join(DATA, "train.jsonl"))[:24]
     prompts = read_prompts(os.path.join(DATA, "prompts.jsonl"))[:8]

@@ -6,10 +6,10 @@ import pytest
 from fake_vertex import serve_fake_vertex
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.evaluation.preference import evaluate_with_judge, model_judge
+from tunekit.components.evaluation.preference.steps import evaluate_with_judge, model_judge
 from tunekit.components.model_clients.base import FakeClient
-from tunekit.components.tuning import preference_steps as steps
-from tunekit.components.tuning.preference_vertex import build_preference_config, tune_gemini_preference
+from tunekit.components.tuning.preference import steps
+from tunekit.components.tuning.preference.vertex import build_preference_config, tune_gemini_preference
 
 PAIRS = [
     {
@@ -188,7 +188,7 @@ def test_without_warm_start_preference_starts_from_the_base_model(fake, tmp_path
 
 
 def test_failed_preference_job_reports_the_jobs_message(fake, tmp_path):
-    from tunekit.components.tuning.vertex import TuningJobFailed
+    from tunekit.components.tuning.gemini import TuningJobFailed
 
     warm_start(tmp_path)
     fake.fail_next_job("Preference data: completions must differ.")

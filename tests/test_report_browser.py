@@ -104,10 +104,10 @@ def _tiny_outputs(root: str) -> dict:
     import torch
 
     from tunekit.components.data_validation.steps import run_validation
-    from tunekit.components.evaluation.evaluate import decide, evaluate_models, load_eval_rows
+    from tunekit.components.evaluation.scoring import decide, evaluate_models, load_eval_rows
     from tunekit.components.model_clients.base import GenerationConfig
     from tunekit.components.model_clients.hf import HFLocalClient
-    from tunekit.components.tuning.local import LocalTuningConfig, tune_local
+    from tunekit.components.tuning.supervised.local import LocalTuningConfig, tune_local
     from tunekit.components.tuning.tiny import make_tiny_model
 
     torch.set_num_threads(1)

@@ -8,8 +8,8 @@ import pytest
 from fake_vertex import serve_fake_vertex
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.deployment.vertex import record_gemini_deployment
-from tunekit.components.tuning.vertex import tune_gemini
+from tunekit.components.deployment.registry import record_gemini_deployment
+from tunekit.components.tuning.gemini import tune_gemini
 
 PROJECT, LOCATION = "test-project", "us-central1"
 

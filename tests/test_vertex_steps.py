@@ -7,8 +7,8 @@ from fake_vertex import serve_fake_vertex
 
 from tunekit.components.deployment.champion import find_champion
 from tunekit.components.deployment.steps import run_deploy
-from tunekit.components.evaluation.steps import run_evaluate
-from tunekit.components.tuning.steps import run_prepare, run_tune
+from tunekit.components.evaluation.supervised.steps import run_evaluate
+from tunekit.components.tuning.supervised.steps import run_prepare, run_tune
 
 ROWS = [{"input_text": f"Route this ticket: my invoice {i} is wrong", "output_text": "billing"} for i in range(12)]
 

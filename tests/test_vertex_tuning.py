@@ -9,7 +9,7 @@ from fake_vertex import FakeVertex, allow_loopback_only
 from google.genai import types
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.tuning.vertex import (
+from tunekit.components.tuning.gemini import (
     REQUEST_LABEL,
     TunedGemini,
     TuningJobFailed,

@@ -157,14 +157,14 @@ def find_vertex_champion(purpose: str, *, project: str, location: str, client: A
         project: The Google Cloud project.
         location: The Vertex AI region.
         client: A ``ModelServiceClient``; by default one from
-            :func:`~tunekit.components.deployment.vertex.make_model_service_client`.
+            :func:`~tunekit.components.deployment.registry.make_model_service_client`.
     """
     from google.api_core import exceptions
 
     if not project or not location:
         raise UserError("finding a Vertex champion needs a project and a location", field="project")
     if client is None:
-        from tunekit.components.deployment.vertex import make_model_service_client
+        from tunekit.components.deployment.registry import make_model_service_client
 
         client = make_model_service_client(location)
     found = []

@@ -221,7 +221,7 @@ def run_deploy_embedding(
             labels=lineage,
             client=client,
         )
-        from tunekit.components.deployment.vertex import register_champion
+        from tunekit.components.deployment.registry import register_champion
 
         record.update(
             register_champion(

@@ -73,9 +73,9 @@ def run_deploy(
 
     Vertex, tuned Gemini (the tuning result names an endpoint): the model already serves from its own endpoint;
     its Model Registry version is labelled with its lineage and gets the ``champion`` alias (see
-    :func:`~tunekit.components.deployment.vertex.deploy_gemini`). Vertex, open model (no endpoint): the model is
+    :func:`~tunekit.components.deployment.registry.deploy_gemini`). Vertex, open model (no endpoint): the model is
     uploaded with a serving container and deployed beside the champion with a canary traffic split (see
-    :func:`~tunekit.components.deployment.vertex.deploy_open_model`). Local: the model directory is registered as
+    :func:`~tunekit.components.deployment.registry.deploy_open_model`). Local: the model directory is registered as
     ``champion`` in the local registry file, with its metrics and data fingerprint.
 
     Args:
@@ -137,7 +137,7 @@ def run_deploy(
         )
         record["registry"] = local_registry_path
     elif backend == "vertex":
-        from tunekit.components.deployment import vertex
+        from tunekit.components.deployment import registry as vertex
 
         labels = {**lineage, **vertex.lineage_labels(purpose=purpose, base_model=str(info.get("base_model", "")))}
         state_path = os.path.join(output_dir, STATE_FILE)

@@ -1,6 +1,6 @@
 """A model client for local (open) Hugging Face models: a base model, optionally with a LoRA adapter.
 
-Prompts are rendered and tokenised by the same functions that :mod:`tunekit.components.tuning.local` uses at
+Prompts are rendered and tokenised by the same functions that :mod:`tunekit.components.tuning.supervised.local` uses at
 training time (:func:`prompt_text`, :func:`encode_prompt`), so that a tuned model sees, at prediction time,
 exactly the token ids it was trained on.
 """

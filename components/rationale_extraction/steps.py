@@ -15,10 +15,10 @@ from typing import Any
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.base import GenerationConfig, ModelClient
+from tunekit.components.model_clients.teachers import make_teacher
 from tunekit.components.rationale_extraction.extract import extract_rationales
 from tunekit.components.rationale_extraction.parsing import CLASSIFICATION, EXTRACTIVE_QA, GENERIC, TASK_TYPES
 from tunekit.components.rationale_extraction.prompts import select_exemplars
-from tunekit.components.rationale_extraction.teachers import make_teacher
 
 #: The rationale task type a pipeline task maps to when none is given.
 TASK_TYPE_FOR_TASK = {"classification": CLASSIFICATION, "extractive_qa": EXTRACTIVE_QA}
@@ -43,7 +43,7 @@ def dataset_file(path: str, split: str = "train") -> str:
 
 def read_rows(path: str) -> list[dict]:
     """Reads JSON Lines rows; a missing file reads as no rows."""
-    from tunekit.components.tuning.distill import read_jsonl
+    from tunekit.components.tuning.distillation.local import read_jsonl
 
     return read_jsonl(path) if os.path.exists(path) else []
 

@@ -42,7 +42,7 @@ def run_labelling(
         input_path: The rows: a JSON Lines file, or a folder holding ``train.jsonl`` (data validation's output).
         output_path: Where the labelled rows go (JSON Lines), one per input row, in order.
         cache_dir: The response cache ('' for none).
-        teacher_backend: A backend of :func:`~tunekit.components.rationale_extraction.teachers.make_teacher`:
+        teacher_backend: A backend of :func:`~tunekit.components.model_clients.teachers.make_teacher`:
             ``vertex``, ``vertex_batch``, ``openai``, ``hf``, ``fake``, or ``scripted`` (answers from the
             ``label`` column of ``teacher_script_uri``; no model is called).
         teacher_model: The teacher model.
@@ -61,7 +61,7 @@ def run_labelling(
     Returns:
         The report; its flat numbers are under ``"metrics"``.
     """
-    from tunekit.components.rationale_extraction.teachers import make_teacher
+    from tunekit.components.model_clients.teachers import make_teacher
 
     if os.path.isdir(input_path):
         input_path = os.path.join(input_path, "train.jsonl")

@@ -180,9 +180,9 @@ def run_labels(labels: dict, pipeline_job_name: str, stage: str) -> dict[str, st
 def local_config(options: dict, **overrides: Any):
     """The local trainer's config from ``local_options`` and the pipeline's own parameters.
 
-    A parameter of 0 or '' leaves the :class:`~tunekit.components.tuning.preference.PreferenceLocalConfig` default.
+    A parameter of 0 or '' leaves the :class:`~tunekit.components.tuning.preference.local.PreferenceLocalConfig` default.
     """
-    from tunekit.components.tuning.preference import PreferenceLocalConfig
+    from tunekit.components.tuning.preference.local import PreferenceLocalConfig
 
     values = dict(options or {})
     values.update({k: v for k, v in overrides.items() if v not in (0, 0.0, "", None)})
@@ -223,7 +223,7 @@ def run_warm_start(
     if not enabled:
         info = {"backend": backend, "warm_start": False, "model": base_model, "base_model": base_model}
     elif backend == "local":
-        from tunekit.components.tuning.preference import train_sft
+        from tunekit.components.tuning.preference.local import train_sft
 
         config = local_config(local_options or {}, sft_steps=sft_steps)
         if not config.sft_steps:
@@ -243,7 +243,7 @@ def run_warm_start(
         }
     else:
         from tunekit.components.model_clients.vertex import make_genai_client
-        from tunekit.components.tuning.vertex import tune_gemini
+        from tunekit.components.tuning.gemini import tune_gemini
 
         result = tune_gemini(
             project=project,
@@ -312,7 +312,7 @@ def run_tune_preference(
     os.makedirs(model_path, exist_ok=True)
     os.makedirs(reward_path, exist_ok=True)
     if backend == "local":
-        from tunekit.components.tuning.preference import tune_preference_local
+        from tunekit.components.tuning.preference.local import tune_preference_local
 
         config = local_config(
             local_options or {},
@@ -347,7 +347,7 @@ def run_tune_preference(
         }
     else:
         from tunekit.components.model_clients.vertex import make_genai_client
-        from tunekit.components.tuning.preference_vertex import tune_gemini_preference
+        from tunekit.components.tuning.preference.vertex import tune_gemini_preference
 
         result = tune_gemini_preference(
             project=project,
@@ -406,7 +406,7 @@ def run_evaluate_preference(
     retries, rate limiter and, given ``cache_dir`` (the step's ``response_cache``), its persistent response
     cache: a retried or re-run step pays only for what is not cached yet.
     """
-    from tunekit.components.evaluation import preference as ev
+    from tunekit.components.evaluation.preference import steps as ev
 
     _check_backend(backend)
     pairs = read_pairs(eval_path)
@@ -425,7 +425,7 @@ def run_evaluate_preference(
             max_new_tokens=max_output_tokens,
         )
     else:
-        from tunekit.components.evaluation.steps import vertex_client
+        from tunekit.components.evaluation.supervised.steps import vertex_client
 
         tuned = read_model_info(tuned_model_path)
         engines = {

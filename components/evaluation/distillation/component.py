@@ -50,10 +50,10 @@ def evaluate_distillation(
     ``<model>_parameters`` where known, ``gate_passed``, ``gate_reason`` and ``table`` (the Markdown table, also
     in ``summary``).
     """
-    from tunekit.components.evaluation.champion_challenger import GatePolicy
-    from tunekit.components.evaluation.distill import run_evaluate_distillation
+    from tunekit.components.evaluation.distillation.steps import run_evaluate_distillation
+    from tunekit.components.evaluation.gate import GatePolicy
+    from tunekit.components.model_clients.teachers import make_teacher
     from tunekit.components.rationale_extraction.steps import load_exemplars, rationale_task_type
-    from tunekit.components.rationale_extraction.teachers import make_teacher
 
     chosen_type = rationale_task_type(task, task_type)
 

@@ -108,7 +108,7 @@ def run_tune(
     os.makedirs(model_path, exist_ok=True)
     if backend == "vertex":
         from tunekit.components.model_clients.vertex import make_genai_client
-        from tunekit.components.tuning.vertex import tune_gemini
+        from tunekit.components.tuning.gemini import tune_gemini
 
         result = tune_gemini(
             project=project,
@@ -129,7 +129,7 @@ def run_tune(
         )
         summary = {"backend": "vertex", **result.to_dict()}
     elif backend == "local":
-        from tunekit.components.tuning.local import LocalTuningConfig, tune_local
+        from tunekit.components.tuning.supervised.local import LocalTuningConfig, tune_local
 
         options = dict(local_options or {})
         if train_steps:

@@ -12,7 +12,7 @@ over the labelled queries, plus the time it took to embed the corpus.
 
 The gate compares nDCG@10 of the tuned model with the base model's and, when a model is deployed for the same
 purpose, the champion's, computed here on the same test queries, with paired bootstrap intervals over the queries
-(:mod:`~tunekit.components.evaluation.champion_challenger`).
+(:mod:`~tunekit.components.evaluation.gate`).
 
 Retrieval is exact: all query and document embeddings are L2-normalised and scored with one matrix product per
 block of queries (no approximate index), so the figures do not depend on index parameters.
@@ -354,12 +354,12 @@ class SentenceTransformerEncoder:
     """A sentence-transformers model as an :class:`Encoder` (the model's own query/document prompts apply).
 
     Args:
-        model_dir: A sentence-transformers model directory, or :data:`~tunekit.components.tuning.embedding.BUNDLED_MINILM`.
+        model_dir: A sentence-transformers model directory, or :data:`~tunekit.components.tuning.embedding.local.BUNDLED_MINILM`.
         device: Torch device ('cpu', 'cuda'); None picks one.
     """
 
     def __init__(self, model_dir: str, device: str | None = None):
-        from tunekit.components.tuning.embedding import load_sentence_transformer
+        from tunekit.components.tuning.embedding.local import load_sentence_transformer
 
         self.model = load_sentence_transformer(model_dir, device=device)
 
@@ -535,11 +535,11 @@ def run_evaluate_embedding(
 
     Returns:
         ``{"base": metrics, "tuned": metrics}`` (plus ``"champion"``) and the gate's decision
-        (:class:`~tunekit.components.evaluation.champion_challenger.GateDecision`); a Markdown summary is written
+        (:class:`~tunekit.components.evaluation.gate.GateDecision`); a Markdown summary is written
         to ``summary_path``.
     """
     from tunekit.components.common import uris
-    from tunekit.components.evaluation import champion_challenger as cc
+    from tunekit.components.evaluation import gate as cc
 
     policy = policy or cc.GatePolicy(min_improvement=min_improvement)
 

@@ -19,7 +19,7 @@ def prepare_supervised_data(
     validation_dataset: dsl.Output[dsl.Dataset],
 ):
     """Normalises the training (and validation) data for the backend; holds out a split if no validation set."""
-    from tunekit.components.tuning.steps import run_prepare
+    from tunekit.components.tuning.supervised.steps import run_prepare
 
     run_prepare(
         backend=backend,
@@ -58,7 +58,7 @@ def tune_supervised(
     tuned_model: dsl.Output[dsl.Model],
 ):
     """Supervised tuning: Gemini on Vertex (re-attaching on retry) or LoRA on an open model locally."""
-    from tunekit.components.tuning.steps import run_tune
+    from tunekit.components.tuning.supervised.steps import run_tune
 
     run_tune(
         backend=backend,

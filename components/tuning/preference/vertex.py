@@ -5,9 +5,9 @@ Google recommends starting preference tuning from a model that was first tuned (
 ``preTunedModel.tunedModelName`` (with ``checkpointId`` when ``pre_tuned_model_checkpoint_id`` is set), and
 ``beta``, ``epoch_count`` and ``adapter_size`` as ``preferenceOptimizationSpec.hyperParameters``.
 
-Each job goes through its own state file, with the protocol of :mod:`tunekit.components.tuning.vertex` (request
+Each job goes through its own state file, with the protocol of :mod:`tunekit.components.tuning.gemini` (request
 id label written before the create call, job name written before any waiting): a retried step re-attaches to the
-job it started and never pays twice. The SFT warm start is :func:`~tunekit.components.tuning.vertex.tune_gemini`
+job it started and never pays twice. The SFT warm start is :func:`~tunekit.components.tuning.gemini.tune_gemini`
 itself; this module adds the preference job.
 """
 
@@ -20,7 +20,7 @@ from google.genai import types
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.uris import is_gcs
-from tunekit.components.tuning import vertex as gv
+from tunekit.components.tuning import gemini as gv
 
 #: A tuned model's Model Registry name, with an optional version: what a preference job continues from.
 _TUNED_MODEL_PREFIX = "projects/"

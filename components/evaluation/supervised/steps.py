@@ -6,13 +6,13 @@ import json
 import os
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.evaluation.champion_challenger import (
+from tunekit.components.evaluation.gate import (
     CHAMPION,
     GatePolicy,
     describe_champion,
     locate_champion,
 )
-from tunekit.components.evaluation.evaluate import (
+from tunekit.components.evaluation.scoring import (
     EvalReport,
     GateDecision,
     decide,

@@ -29,7 +29,7 @@ def tune_embedding(
     tuned_model: dsl.Output[dsl.Model],
 ):
     """Tunes an embedding model: sentence-transformers locally, or Google's template on Vertex (re-attaching)."""
-    from tunekit.components.tuning.embedding import run_tune_embedding
+    from tunekit.components.tuning.embedding.local import run_tune_embedding
 
     run_tune_embedding(
         backend=backend,

@@ -1,6 +1,6 @@
 """Tuning an open embedding model with sentence-transformers: in-batch negatives, optional mined hard negatives.
 
-Input columns (see :mod:`tunekit.components.evaluation.retrieval` for the file layouts): the corpus (``_id``,
+Input columns (see :mod:`tunekit.components.evaluation.embedding.steps` for the file layouts): the corpus (``_id``,
 ``title``?, ``text``), the queries (``_id``, ``text``) and the train labels (``query-id``, ``corpus-id``,
 ``score``). Every relevant ``(query, document)`` label becomes one training pair.
 
@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.evaluation.retrieval import (
+from tunekit.components.evaluation.embedding.steps import (
     check_references,
     embed_in_batches,
     load_corpus,
@@ -352,7 +352,7 @@ def run_tune_embedding(
     ``train_steps`` as its ``iterations`` and ``batch_size`` as its ``batch_size``; its run's artifacts go under the
     tuned-model artifact's own ``gs://`` folder, and its state file under ``model_path`` (a retry re-attaches).
     ``vertex_options`` passes further keyword arguments to
-    :func:`~tunekit.components.tuning.embedding_vertex.tune_text_embedding` (poll intervals, timeout, client).
+    :func:`~tunekit.components.tuning.embedding.vertex.tune_text_embedding` (poll intervals, timeout, client).
     """
     from tunekit.components.common import uris
 
@@ -379,7 +379,7 @@ def run_tune_embedding(
             )
         summary = {"backend": "local", "base_model": base_model, "model_dir": model_path, "training": training}
     elif backend == "vertex":
-        from tunekit.components.tuning.embedding_vertex import tune_text_embedding
+        from tunekit.components.tuning.embedding.vertex import tune_text_embedding
 
         run_labels = dict(labels or {})
         if pipeline_job_name and not pipeline_job_name.startswith("{{"):

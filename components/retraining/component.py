@@ -26,7 +26,7 @@ def check_data_fingerprint(
     early as "skipped: data unchanged". Outputs ``fingerprint`` (sha256 hex, passed on to the deploy step) and
     ``reason`` (one line).
     """
-    from tunekit.components.common.fingerprint import check_data
+    from tunekit.components.retraining.fingerprint import check_data
 
     decision = check_data(
         [str(uri) for uri in data_uris],

@@ -2,7 +2,7 @@
 
 Two managed ways to get a Gemini student:
 
-- ``vertex`` (default): supervised fine-tuning (:func:`~tunekit.components.tuning.vertex.tune_gemini`) on the
+- ``vertex`` (default): supervised fine-tuning (:func:`~tunekit.components.tuning.gemini.tune_gemini`) on the
   distilling step-by-step data in the Gemini format: one example with the label prefix and the label, one with the
   rationale prefix and the rationale, per input. Vertex SFT has no per-example loss weight, so ``alpha`` is
   *approximated* by the ratio of label to rationale examples: with ``alpha = 0.5`` every input gives one of each;
@@ -26,7 +26,7 @@ from typing import Any
 from google.genai import types
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.tuning.distill import LABEL_TASK, RATIONALE_TASK
+from tunekit.components.tuning.distillation.local import LABEL_TASK, RATIONALE_TASK
 
 #: Student backends on Vertex AI.
 VERTEX_SFT = "vertex"
@@ -91,7 +91,7 @@ def build_distillation_config(
     output_uri: str | None = None,
 ) -> types.CreateTuningJobConfig:
     """The ``CreateTuningJobConfig`` of a DISTILLATION job, with only the fields that are set."""
-    from tunekit.components.tuning.vertex import ADAPTER_SIZES
+    from tunekit.components.tuning.gemini import ADAPTER_SIZES
 
     kwargs: dict[str, Any] = {"method": types.TuningMethod.DISTILLATION, "base_teacher_model": base_teacher_model}
     if validation_dataset_uri:
@@ -160,14 +160,14 @@ def distill_gemini(
         timeout_s: Give up waiting after this long (the job keeps running; a retry re-attaches).
 
     Returns:
-        A :class:`~tunekit.components.tuning.vertex.TunedGemini`.
+        A :class:`~tunekit.components.tuning.gemini.TunedGemini`.
 
     Raises:
         UserError: Bad arguments, or Vertex refused the job (with :data:`ACCESS_HINT`).
         TuningJobFailed: The job failed.
     """
     from tunekit.components.model_clients.vertex import make_genai_client
-    from tunekit.components.tuning import vertex as gv
+    from tunekit.components.tuning import gemini as gv
 
     gv.check_tuning_args(
         base_model=student_model,

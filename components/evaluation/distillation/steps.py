@@ -14,7 +14,7 @@ student's from token counts at list prices (``price_table``), an open student's 
 here at ``student_cost_per_hour`` (an assumed serving machine's price; say which when reporting it).
 
 When a model is already deployed for the run's ``purpose`` (the champion), it answers the same rows as a fourth
-model, and the gate requires the student to beat it (:mod:`~tunekit.components.evaluation.champion_challenger`);
+model, and the gate requires the student to beat it (:mod:`~tunekit.components.evaluation.gate`);
 the differences against the baseline and the champion come with paired bootstrap intervals over the rows.
 """
 
@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunekit.components.evaluation.champion_challenger import (
+from tunekit.components.evaluation.gate import (
     CHAMPION,
     GatePolicy,
     compare,
@@ -104,7 +104,7 @@ def student_answers(
     client: ModelClient, rows: Sequence[dict], *, prefix: str, cot: bool, max_output_tokens: int
 ) -> tuple[list[str], list[Generation], float]:
     """The student's answers (the label task only), its generations, and the seconds it took."""
-    from tunekit.components.tuning.distill import answer_from_cot
+    from tunekit.components.tuning.distillation.local import answer_from_cot
 
     prompts = [Prompt(prefix + str(r["input_text"])) for r in rows]
     started = time.perf_counter()
@@ -376,7 +376,7 @@ def run_evaluate_distillation(
     Returns:
         The scores by model, whether the gate passed, its reason, and the Markdown table.
     """
-    from tunekit.components.tuning.distill import read_jsonl
+    from tunekit.components.tuning.distillation.local import read_jsonl
 
     rows = read_jsonl(eval_path)
     if max_eval_examples > 0:

@@ -7,7 +7,7 @@ Input rows (JSON Lines), either of:
 
 Output: one prediction row per input row and model (``line``, ``reference``, ``<model>_prediction``,
 ``<model>_status``, ``<model>_score``), metrics per model from :mod:`tunekit.components.evaluation.metrics`, and
-a gate decision (:mod:`tunekit.components.evaluation.champion_challenger`): the candidate against the base model
+a gate decision (:mod:`tunekit.components.evaluation.gate`): the candidate against the base model
 and, when one is deployed for the same purpose, the champion, with paired bootstrap intervals.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.data_validation import formats
-from tunekit.components.evaluation.champion_challenger import CHAMPION, GateDecision, GatePolicy
-from tunekit.components.evaluation.champion_challenger import decide as decide_gate
+from tunekit.components.evaluation.gate import CHAMPION, GateDecision, GatePolicy
+from tunekit.components.evaluation.gate import decide as decide_gate
 from tunekit.components.evaluation.metrics import (
     CLASSIFICATION,
     PRIMARY_METRIC,

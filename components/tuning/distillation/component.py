@@ -35,7 +35,7 @@ def build_student_dataset(
     empty means: hold out ``validation_split`` of the gold-labelled rows). Over-long inputs and targets are
     truncated and counted in ``metrics``, or fail the step with ``no_truncate``.
     """
-    from tunekit.components.tuning.distill_steps import run_build_student_dataset
+    from tunekit.components.tuning.distillation.steps import run_build_student_dataset
 
     counts = run_build_student_dataset(
         rationale_path=rationale_dataset.path,
@@ -95,8 +95,8 @@ def tune_student_model(
     Open models get the weighted multi-task loss (LoRA or full fine-tuning, CPU or GPU with bf16); Gemini students
     are tuned on Vertex (SFT on the multi-task data, or the distillation service), re-attaching on retry.
     """
-    from tunekit.components.deployment.target import deploy_backend
-    from tunekit.components.tuning.distill_steps import resolve_student_model, run_tune_student
+    from tunekit.components.common.model_record import deploy_backend
+    from tunekit.components.tuning.distillation.steps import resolve_student_model, run_tune_student
 
     record = run_tune_student(
         student_backend=student_backend,

@@ -40,8 +40,8 @@ def evaluate_supervised(
     answers and the autorater's verdicts are kept in ``response_cache`` as they arrive: a retry of this step pays
     for nothing twice.
     """
-    from tunekit.components.evaluation.champion_challenger import GatePolicy, gate_metrics
-    from tunekit.components.evaluation.steps import run_evaluate
+    from tunekit.components.evaluation.gate import GatePolicy, gate_metrics
+    from tunekit.components.evaluation.supervised.steps import run_evaluate
 
     report, decision = run_evaluate(
         backend=backend,

@@ -30,7 +30,7 @@ def prepare_preference_data(
     Also validates the optional prompt and SFT datasets (reports in ``reports``) and builds the warm start's data:
     the preferred answers in the Gemini SFT format, or the user's own SFT data.
     """
-    from tunekit.components.tuning.preference_steps import run_prepare_preference
+    from tunekit.components.tuning.preference.steps import run_prepare_preference
     from tunekit.components.tuning.prepare import fingerprint_files
 
     counts = run_prepare_preference(
@@ -75,7 +75,7 @@ def warm_start_supervised(
 
     Vertex: a Gemini SFT job that re-attaches on retry; local: TRL SFT of the open model.
     """
-    from tunekit.components.tuning.preference_steps import run_warm_start
+    from tunekit.components.tuning.preference.steps import run_warm_start
 
     run_warm_start(
         backend=backend,
@@ -132,8 +132,8 @@ def tune_preference(
     Returns the deploy backend: ``vertex`` for Gemini and for open models trained on Vertex AI (their artifact is
     in Cloud Storage), ``local`` for open models trained by the local runner.
     """
-    from tunekit.components.deployment.target import deploy_backend
-    from tunekit.components.tuning.preference_steps import run_tune_preference
+    from tunekit.components.common.model_record import deploy_backend
+    from tunekit.components.tuning.preference.steps import run_tune_preference
 
     run_tune_preference(
         backend=backend,

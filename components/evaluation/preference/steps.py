@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tunekit.components.data_validation.preference_convert import PreferencePair, PromptRow
-from tunekit.components.evaluation.evaluate import GateDecision
-from tunekit.components.tuning.preference import RewardModelScorer
+from tunekit.components.evaluation.scoring import GateDecision
+from tunekit.components.tuning.preference.local import RewardModelScorer
 
 #: ``scores(prompts, answers) -> rewards``, one per (prompt, answer).
 Scorer = Callable[[Sequence[str], Sequence[str]], list[float]]
@@ -96,7 +96,7 @@ class CausalPolicy:
         import torch
         from transformers import AutoModelForCausalLM
 
-        from tunekit.components.tuning.preference import load_tokenizer
+        from tunekit.components.tuning.preference.local import load_tokenizer
 
         self.torch = torch
         self.tokenizer = load_tokenizer(model_dir)

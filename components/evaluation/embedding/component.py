@@ -32,8 +32,8 @@ def evaluate_embedding(
     import json
     import os
 
-    from tunekit.components.evaluation.champion_challenger import GatePolicy, gate_metrics
-    from tunekit.components.evaluation.retrieval import run_evaluate_embedding
+    from tunekit.components.evaluation.embedding.steps import run_evaluate_embedding
+    from tunekit.components.evaluation.gate import GatePolicy, gate_metrics
 
     info_file = os.path.join(tuned_model.path, "tunekit_model.json")
     info = dict(tuned_model.metadata)

@@ -29,7 +29,7 @@ def evaluate_preference(
     On Vertex the models' answers and the Gemini judge's verdicts go through the model engine (retries, rate
     limits) and are kept in ``response_cache`` as they arrive: a retry of this step pays for nothing twice.
     """
-    from tunekit.components.tuning.preference_steps import run_evaluate_preference
+    from tunekit.components.tuning.preference.steps import run_evaluate_preference
 
     report, decision = run_evaluate_preference(
         backend=backend,

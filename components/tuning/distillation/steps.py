@@ -26,8 +26,8 @@ from typing import Any
 
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
-from tunekit.components.tuning import distill
-from tunekit.components.tuning.distill_vertex import (
+from tunekit.components.tuning.distillation import local as distill
+from tunekit.components.tuning.distillation.vertex import (
     DEFAULT_GEMINI_STUDENT,
     VERTEX_DISTILLATION,
     VERTEX_SFT,
@@ -382,7 +382,7 @@ def run_tune_student(
             validation_dataset_uri=f"{base}/validation_gemini.jsonl",
         )
         if student_backend == VERTEX_DISTILLATION and not baseline:
-            from tunekit.components.tuning.distill_vertex import distill_gemini
+            from tunekit.components.tuning.distillation.vertex import distill_gemini
 
             result = distill_gemini(
                 student_model=student_model or DEFAULT_GEMINI_STUDENT,
@@ -394,7 +394,7 @@ def run_tune_student(
             record["serving_prefix"] = ""
             record["mode"] = "vertex_distillation"
         else:
-            from tunekit.components.tuning.vertex import tune_gemini
+            from tunekit.components.tuning.gemini import tune_gemini
 
             result = tune_gemini(
                 base_model=student_model or DEFAULT_GEMINI_STUDENT,
