@@ -214,7 +214,8 @@ SIZE = {"d_model": 32, "d_kv": 8, "num_heads": 4, "d_ff": 64, "num_layers": 1, "
 
 def _train_constant(base, answer, out, tmp_path):
     """A tiny adapter that answers ``answer`` to everything (about 3 s on one CPU thread)."""
-    from tunekit.components.tuning.supervised.local import LocalTuningConfig, tune_local
+    from tunekit.components.tuning.lora import LocalTuningConfig
+    from tunekit.components.tuning.supervised.local import tune_local
 
     train = _write(
         tmp_path / f"train-{answer}.jsonl", [{"prompt": f"ticket {i}", "completion": answer} for i in range(8)]

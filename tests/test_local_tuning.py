@@ -6,13 +6,8 @@ import pytest
 from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.base import STATUSES, GenerationConfig, Prompt
 from tunekit.components.model_clients.hf import HFLocalClient
-from tunekit.components.tuning.supervised.local import (
-    PRESETS,
-    TRAINING_LOG,
-    LocalTuningConfig,
-    read_prompt_completions,
-    tune_local,
-)
+from tunekit.components.tuning.lora import PRESETS, TRAINING_LOG, LocalTuningConfig, read_prompt_completions
+from tunekit.components.tuning.supervised.local import tune_local
 from tunekit.components.tuning.tiny import make_tiny_model
 
 pytest.importorskip("torch")

@@ -107,7 +107,8 @@ def _tiny_outputs(root: str) -> dict:
     from tunekit.components.evaluation.scoring import decide, evaluate_models, load_eval_rows
     from tunekit.components.model_clients.base import GenerationConfig
     from tunekit.components.model_clients.hf import HFLocalClient
-    from tunekit.components.tuning.supervised.local import LocalTuningConfig, tune_local
+    from tunekit.components.tuning.lora import LocalTuningConfig
+    from tunekit.components.tuning.supervised.local import tune_local
     from tunekit.components.tuning.tiny import make_tiny_model
 
     torch.set_num_threads(1)

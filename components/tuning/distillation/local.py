@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.tuning.supervised.local import LocalTuningConfig, collate, featurize
+from tunekit.components.tuning.lora import LocalTuningConfig, collate, featurize
 
 #: Training modes: distilling step-by-step, label-only fine-tuning, chain-of-thought fine-tuning.
 MULTITASK = "multitask"
@@ -510,7 +510,7 @@ def tune_student(
         raise UserError("every task has weight 0; nothing to train", field="alpha")
 
     device = resolve_device(config.device)
-    from tunekit.components.tuning.supervised.local import resolve_precision
+    from tunekit.components.tuning.lora import resolve_precision
 
     dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)

@@ -129,7 +129,8 @@ def run_tune(
         )
         summary = {"backend": "vertex", **result.to_dict()}
     elif backend == "local":
-        from tunekit.components.tuning.supervised.local import LocalTuningConfig, tune_local
+        from tunekit.components.tuning.lora import LocalTuningConfig
+        from tunekit.components.tuning.supervised.local import tune_local
 
         options = dict(local_options or {})
         if train_steps:
