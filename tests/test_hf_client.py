@@ -1,8 +1,15 @@
 import pytest
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.data_validation.formats import Turn, render_prompt
-from tunekit.components.model_clients.base import EMPTY, OK, TRUNCATED, GenerationConfig, Prompt
+from tunekit.components.model_clients.base import (
+    EMPTY,
+    OK,
+    TRUNCATED,
+    GenerationConfig,
+    Prompt,
+    Turn,
+    render_prompt,
+)
 from tunekit.components.model_clients.hf import HFLocalClient, encode_prompt, prompt_text
 from tunekit.components.tuning.tiny import make_tiny_model
 

@@ -8,16 +8,18 @@ Formats (see SPEC "Dataset formats users bring"):
   "parts": [{"text": str} | {"fileData": {"mimeType": str, "fileUri": "gs://..."}}]}]}``.
 
 Every supervised example becomes an :class:`Example` (an optional system text and alternating turns), from which
-the Gemini tuning format (Vertex) and prompt/completion pairs (local training) are produced.
+the Gemini tuning format (Vertex) and prompt/completion pairs (local training) are produced. Files are read with
+the one JSON Lines reader (:mod:`tunekit.components.common.jsonl`); prompts are rendered with
+:func:`tunekit.components.model_clients.base.render_prompt`, the layout every open-model step uses.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.jsonl import iter_jsonl
+from tunekit.components.model_clients.base import Turn, render_prompt
 
 TEXT_PAIR = "text_pair"
 CHAT = "chat"
@@ -26,21 +28,6 @@ SUPERVISED_FORMATS = (TEXT_PAIR, CHAT, GEMINI)
 
 #: Role names accepted in chat data and what they mean in Gemini's vocabulary.
 ROLE_ALIASES = {"user": "user", "model": "model", "assistant": "model", "system": "system"}
-
-
-@dataclass
-class Turn:
-    """One turn of a conversation.
-
-    Attributes:
-        role: ``user`` or ``model``.
-        text: The turn's text (text parts joined).
-        files: ``fileData`` parts, kept as given (Gemini format only).
-    """
-
-    role: str
-    text: str
-    files: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -66,45 +53,6 @@ class Example:
     def target(self) -> str | None:
         """The final model turn's text, if the example ends with one."""
         return self.turns[-1].text if self.turns and self.turns[-1].role == "model" else None
-
-
-def iter_jsonl(path: str) -> Iterator[tuple[int, dict]]:
-    """Yields ``(line_number, object)`` for each non-blank line of a JSON Lines file.
-
-    Raises:
-        UserError: The file is missing, not UTF-8, a JSON array, or a line is not a JSON object.
-    """
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise UserError("file not found; check the path", path=path) from None
-    except IsADirectoryError:
-        raise UserError("is a directory; give a JSON Lines file", path=path) from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise UserError(
-                    f"not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8", path=path, line=number
-                ) from None
-            if not text.strip():
-                continue
-            if number == 1 and text.lstrip().startswith("["):
-                raise UserError(
-                    "this is a JSON array, not JSON Lines; write one JSON object per line", path=path, line=1
-                )
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise UserError(
-                    f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=number
-                ) from None
-            if not isinstance(obj, dict):
-                raise UserError(f"expected a JSON object, found {type(obj).__name__}", path=path, line=number)
-            yield number, obj
 
 
 def detect_format(obj: dict) -> str | None:
@@ -235,21 +183,6 @@ def to_gemini(example: Example) -> dict:
         contents.append({"role": turn.role, "parts": parts})
     record["contents"] = contents
     return record
-
-
-def render_prompt(system: str | None, turns: list[Turn]) -> str:
-    """The plain-text prompt an open model sees, at training and at prediction time alike.
-
-    A single user turn with no system text is passed through unchanged, so text-pair data trains on exactly
-    its ``input_text``; anything else is laid out with role tags.
-    """
-    if not system and len(turns) == 1 and turns[0].role == "user":
-        return turns[0].text
-    lines = [f"system: {system}"] if system else []
-    lines += [f"{turn.role}: {turn.text}" for turn in turns]
-    if turns and turns[-1].role == "user":
-        lines.append("model:")
-    return "\n".join(lines)
 
 
 def to_prompt_completion(example: Example) -> dict:

@@ -15,7 +15,7 @@ Output shapes:
 - :func:`human_to_gemini` / :func:`gemini_to_human`: one row of the other format (lossless for text);
 - :func:`to_gemini_sft`: the preferred answer as a Gemini SFT row (the warm start before ``PREFERENCE_TUNING``);
 - :func:`to_trl_pair` / :func:`to_trl_prompt`: TRL's ``prompt``/``chosen``/``rejected`` and ``prompt`` columns,
-  the prompt rendered by :func:`.formats.render_prompt` as every other open-model step renders it.
+  the prompt rendered by :func:`~tunekit.components.model_clients.base.render_prompt` as every other open-model step renders it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.jsonl import iter_jsonl
 from tunekit.components.data_validation import checks, formats
-from tunekit.components.data_validation.formats import Turn
+from tunekit.components.model_clients.base import Turn, render_prompt
 
 HUMAN_PREFERENCE = checks.HUMAN_PREFERENCE
 PROMPT = checks.PROMPT
@@ -48,8 +49,8 @@ class PromptRow:
 
     @property
     def text(self) -> str:
-        """The prompt as an open model sees it (:func:`.formats.render_prompt`)."""
-        return formats.render_prompt(self.system, self.turns)
+        """The prompt as an open model sees it (:func:`~tunekit.components.model_clients.base.render_prompt`)."""
+        return render_prompt(self.system, self.turns)
 
 
 @dataclass
@@ -165,7 +166,7 @@ def read_pairs(path: str) -> list[PreferencePair]:
         UserError: A row is not a preference row (file, line and field named).
     """
     pairs = []
-    for line, obj in formats.iter_jsonl(path):
+    for line, obj in iter_jsonl(path):
         try:
             pairs.append(parse_pair(obj, line))
         except UserError as exc:
@@ -176,7 +177,7 @@ def read_pairs(path: str) -> list[PreferencePair]:
 def read_prompts(path: str) -> list[PromptRow]:
     """The prompts of a prompt, human-preference or Gemini-preference JSON Lines file."""
     prompts = []
-    for line, obj in formats.iter_jsonl(path):
+    for line, obj in iter_jsonl(path):
         try:
             prompts.append(parse_prompt(obj, line))
         except UserError as exc:

@@ -34,6 +34,36 @@ class Prompt:
     history: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass
+class Turn:
+    """One turn of a conversation.
+
+    Attributes:
+        role: ``user`` or ``model``.
+        text: The turn's text (text parts joined).
+        files: ``fileData`` parts, kept as given (Gemini format only).
+    """
+
+    role: str
+    text: str
+    files: list[dict] = field(default_factory=list)
+
+
+def render_prompt(system: str | None, turns: list[Turn]) -> str:
+    """The plain-text prompt an open model sees, at training and at prediction time alike.
+
+    A single user turn with no system text is passed through unchanged, so text-pair data trains on exactly
+    its ``input_text``; anything else is laid out with role tags.
+    """
+    if not system and len(turns) == 1 and turns[0].role == "user":
+        return turns[0].text
+    lines = [f"system: {system}"] if system else []
+    lines += [f"{turn.role}: {turn.text}" for turn in turns]
+    if turns and turns[-1].role == "user":
+        lines.append("model:")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Decoding settings shared by every backend.

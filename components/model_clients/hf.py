@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.data_validation.formats import Turn, render_prompt
 from tunekit.components.model_clients.base import (
     EMPTY,
     OK,
@@ -22,6 +21,8 @@ from tunekit.components.model_clients.base import (
     GenerationConfig,
     ModelClient,
     Prompt,
+    Turn,
+    render_prompt,
 )
 
 ADAPTER_CONFIG = "adapter_config.json"

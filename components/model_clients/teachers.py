@@ -73,7 +73,7 @@ class ScriptedTeacher(ModelClient):
             UserError: The file is missing or a row is malformed.
         """
         from tunekit.components.common import uris
-        from tunekit.components.tuning.distillation.local import read_jsonl
+        from tunekit.components.common.jsonl import read_jsonl
 
         try:
             with uris.local_copy(path) as local:

@@ -7,13 +7,13 @@ Output: the same rows with the rationale columns of :mod:`.extract`, one per inp
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import Any
 
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.jsonl import read_jsonl, write_jsonl
 from tunekit.components.model_clients.base import GenerationConfig, ModelClient
 from tunekit.components.model_clients.teachers import make_teacher
 from tunekit.components.rationale_extraction.extract import extract_rationales
@@ -43,8 +43,6 @@ def dataset_file(path: str, split: str = "train") -> str:
 
 def read_rows(path: str) -> list[dict]:
     """Reads JSON Lines rows; a missing file reads as no rows."""
-    from tunekit.components.tuning.distillation.local import read_jsonl
-
     return read_jsonl(path) if os.path.exists(path) else []
 
 
@@ -170,10 +168,7 @@ def run_extract_rationales(
     if cost is not None:
         counts["estimated_cost_usd"] = round(cost, 6)
     counts["task_type"] = chosen_type
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    with open(output_path, "w", encoding="utf-8") as handle:
-        for row in out:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(output_path, out)
     if log_metric is not None:
         for key, value in counts.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -25,8 +25,6 @@ else from a labelled seed set, else from the input's own labelled rows (which th
 from __future__ import annotations
 
 import collections
-import json
-import os
 import random
 import re
 import string
@@ -367,30 +365,3 @@ def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
         if key in report and report[key] is not None and "engine" not in report:
             metrics[f"dry_run_{key}"] = float(report[key])
     return metrics
-
-
-def read_jsonl(path: str) -> list[dict[str, Any]]:
-    """Rows of a JSON Lines file (blank lines skipped)."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"not JSON ({exc.msg})", path=path, line=number) from None
-            if not isinstance(row, dict):
-                raise UserError("each line must be a JSON object", path=path, line=number)
-            rows.append(row)
-    return rows
-
-
-def write_jsonl(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Writes rows as JSON Lines (through a temporary file, so a kill never leaves half a dataset)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)

@@ -7,12 +7,11 @@ import os
 from typing import Any
 
 from tunekit.components.common import uris
+from tunekit.components.common.jsonl import read_jsonl, write_jsonl
 from tunekit.components.teacher_labelling.label import (
     LabellingConfig,
     label_rows,
-    read_jsonl,
     report_metrics,
-    write_jsonl,
 )
 
 REPORT_FILE = "labelling_report.json"

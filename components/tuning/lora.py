@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.data_validation.formats import iter_jsonl, load_examples, to_prompt_completion
+from tunekit.components.common.jsonl import iter_jsonl
+from tunekit.components.data_validation.formats import load_examples, to_prompt_completion
 from tunekit.components.model_clients.hf import encode_prompt, half_dtype
 
 TRAINING_LOG = "training_log.json"

@@ -12,11 +12,11 @@ Every input row is written to exactly one output file (train or validation); the
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.jsonl import write_jsonl
 from tunekit.components.data_validation import formats
 
 BACKENDS = ("vertex", "local")
@@ -55,12 +55,6 @@ def fingerprint_files(*paths: str) -> str:
 
 def _render(example: formats.Example, backend: str) -> dict:
     return formats.to_gemini(example) if backend == "vertex" else formats.to_prompt_completion(example)
-
-
-def _write(rows: list[dict], path: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _load_supervised(path: str) -> tuple[str, list[formats.Example]]:
@@ -118,8 +112,8 @@ def prepare_supervised(
         validation = [e for i, e in enumerate(train) if i in chosen]
         train = [e for i, e in enumerate(train) if i not in chosen]
         held_out = True
-    _write([_render(e, backend) for e in train], train_out)
-    _write([_render(e, backend) for e in validation], validation_out)
+    write_jsonl(train_out, [_render(e, backend) for e in train])
+    write_jsonl(validation_out, [_render(e, backend) for e in validation])
     return PreparedData(
         train_rows=len(train),
         validation_rows=len(validation),

@@ -26,6 +26,7 @@ from typing import Any
 
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.jsonl import read_jsonl, write_jsonl
 from tunekit.components.tuning.distillation import local as distill
 from tunekit.components.tuning.distillation.vertex import (
     DEFAULT_GEMINI_STUDENT,
@@ -166,7 +167,7 @@ def run_build_student_dataset(
             f"unknown student backend '{student_backend}'; use one of {', '.join(STUDENT_BACKENDS)}",
             field="student_backend",
         )
-    rows = distill.read_jsonl(rationale_path)
+    rows = read_jsonl(rationale_path)
     validation_rows: list[dict] = []
     if validation_path:
         file = (
@@ -175,7 +176,7 @@ def run_build_student_dataset(
             else validation_path
         )
         if os.path.exists(file):
-            validation_rows = distill.read_jsonl(file)
+            validation_rows = read_jsonl(file)
     train_rows, eval_rows = split_evaluation(rows, validation_rows, validation_split, seed)
     tokens = _tokens_for(student_backend, student_model)
     common = dict(
@@ -194,19 +195,14 @@ def run_build_student_dataset(
         )
     baseline, _ = distill.build_student_examples(train_rows, mode=distill.STANDARD, **common)
     os.makedirs(output_dir, exist_ok=True)
-    distill.write_jsonl(examples, os.path.join(output_dir, "train.jsonl"))
-    distill.write_jsonl(baseline, os.path.join(output_dir, "baseline_train.jsonl"))
+    write_jsonl(os.path.join(output_dir, "train.jsonl"), examples)
+    write_jsonl(os.path.join(output_dir, "baseline_train.jsonl"), baseline)
     counts: dict[str, Any] = {**stats.to_dict(), "baseline_examples": len(baseline)}
     if student_backend != LOCAL:
         gemini = balance_for_alpha(examples, alpha, seed) if mode == distill.MULTITASK and alpha > 0 else examples
-        distill.write_jsonl((to_gemini_row(e) for e in gemini), os.path.join(output_dir, "train_gemini.jsonl"))
-        distill.write_jsonl(
-            (to_gemini_row(e) for e in baseline), os.path.join(output_dir, "baseline_train_gemini.jsonl")
-        )
-        prompts = [e for e in baseline]
-        distill.write_jsonl(
-            (prompt_only_row(e) for e in prompts), os.path.join(output_dir, "prompts_gemini.jsonl")
-        )
+        write_jsonl(os.path.join(output_dir, "train_gemini.jsonl"), (to_gemini_row(e) for e in gemini))
+        write_jsonl(os.path.join(output_dir, "baseline_train_gemini.jsonl"), (to_gemini_row(e) for e in baseline))
+        write_jsonl(os.path.join(output_dir, "prompts_gemini.jsonl"), (prompt_only_row(e) for e in baseline))
         validation_gemini = [
             to_gemini_row(
                 {
@@ -216,9 +212,9 @@ def run_build_student_dataset(
             )
             for r in eval_rows
         ]
-        distill.write_jsonl(validation_gemini, os.path.join(output_dir, "validation_gemini.jsonl"))
+        write_jsonl(os.path.join(output_dir, "validation_gemini.jsonl"), validation_gemini)
         counts["gemini_examples"] = len(gemini)
-    distill.write_jsonl(eval_rows, eval_path)
+    write_jsonl(eval_path, eval_rows)
     counts["eval_rows"] = len(eval_rows)
     counts["eval_reference_gold"] = int(all(r["reference_source"] == "gold" for r in eval_rows))
     info = {
