@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunekit.components.common import uris
+from tunekit.components.common.errors import UserError
 
 #: The record's file name inside a model artifact's folder.
 RECORD_FILE = "tunekit_model.json"
@@ -65,14 +66,9 @@ class ModelRecord:
         return cls(**values, details={k: v for k, v in data.items() if k not in known})
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat JSON form: ``details`` first, then every known field that is set."""
+        """The flat JSON form: ``details`` first, then every known field (unset ones at their defaults)."""
         record = dict(self.details)
-        for f in dataclasses.fields(self):
-            if f.name == "details":
-                continue
-            value = getattr(self, f.name)
-            if value or f.name == "backend":
-                record[f.name] = value
+        record.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "details"})
         return record
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -114,8 +110,16 @@ class ModelRecord:
         data = dict(metadata or {})
         path = os.path.join(model_path, RECORD_FILE) if model_path else ""
         if path and os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                data.update(json.load(handle))
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    stored = json.load(handle)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise UserError(
+                    f"the model record is not valid JSON ({exc}); re-run the tuning step", path=path
+                ) from None
+            if not isinstance(stored, dict):
+                raise UserError("the model record must be a JSON object; re-run the tuning step", path=path)
+            data.update(stored)
         return cls.from_dict(data)
 
 

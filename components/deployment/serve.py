@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.model_record import ModelRecord
 
 REGISTRY_PREFIX = "registry:"
 GENERATE = "generate"
@@ -66,11 +67,9 @@ class ModelSpec:
 
 def _read_info(path: str) -> dict:
     try:
-        with open(os.path.join(path, "tunekit_model.json"), encoding="utf-8") as handle:
-            info = json.load(handle)
-    except (OSError, ValueError):
+        return ModelRecord.read(path).to_dict()
+    except (OSError, UserError):
         return {}
-    return info if isinstance(info, dict) else {}
 
 
 def model_kind(path: str) -> str:

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.deployment import champion, local_registry
 
 STATE_FILE = "deployment_state.json"
@@ -102,11 +103,7 @@ def run_deploy(
         model_client: Vertex: a ``ModelServiceClient`` (tests).
         endpoint_client: Vertex: an ``EndpointServiceClient`` (tests).
     """
-    info = dict(model_metadata)
-    info_file = os.path.join(model_path, "tunekit_model.json")
-    if os.path.exists(info_file):
-        with open(info_file, encoding="utf-8") as handle:
-            info.update(json.load(handle))
+    info = ModelRecord.read(model_path, model_metadata).to_dict()
     lineage = {
         "tunekit-pipeline-run": pipeline_job_name,
         "tunekit-dataset-fingerprint": dataset_fingerprint[:16],

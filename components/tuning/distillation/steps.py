@@ -27,6 +27,7 @@ from typing import Any
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.jsonl import read_jsonl, write_jsonl
+from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.tuning.distillation import local as distill
 from tunekit.components.tuning.distillation.vertex import (
     DEFAULT_GEMINI_STUDENT,
@@ -39,7 +40,6 @@ from tunekit.components.tuning.distillation.vertex import (
 
 LOCAL = "local"
 STUDENT_BACKENDS = (LOCAL, VERTEX_SFT, VERTEX_DISTILLATION)
-MODEL_INFO = "tunekit_model.json"
 SKIPPED = "skipped"
 
 
@@ -404,7 +404,4 @@ def run_tune_student(
             f"unknown student backend '{student_backend}'; use one of {', '.join(STUDENT_BACKENDS)}",
             field="student_backend",
         )
-    model_metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})
-    with open(os.path.join(model_path, MODEL_INFO), "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2)
-    return record
+    return ModelRecord.from_dict(record).write(model_path, model_metadata)

@@ -7,12 +7,12 @@ Artifacts are passed as ``(path, metadata)``: the wrapper hands over ``artifact.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.tuning import defaults, prepare
 
 STATE_FILE = "tuning_state.json"
@@ -160,7 +160,4 @@ def run_tune(
         summary = {"backend": "local", "base_model": base_model, "model_dir": model_path, "training": training}
     else:
         raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
-    model_metadata.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
-    with open(os.path.join(model_path, "tunekit_model.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-    return summary
+    return ModelRecord.from_dict(summary).write(model_path, model_metadata)
