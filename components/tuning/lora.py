@@ -239,3 +239,35 @@ def resolve_precision(precision: str, device: str) -> Any:
     if dtypes[precision] is not None and not device.startswith("cuda"):
         raise UserError(f"precision '{precision}' needs a GPU; use fp32 or auto on CPU", field="precision")
     return dtypes[precision]
+
+
+def local_options(
+    options: dict | None,
+    config_class: type,
+    *,
+    default_steps: int,
+    train_steps: int = 0,
+    learning_rate: float = 0.0,
+    batch_size: int = 0,
+    lora_rank: int = 0,
+    **defaults: Any,
+) -> dict[str, Any]:
+    """A trainer's config fields from a pipeline's ``local_options`` and its top-level shortcuts.
+
+    The shortcuts (``train_steps`` → ``max_steps``, ``learning_rate``, ``batch_size``, ``lora_rank`` →
+    ``lora_r``) win when set (0 means unset); ``max_steps`` falls back to ``default_steps``; ``defaults`` fill
+    fields neither sets. A dict pipeline parameter travels as a protobuf Struct, where every number is a float, so
+    the integer fields of ``config_class`` get their ints back.
+    """
+    merged = dict(options or {})
+    shortcuts = {"max_steps": train_steps, "learning_rate": learning_rate, "batch_size": batch_size}
+    shortcuts["lora_r"] = lora_rank
+    merged.update({key: value for key, value in shortcuts.items() if value})
+    merged.setdefault("max_steps", default_steps)
+    for key, value in defaults.items():
+        merged.setdefault(key, value)
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(config_class)}
+    return {
+        key: int(value) if kinds.get(key) == "int" and isinstance(value, float) and value.is_integer() else value
+        for key, value in merged.items()
+    }

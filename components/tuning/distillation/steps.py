@@ -240,17 +240,6 @@ def read_data_info(dataset_dir: str) -> dict:
         return json.load(handle)
 
 
-def _coerce_ints(options: dict) -> dict:
-    """Integer fields back to ``int``: a dict pipeline parameter travels as JSON, where 64 may come back as 64.0."""
-    import dataclasses
-
-    kinds = {f.name: str(f.type) for f in dataclasses.fields(distill.DistillTuningConfig)}
-    return {
-        k: int(v) if kinds.get(k) == "int" and isinstance(v, float) and v.is_integer() else v
-        for k, v in options.items()
-    }
-
-
 def _run_labels(labels: dict | None, pipeline_job_name: str) -> dict[str, str]:
     from tunekit.components.model_clients.vertex import sanitize_labels
 
@@ -339,21 +328,21 @@ def run_tune_student(
     if not enabled:
         record[SKIPPED] = True
     elif student_backend == LOCAL:
-        options = dict(local_options or {})
-        if train_steps:
-            options["max_steps"] = train_steps
-        options.setdefault("max_steps", distill.default_train_steps(task))
-        if learning_rate:
-            options["learning_rate"] = learning_rate
-        if batch_size:
-            options["batch_size"] = batch_size
-        if lora_rank:
-            options["lora_r"] = lora_rank
-        options.setdefault("finetuning", finetuning)
-        if not baseline:
-            options.setdefault("alpha", info.get("alpha"))
+        from tunekit.components.tuning.lora import local_options as local_options_of
+
+        options = local_options_of(
+            local_options,
+            distill.DistillTuningConfig,
+            default_steps=distill.default_train_steps(task),
+            train_steps=train_steps,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            lora_rank=lora_rank,
+            finetuning=finetuning,
+            **({} if baseline else {"alpha": info.get("alpha")}),
+        )
         try:
-            config = distill.DistillTuningConfig.from_dict(_coerce_ints(options))
+            config = distill.DistillTuningConfig.from_dict(options)
         except UserError as exc:
             raise UserError(exc.message, field="local_options") from None
         train_file = os.path.join(dataset_dir, "baseline_train.jsonl" if baseline else "train.jsonl")

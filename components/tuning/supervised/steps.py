@@ -6,7 +6,6 @@ Artifacts are passed as ``(path, metadata)``: the wrapper hands over ``artifact.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -130,23 +129,18 @@ def run_tune(
         summary = {"backend": "vertex", **result.to_dict()}
     elif backend == "local":
         from tunekit.components.tuning.lora import LocalTuningConfig
+        from tunekit.components.tuning.lora import local_options as local_options_of
         from tunekit.components.tuning.supervised.local import tune_local
 
-        options = dict(local_options or {})
-        if train_steps:
-            options["max_steps"] = train_steps
-        options.setdefault("max_steps", defaults.default_train_steps(task))
-        if learning_rate:
-            options["learning_rate"] = learning_rate
-        if batch_size:
-            options["batch_size"] = batch_size
-        if lora_rank:
-            options["lora_r"] = lora_rank
-        # Pipeline dict parameters travel as protobuf Structs, where every number is a float: restore the ints.
-        int_fields = {f.name for f in dataclasses.fields(LocalTuningConfig) if f.type in (int, "int")}
-        for key, value in options.items():
-            if key in int_fields and isinstance(value, float) and value.is_integer():
-                options[key] = int(value)
+        options = local_options_of(
+            local_options,
+            LocalTuningConfig,
+            default_steps=defaults.default_train_steps(task),
+            train_steps=train_steps,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            lora_rank=lora_rank,
+        )
         config = LocalTuningConfig.from_dict(options)
         every = max(1, config.max_steps // 20) if config.max_steps else 10
 
