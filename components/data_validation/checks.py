@@ -66,13 +66,7 @@ def detect(obj: dict, method: str) -> str | None:
         if "input_text" in obj or "messages" in obj:
             return PROMPT
         return None
-    if "contents" in obj:
-        return GEMINI
-    if "messages" in obj:
-        return CHAT
-    if "input_text" in obj:
-        return TEXT_PAIR
-    return None
+    return formats.detect_format(obj)
 
 
 class RowChecker:

@@ -165,24 +165,23 @@ def read_pairs(path: str) -> list[PreferencePair]:
     Raises:
         UserError: A row is not a preference row (file, line and field named).
     """
-    pairs = []
-    for line, obj in iter_jsonl(path):
-        try:
-            pairs.append(parse_pair(obj, line))
-        except UserError as exc:
-            raise UserError(exc.message, path=path, line=line, field=exc.field) from None
-    return pairs
+    return _parse_file(path, parse_pair)
 
 
 def read_prompts(path: str) -> list[PromptRow]:
     """The prompts of a prompt, human-preference or Gemini-preference JSON Lines file."""
-    prompts = []
+    return _parse_file(path, parse_prompt)
+
+
+def _parse_file(path: str, parse):
+    """``parse(obj, line)`` of every row of ``path``; a row's error names the file, line and field."""
+    parsed = []
     for line, obj in iter_jsonl(path):
         try:
-            prompts.append(parse_prompt(obj, line))
+            parsed.append(parse(obj, line))
         except UserError as exc:
             raise UserError(exc.message, path=path, line=line, field=exc.field) from None
-    return prompts
+    return parsed
 
 
 def gemini_contents(turns: Iterable[Turn]) -> list[dict]:
