@@ -24,11 +24,16 @@ LOCATION_PLACEHOLDER = "{{$.pipeline_google_cloud_location}}"
 C = TypeVar("C")
 
 
-def field(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
-    """A dataclass field with a documented meaning; mutable defaults are copied per instance."""
+def field(default: Any, help: str, *, required: bool = False) -> Any:  # noqa: A002 - mirrors argparse's name
+    """A dataclass field with a documented meaning; mutable defaults are copied per instance.
+
+    ``required``: the pipeline parameter has no default (a run must set it; the CLI says so). The dataclass still
+    has ``default``, so a config can be loaded before it is complete.
+    """
+    metadata = {"help": help, "required": True} if required else {"help": help}
     if isinstance(default, (dict, list)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -17,12 +17,9 @@ tuned on Vertex with SFT on the multi-task data (``vertex``), or Vertex's Gemini
 
 from dataclasses import dataclass
 
-from kfp import dsl
-
 from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.distillation.component import evaluate_distillation
 from tunekit.components.rationale_extraction.component import extract_rationales
-from tunekit.components.reporting.component import make_run_report
 from tunekit.components.teacher_labelling.component import label_with_teacher
 from tunekit.components.tuning.distillation.component import (
     build_student_dataset,
@@ -30,8 +27,9 @@ from tunekit.components.tuning.distillation.component import (
     tune_student_model,
 )
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
-from tunekit.pipelines.graphs import gate_and_deploy
+from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
+from tunekit.pipelines.wiring import DEFAULT, Parameters, wire
 
 PIPELINE_NAME = "distilling-step-by-step"
 
@@ -44,6 +42,7 @@ class DistillingStepByStepConfig:
         "",
         "Training inputs as text pairs (input_text, output_text optional: labelled, unlabelled or mixed); a local "
         "path or gs:// URI. Required.",
+        required=True,
     )
     validation_dataset_uri: str = field(
         "", "Labelled evaluation rows (text pairs); '' holds out `validation_split` of the gold-labelled rows."
@@ -183,233 +182,87 @@ def build_pipeline(gpu: dict | None = None):
         name=PIPELINE_NAME,
         data=("train_dataset_uri", "validation_dataset_uri", "exemplars_uri"),
         backend="student_backend",
-    )
-    @dsl.pipeline(
-        name=PIPELINE_NAME + "-graph",
         description="Teacher rationales and labels, a multi-task student, evaluation beside the teacher, deploy if better.",
     )
-    def distilling_step_by_step_pipeline(
-        train_dataset_uri: str,
-        validation_dataset_uri: str = "",
-        validation_split: float = 0.1,
-        task: str = "generic",
-        rationale_task_type: str = "",
-        classes: list = [],  # noqa: B006 - KFP reads defaults from the signature
-        instruction: str = "",
-        exemplars_uri: str = "",
-        num_exemplars: int = 4,
-        teacher_backend: str = "vertex",
-        teacher_model: str = "gemini-2.5-pro",
-        teacher_options: dict = {},  # noqa: B006
-        teacher_engine_options: dict = {},  # noqa: B006
-        teacher_script_uri: str = "",
-        teacher_cache_uri: str = "",
-        n_samples: int = 1,
-        teacher_temperature: float = 0.0,
-        teacher_max_output_tokens: int = 512,
-        keep_disagreeing: bool = False,
-        label_mode: str = "cot",
-        mode: str = "multitask",
-        alpha: float = 0.5,
-        label_prefix: str = "predict: ",
-        rationale_prefix: str = "explain: ",
-        max_input_tokens: int = 7168,
-        max_output_tokens: int = 1024,
-        no_truncate: bool = False,
-        student_backend: str = "vertex",
-        student_model: str = "gemini-2.5-flash-lite",
-        train_baseline: bool = False,
-        train_steps: int = 0,
-        learning_rate: float = 0.0,
-        batch_size: int = 0,
-        lora_rank: int = 0,
-        finetuning: str = "lora",
-        local_options: dict = {},  # noqa: B006
-        epoch_count: int = 0,
-        learning_rate_multiplier: float = 0.0,
-        adapter_size: int = 0,
-        tuned_model_display_name: str = "",
-        labels: dict = {},  # noqa: B006
-        output_uri: str = "",
-        evaluate_teacher: bool = True,
-        max_eval_examples: int = 200,
-        max_prediction_tokens: int = 64,
-        min_student_metric: float = 0.0,
-        min_improvement_over_baseline: float = 0.0,
-        beat_champion: bool = True,
-        require_significant: bool = False,
-        price_table: dict = {},  # noqa: B006
-        student_cost_per_hour: float = 0.75,
-        purpose: str = PIPELINE_NAME,
-        local_registry: str = "",
-        strict_validation: bool = False,
-        project: str = PROJECT_PLACEHOLDER,
-        location: str = LOCATION_PLACEHOLDER,
-        data_fingerprint: str = "",
-    ):
+    def distilling_step_by_step_pipeline(p: Parameters):
         """Distilling step-by-step, end to end; see :class:`DistillingStepByStepConfig` for every parameter."""
-        validation = validate_data(
-            train_dataset_uri=train_dataset_uri,
-            validation_dataset_uri=validation_dataset_uri,
-            method="distillation",
-            task=task,
-            base_model=student_model,
-            strict=strict_validation,
-        ).set_display_name("validate-data")
-        # The URIs name data that can change under the same name; a cached result would hide the change.
-        validation.set_caching_options(False)
-        # Teacher labelling of the rows without a label; with label_mode 'cot' it passes the rows through.
-        labelling = label_with_teacher(
-            input_dataset=validation.outputs["normalised_dataset"],
-            label_mode=label_mode,
-            task=task,
-            classes=classes,
-            teacher_backend=teacher_backend,
-            teacher_model=teacher_model,
-            backend_options=teacher_options,
-            engine_options=teacher_engine_options,
-            seed_dataset_uri=exemplars_uri,
-            num_exemplars=num_exemplars,
-            evaluate_gold=False,
-            temperature=teacher_temperature,
-            price_table=price_table,
-            cache_uri=teacher_cache_uri,
-            teacher_script_uri=teacher_script_uri,
-            project=project,
-            location=location,
-        ).set_display_name("label-with-teacher")
-        labelling.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-        rationales = extract_rationales(
-            dataset=labelling.outputs["labelled_dataset"],
-            task=task,
-            task_type=rationale_task_type,
-            exemplars_uri=exemplars_uri,
-            num_exemplars=num_exemplars,
-            teacher_backend=teacher_backend,
-            teacher_model=teacher_model,
-            teacher_script_uri=teacher_script_uri,
-            teacher_options=teacher_options,
-            teacher_engine_options=teacher_engine_options,
-            teacher_cache_uri=teacher_cache_uri,
-            n_samples=n_samples,
-            temperature=teacher_temperature,
-            max_output_tokens=teacher_max_output_tokens,
-            keep_disagreeing=keep_disagreeing,
-            instruction=instruction,
-            classes=classes,
-            price_table=price_table,
-            project=project,
-            location=location,
+        validation = validation_step(
+            validate_data, p, method="distillation", base_model=p.student_model, strict=p.strict_validation
         )
+        # Teacher labelling of the rows without a label; with label_mode 'cot' it passes the rows through.
+        labelling = wire(
+            label_with_teacher,
+            p,
+            input_dataset=validation.outputs["normalised_dataset"],
+            backend_options=p.teacher_options,
+            engine_options=p.teacher_engine_options,
+            seed_dataset_uri=p.exemplars_uri,
+            evaluate_gold=False,
+            temperature=p.teacher_temperature,
+            cache_uri=p.teacher_cache_uri,
+            # The label prompt keeps its own instruction and answer length (these fields are the rationales' and
+            # the student's).
+            instruction=DEFAULT,
+            max_output_tokens=DEFAULT,
+        ).set_display_name("label-with-teacher")
+        retried(labelling)
         # Paid teacher calls: a retry answers what it can from the step's response cache.
-        rationales.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-        student_data = build_student_dataset(
+        rationales = retried(
+            wire(
+                extract_rationales,
+                p,
+                dataset=labelling.outputs["labelled_dataset"],
+                task_type=p.rationale_task_type,
+                temperature=p.teacher_temperature,
+                max_output_tokens=p.teacher_max_output_tokens,
+            )
+        )
+        student_data = wire(
+            build_student_dataset,
+            p,
             rationale_dataset=rationales.outputs["rationale_dataset"],
             validation_dataset=validation.outputs["normalised_dataset"],
-            mode=mode,
-            alpha=alpha,
-            label_prefix=label_prefix,
-            rationale_prefix=rationale_prefix,
-            max_input_tokens=max_input_tokens,
-            max_output_tokens=max_output_tokens,
-            no_truncate=no_truncate,
-            validation_split=validation_split,
-            student_backend=student_backend,
-            student_model=student_model,
         )
-        tuning_args = dict(
-            student_backend=student_backend,
-            student_model=student_model,
-            task=task,
-            student_dataset=student_data.outputs["student_dataset"],
-            teacher_model=teacher_model,
-            train_steps=train_steps,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            lora_rank=lora_rank,
-            finetuning=finetuning,
-            local_options=local_options,
-            epoch_count=epoch_count,
-            learning_rate_multiplier=learning_rate_multiplier,
-            adapter_size=adapter_size,
-            tuned_model_display_name=tuned_model_display_name,
-            labels=labels,
-            output_uri=output_uri,
-            project=project,
-            location=location,
-            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        )
-        tuning = tune_op(baseline=False, enabled=True, **tuning_args).set_display_name("tune-student")
+        student_dataset = student_data.outputs["student_dataset"]
         # A tuning job is paid work: a retried Vertex step re-attaches to the job it started.
-        tuning.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
+        tuning = wire(tune_op, p, student_dataset=student_dataset, baseline=False, enabled=True)
+        retried(tuning.set_display_name("tune-student"))
         # Always present so evaluation has one input to read; it trains nothing unless train_baseline is set.
-        baseline = tune_op(baseline=True, enabled=train_baseline, **tuning_args).set_display_name("tune-baseline")
-        baseline.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-        evaluation = evaluate_distillation(
-            task=task,
-            task_type=rationale_task_type,
+        baseline = wire(tune_op, p, student_dataset=student_dataset, baseline=True, enabled=p.train_baseline)
+        retried(baseline.set_display_name("tune-baseline"))
+        evaluation = evaluation_step(
+            evaluate_distillation,
+            p,
+            task_type=p.rationale_task_type,
             eval_dataset=student_data.outputs["eval_dataset"],
             student=tuning.outputs["student"],
             baseline=baseline.outputs["student"],
-            evaluate_teacher=evaluate_teacher,
-            teacher_backend=teacher_backend,
-            teacher_model=teacher_model,
-            teacher_script_uri=teacher_script_uri,
-            teacher_options=teacher_options,
-            teacher_engine_options=teacher_engine_options,
-            teacher_cache_uri=teacher_cache_uri,
-            exemplars_uri=exemplars_uri,
-            num_exemplars=num_exemplars,
-            instruction=instruction,
-            classes=classes,
-            teacher_max_output_tokens=teacher_max_output_tokens,
-            max_eval_examples=max_eval_examples,
-            max_output_tokens=max_prediction_tokens,
-            min_student_metric=min_student_metric,
-            min_improvement_over_baseline=min_improvement_over_baseline,
-            price_table=price_table,
-            student_cost_per_hour=student_cost_per_hour,
-            project=project,
-            location=location,
-            purpose=purpose,
-            local_registry=local_registry,
-            beat_champion=beat_champion,
-            require_significant=require_significant,
+            max_output_tokens=p.max_prediction_tokens,
         )
-        # The champion's answers can change (a rollback, a new deployment): never reuse a cached evaluation.
-        evaluation.set_caching_options(False)
-        gate_and_deploy(
-            gate_passed=evaluation.outputs["Output"],
-            backend=tuning.outputs["Output"],
-            tuned_model=tuning.outputs["student"],
-            train_dataset=student_data.outputs["student_dataset"],
-            evaluation_metrics=evaluation.outputs["metrics"],
-            purpose=purpose,
-            local_registry=local_registry,
-            data_fingerprint=data_fingerprint,
-            # An open student trained on Vertex is uploaded and deployed to an endpoint in this project and region.
-            project=project,
-            location=location,
-        )
-        # After the evaluation and beside the gate: the report is written whether or not the gate passes.
-        make_run_report(
+        deploy_and_report(
+            gate_and_deploy,
+            p,
             pipeline_name=PIPELINE_NAME,
-            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            parameters={
-                "task": task,
-                "teacher": teacher_model,
-                "student": student_model,
-                "student backend": student_backend,
-                "mode": mode,
-                "purpose": purpose,
+            summary={
+                "task": p.task,
+                "teacher": p.teacher_model,
+                "student": p.student_model,
+                "student backend": p.student_backend,
+                "mode": p.mode,
+                "purpose": p.purpose,
             },
-            validation_report=validation.outputs["report"],
-            labelling_metrics=labelling.outputs["metrics"],
-            teacher_metrics=rationales.outputs["metrics"],
+            validation=validation,
+            evaluation=evaluation,
             tuned_model=tuning.outputs["student"],
-            baseline_model=baseline.outputs["student"],
-            evaluation_metrics=evaluation.outputs["metrics"],
-        ).set_display_name("run-report")
+            # The deploy backend is the tuning step's answer; an open student trained on Vertex is uploaded and
+            # deployed to an endpoint in the run's project and region (both wired by name).
+            deploy={"backend": tuning.outputs["Output"], "train_dataset": student_dataset},
+            report={
+                "labelling_metrics": labelling.outputs["metrics"],
+                "teacher_metrics": rationales.outputs["metrics"],
+                "baseline_model": baseline.outputs["student"],
+            },
+        )
 
     return distilling_step_by_step_pipeline
 

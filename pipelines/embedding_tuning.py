@@ -11,15 +11,19 @@ Data: corpus JSONL (``_id``, ``title``?, ``text``), queries JSONL (``_id``, ``te
 
 from dataclasses import dataclass
 
-from kfp import dsl
-
 from tunekit.components.data_validation.component import validate_embedding_data
 from tunekit.components.evaluation.embedding.component import evaluate_embedding
-from tunekit.components.reporting.component import make_run_report
 from tunekit.components.tuning.embedding.component import tune_embedding
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
-from tunekit.pipelines.graphs import gate_and_deploy_embedding
+from tunekit.pipelines.graphs import (
+    deploy_and_report,
+    evaluation_step,
+    gate_and_deploy_embedding,
+    retried,
+    validation_step,
+)
 from tunekit.pipelines.retraining import retrain_on_new_data
+from tunekit.pipelines.wiring import Parameters, wire
 
 PIPELINE_NAME = "embedding-tuning"
 
@@ -29,12 +33,16 @@ class EmbeddingTuningConfig:
     """Everything an embedding-tuning run takes; the fields are the pipeline's parameters, one for one."""
 
     corpus_uri: str = field(
-        "", "Corpus JSONL (`_id`, `title` optional, `text`); a local path or gs:// URI. Required."
+        "", "Corpus JSONL (`_id`, `title` optional, `text`); a local path or gs:// URI. Required.", required=True
     )
-    queries_uri: str = field("", "Queries JSONL (`_id`, `text`). Required.")
-    train_labels_uri: str = field("", "Train labels TSV (`query-id`, `corpus-id`, `score`). Required.")
+    queries_uri: str = field("", "Queries JSONL (`_id`, `text`). Required.", required=True)
+    train_labels_uri: str = field(
+        "", "Train labels TSV (`query-id`, `corpus-id`, `score`). Required.", required=True
+    )
     test_labels_uri: str = field(
-        "", "Test labels TSV: the held-out queries both models are scored on. Required (the gate needs it)."
+        "",
+        "Test labels TSV: the held-out queries both models are scored on. Required (the gate needs it).",
+        required=True,
     )
     validation_labels_uri: str = field("", "Validation labels TSV ('' for none; Vertex: the template uses it).")
     backend: str = field(
@@ -86,115 +94,25 @@ class EmbeddingTuningConfig:
     EmbeddingTuningConfig,
     name=PIPELINE_NAME,
     data=("corpus_uri", "queries_uri", "train_labels_uri", "test_labels_uri", "validation_labels_uri"),
-)
-@dsl.pipeline(
-    name=PIPELINE_NAME + "-graph",
     description="Validate a retrieval set, tune an embedding model (Vertex template or sentence-transformers), "
     "compare nDCG@10 with the base model, deploy if better.",
 )
-def embedding_tuning_pipeline(
-    corpus_uri: str,
-    queries_uri: str,
-    train_labels_uri: str,
-    test_labels_uri: str,
-    validation_labels_uri: str = "",
-    backend: str = "vertex",
-    base_model: str = "text-embedding-005",
-    train_steps: int = 1000,
-    batch_size: int = 128,
-    learning_rate: float = 2e-5,
-    hard_negatives: int = 0,
-    learning_rate_multiplier: float = 1.0,
-    output_dimensionality: int = 0,
-    task_type: str = "DEFAULT",
-    labels: dict = {},  # noqa: B006 - KFP reads defaults from the signature
-    encryption_key: str = "",
-    min_improvement: float = 0.0,
-    beat_champion: bool = True,
-    require_significant: bool = False,
-    machine_type: str = "a2-highgpu-1g",
-    accelerator_type: str = "NVIDIA_TESLA_A100",
-    accelerator_count: int = 1,
-    purpose: str = PIPELINE_NAME,
-    local_registry: str = "",
-    strict_validation: bool = False,
-    project: str = PROJECT_PLACEHOLDER,
-    location: str = LOCATION_PLACEHOLDER,
-    data_fingerprint: str = "",
-):
+def embedding_tuning_pipeline(p: Parameters):
     """Embedding tuning, end to end; see :class:`EmbeddingTuningConfig` for every parameter."""
-    validation = validate_embedding_data(
-        corpus_uri=corpus_uri,
-        queries_uri=queries_uri,
-        train_labels_uri=train_labels_uri,
-        test_labels_uri=test_labels_uri,
-        validation_labels_uri=validation_labels_uri,
-        strict=strict_validation,
-    ).set_display_name("validate-data")
-    # The URIs name data that can change under the same name; a cached result would hide the change.
-    validation.set_caching_options(False)
-    tuning = tune_embedding(
-        backend=backend,
-        base_model=base_model,
-        corpus_uri=corpus_uri,
-        queries_uri=queries_uri,
-        train_labels_uri=train_labels_uri,
-        test_labels_uri=test_labels_uri,
-        validation_labels_uri=validation_labels_uri,
-        train_steps=train_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        hard_negatives=hard_negatives,
-        learning_rate_multiplier=learning_rate_multiplier,
-        output_dimensionality=output_dimensionality,
-        task_type=task_type,
-        labels=labels,
-        encryption_key=encryption_key,
-        project=project,
-        location=location,
-        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-    ).after(validation)
+    validation = validation_step(validate_embedding_data, p, strict=p.strict_validation)
+    tuning = wire(tune_embedding, p).after(validation)
     tuning.set_caching_options(False)
     # The template run is paid work: a retried step re-attaches to the job it started (see embedding_vertex).
-    tuning.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-    evaluation = evaluate_embedding(
-        backend=backend,
-        base_model=base_model,
-        tuned_model=tuning.outputs["tuned_model"],
-        corpus_uri=corpus_uri,
-        queries_uri=queries_uri,
-        test_labels_uri=test_labels_uri,
-        min_improvement=min_improvement,
-        output_dimensionality=output_dimensionality,
-        project=project,
-        location=location,
-        purpose=purpose,
-        local_registry=local_registry,
-        beat_champion=beat_champion,
-        require_significant=require_significant,
-    )
-    evaluation.set_caching_options(False)
+    retried(tuning)
+    tuned_model = tuning.outputs["tuned_model"]
+    evaluation = evaluation_step(evaluate_embedding, p, tuned_model=tuned_model)
     # Deploying creates an endpoint: a retried deploy step re-attaches to it (see deployment.embedding).
-    gate_and_deploy_embedding(
-        gate_passed=evaluation.outputs["Output"],
-        backend=backend,
-        tuned_model=tuning.outputs["tuned_model"],
-        evaluation_metrics=evaluation.outputs["metrics"],
-        purpose=purpose,
-        local_registry=local_registry,
-        machine_type=machine_type,
-        accelerator_type=accelerator_type,
-        accelerator_count=accelerator_count,
-        project=project,
-        location=location,
-        data_fingerprint=data_fingerprint,
-    )
-    # After the evaluation and beside the gate: the report is written whether or not the gate passes.
-    make_run_report(
+    deploy_and_report(
+        gate_and_deploy_embedding,
+        p,
         pipeline_name=PIPELINE_NAME,
-        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        parameters={"backend": backend, "base model": base_model, "purpose": purpose},
-        validation_report=validation.outputs["report"],
-        tuned_model=tuning.outputs["tuned_model"],
-        evaluation_metrics=evaluation.outputs["metrics"],
-    ).set_display_name("run-report")
+        summary={"backend": p.backend, "base model": p.base_model, "purpose": p.purpose},
+        validation=validation,
+        evaluation=evaluation,
+        tuned_model=tuned_model,
+    )

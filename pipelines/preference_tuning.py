@@ -24,7 +24,6 @@ from kfp import dsl
 
 from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.preference.component import evaluate_preference
-from tunekit.components.reporting.component import make_run_report
 from tunekit.components.tuning.preference.component import (
     gpu_training_ops,
     prepare_preference_data,
@@ -32,8 +31,9 @@ from tunekit.components.tuning.preference.component import (
     warm_start_supervised,
 )
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
-from tunekit.pipelines.graphs import gate_and_deploy
+from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
+from tunekit.pipelines.wiring import Parameters, wire
 
 PIPELINE_NAME = "preference-tuning"
 LEGACY_RLHF_NAME = "preference-tuning-legacy-rlhf"
@@ -47,6 +47,7 @@ class PreferenceTuningConfig:
         "",
         "Preference pairs: human preferences (`input_text` or `messages`, `candidate_0`, `candidate_1`, `choice`) "
         "or the Gemini preference format (`contents`, scored `completions`); a local path or gs:// URI. Required.",
+        required=True,
     )
     eval_dataset_uri: str = field(
         "", "Held-out preference pairs for evaluation; '' holds out `eval_split` of the training pairs."
@@ -118,150 +119,66 @@ def build_pipeline(gpu: dict | None = None):
         PreferenceTuningConfig,
         name=PIPELINE_NAME,
         data=("train_dataset_uri", "eval_dataset_uri", "prompt_dataset_uri", "sft_dataset_uri"),
-    )
-    @dsl.pipeline(
-        name=PIPELINE_NAME + "-graph",
         description="Validate preference pairs, SFT warm start, preference tuning (Gemini or TRL RLOO/DPO), "
         "evaluate the win rate against the base model, deploy if it wins.",
     )
-    def preference_tuning_pipeline(
-        train_dataset_uri: str,
-        eval_dataset_uri: str = "",
-        eval_split: float = 0.2,
-        prompt_dataset_uri: str = "",
-        sft_dataset_uri: str = "",
-        warm_start: bool = True,
-        backend: str = "vertex",
-        base_model: str = "gemini-2.5-flash",
-        algorithm: str = "rloo",
-        beta: float = 0.0,
-        epoch_count: int = 0,
-        sft_epoch_count: int = 0,
-        adapter_size: int = 0,
-        learning_rate_multiplier: float = 0.0,
-        pre_tuned_model_checkpoint_id: str = "",
-        tuned_model_display_name: str = "",
-        labels: dict = {},  # noqa: B006 - KFP reads defaults from the signature
-        encryption_key: str = "",
-        output_uri: str = "",
-        sft_steps: int = 0,
-        reward_steps: int = 0,
-        rl_steps: int = 0,
-        batch_size: int = 0,
-        local_options: dict = {},  # noqa: B006
-        max_eval_examples: int = 200,
-        max_output_tokens: int = 64,
-        min_win_rate: float = 0.5,
-        judge_model: str = "gemini-2.5-flash",
-        purpose: str = PIPELINE_NAME,
-        local_registry: str = "",
-        strict_validation: bool = False,
-        project: str = PROJECT_PLACEHOLDER,
-        location: str = LOCATION_PLACEHOLDER,
-        data_fingerprint: str = "",
-    ):
+    def preference_tuning_pipeline(p: Parameters):
         """Preference tuning, end to end; see :class:`PreferenceTuningConfig` for every parameter."""
-        validation = validate_data(
-            train_dataset_uri=train_dataset_uri,
-            validation_dataset_uri=eval_dataset_uri,
+        validation = validation_step(
+            validate_data,
+            p,
+            validation_dataset_uri=p.eval_dataset_uri,
             method="preference",
             task="generic",
-            base_model=base_model,
-            strict=strict_validation,
-        ).set_display_name("validate-data")
-        # The URIs name data that can change under the same name; a cached result would hide the change.
-        validation.set_caching_options(False)
-        prepared = prepare_preference_data(
-            validated_dataset=validation.outputs["normalised_dataset"],
-            prompt_dataset_uri=prompt_dataset_uri,
-            sft_dataset_uri=sft_dataset_uri,
-            eval_split=eval_split,
-            seed=0,
+            strict=p.strict_validation,
+        )
+        prepared = wire(
+            prepare_preference_data, p, validated_dataset=validation.outputs["normalised_dataset"], seed=0
         )
         prepared.set_caching_options(False)
-        warm = warm_op(
-            backend=backend,
-            base_model=base_model,
-            enabled=warm_start,
-            sft_dataset=prepared.outputs["sft_dataset"],
-            sft_steps=sft_steps,
-            epoch_count=sft_epoch_count,
-            adapter_size=adapter_size,
-            learning_rate_multiplier=learning_rate_multiplier,
-            tuned_model_display_name=tuned_model_display_name,
-            labels=labels,
-            encryption_key=encryption_key,
-            output_uri=output_uri,
-            local_options=local_options,
-            project=project,
-            location=location,
-            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        data = prepared.outputs
+        warm = wire(
+            warm_op, p, enabled=p.warm_start, sft_dataset=data["sft_dataset"], epoch_count=p.sft_epoch_count
         ).set_display_name("warm-start-supervised")
         # A tuning job is paid work: retrying the step re-attaches to the job it started (state file in its output).
-        warm.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-        tuning = tune_op(
-            backend=backend,
-            algorithm=algorithm,
-            base_model=base_model,
-            warm_model=warm.outputs["warm_model"],
-            preference_dataset=prepared.outputs["preference_dataset"],
-            eval_pairs=prepared.outputs["eval_pairs"],
-            prompt_dataset=prepared.outputs["prompt_dataset"],
-            beta=beta,
-            epoch_count=epoch_count,
-            adapter_size=adapter_size,
-            learning_rate_multiplier=learning_rate_multiplier,
-            pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id,
-            tuned_model_display_name=tuned_model_display_name,
-            labels=labels,
-            encryption_key=encryption_key,
-            output_uri=output_uri,
-            reward_steps=reward_steps,
-            rl_steps=rl_steps,
-            batch_size=batch_size,
-            local_options=local_options,
-            project=project,
-            location=location,
-            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        retried(warm)
+        warm_model = warm.outputs["warm_model"]
+        tuning = retried(
+            wire(
+                tune_op,
+                p,
+                warm_model=warm_model,
+                preference_dataset=data["preference_dataset"],
+                eval_pairs=data["eval_pairs"],
+                prompt_dataset=data["prompt_dataset"],
+            )
         )
-        tuning.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-        evaluation = evaluate_preference(
-            backend=backend,
-            base_model=base_model,
-            warm_model=warm.outputs["warm_model"],
-            tuned_model=tuning.outputs["tuned_model"],
-            reward_model=tuning.outputs["reward_model"],
-            eval_pairs=prepared.outputs["eval_pairs"],
-            max_eval_examples=max_eval_examples,
-            max_output_tokens=max_output_tokens,
-            min_win_rate=min_win_rate,
-            judge_model=judge_model,
-            project=project,
-            location=location,
+        outputs = tuning.outputs
+        evaluation = evaluation_step(
+            evaluate_preference,
+            p,
+            warm_model=warm_model,
+            tuned_model=outputs["tuned_model"],
+            reward_model=outputs["reward_model"],
+            eval_pairs=data["eval_pairs"],
         )
-        evaluation.set_caching_options(False)
-        gate_and_deploy(
-            gate_passed=evaluation.outputs["Output"],
-            backend=tuning.outputs["Output"],
-            tuned_model=tuning.outputs["tuned_model"],
-            train_dataset=prepared.outputs["preference_dataset"],
-            evaluation_metrics=evaluation.outputs["metrics"],
-            purpose=purpose,
-            local_registry=local_registry,
-            data_fingerprint=data_fingerprint,
-            # An open model trained on Vertex is uploaded and deployed to an endpoint in this project and region.
-            project=project,
-            location=location,
-        )
-        # After the evaluation and beside the gate: the report is written whether or not the gate passes.
-        make_run_report(
+        deploy_and_report(
+            gate_and_deploy,
+            p,
             pipeline_name=PIPELINE_NAME,
-            pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            parameters={"backend": backend, "base model": base_model, "algorithm": algorithm, "purpose": purpose},
-            validation_report=validation.outputs["report"],
-            tuned_model=tuning.outputs["tuned_model"],
-            evaluation_metrics=evaluation.outputs["metrics"],
-        ).set_display_name("run-report")
+            summary={
+                "backend": p.backend,
+                "base model": p.base_model,
+                "algorithm": p.algorithm,
+                "purpose": p.purpose,
+            },
+            validation=validation,
+            evaluation=evaluation,
+            tuned_model=outputs["tuned_model"],
+            # The deploy backend is the tuning step's answer; an open model trained on Vertex is uploaded and
+            # deployed to an endpoint in the run's project and region (both wired by name).
+            deploy={"backend": outputs["Output"], "train_dataset": data["preference_dataset"]},
+        )
 
     return preference_tuning_pipeline
 
@@ -306,42 +223,22 @@ def build_legacy_rlhf_pipeline():
         location: str = LOCATION_PLACEHOLDER,
         encryption_spec_key_name: str = "",
     ):
-        pairs = validate_data(
-            train_dataset_uri=preference_dataset,
-            validation_dataset_uri="",
-            method="preference",
-            task="generic",
-            base_model=large_model_reference,
-            strict=strict_validation,
-        ).set_display_name("validate-preference-data")
-        pairs.set_caching_options(False)
-        prompts = validate_data(
-            train_dataset_uri=prompt_dataset,
-            validation_dataset_uri=eval_dataset,
-            method="preference",
-            task="generic",
-            base_model=large_model_reference,
-            strict=strict_validation,
-        ).set_display_name("validate-prompt-data")
-        prompts.set_caching_options(False)
-        rlhf_pipeline(
-            prompt_dataset=prompt_dataset,
-            preference_dataset=preference_dataset,
-            large_model_reference=large_model_reference,
-            model_display_name=model_display_name,
-            prompt_sequence_length=prompt_sequence_length,
-            target_sequence_length=target_sequence_length,
-            reward_model_learning_rate_multiplier=reward_model_learning_rate_multiplier,
-            reinforcement_learning_rate_multiplier=reinforcement_learning_rate_multiplier,
-            reward_model_train_steps=reward_model_train_steps,
-            reinforcement_learning_train_steps=reinforcement_learning_train_steps,
-            kl_coeff=kl_coeff,
-            instruction=instruction,
-            deploy_model=deploy_model,
-            eval_dataset=eval_dataset,
-            project=project,
-            location=location,
-            encryption_spec_key_name=encryption_spec_key_name,
-        ).after(pairs, prompts).set_display_name("vertex-rlhf")
+        params = dict(locals())  # the parameters by name, for the template's inputs
+        validations = []
+        for data, eval_data, display_name in (
+            (preference_dataset, "", "validate-preference-data"),
+            (prompt_dataset, eval_dataset, "validate-prompt-data"),
+        ):
+            check = validate_data(
+                train_dataset_uri=data,
+                validation_dataset_uri=eval_data,
+                method="preference",
+                task="generic",
+                base_model=large_model_reference,
+                strict=strict_validation,
+            ).set_display_name(display_name)
+            check.set_caching_options(False)
+            validations.append(check)
+        wire(rlhf_pipeline, params).after(*validations).set_display_name("vertex-rlhf")
 
     return legacy_rlhf

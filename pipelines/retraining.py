@@ -6,6 +6,10 @@ nests the whole graph under ``dsl.If(data changed)``: when the data's fingerprin
 the run's ``purpose`` was trained on, the run ends there, successfully, as "skipped: data unchanged". Otherwise the
 graph runs and receives the fingerprint as its ``data_fingerprint`` parameter, which the deploy step records.
 
+The graph is usually the method's pipeline body (``body(p)``, see :mod:`tunekit.pipelines.wiring`): the decorator
+builds it as the nested pipeline ``NAME-graph`` whose parameters are the config's fields (but ``force``) and
+``data_fingerprint``, so neither signature is written by hand.
+
 No ``from __future__ import annotations`` here: KFP reads parameter types from real annotations.
 """
 
@@ -16,6 +20,7 @@ from collections.abc import Callable, Sequence
 from kfp import dsl
 
 from tunekit.components.retraining.component import check_data_fingerprint
+from tunekit.pipelines.wiring import config_pipeline
 
 #: The graph parameter that receives the fingerprint.
 FINGERPRINT_PARAMETER = "data_fingerprint"
@@ -23,6 +28,10 @@ FINGERPRINT_PARAMETER = "data_fingerprint"
 FORCE_FIELD = "force"
 #: The display name of the check; also the local runner's task folder.
 CHECK_TASK = "check-data-fingerprint"
+#: How a graph built from a config declares ``data_fingerprint`` (last; '' when the graph runs on its own).
+FINGERPRINT_SIGNATURE_PARAMETER = inspect.Parameter(
+    FINGERPRINT_PARAMETER, inspect.Parameter.POSITIONAL_OR_KEYWORD, default="", annotation=str
+)
 
 
 def _outer_signature(graph_params, config_cls) -> inspect.Signature:
@@ -53,6 +62,10 @@ def retrain_on_new_data(
 ) -> Callable:
     """A decorator for a method's graph: returns the method's pipeline, which retrains only on new data.
 
+    The decorated function is either a ``@dsl.pipeline`` graph, or a pipeline body ``body(p)``: then the graph is
+    built from it with :func:`~tunekit.pipelines.wiring.config_pipeline` (named ``NAME-graph``, with
+    ``description``, its parameters the config's fields but ``force``, plus ``data_fingerprint``).
+
     Args:
         config_cls: The method's config dataclass (it places the ``force`` field).
         name: The pipeline's name (the compiled spec's name; the graph carries its own, e.g. ``NAME-graph``).
@@ -63,6 +76,14 @@ def retrain_on_new_data(
     """
 
     def wrap(graph):
+        if not hasattr(graph, "pipeline_func"):  # a pipeline body: the graph's signature comes from the config
+            graph = config_pipeline(
+                config_cls,
+                name=f"{name}-graph",
+                description=description,
+                exclude=(FORCE_FIELD,),
+                extra=(FINGERPRINT_SIGNATURE_PARAMETER,),
+            )(graph)
         graph_params = inspect.signature(graph.pipeline_func).parameters
         signature = _outer_signature(graph_params, config_cls)
         missing = [p for p in (*data, backend, "purpose", "project", "location") if p not in signature.parameters]

@@ -9,15 +9,13 @@ No ``from __future__ import annotations`` here: KFP reads the pipeline's paramet
 
 from dataclasses import dataclass
 
-from kfp import dsl
-
 from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.supervised.component import evaluate_supervised
-from tunekit.components.reporting.component import make_run_report
 from tunekit.components.tuning.supervised.component import prepare_supervised_data, tune_supervised
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
-from tunekit.pipelines.graphs import gate_and_deploy
+from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
+from tunekit.pipelines.wiring import DEFAULT, Parameters, wire
 
 PIPELINE_NAME = "supervised-tuning"
 
@@ -29,6 +27,7 @@ class SupervisedTuningConfig:
     train_dataset_uri: str = field(
         "",
         "Training data (JSON Lines: text pairs, chat messages or Gemini contents); a local path or gs:// URI. Required.",
+        required=True,
     )
     validation_dataset_uri: str = field(
         "", "Validation data in any supported format; '' holds out `validation_split` of the training rows."
@@ -92,122 +91,35 @@ class SupervisedTuningConfig:
 
 
 @retrain_on_new_data(
-    SupervisedTuningConfig, name=PIPELINE_NAME, data=("train_dataset_uri", "validation_dataset_uri")
-)
-@dsl.pipeline(
-    name=PIPELINE_NAME + "-graph",
+    SupervisedTuningConfig,
+    name=PIPELINE_NAME,
+    data=("train_dataset_uri", "validation_dataset_uri"),
     description="Validate, tune (Gemini on Vertex or LoRA locally), evaluate against the base model, deploy if better.",
 )
-def supervised_tuning_pipeline(
-    train_dataset_uri: str,
-    validation_dataset_uri: str = "",
-    validation_split: float = 0.1,
-    task: str = "generic",
-    backend: str = "vertex",
-    base_model: str = "gemini-2.5-flash",
-    tuned_model_display_name: str = "",
-    epoch_count: int = 0,
-    learning_rate_multiplier: float = 0.0,
-    adapter_size: int = 0,
-    labels: dict = {},  # noqa: B006 - KFP reads defaults from the signature
-    encryption_key: str = "",
-    output_uri: str = "",
-    train_steps: int = 0,
-    learning_rate: float = 0.0,
-    batch_size: int = 0,
-    lora_rank: int = 0,
-    local_options: dict = {},  # noqa: B006
-    max_eval_examples: int = 200,
-    max_output_tokens: int = 64,
-    min_improvement: float = 0.0,
-    beat_champion: bool = True,
-    require_significant: bool = False,
-    model_based_evaluation: bool = False,
-    purpose: str = PIPELINE_NAME,
-    local_registry: str = "",
-    strict_validation: bool = False,
-    project: str = PROJECT_PLACEHOLDER,
-    location: str = LOCATION_PLACEHOLDER,
-    data_fingerprint: str = "",
-):
+def supervised_tuning_pipeline(p: Parameters):
     """Supervised tuning, end to end; see :class:`SupervisedTuningConfig` for every parameter."""
-    validation = validate_data(
-        train_dataset_uri=train_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-        method="supervised",
-        task=task,
-        base_model=base_model,
-        strict=strict_validation,
-    ).set_display_name("validate-data")
-    # The URIs name data that can change under the same name; a cached result would hide the change.
-    validation.set_caching_options(False)
-    prepared = prepare_supervised_data(
-        backend=backend,
-        train_dataset_uri=train_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-        validation_split=validation_split,
-    ).after(validation)
+    validation = validation_step(validate_data, p, method="supervised", strict=p.strict_validation)
+    prepared = wire(prepare_supervised_data, p).after(validation)
     prepared.set_caching_options(False)
-    tuning = tune_supervised(
-        backend=backend,
-        base_model=base_model,
-        task=task,
-        train_dataset=prepared.outputs["train_dataset"],
-        validation_dataset=prepared.outputs["validation_dataset"],
-        tuned_model_display_name=tuned_model_display_name,
-        epoch_count=epoch_count,
-        learning_rate_multiplier=learning_rate_multiplier,
-        adapter_size=adapter_size,
-        labels=labels,
-        encryption_key=encryption_key,
-        output_uri=output_uri,
-        train_steps=train_steps,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        lora_rank=lora_rank,
-        local_options=local_options,
-        project=project,
-        location=location,
-        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+    data = prepared.outputs
+    tuning = wire(
+        tune_supervised, p, train_dataset=data["train_dataset"], validation_dataset=data["validation_dataset"]
     )
     # A tuning job is paid work: retrying the step re-attaches to the job it started (see tuning.steps).
-    tuning.set_retry(num_retries=2, backoff_duration="60s", backoff_factor=2.0)
-    evaluation = evaluate_supervised(
-        backend=backend,
-        task=task,
-        base_model=base_model,
-        tuned_model=tuning.outputs["tuned_model"],
-        validation_dataset=prepared.outputs["validation_dataset"],
-        max_eval_examples=max_eval_examples,
-        max_output_tokens=max_output_tokens,
-        min_improvement=min_improvement,
-        project=project,
-        location=location,
-        purpose=purpose,
-        local_registry=local_registry,
-        beat_champion=beat_champion,
-        require_significant=require_significant,
-        model_based_evaluation=model_based_evaluation,
+    retried(tuning)
+    tuned_model = tuning.outputs["tuned_model"]
+    evaluation = evaluation_step(
+        evaluate_supervised, p, tuned_model=tuned_model, validation_dataset=data["validation_dataset"]
     )
-    # The champion's answers can change (a rollback, a new deployment): never reuse a cached evaluation.
-    evaluation.set_caching_options(False)
-    gate_and_deploy(
-        gate_passed=evaluation.outputs["Output"],
-        backend=backend,
-        tuned_model=tuning.outputs["tuned_model"],
-        train_dataset=prepared.outputs["train_dataset"],
-        evaluation_metrics=evaluation.outputs["metrics"],
-        purpose=purpose,
-        local_registry=local_registry,
-        data_fingerprint=data_fingerprint,
-    )
-    # After the evaluation and beside the gate: the report is written whether or not the gate passes.
-    make_run_report(
+    deploy_and_report(
+        gate_and_deploy,
+        p,
         pipeline_name=PIPELINE_NAME,
-        pipeline_job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        parameters={"task": task, "backend": backend, "base model": base_model, "purpose": purpose},
-        validation_report=validation.outputs["report"],
-        tuned_model=tuning.outputs["tuned_model"],
-        evaluation_metrics=evaluation.outputs["metrics"],
-        classification_metrics=evaluation.outputs["confusion_matrix"],
-    ).set_display_name("run-report")
+        summary={"task": p.task, "backend": p.backend, "base model": p.base_model, "purpose": p.purpose},
+        validation=validation,
+        evaluation=evaluation,
+        tuned_model=tuned_model,
+        # Only open models trained on Vertex need a project and region to deploy to; a Gemini model keeps its own.
+        deploy={"train_dataset": data["train_dataset"], "project": DEFAULT, "location": DEFAULT},
+        report={"classification_metrics": evaluation.outputs["confusion_matrix"]},
+    )
