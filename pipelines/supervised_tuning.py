@@ -99,7 +99,7 @@ class SupervisedTuningConfig:
 def supervised_tuning_pipeline(p: Parameters):
     """Supervised tuning, end to end; see :class:`SupervisedTuningConfig` for every parameter."""
     validation = validation_step(validate_data, p, method="supervised", strict=p.strict_validation)
-    prepared = wire(prepare_supervised_data, p).after(validation)
+    prepared = wire(prepare_supervised_data, p, normalised_dataset=validation.outputs["normalised_dataset"])
     prepared.set_caching_options(False)
     data = prepared.outputs
     tuning = wire(

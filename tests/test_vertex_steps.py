@@ -19,13 +19,13 @@ def fake(monkeypatch):
 
 
 def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
-    train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    normalised = tmp_path / "normalised"
+    normalised.mkdir()
+    (normalised / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     train_meta, val_meta, model_meta = {}, {}, {}
     run_prepare(
         backend="vertex",
-        train_dataset_uri=str(train),
-        validation_dataset_uri="",
+        normalised_dir=str(normalised),
         validation_split=0.25,
         train_path=str(tmp_path / "prepared_train.jsonl"),
         validation_path=str(tmp_path / "prepared_val.jsonl"),

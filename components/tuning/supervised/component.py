@@ -12,19 +12,17 @@ from tunekit.components.common.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def prepare_supervised_data(
     backend: str,
-    train_dataset_uri: str,
-    validation_dataset_uri: str,
+    normalised_dataset: dsl.Input[dsl.Dataset],
     validation_split: float,
     train_dataset: dsl.Output[dsl.Dataset],
     validation_dataset: dsl.Output[dsl.Dataset],
 ):
-    """Normalises the training (and validation) data for the backend; holds out a split if no validation set."""
+    """Renders validation's normalised rows for the backend; holds out a split if no validation set was given."""
     from tunekit.components.tuning.supervised.steps import run_prepare
 
     run_prepare(
         backend=backend,
-        train_dataset_uri=train_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
+        normalised_dir=normalised_dataset.path,
         validation_split=validation_split,
         train_path=train_dataset.path,
         validation_path=validation_dataset.path,

@@ -20,35 +20,32 @@ STATE_FILE = "tuning_state.json"
 def run_prepare(
     *,
     backend: str,
-    train_dataset_uri: str,
-    validation_dataset_uri: str,
+    normalised_dir: str,
     validation_split: float,
     train_path: str,
     validation_path: str,
     train_metadata: dict,
     validation_metadata: dict,
 ) -> prepare.PreparedData:
-    """Normalises the user's datasets for ``backend`` into the two output files."""
-    with uris.local_copy(train_dataset_uri) as train_local:
-        if validation_dataset_uri:
-            with uris.local_copy(validation_dataset_uri) as validation_local:
-                result = prepare.prepare_supervised(
-                    train_local,
-                    validation_local,
-                    backend=backend,
-                    train_out=train_path,
-                    validation_out=validation_path,
-                    validation_split=validation_split,
-                )
-        else:
-            result = prepare.prepare_supervised(
-                train_local,
-                None,
-                backend=backend,
-                train_out=train_path,
-                validation_out=validation_path,
-                validation_split=validation_split,
-            )
+    """Renders validation's normalised rows for ``backend`` into the two output files.
+
+    ``normalised_dir`` is the validation step's ``normalised_dataset``: ``train.jsonl`` (the valid training rows)
+    and, when validation data was given, ``validation.jsonl``; without it ``validation_split`` of the training
+    rows is held out. Reading what validation checked (instead of the user's files again) means the rows tuned on
+    are the rows validated, even when the files under the URIs change during the run.
+    """
+    train_local = os.path.join(normalised_dir, "train.jsonl")
+    validation_local = os.path.join(normalised_dir, "validation.jsonl")
+    if not os.path.isfile(train_local):
+        raise UserError("the validation step wrote no training rows; run validate-data first", path=train_local)
+    result = prepare.prepare_supervised(
+        train_local,
+        validation_local if os.path.isfile(validation_local) else None,
+        backend=backend,
+        train_out=train_path,
+        validation_out=validation_path,
+        validation_split=validation_split,
+    )
     layout = "gemini" if backend == "vertex" else "prompt_completion"
     train_metadata.update(
         rows=result.train_rows, layout=layout, source_format=result.source_format, fingerprint=result.fingerprint
