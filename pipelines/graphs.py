@@ -20,8 +20,7 @@ import inspect
 
 from kfp import dsl
 
-from tunekit.components.deployment.component import deploy_model
-from tunekit.components.deployment.embedding_component import deploy_embedding_model
+from tunekit.components.deployment.component import deploy_embedding_model, deploy_model
 from tunekit.components.reporting.component import make_run_report
 from tunekit.pipelines.wiring import wire
 

@@ -1,4 +1,4 @@
-"""KFP wrapper of the deploy step (imports the installed package inside its body)."""
+"""KFP wrappers of the deploy steps: generative models and embedding models (bodies import the installed package)."""
 
 from kfp import dsl
 
@@ -52,5 +52,49 @@ def deploy_model(
         machine_type=machine_type,
         accelerator_type=accelerator_type,
         accelerator_count=accelerator_count,
+    )
+    deployment.metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def deploy_embedding_model(
+    backend: str,
+    tuned_model: dsl.Input[dsl.Model],
+    evaluation_metrics: dsl.Input[dsl.Metrics],
+    purpose: str,
+    local_registry: str,
+    machine_type: str,
+    accelerator_type: str,
+    accelerator_count: int,
+    project: str,
+    location: str,
+    pipeline_job_name: str,
+    deployment: dsl.Output[dsl.Artifact],
+    data_fingerprint: str = "",
+):
+    """Deploys the tuned embedding model: a new Vertex endpoint, or the champion entry of the local registry."""
+    from tunekit.components.common.model_record import ModelRecord
+    from tunekit.components.deployment.embedding import run_deploy_embedding
+
+    record = run_deploy_embedding(
+        backend=backend,
+        model_path=tuned_model.path,
+        model_info=ModelRecord.read(tuned_model.path, dict(tuned_model.metadata)).to_dict(),
+        metrics={
+            k: v
+            for k, v in evaluation_metrics.metadata.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        },
+        gate_reason=str(evaluation_metrics.metadata.get("gate_reason", "")),
+        purpose=purpose,
+        pipeline_job_name=pipeline_job_name,
+        local_registry_path=local_registry,
+        deployment_path=deployment.path,
+        project=project,
+        location=location,
+        machine_type=machine_type,
+        accelerator_type=accelerator_type,
+        accelerator_count=accelerator_count,
+        data_fingerprint=data_fingerprint,
     )
     deployment.metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})
