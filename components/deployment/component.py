@@ -29,29 +29,21 @@ def deploy_model(
     Tuned Gemini models serve from their own endpoint; open models on Vertex are uploaded with a serving container
     and deployed with ``canary_traffic_percent`` of the champion's endpoint traffic (``tunekit rollback`` undoes it).
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.deployment.steps import run_deploy
 
-    record = run_deploy(
-        backend=backend,
+    record = call(
+        run_deploy,
+        locals(),
         model_path=tuned_model.path,
         model_metadata=dict(tuned_model.metadata),
         dataset_fingerprint=str(train_dataset.metadata.get("fingerprint", "")),
         metrics={k: v for k, v in evaluation_metrics.metadata.items() if isinstance(v, (int, float))},
         gate_reason=str(evaluation_metrics.metadata.get("gate_reason", "")),
-        purpose=purpose,
-        pipeline_job_name=pipeline_job_name,
         local_registry_path=local_registry,
         deployment_path=deployment.path,
-        data_fingerprint=data_fingerprint,
         model_uri=tuned_model.uri,
         deployment_uri=deployment.uri,
-        project=project,
-        location=location,
-        canary_traffic_percent=canary_traffic_percent,
-        serving_image=serving_image,
-        machine_type=machine_type,
-        accelerator_type=accelerator_type,
-        accelerator_count=accelerator_count,
     )
     deployment.metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})
 
@@ -73,11 +65,13 @@ def deploy_embedding_model(
     data_fingerprint: str = "",
 ):
     """Deploys the tuned embedding model: a new Vertex endpoint, or the champion entry of the local registry."""
+    from tunekit.components.common.artifacts import call
     from tunekit.components.common.model_record import ModelRecord
     from tunekit.components.deployment.embedding import run_deploy_embedding
 
-    record = run_deploy_embedding(
-        backend=backend,
+    record = call(
+        run_deploy_embedding,
+        locals(),
         model_path=tuned_model.path,
         model_info=ModelRecord.read(tuned_model.path, dict(tuned_model.metadata)).to_dict(),
         metrics={
@@ -86,15 +80,7 @@ def deploy_embedding_model(
             if isinstance(v, (int, float)) and not isinstance(v, bool)
         },
         gate_reason=str(evaluation_metrics.metadata.get("gate_reason", "")),
-        purpose=purpose,
-        pipeline_job_name=pipeline_job_name,
         local_registry_path=local_registry,
         deployment_path=deployment.path,
-        project=project,
-        location=location,
-        machine_type=machine_type,
-        accelerator_type=accelerator_type,
-        accelerator_count=accelerator_count,
-        data_fingerprint=data_fingerprint,
     )
     deployment.metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})

@@ -39,29 +39,14 @@ def extract_rationales(
     ``response_cache`` (a retry of this step pays for nothing twice), or in ``teacher_cache_uri`` when set, to share
     a cache across runs.
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.rationale_extraction.steps import run_extract_rationales
 
-    counts = run_extract_rationales(
+    counts = call(
+        run_extract_rationales,
+        locals(),
         dataset_path=dataset.path,
         output_path=rationale_dataset.path,
-        task=task,
-        task_type=task_type,
-        exemplars_uri=exemplars_uri,
-        num_exemplars=num_exemplars,
-        teacher_backend=teacher_backend,
-        teacher_model=teacher_model,
-        teacher_script_uri=teacher_script_uri,
-        teacher_options=teacher_options,
-        teacher_engine_options=teacher_engine_options,
-        project=project,
-        location=location,
-        n_samples=n_samples,
-        temperature=temperature,
-        max_output_tokens=max_output_tokens,
-        keep_disagreeing=keep_disagreeing,
-        instruction=instruction,
-        classes=classes,
-        price_table=price_table,
         cache_dir=teacher_cache_uri or response_cache.path,
         log_metric=metrics.log_metric,
     )

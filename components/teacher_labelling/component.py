@@ -46,6 +46,7 @@ def label_with_teacher(
     ``cot`` copies them through and calls nothing (the distilling step-by-step pipeline's default, where rationale
     extraction labels rows from the teacher's chain of thought; the step stays in the graph either way).
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.common.errors import UserError
     from tunekit.components.teacher_labelling.label import LabellingConfig
     from tunekit.components.teacher_labelling.steps import run_labelling
@@ -56,15 +57,13 @@ def label_with_teacher(
     options = dict(backend_options)
     options.setdefault("project", project)
     options.setdefault("location", location)
-    report = run_labelling(
+    report = call(
+        run_labelling,
+        locals(),
         input_path=input_dataset.path,
         output_path=labelled_dataset.path,
         cache_dir=cache_uri or response_cache.path,
-        teacher_backend=teacher_backend,
-        teacher_model=teacher_model,
         backend_options=options,
-        engine_options=engine_options,
-        price_table=price_table,
         config=None
         if label_mode == "cot"
         else LabellingConfig(
@@ -77,12 +76,6 @@ def label_with_teacher(
             max_output_tokens=max_output_tokens,
             temperature=temperature,
         ),
-        seed_dataset_uri=seed_dataset_uri,
-        dry_run=dry_run,
-        expected_output_tokens=expected_output_tokens,
         output_metadata=labelled_dataset.metadata,
-        teacher_script_uri=teacher_script_uri,
         enabled=label_mode == "separate",
     )
-    for name, value in report["metrics"].items():
-        metrics.log_metric(name, value)

@@ -35,23 +35,16 @@ def build_student_dataset(
     empty means: hold out ``validation_split`` of the gold-labelled rows). Over-long inputs and targets are
     truncated and counted in ``metrics``, or fail the step with ``no_truncate``.
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.tuning.distillation.steps import run_build_student_dataset
 
-    counts = run_build_student_dataset(
+    counts = call(
+        run_build_student_dataset,
+        locals(),
         rationale_path=rationale_dataset.path,
         validation_path=validation_dataset.path,
         output_dir=student_dataset.path,
         eval_path=eval_dataset.path,
-        mode=mode,
-        alpha=alpha,
-        label_prefix=label_prefix,
-        rationale_prefix=rationale_prefix,
-        max_input_tokens=max_input_tokens,
-        max_output_tokens=max_output_tokens,
-        no_truncate=no_truncate,
-        validation_split=validation_split,
-        student_backend=student_backend,
-        student_model=student_model,
     )
     for key, value in counts.items():
         metrics.log_metric(key, float(value))
@@ -95,35 +88,18 @@ def tune_student_model(
     Open models get the weighted multi-task loss (LoRA or full fine-tuning, CPU or GPU with bf16); Gemini students
     are tuned on Vertex (SFT on the multi-task data, or the distillation service), re-attaching on retry.
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.common.model_record import deploy_backend
     from tunekit.components.tuning.distillation.steps import resolve_student_model, run_tune_student
 
-    record = run_tune_student(
-        student_backend=student_backend,
+    record = call(
+        run_tune_student,
+        locals(),
         student_model=resolve_student_model(student_model, student.path),
-        task=task,
         dataset_dir=student_dataset.path,
         dataset_uri=student_dataset.uri,
         model_path=student.path,
         model_metadata=student.metadata,
-        baseline=baseline,
-        enabled=enabled,
-        teacher_model=teacher_model,
-        train_steps=train_steps,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        lora_rank=lora_rank,
-        finetuning=finetuning,
-        local_options=local_options,
-        epoch_count=epoch_count,
-        learning_rate_multiplier=learning_rate_multiplier,
-        adapter_size=adapter_size,
-        tuned_model_display_name=tuned_model_display_name,
-        labels=labels,
-        output_uri=output_uri,
-        project=project,
-        location=location,
-        pipeline_job_name=pipeline_job_name,
     )
     # Open students trained on Vertex (gs:// artifacts, in a pipeline step or a GPU custom job) deploy there too.
     return deploy_backend(record["student_backend"], student.uri)

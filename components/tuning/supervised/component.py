@@ -56,31 +56,16 @@ def tune_supervised(
     tuned_model: dsl.Output[dsl.Model],
 ):
     """Supervised tuning: Gemini on Vertex (re-attaching on retry) or LoRA on an open model locally."""
+    from tunekit.components.common.artifacts import call
     from tunekit.components.tuning.supervised.steps import run_tune
 
-    run_tune(
-        backend=backend,
-        base_model=base_model,
-        task=task,
+    call(
+        run_tune,
+        locals(),
         train_path=train_dataset.path,
         train_uri=train_dataset.uri,
         validation_path=validation_dataset.path,
         validation_uri=validation_dataset.uri,
         model_path=tuned_model.path,
         model_metadata=tuned_model.metadata,
-        tuned_model_display_name=tuned_model_display_name,
-        epoch_count=epoch_count,
-        learning_rate_multiplier=learning_rate_multiplier,
-        adapter_size=adapter_size,
-        labels=labels,
-        encryption_key=encryption_key,
-        output_uri=output_uri,
-        train_steps=train_steps,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
-        lora_rank=lora_rank,
-        local_options=local_options,
-        project=project,
-        location=location,
-        pipeline_job_name=pipeline_job_name,
     )
