@@ -159,12 +159,12 @@ def train_and_score(
 ) -> dict:
     from tunekit.components.model_clients.base import GenerationConfig, Prompt
     from tunekit.components.model_clients.hf import HFLocalClient
+    from tunekit.components.rationale_extraction.parsing import answer_from_cot
     from tunekit.components.tuning.distillation.local import (
         COT,
         MULTITASK,
         STANDARD,
         DistillTuningConfig,
-        answer_from_cot,
         serving_prefix,
         tune_student,
         write_jsonl,

@@ -24,20 +24,16 @@ sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 import make_embedding_data  # noqa: E402
 
-from tunekit.components.evaluation.embedding.steps import (  # noqa: E402
-    METRICS,
+from tunekit.components.evaluation.embedding.steps import METRICS, evaluate_retrieval  # noqa: E402
+from tunekit.components.model_clients.embeddings import (  # noqa: E402
+    BUNDLED_MINILM,
     SentenceTransformerEncoder,
     embed_in_batches,
-    evaluate_retrieval,
     load_corpus,
     load_labels,
     load_queries,
 )
-from tunekit.components.tuning.embedding.local import (  # noqa: E402
-    BUNDLED_MINILM,
-    EmbeddingTuningOptions,
-    tune_embedding_model,
-)
+from tunekit.components.tuning.embedding.local import EmbeddingTuningOptions, tune_embedding_model  # noqa: E402
 
 TARGET_POINTS = 5.0
 

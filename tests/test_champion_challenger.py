@@ -128,6 +128,35 @@ def test_a_champion_that_cannot_be_scored_blocks_the_gate():
     ).passed
 
 
+def test_method_rules_are_policies_of_the_one_gate():
+    # Distillation: a floor on the student's own figure; a gain of exactly the margin over the baseline passes.
+    floor = cc.GatePolicy(min_value=0.7, min_improvement=0.2, margin_inclusive=True)
+    decision = cc.decide(
+        metric="accuracy", candidate_scores=GOOD, base_scores=FAIR, policy=floor, candidate_name="student"
+    )
+    assert decision.passed
+    assert decision.reason.startswith("deploy: student accuracy 0.8000 (required at least 0.7000) [ok]; ")
+    assert not cc.decide(metric="accuracy", candidate_scores=FAIR, base_scores=POOR, policy=floor).passed
+    # Preference: a head-to-head; the scores are the judge's preference for the candidate over each model.
+    head_to_head = cc.GatePolicy(min_win_rate=0.6)
+    decision = cc.decide(
+        metric="win_rate",
+        candidate_scores=None,
+        base_scores=[1.0] * 14 + [0.0] * 6,
+        champion_scores=[0.5] * 20,
+        policy=head_to_head,
+    )
+    base, champion = decision.comparisons
+    assert base.passed and base.candidate == pytest.approx(0.7) and base.other == pytest.approx(0.3)
+    assert champion.candidate == 0.5 and not champion.passed  # a tie with the champion is not a win
+    assert not decision.passed and "win rate 0.7000 vs base 0.3000" in decision.reason
+    assert "required win rate > 0.6000" in decision.reason and "required win rate > 0.5000" in decision.reason
+    even = cc.decide(
+        metric="win_rate", candidate_scores=None, base_scores=[1.0] * 6 + [0.0] * 4, policy=head_to_head
+    )
+    assert not even.passed  # 0.6 is not above 0.6
+
+
 # --- the evaluation step with a registry ---------------------------------------------------------------------
 
 
@@ -179,17 +208,17 @@ def test_registry_champion_scored_on_the_same_rows(tmp_path):
         (tmp_path / name).mkdir()
     good = FakeClient(lambda p: TRUTH[p.text])
     half = FakeClient(lambda p: TRUTH[p.text] if int(p.text.split()[1]) < 10 else "?")
-    report, decision = _evaluate(tmp_path, "first", {"base": FakeClient(), "tuned": good}, registry)
-    assert decision.passed and "no champion deployed" in decision.reason
-    _deploy(tmp_path, "first", registry, decision)
+    result = _evaluate(tmp_path, "first", {"base": FakeClient(), "tuned": good}, registry)
+    assert result.passed and "no champion deployed" in result.reason
+    _deploy(tmp_path, "first", registry, result.decision)
     assert local_registry.champion(registry, "support-routing")["model_dir"] == str(tmp_path / "first")
 
     champion = FakeClient(lambda p: TRUTH[p.text])
     clients = {"base": FakeClient(), "tuned": half, "champion": champion}
-    report, decision = _evaluate(tmp_path, "second", clients, registry)
+    result = _evaluate(tmp_path, "second", clients, registry)
     assert [p.text for p in champion.calls] == [r["prompt"] for r in ROWS]  # the same rows, in order
-    assert report.metrics["champion"]["accuracy"] == 1.0 and report.metrics["tuned"]["accuracy"] == 0.5
-    assert not decision.passed and "champion support-routing-1" in decision.reason
+    assert result.metrics["champion"]["accuracy"] == 1.0 and result.metrics["tuned"]["accuracy"] == 0.5
+    assert not result.passed and "champion support-routing-1" in result.reason
     assert "| vs champion support-routing-1 |" in open(tmp_path / "second-summary.md").read()
     predictions = [json.loads(line) for line in open(tmp_path / "second-pred.jsonl")]
     assert predictions[15]["champion_score"] == 1.0 and predictions[15]["tuned_score"] == 0.0
@@ -201,10 +230,10 @@ def test_a_missing_champion_model_blocks_the_gate(tmp_path):
     local_registry.register_model(registry, {"model_dir": str(tmp_path / "deleted")}, purpose="support-routing")
     (tmp_path / "new").mkdir()
     clients = {"base": FakeClient(), "tuned": FakeClient(lambda p: TRUTH[p.text])}
-    _, decision = _evaluate(tmp_path, "new", clients, registry)
-    assert not decision.passed and "could not be scored" in decision.reason and "UserError" in decision.reason
-    _, decision = _evaluate(tmp_path, "new", dict(clients), registry, policy=cc.GatePolicy(beat_champion=False))
-    assert decision.passed
+    result = _evaluate(tmp_path, "new", clients, registry)
+    assert not result.passed and "could not be scored" in result.reason and "UserError" in result.reason
+    result = _evaluate(tmp_path, "new", dict(clients), registry, policy=cc.GatePolicy(beat_champion=False))
+    assert result.passed
 
 
 # --- tiny real models: a worse second run does not replace the first ------------------------------------------
@@ -260,16 +289,16 @@ def test_tiny_models_worse_second_run_keeps_the_champion(tmp_path):
             local_registry=registry,
         )
 
-    report, decision = evaluate(good, "first")
-    assert report.metrics["tuned"]["accuracy"] == pytest.approx(0.8) and report.metrics["base"]["accuracy"] == 0.0
-    assert decision.passed and "champion" not in report.metrics
+    result = evaluate(good, "first")
+    assert result.metrics["tuned"]["accuracy"] == pytest.approx(0.8) and result.metrics["base"]["accuracy"] == 0.0
+    assert result.passed and "champion" not in result.metrics
     run_deploy(
         backend="local",
         model_path=good,
         model_metadata={"base_model": base},
         dataset_fingerprint="",
         metrics={"tuned_accuracy": 0.8},
-        gate_reason=decision.reason,
+        gate_reason=result.reason,
         purpose="tiny",
         pipeline_job_name="first",
         local_registry_path=registry,
@@ -278,17 +307,34 @@ def test_tiny_models_worse_second_run_keeps_the_champion(tmp_path):
     before = open(registry).read()
 
     # The champion is loaded from its registry entry (an adapter directory) and answers the same rows.
-    report, decision = evaluate(worse, "second")
-    assert report.metrics["tuned"]["accuracy"] == pytest.approx(0.2)
-    assert report.metrics["champion"]["accuracy"] == pytest.approx(0.8)
-    assert not decision.passed
-    base_clause, champion_clause = decision.comparisons
+    result = evaluate(worse, "second")
+    assert result.metrics["tuned"]["accuracy"] == pytest.approx(0.2)
+    assert result.metrics["champion"]["accuracy"] == pytest.approx(0.8)
+    assert not result.passed
+    base_clause, champion_clause = result.comparisons
     assert base_clause.passed and not champion_clause.passed
     # 10 rows: the interval of the -0.6 change reaches 0 at most.
     assert champion_clause.delta == pytest.approx(-0.6) and champion_clause.interval.high <= 0
     # The pipeline deploys only when the gate passed: the registry still names the first model.
     assert open(registry).read() == before
     assert local_registry.champion(registry, "tiny")["model_dir"] == good
+
+
+def _evaluate_on_vertex(tmp_path, server, endpoint, validation, **kwargs):
+    """The evaluation step on the fake Vertex: ``endpoint`` (the tuned model) against gemini-2.5-flash."""
+    return run_evaluate(
+        backend="vertex",
+        task="classification",
+        base_model="gemini-2.5-flash",
+        model_path=str(tmp_path / "model"),
+        model_metadata={"endpoint": endpoint},
+        validation_path=validation,
+        predictions_path=str(tmp_path / "p.jsonl"),
+        summary_path=str(tmp_path / "s.md"),
+        project=server.project,
+        location=server.location,
+        **kwargs,
+    )
 
 
 # --- Vertex: the champion's endpoint answers ------------------------------------------------------------------
@@ -331,19 +377,7 @@ def test_vertex_champion_endpoint_is_called(tmp_path, monkeypatch):
         monkeypatch.setattr(
             steps, "locate_champion", lambda purpose, **kw: looked_up.append((purpose, kw)) or champion
         )
-        report, decision = run_evaluate(
-            backend="vertex",
-            task="classification",
-            base_model="gemini-2.5-flash",
-            model_path=str(tmp_path / "model"),
-            model_metadata={"endpoint": tuned_endpoint},
-            validation_path=validation,
-            predictions_path=str(tmp_path / "p.jsonl"),
-            summary_path=str(tmp_path / "s.md"),
-            project=server.project,
-            location=server.location,
-            purpose="support",
-        )
+        result = _evaluate_on_vertex(tmp_path, server, tuned_endpoint, validation, purpose="support")
         champion_calls = server.requests_to(r"/endpoints/202:generateContent$", "POST")
     assert refused == []
     assert looked_up == [("support", {"backend": "vertex", "local_registry": "", "project": server.project,
@@ -351,8 +385,8 @@ def test_vertex_champion_endpoint_is_called(tmp_path, monkeypatch):
     assert len(champion_calls) == 6
     asked = sorted(call[2]["contents"][-1]["parts"][0]["text"] for call in champion_calls)
     assert asked == sorted(truth)
-    assert report.metrics["champion"]["accuracy"] == 1.0 and report.metrics["tuned"]["accuracy"] == 0.5
-    assert not decision.passed and f"champion {parent}/models/55" in decision.reason
+    assert result.metrics["champion"]["accuracy"] == 1.0 and result.metrics["tuned"]["accuracy"] == 0.5
+    assert not result.passed and f"champion {parent}/models/55" in result.reason
 
 
 # --- distillation and retrieval evaluations use the same gate ---------------------------------------------------
@@ -380,7 +414,7 @@ def test_distilled_student_must_beat_the_champion_student(tmp_path):
         )
 
     def evaluate(student, champion, **kwargs):
-        scores, passed, reason, table = run_evaluate_distillation(
+        result = run_evaluate_distillation(
             task="classification",
             task_type="classification",
             eval_path=eval_path,
@@ -395,17 +429,18 @@ def test_distilled_student_must_beat_the_champion_student(tmp_path):
             local_registry=registry,
             **kwargs,
         )
-        return scores, passed, reason, table, champion
+        return result, champion
 
-    scores, passed, reason, table, champion = evaluate(answer(10), answer(16))
+    result, champion = evaluate(answer(10), answer(16))
     assert [p.text for p in champion.calls] == [f"predict: ticket {i}" for i in range(20)]  # its serving prefix
-    assert scores["champion"].metrics["accuracy"] == 0.8 and scores["student"].metrics["accuracy"] == 0.5
-    assert not passed and "vs champion dss-1 0.8000" in reason and "95% CI" in reason
-    assert "| champion |" in table
-    scores, passed, reason, *_ = evaluate(answer(20), answer(16))
-    assert passed and "[ok]" in reason
-    scores, passed, reason, *_ = evaluate(answer(10), answer(16), policy=cc.GatePolicy(beat_champion=False))
-    assert passed and "[not required]" in reason
+    assert result.metrics["champion"]["accuracy"] == 0.8 and result.metrics["student"]["accuracy"] == 0.5
+    assert not result.passed and "vs champion dss-1 0.8000" in result.reason and "95% CI" in result.reason
+    assert "| champion |" in result.metadata["table"]
+    assert [c.against for c in result.comparisons] == ["champion"]  # no baseline was trained
+    result, _ = evaluate(answer(20), answer(16))
+    assert result.passed and "[ok]" in result.reason
+    result, _ = evaluate(answer(10), answer(16), policy=cc.GatePolicy(beat_champion=False))
+    assert result.passed and "[not required]" in result.reason
 
 
 class _Encoder:
@@ -459,15 +494,14 @@ def test_embedding_champion_scored_on_the_same_queries(tmp_path, monkeypatch):
             champion_encoder=champion,
         )
 
-    results, decision = evaluate(constant)
-    assert results["tuned"]["ndcg_at_10"] == 1.0 and results["champion"]["ndcg_at_10"] < 1.0
-    assert decision.passed and [c.against for c in decision.comparisons] == ["base", "champion"]
-    assert decision.comparisons[1].interval.rows == 4
-    results, decision = evaluate(perfect)  # a perfect champion: a tie at 1.0 passes
-    assert decision.passed
+    result = evaluate(constant)
+    assert result.metrics["tuned"]["ndcg_at_10"] == 1.0 and result.metrics["champion"]["ndcg_at_10"] < 1.0
+    assert result.passed and [c.against for c in result.comparisons] == ["base", "champion"]
+    assert result.comparisons[1].interval.rows == 4
+    assert evaluate(perfect).passed  # a perfect champion: a tie at 1.0 passes
     monkeypatch.setattr(retrieval, "SentenceTransformerEncoder", lambda path: constant)
-    results, decision = evaluate(perfect)
-    assert not decision.passed and "champion search-1" in decision.reason
+    result = evaluate(perfect)
+    assert not result.passed and "champion search-1" in result.reason
     assert "| ndcg_at_10 (gate) |" in open(tmp_path / "s.md").read()
 
 
@@ -500,24 +534,17 @@ def test_model_based_pairwise_autorater_against_the_fake(tmp_path, monkeypatch):
         server.judge = lambda inst: (
             "CANDIDATE" if inst["response"] == "billing" != inst["baseline_model_response"] else "TIE"
         )
-        report, decision = run_evaluate(
-            backend="vertex",
-            task="classification",
-            base_model="gemini-2.5-flash",
-            model_path=str(tmp_path / "model"),
-            model_metadata={"endpoint": endpoint},
-            validation_path=validation,
-            predictions_path=str(tmp_path / "p.jsonl"),
-            summary_path=str(tmp_path / "s.md"),
-            project=server.project,
-            location=server.location,
-            model_based=True,
-        )
+        result = _evaluate_on_vertex(tmp_path, server, endpoint, validation, model_based=True)
         calls = server.requests_to(r":evaluateInstances", "POST")
     assert refused == []
-    assert decision.passed and list(report.autorater) == ["base"]  # no champion: only the base is judged
-    result = report.autorater["base"]
-    assert result.win_rate == 1.0 and result.unjudged == 0 and result.interval.low == 0.5
+    autorater = result.extras["autorater"]
+    assert result.passed and list(autorater) == ["base"]  # no champion: only the base is judged
+    assert result.figures["autorater_win_rate_vs_base"] == 1.0
+    assert (
+        autorater["base"].win_rate == 1.0
+        and autorater["base"].unjudged == 0
+        and autorater["base"].interval.low == 0.5
+    )
     assert len(calls) == 8
     body = calls[0][2]["pairwiseMetricInput"]
     assert "{baseline_model_response}" in body["metricSpec"]["metricPromptTemplate"]

@@ -7,6 +7,7 @@ import pytest
 from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.base import EMPTY, OK, Prompt
 from tunekit.components.model_clients.teachers import ScriptedTeacher
+from tunekit.components.rationale_extraction.parsing import answer_from_cot
 from tunekit.components.tuning.distillation import local as distill
 from tunekit.components.tuning.distillation.steps import run_build_student_dataset, split_evaluation
 from tunekit.components.tuning.distillation.vertex import balance_for_alpha, prompt_only_row, to_gemini_row
@@ -88,8 +89,8 @@ def test_standard_and_cot_modes():
     cot, stats = distill.build_student_examples(ROWS, mode="cot")
     # CoT needs the reasoning: the row whose rationale was dropped gives no example.
     assert [e["completion"] for e in cot] == ["2 + 3 = 5. So the answer is 5.", "4 - 1 = 3. So the answer is 3."]
-    assert distill.answer_from_cot(cot[0]["completion"]) == "5"
-    assert distill.answer_from_cot("no phrase") == "no phrase"
+    assert answer_from_cot(cot[0]["completion"]) == "5"
+    assert answer_from_cot("no phrase") == "no phrase"
     assert stats.label_examples == 2
     assert distill.serving_prefix("multitask") == "predict: " and distill.serving_prefix("cot") == ""
 

@@ -128,7 +128,7 @@ def test_full_finetuning_and_the_pipeline_steps_end_to_end(tiny, tmp_path):
     assert skipped["skipped"] is True
 
     teacher = FakeClient(lambda prompt: "They add. So the answer is 4.")
-    scores, passed, reason, table = run_evaluate_distillation(
+    result = run_evaluate_distillation(
         task="generic",
         task_type="math",
         eval_path=str(eval_path),
@@ -144,30 +144,37 @@ def test_full_finetuning_and_the_pipeline_steps_end_to_end(tiny, tmp_path):
         max_output_tokens=4,
         student_cost_per_hour=1.0,
     )
-    assert set(scores) == {"teacher", "baseline", "student"}
+    assert set(result.metrics) == {"teacher", "baseline", "student"} and result.candidate == "student"
     held = [json.loads(line) for line in eval_path.read_text().splitlines()]
-    assert scores["teacher"].metrics["accuracy"] == sum(r["reference"] == "4" for r in held) / len(held)
+    assert result.metrics["teacher"]["accuracy"] == sum(r["reference"] == "4" for r in held) / len(held)
     assert len(teacher.calls) == len(held)  # one chain-of-thought prompt per held-out row
     # FakeClient reports no tokens: the teacher costs $0 here; the student is priced by its measured time.
-    assert scores["teacher"].cost_per_1000 == 0 and scores["student"].cost_per_1000 > 0
-    assert scores["student"].size.endswith("M parameters")
+    assert result.metrics["teacher"]["cost_per_1000"] == 0 and result.metrics["student"]["cost_per_1000"] > 0
+    assert result.metadata["student_size"].endswith("M parameters")
+    table = result.metadata["table"]
     assert "| teacher |" in table and "| baseline |" in table and "| student |" in table
-    assert passed is True and reason.startswith("deploy")
+    assert result.passed is True and result.reason.startswith("deploy")
+    assert [c.against for c in result.comparisons] == ["base"] and result.comparisons[
+        0
+    ].label == "label-only baseline"
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == len(held)
 
 
 def test_gate_fails_below_the_threshold_or_the_baseline():
-    from tunekit.components.evaluation.distillation.steps import ModelScore, decide_gate
+    from tunekit.components.evaluation.distillation.steps import ModelScore, gate_inputs, gate_policy
+    from tunekit.components.evaluation.gate import decide
 
     scores = {
         "student": ModelScore("student", {"accuracy": 0.6}),
         "baseline": ModelScore("baseline", {"accuracy": 0.5}),
     }
-    assert decide_gate(scores, task="classification", min_student_metric=0.5, min_improvement_over_baseline=0.05)[
-        0
-    ]
-    assert not decide_gate(scores, task="classification", min_student_metric=0.7, min_improvement_over_baseline=0)[
-        0
-    ]
-    passed, reason = decide_gate(scores, task="generic", min_student_metric=0, min_improvement_over_baseline=0.2)
-    assert not passed and "baseline 0.5000" in reason
+
+    def gate(task, **policy):
+        return decide(**gate_inputs(scores, task=task), policy=gate_policy(**policy))
+
+    assert gate("classification", min_student_metric=0.5, min_improvement_over_baseline=0.05).passed
+    assert not gate("classification", min_student_metric=0.7, min_improvement_over_baseline=0).passed
+    # The floor and the margin over the baseline are both "at least": a gain of exactly the margin passes.
+    assert gate("classification", min_student_metric=0.6, min_improvement_over_baseline=0.1).passed
+    decision = gate("generic", min_student_metric=0, min_improvement_over_baseline=0.2)
+    assert not decision.passed and "baseline 0.5000" in decision.reason

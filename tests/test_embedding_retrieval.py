@@ -7,6 +7,8 @@ import pytest
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.evaluation.embedding import steps as r
+from tunekit.components.evaluation.gate import GatePolicy, decide
+from tunekit.components.model_clients import embeddings as e
 
 
 def test_ndcg_hand_computed():
@@ -43,12 +45,12 @@ def test_score_rankings_averages_over_judged_queries():
 
 def test_exact_search_matches_brute_force():
     rng = np.random.default_rng(0)
-    docs = r.normalize(rng.normal(size=(300, 16)))
-    queries = r.normalize(rng.normal(size=(7, 16)))
-    top = r.search(queries, docs, 5, block=3)
+    docs = e.normalize(rng.normal(size=(300, 16)))
+    queries = e.normalize(rng.normal(size=(7, 16)))
+    top = e.search(queries, docs, 5, block=3)
     brute = np.argsort(-(queries @ docs.T), axis=1)[:, :5]
     assert (top == brute).all()
-    assert r.search(queries, docs[:3], 10).shape == (7, 3)
+    assert e.search(queries, docs[:3], 10).shape == (7, 3)
 
 
 class KeywordEncoder:
@@ -76,25 +78,37 @@ def test_evaluate_retrieval_with_a_predictable_encoder():
 def test_readers(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text('{"_id": "d1", "title": "T", "text": "body"}\n\n{"_id": 2, "text": "two"}\n')
-    assert r.load_corpus(str(corpus)) == {"d1": "T\nbody", "2": "two"}
+    assert e.load_corpus(str(corpus)) == {"d1": "T\nbody", "2": "two"}
     labels = tmp_path / "labels.tsv"
     labels.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\t2\t0\nq2\td1\n")
-    assert r.load_labels(str(labels)) == {"q1": {"d1": 1.0}, "q2": {"d1": 1.0}}
+    assert e.load_labels(str(labels)) == {"q1": {"d1": 1.0}, "q2": {"d1": 1.0}}
     bad = tmp_path / "bad.tsv"
     bad.write_text("qid\tdid\tscore\n")
     with pytest.raises(UserError, match="header"):
-        r.load_labels(str(bad))
+        e.load_labels(str(bad))
     dup = tmp_path / "dup.jsonl"
     dup.write_text('{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n')
     with pytest.raises(UserError, match="duplicate") as info:
-        r.load_queries(str(dup))
+        e.load_queries(str(dup))
     assert info.value.line == 2
     with pytest.raises(UserError, match="not in the corpus"):
-        r.check_references({"q": {"zz": 1.0}}, {"q": "x"}, {"d1": "y"}, "labels.tsv")
+        e.check_references({"q": {"zz": 1.0}}, {"q": "x"}, {"d1": "y"}, "labels.tsv")
 
 
 def test_gate_and_template_metric_names():
-    assert r.decide({"ndcg_at_10": 0.30}, {"ndcg_at_10": 0.36}, 0.05).passed
-    assert not r.decide({"ndcg_at_10": 0.30}, {"ndcg_at_10": 0.34}, 0.05).passed
-    assert not r.decide({"ndcg_at_10": 0.30}, {}).passed
+    def gate(base, tuned, min_improvement=0.0):
+        return decide(
+            metric=r.PRIMARY_METRIC,
+            candidate_scores=None,
+            base_scores=None,
+            candidate_value=tuned,
+            base_value=base,
+            policy=GatePolicy(min_improvement=min_improvement),
+        )
+
+    assert gate(0.30, 0.36, 0.05).passed
+    assert not gate(0.30, 0.34, 0.05).passed
+    # A tuned model that cannot be measured is not deployed.
+    decision = gate(0.30, float("nan"))
+    assert not decision.passed and "a figure is missing" in decision.reason
     assert r.template_metrics({"NDCG@10": 0.5, "test/ndcg@10": 0.6, "loss": 1.0}) == {"ndcg_at_10": 0.6}

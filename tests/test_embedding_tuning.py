@@ -8,6 +8,11 @@ import numpy as np
 import pytest
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.model_clients.embeddings import (
+    BUNDLED_MINILM,
+    load_sentence_transformer,
+    resolve_model_path,
+)
 from tunekit.components.tuning.embedding import local as emb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,13 +50,13 @@ def write_set(folder, labels=TRAIN):
 
 
 def test_bundled_model_resolves_to_a_directory():
-    path = emb.resolve_model_path(emb.BUNDLED_MINILM)
+    path = resolve_model_path(BUNDLED_MINILM)
     assert os.path.exists(os.path.join(path, "modules.json"))
-    assert emb.resolve_model_path("/models/mine") == "/models/mine"
+    assert resolve_model_path("/models/mine") == "/models/mine"
     with pytest.raises(UserError, match="unknown bundled model"):
-        emb.resolve_model_path("bundled:bert")
+        resolve_model_path("bundled:bert")
     with pytest.raises(UserError, match="not a model directory"):
-        emb.load_sentence_transformer("/nonexistent/model")
+        load_sentence_transformer("/nonexistent/model")
 
 
 def test_batches_never_repeat_a_document():
@@ -67,7 +72,7 @@ def test_tuning_with_hard_negatives_moves_the_model_and_saves_it(tmp_path):
     paths = write_set(tmp_path / "data")
     out = tmp_path / "tuned"
     summary = emb.tune_embedding_model(
-        base_model=emb.BUNDLED_MINILM,
+        base_model=BUNDLED_MINILM,
         corpus_path=paths["corpus.jsonl"],
         queries_path=paths["queries.jsonl"],
         train_labels_path=paths["train.tsv"],
@@ -78,8 +83,8 @@ def test_tuning_with_hard_negatives_moves_the_model_and_saves_it(tmp_path):
     assert summary["steps"] == 3 and summary["pairs"] == 6 and summary["hard_negatives"] == 1
     assert np.isfinite(summary["first_loss"]) and np.isfinite(summary["last_loss"])
     assert json.load(open(out / emb.SUMMARY_FILE))["steps"] == 3
-    base = emb.load_sentence_transformer(emb.BUNDLED_MINILM)
-    tuned = emb.load_sentence_transformer(str(out))
+    base = load_sentence_transformer(BUNDLED_MINILM)
+    tuned = load_sentence_transformer(str(out))
     text = [QUERIES["q1"]]
     assert not np.allclose(base.encode(text), tuned.encode(text))
 
@@ -94,7 +99,7 @@ def test_bad_options_and_labels_fail_clearly(tmp_path):
     paths = write_set(tmp_path / "data", labels=[("q1", "d-missing")])
     with pytest.raises(UserError, match="not in the corpus"):
         emb.tune_embedding_model(
-            base_model=emb.BUNDLED_MINILM,
+            base_model=BUNDLED_MINILM,
             corpus_path=paths["corpus.jsonl"],
             queries_path=paths["queries.jsonl"],
             train_labels_path=paths["train.tsv"],
@@ -103,7 +108,7 @@ def test_bad_options_and_labels_fail_clearly(tmp_path):
         )
     with pytest.raises(UserError, match="batch_size"):
         emb.tune_embedding_model(
-            base_model=emb.BUNDLED_MINILM,
+            base_model=BUNDLED_MINILM,
             corpus_path=paths["corpus.jsonl"],
             queries_path=paths["queries.jsonl"],
             train_labels_path=paths["train.tsv"],

@@ -8,11 +8,10 @@ import json
 
 import pytest
 from fake_vertex import FakeVertex, allow_loopback_only, serve_fake_vertex
-from test_preference_vertex import PAIRS, preference, warm_start
+from test_preference_vertex import evaluate_preference, preference, prepare, warm_start
 
 from tunekit.components.evaluation.autorater import make_evaluation_client
 from tunekit.components.evaluation.supervised.steps import run_evaluate
-from tunekit.components.tuning.preference import steps
 
 # --- the supervised evaluation's autorater -------------------------------------------------------------------
 
@@ -84,20 +83,20 @@ def _counts(server):
 
 
 def test_a_rerun_of_the_autorater_step_sends_nothing_and_gives_the_same_figures(autorater_fake, tmp_path):
-    report, _ = _evaluate(autorater_fake, tmp_path, "cache")
-    first = report.autorater["base"]
+    result = _evaluate(autorater_fake, tmp_path, "cache")
+    first = result.extras["autorater"]["base"]
     assert first.win_rate == (6 + 2 * 0.5) / 8
     assert _counts(autorater_fake) == (8, 16)  # 8 verdicts; 8 rows answered by base and tuned
-    again, _ = _evaluate(autorater_fake, tmp_path, "cache")
+    again = _evaluate(autorater_fake, tmp_path, "cache")
     assert _counts(autorater_fake) == (8, 16)  # nothing sent the second time
-    second = again.autorater["base"]
+    second = again.extras["autorater"]["base"]
     assert (second.win_rate, second.scores, second.explanations) == (
         first.win_rate,
         first.scores,
         first.explanations,
     )
     assert (second.interval.low, second.interval.high) == (first.interval.low, first.interval.high)
-    assert again.metrics == report.metrics
+    assert again.metrics == result.metrics and again.figures == result.figures
 
 
 def test_an_autorater_step_killed_halfway_resumes_paying_only_for_the_rest(autorater_fake, tmp_path):
@@ -105,10 +104,10 @@ def test_an_autorater_step_killed_halfway_resumes_paying_only_for_the_rest(autor
     with pytest.raises(RuntimeError, match="killed"):
         _evaluate(autorater_fake, tmp_path, "cache", client=_DiesAfter(client, 5))
     assert _counts(autorater_fake) == (5, 16)
-    report, _ = _evaluate(autorater_fake, tmp_path, "cache", client=client)
+    result = _evaluate(autorater_fake, tmp_path, "cache", client=client)
     # The retry asks for the 3 missing verdicts only, and no model answer again.
     assert _counts(autorater_fake) == (8, 16)
-    assert report.autorater["base"].win_rate == (6 + 2 * 0.5) / 8
+    assert result.figures["autorater_win_rate_vs_base"] == (6 + 2 * 0.5) / 8
     # Every row was judged exactly once across both tries.
     judged = [
         json.loads(b["pairwiseMetricInput"]["instance"]["jsonInstance"])["prompt"]
@@ -126,23 +125,7 @@ def _judge(text):
 
 
 def _evaluate_preference(tmp_path, prepared, cache):
-    return steps.run_evaluate_preference(
-        backend="vertex",
-        base_model="gemini-2.5-flash-lite",
-        warm_model_path=str(tmp_path / "warm"),
-        tuned_model_path=str(tmp_path / "tuned"),
-        reward_model_path=str(tmp_path / "reward"),
-        eval_path=prepared["eval"],
-        max_eval_examples=0,
-        max_output_tokens=32,
-        min_win_rate=0.5,
-        judge_model="gemini-2.5-pro",
-        project="test-project",
-        location="us-central1",
-        summary_path=str(tmp_path / "summary.md"),
-        predictions_path=str(tmp_path / "predictions.jsonl"),
-        cache_dir=str(tmp_path / cache),
-    )
+    return evaluate_preference(tmp_path, prepared, cache_dir=str(tmp_path / cache))
 
 
 @pytest.fixture
@@ -152,23 +135,7 @@ def fake(monkeypatch):
 
 @pytest.fixture
 def prepared(tmp_path):
-    validated = tmp_path / "validated"
-    validated.mkdir()
-    (validated / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
-    out = {name: str(tmp_path / name) for name in ("pref", "eval", "prompts", "sft", "reports")}
-    steps.run_prepare_preference(
-        validated_dir=str(validated),
-        prompt_dataset_uri="",
-        sft_dataset_uri="",
-        eval_split=0.2,
-        seed=0,
-        preference_path=out["pref"],
-        eval_path=out["eval"],
-        prompt_path=out["prompts"],
-        sft_path=out["sft"],
-        reports_dir=out["reports"],
-    )
-    return out
+    return prepare(tmp_path)[0]
 
 
 @pytest.fixture
@@ -183,13 +150,13 @@ def tuned(fake, tmp_path, prepared):
 
 
 def test_a_rerun_of_the_preference_judge_sends_nothing_and_gives_the_same_figures(fake, tmp_path, prepared, tuned):
-    report, decision = _evaluate_preference(tmp_path, prepared, "cache")
+    result = _evaluate_preference(tmp_path, prepared, "cache")
     judged = len(fake.requests_to(r"gemini-2.5-pro:generateContent"))
     answered = len(fake.requests_to(r":generateContent"))
-    assert judged == 8 and report.metrics["win_rate"] == 1.0 and decision.passed
-    again, _ = _evaluate_preference(tmp_path, prepared, "cache")
+    assert judged == 8 and result.figures["win_rate"] == 1.0 and result.passed
+    again = _evaluate_preference(tmp_path, prepared, "cache")
     assert len(fake.requests_to(r":generateContent")) == answered  # neither judge nor models asked again
-    assert again.metrics == report.metrics and again.predictions == report.predictions
+    assert again.figures == result.figures and again.predictions == result.predictions
 
 
 def test_a_failed_preference_judge_resumes_paying_only_for_the_failed_calls(fake, tmp_path, prepared, tuned):
@@ -199,10 +166,10 @@ def test_a_failed_preference_judge_resumes_paying_only_for_the_failed_calls(fake
         _evaluate_preference(tmp_path, prepared, "cache")
     judge_calls = r"gemini-2.5-pro:generateContent"
     assert len(fake.requests_to(judge_calls)) == 4 and sum(fake.billed.values()) == 1
-    report, decision = _evaluate_preference(tmp_path, prepared, "cache")
+    result = _evaluate_preference(tmp_path, prepared, "cache")
     # The retry asks the 3 failed pair verdicts again (not the one received) and the 4 new prompt verdicts.
     assert len(fake.requests_to(judge_calls)) == 4 + 3 + 4
     # Judge calls billed: 8, each comparison once, as in a clean run; figures as a clean run.
     judge_billed = sum(fake.billed.values()) - 2 * 2  # minus the two models' answers on the 2 prompts
     assert judge_billed == 8
-    assert report.metrics["win_rate"] == 1.0 and report.metrics["reward_accuracy"] == 1.0 and decision.passed
+    assert result.figures["win_rate"] == 1.0 and result.figures["reward_accuracy"] == 1.0 and result.passed

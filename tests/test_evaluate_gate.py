@@ -5,7 +5,8 @@ import pytest
 from tunekit.components.common.errors import UserError
 from tunekit.components.deployment import local_registry
 from tunekit.components.deployment.steps import run_deploy
-from tunekit.components.evaluation.scoring import decide, evaluate_models, load_eval_rows, render_markdown
+from tunekit.components.evaluation.gate import GatePolicy, decide
+from tunekit.components.evaluation.scoring import evaluate_models, load_eval_rows, render_markdown
 from tunekit.components.evaluation.supervised.steps import run_evaluate
 from tunekit.components.model_clients.base import FakeClient
 
@@ -27,7 +28,7 @@ def test_tuned_beats_base_and_gate_passes(tmp_path):
     assert report.metrics["tuned"]["accuracy"] == 1.0
     assert report.metrics["base"]["accuracy"] == 0.0
     assert len(report.predictions) == 10 and report.predictions[3]["tuned_prediction"] == "shipping"
-    decision = decide(report, candidate="tuned", baseline="base")
+    decision = decide(**report.gate_inputs(), policy=GatePolicy())
     assert decision.passed and "accuracy" in decision.reason
     text = render_markdown(report, decision)
     assert "| accuracy (gate) |" in text and "deploy" in text
@@ -39,10 +40,10 @@ def test_gate_blocks_a_regression_and_a_too_small_gain(tmp_path):
     half = FakeClient(lambda p: truth[p.text] if p.text.endswith(("0", "1", "2", "3", "4")) else "?")
     full = FakeClient(lambda p: truth[p.text])
     report = evaluate_models(rows, {"base": full, "tuned": half}, task="classification")
-    assert not decide(report, candidate="tuned", baseline="base").passed
+    assert not decide(**report.gate_inputs(), policy=GatePolicy()).passed
     report = evaluate_models(rows, {"base": half, "tuned": full}, task="classification")
-    assert decide(report, candidate="tuned", baseline="base", min_improvement=0.4).passed
-    assert not decide(report, candidate="tuned", baseline="base", min_improvement=0.6).passed
+    assert decide(**report.gate_inputs(), policy=GatePolicy(min_improvement=0.4)).passed
+    assert not decide(**report.gate_inputs(), policy=GatePolicy(min_improvement=0.6)).passed
 
 
 def test_gemini_rows_keep_system_and_history(tmp_path):
@@ -71,7 +72,7 @@ def test_run_evaluate_then_deploy_to_local_registry(tmp_path):
     truth = {r["prompt"]: r["completion"] for r in ROWS}
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    report, decision = run_evaluate(
+    result = run_evaluate(
         backend="local",
         task="classification",
         base_model="base-dir",
@@ -82,7 +83,7 @@ def test_run_evaluate_then_deploy_to_local_registry(tmp_path):
         summary_path=str(tmp_path / "summary.md"),
         clients={"base": FakeClient(), "tuned": FakeClient(lambda p: truth[p.text])},
     )
-    assert decision.passed
+    assert result.passed and result.method == "supervised" and result.candidate == "tuned"
     assert len(open(tmp_path / "pred.jsonl").readlines()) == 10
     registry = str(tmp_path / "registry.json")
     for _ in range(2):
@@ -92,7 +93,7 @@ def test_run_evaluate_then_deploy_to_local_registry(tmp_path):
             model_metadata={"base_model": "base-dir"},
             dataset_fingerprint="ab" * 32,
             metrics={"tuned_accuracy": 1.0},
-            gate_reason=decision.reason,
+            gate_reason=result.reason,
             purpose="support-routing",
             pipeline_job_name="run-1",
             local_registry_path=registry,
@@ -103,3 +104,42 @@ def test_run_evaluate_then_deploy_to_local_registry(tmp_path):
     assert [m["aliases"] for m in stored] == [[], ["champion"]]
     assert local_registry.champion(registry, "support-routing")["id"] == "support-routing-2"
     assert stored[1]["labels"]["tunekit-dataset-fingerprint"] == "ab" * 8
+
+
+def test_an_evaluation_result_is_logged_in_the_shape_every_evaluation_uses(tmp_path):
+    from tunekit.components.evaluation.result import log_evaluation
+
+    class Metrics:  # a KFP Metrics artifact's surface
+        def __init__(self):
+            self.metadata = {}
+
+        def log_metric(self, name, value):
+            self.metadata[name] = value
+
+    truth = {r["prompt"]: r["completion"] for r in ROWS}
+    (tmp_path / "model").mkdir()
+    result = run_evaluate(
+        backend="local",
+        task="classification",
+        base_model="base-dir",
+        model_path=str(tmp_path / "model"),
+        model_metadata={},
+        validation_path=write(tmp_path / "v.jsonl", ROWS),
+        predictions_path=str(tmp_path / "pred.jsonl"),
+        summary_path=str(tmp_path / "summary.md"),
+        clients={"base": FakeClient(), "tuned": FakeClient(lambda p: truth[p.text])},
+    )
+    metrics = Metrics()
+    assert log_evaluation(result, metrics) is True
+    logged = metrics.metadata
+    assert logged["tuned_accuracy"] == 1.0 and logged["base_accuracy"] == 0.0 and logged["gate_delta_base"] == 1.0
+    assert logged["tuned_precision[billing]"] == 1.0
+    assert logged["gate_passed"] is True and logged["gate_reason"] == result.reason
+    assert [c["against"] for c in logged["gate"]] == ["base"]
+    assert logged["evaluation"] == {
+        "method": "supervised",
+        "candidate": "tuned",
+        "primary_metric": "accuracy",
+        "models": ["base", "tuned"],
+        "figures": [],
+    }

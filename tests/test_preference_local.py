@@ -6,17 +6,17 @@ import os
 import pytest
 
 from tunekit.components.data_validation.preference_convert import read_pairs, read_prompts
+from tunekit.components.evaluation.gate import GatePolicy, decide
 from tunekit.components.evaluation.preference.steps import (
     CausalPolicy,
-    decide_preference,
     evaluate_local,
     kl_estimate,
     pair_accuracy,
     win_rate,
 )
+from tunekit.components.model_clients.reward import RewardModelScorer
 from tunekit.components.tuning.preference.local import (
     PreferenceLocalConfig,
-    RewardModelScorer,
     train_reward_model,
     tune_preference_local,
 )
@@ -55,8 +55,14 @@ def test_reward_model_learns_the_preference_on_held_out_pairs(base, tmp_path):
 
 def test_win_rate_gate_and_config():
     assert win_rate([1.0, 0.0, 2.0, 1.0], [0.5, 1.0, 2.0, 0.0]) == pytest.approx(0.625)
-    assert decide_preference({"win_rate": 0.6}, min_win_rate=0.5).passed
-    assert not decide_preference({"win_rate": 0.5}, min_win_rate=0.5).passed
+    head_to_head = GatePolicy(min_win_rate=0.5)
+    assert decide(
+        metric="win_rate", candidate_scores=None, base_scores=None, base_value=0.6, policy=head_to_head
+    ).passed
+    decision = decide(
+        metric="win_rate", candidate_scores=None, base_scores=None, base_value=0.5, policy=head_to_head
+    )
+    assert not decision.passed and "win rate 0.5000 vs base 0.5000" in decision.reason
     config = PreferenceLocalConfig.from_dict({"rl_steps": 3.0, "algorithm": "dpo"})
     assert config.rl_steps == 3 and isinstance(config.rl_steps, int)
     from tunekit.components.common.errors import UserError
@@ -123,12 +129,103 @@ def test_preference_stage_runs_and_is_evaluated(base, tmp_path, algorithm):
         reference_dir=str(tmp_path / "sft"),
         max_new_tokens=8,
     )
-    metrics = report.metrics
-    assert 0.0 <= metrics["reward_accuracy"] <= 1.0 and 0.0 <= metrics["win_rate"] <= 1.0
-    assert "win_rate_vs_reference" in metrics and metrics["kl_from_reference"] == metrics["kl_from_reference"]
+    figures = report.figures
+    assert 0.0 <= figures["reward_accuracy"] <= 1.0 and 0.0 <= figures["win_rate"] <= 1.0
+    assert "win_rate_vs_reference" in figures and figures["kl_from_reference"] == figures["kl_from_reference"]
+    assert set(report.metrics) == {"tuned", "base", "reference"} and set(report.wins) == {"base", "reference"}
     assert len(report.predictions) == 4 and {"base", "tuned", "reference"} <= set(report.predictions[0])
 
 
 def test_kl_of_a_model_from_itself_is_zero(base):
     policy = CausalPolicy(base)
     assert kl_estimate(policy, policy, ["Hello"], max_new_tokens=4) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_a_better_champion_keeps_its_place(base, tmp_path):
+    """The preference gate compares with the champion: a policy that beats its base is not deployed over a
+    better model serving the same purpose.
+
+    Three tiny policies built from a config (the base and two others) answer the held-out prompts; the judge is a
+    reward model trained to rank the first policy's answers above the second's, and the second's above the
+    base's. The first run deploys the first policy; the second run's policy wins every prompt against its base
+    but loses every prompt to that champion, so the gate fails and the registry keeps the champion.
+    """
+    from tunekit.components.data_validation.preference_convert import PreferencePair
+    from tunekit.components.deployment import local_registry
+    from tunekit.components.deployment.steps import run_deploy
+    from tunekit.components.evaluation.preference.steps import run_evaluate_preference
+
+    better = make_tiny_model(str(tmp_path / "better"), kind="causal", seed=1, **TINY)
+    worse = make_tiny_model(str(tmp_path / "worse"), kind="causal", seed=2, **TINY)
+    eval_path = os.path.join(DATA, "eval.jsonl")
+    held_out = read_pairs(eval_path)[:6]
+    prompts = [p.text for p in held_out]
+    answers = {path: CausalPolicy(path).generate(prompts, 8) for path in (base, better, worse)}
+    ranking = [
+        PreferencePair(turns=p.turns, system=p.system, line=p.line, chosen=answers[a][i], rejected=answers[b][i])
+        for a, b in ((better, worse), (worse, base), (better, base))
+        for i, p in enumerate(held_out)
+    ]
+    judge = str(tmp_path / "judge")
+    train_reward_model(
+        base, ranking, judge, PreferenceLocalConfig(reward_steps=40, batch_size=6, reward_learning_rate=5e-3)
+    )
+    registry = str(tmp_path / "registry.json")
+
+    def evaluate(model, name, **kwargs):
+        return run_evaluate_preference(
+            backend="local",
+            base_model=base,
+            warm_model_path=str(tmp_path / "no-warm-start"),
+            tuned_model_path=model,
+            reward_model_path=judge,
+            eval_path=eval_path,
+            max_eval_examples=6,
+            max_output_tokens=8,
+            min_win_rate=0.5,
+            judge_model="",
+            project="",
+            location="",
+            summary_path=str(tmp_path / f"{name}.md"),
+            predictions_path=str(tmp_path / f"{name}.jsonl"),
+            purpose="support-replies",
+            local_registry=registry,
+            **kwargs,
+        )
+
+    def deploy_if_passed(result, model, name):
+        # What the pipeline's gate-and-deploy condition does with the evaluation's output.
+        if result.passed:
+            run_deploy(
+                backend="local",
+                model_path=model,
+                model_metadata={"base_model": base},
+                dataset_fingerprint="",
+                metrics=result.logged_metrics(),
+                gate_reason=result.reason,
+                purpose="support-replies",
+                pipeline_job_name=name,
+                local_registry_path=registry,
+                deployment_path=str(tmp_path / f"{name}-deployment.json"),
+            )
+
+    first = evaluate(better, "first")
+    assert first.passed and "no champion deployed" in first.reason
+    deploy_if_passed(first, better, "first")
+    assert local_registry.champion(registry, "support-replies")["model_dir"] == better
+    before = open(registry).read()
+
+    second = evaluate(worse, "second")
+    assert second.figures["win_rate"] == 1.0  # it beats its base on every prompt...
+    assert second.figures["win_rate_vs_champion"] == 0.0  # ...and loses every prompt to the champion
+    base_clause, champion_clause = second.comparisons
+    assert base_clause.passed and champion_clause.against == "champion" and not champion_clause.passed
+    assert not second.passed and "champion support-replies-1" in second.reason and "[FAILED]" in second.reason
+    rows = [json.loads(line) for line in open(tmp_path / "second.jsonl")]
+    assert rows[0]["champion"] == answers[better][0] and rows[0]["champion_reward"] > rows[0]["tuned_reward"]
+    deploy_if_passed(second, worse, "second")
+    assert open(registry).read() == before
+    assert local_registry.champion(registry, "support-replies")["model_dir"] == better
+    # Told not to require beating the champion, the gate deploys the policy that beats its base.
+    relaxed = evaluate(worse, "relaxed", policy=GatePolicy(beat_champion=False))
+    assert relaxed.passed and "[not required]" in relaxed.reason

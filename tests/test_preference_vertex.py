@@ -6,6 +6,7 @@ import pytest
 from fake_vertex import serve_fake_vertex
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.evaluation.preference import steps as evaluation
 from tunekit.components.evaluation.preference.steps import evaluate_with_judge, model_judge
 from tunekit.components.model_clients.base import FakeClient
 from tunekit.components.tuning.preference import steps
@@ -27,26 +28,53 @@ def fake(monkeypatch):
     yield from serve_fake_vertex(monkeypatch, polls_to_finish=2)
 
 
-@pytest.fixture
-def prepared(tmp_path):
+def prepare(tmp_path, rows=PAIRS, **kwargs):
+    """Runs the prepare step on validated ``rows``; returns its output paths and counts."""
     validated = tmp_path / "validated"
     validated.mkdir()
-    (validated / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PAIRS))
+    (validated / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = {name: str(tmp_path / name) for name in ("pref", "eval", "prompts", "sft", "reports")}
+    options = {"prompt_dataset_uri": "", "sft_dataset_uri": "", "eval_split": 0.2, "seed": 0, **kwargs}
     counts = steps.run_prepare_preference(
         validated_dir=str(validated),
-        prompt_dataset_uri="",
-        sft_dataset_uri="",
-        eval_split=0.2,
-        seed=0,
         preference_path=out["pref"],
         eval_path=out["eval"],
         prompt_path=out["prompts"],
         sft_path=out["sft"],
         reports_dir=out["reports"],
+        **options,
     )
+    return out, counts
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    out, counts = prepare(tmp_path)
     assert counts == {"train_pairs": 8, "eval_pairs": 2, "prompts": 8, "sft_rows": 8, "held_out": 1}
     return out
+
+
+def evaluate_preference(tmp_path, prepared, **kwargs):
+    """The preference evaluation on Vertex: the tuned endpoint against gemini-2.5-flash-lite, judged by 2.5 Pro."""
+    return evaluation.run_evaluate_preference(
+        **{
+            "backend": "vertex",
+            "base_model": "gemini-2.5-flash-lite",
+            "warm_model_path": str(tmp_path / "warm"),
+            "tuned_model_path": str(tmp_path / "tuned"),
+            "reward_model_path": str(tmp_path / "reward"),
+            "eval_path": prepared["eval"],
+            "max_eval_examples": 0,
+            "max_output_tokens": 32,
+            "min_win_rate": 0.5,
+            "judge_model": "gemini-2.5-pro",
+            "project": "test-project",
+            "location": "us-central1",
+            "summary_path": str(tmp_path / "summary.md"),
+            "predictions_path": str(tmp_path / "predictions.jsonl"),
+            **kwargs,
+        }
+    )
 
 
 def created_bodies(fake):
@@ -233,7 +261,7 @@ def test_autorater_asks_both_orders_and_cancels_position_bias():
         eval_prompts=pairs,
     )
     # A judge that always answers "A" has no preference: every comparison is a tie.
-    assert report.metrics["reward_accuracy"] == 0.5 and report.metrics["win_rate"] == 0.5
+    assert report.figures["reward_accuracy"] == 0.5 and report.figures["win_rate"] == 0.5
     assert len(always_a.calls) == 2 * 4 + 2 * 4
 
     def fair(prompt):
@@ -248,7 +276,7 @@ def test_autorater_asks_both_orders_and_cancels_position_bias():
         eval_pairs=pairs,
         eval_prompts=pairs,
     )
-    assert report.metrics["reward_accuracy"] == 1.0 and report.metrics["win_rate"] == 1.0
+    assert report.figures["reward_accuracy"] == 1.0 and report.figures["win_rate"] == 1.0
 
 
 def test_vertex_evaluation_judges_the_tuned_endpoint_against_the_base(fake, tmp_path, prepared):
@@ -264,26 +292,54 @@ def test_vertex_evaluation_judges_the_tuned_endpoint_against_the_base(fake, tmp_
         return "A" if answer_a.startswith("Sorry") else "B"
 
     fake.set_responder(judge, model="gemini-2.5-pro")
-    report, decision = steps.run_evaluate_preference(
-        backend="vertex",
-        base_model="gemini-2.5-flash-lite",
-        warm_model_path=str(tmp_path / "warm"),
-        tuned_model_path=str(tmp_path / "tuned"),
-        reward_model_path=str(tmp_path / "reward"),
-        eval_path=prepared["eval"],
-        max_eval_examples=0,
-        max_output_tokens=32,
-        min_win_rate=0.5,
-        judge_model="gemini-2.5-pro",
-        project="test-project",
-        location="us-central1",
-        summary_path=str(tmp_path / "summary.md"),
-        predictions_path=str(tmp_path / "predictions.jsonl"),
-    )
-    assert report.metrics["win_rate"] == 1.0 and report.metrics["reward_accuracy"] == 1.0
-    assert decision.passed and "win rate 1.0000" in decision.reason
+    result = evaluate_preference(tmp_path, prepared)
+    assert result.figures["win_rate"] == 1.0 and result.figures["reward_accuracy"] == 1.0
+    assert result.metrics["tuned"]["win_rate"] == 1.0 and result.metrics["base"]["win_rate"] == 0.0
+    assert result.passed and "win rate 1.0000" in result.reason
+    assert "no champion deployed" in result.reason  # no purpose given: nothing to compare with
     # Two prompts: each answered by both models, and each comparison (and each held-out pair) judged both ways.
     assert len(fake.requests_to(rf"endpoints/{endpoint_id}:generateContent")) == 2
     assert len(fake.requests_to(r"gemini-2.5-pro:generateContent")) == 2 * 2 + 2 * 2
     rows = [json.loads(line) for line in open(tmp_path / "predictions.jsonl")]
     assert rows[0]["tuned"].startswith("Sorry") and rows[0]["tuned_wins"] == 1.0
+
+
+def test_vertex_evaluation_judges_the_tuned_endpoint_against_the_champion(fake, tmp_path, prepared, monkeypatch):
+    """The champion's endpoint answers the same prompts and the same autorater judges it: a tuned endpoint that
+    beats the base model but loses to the champion is not deployed."""
+    from tunekit.components.deployment.champion import Champion
+
+    warm_start(tmp_path)
+    info, _ = preference(tmp_path)
+    endpoint_id = info["endpoint"].rsplit("/", 1)[1]
+    parent = "projects/test-project/locations/us-central1"
+    champion = Champion(
+        purpose="support-replies",
+        model=f"{parent}/models/55@2",
+        endpoint=f"{parent}/endpoints/202",
+        registry_id=f"{parent}/models/55",
+        backend="vertex",
+    )
+    looked_up = []
+    monkeypatch.setattr(evaluation, "locate_champion", lambda purpose, **kw: looked_up.append(purpose) or champion)
+    fake.set_responder(lambda text: "Not our problem.", model="gemini-2.5-flash-lite")
+    fake.set_responder(lambda text: "Sorry. Please restart it and reply.", model=endpoint_id)
+    fake.set_responder(
+        lambda text: "Very sorry. We have traced it and send a new one today.", model=champion.endpoint
+    )
+
+    def judge(text):
+        answer_a = text.split("Answer A:\n")[1].split("\n\nAnswer B:")[0]
+        answer_b = text.split("Answer B:\n")[1].split("\n\nWhich")[0]
+        rank = {"Very": 2, "Sorry.": 1}
+        return "A" if rank.get(answer_a.split()[0], 0) > rank.get(answer_b.split()[0], 0) else "B"
+
+    fake.set_responder(judge, model="gemini-2.5-pro")
+    result = evaluate_preference(tmp_path, prepared, purpose="support-replies")
+    assert looked_up == ["support-replies"]
+    assert len(fake.requests_to(r"endpoints/202:generateContent")) == 2  # the same two held-out prompts
+    assert result.figures["win_rate"] == 1.0 and result.figures["win_rate_vs_champion"] == 0.0
+    assert not result.passed and f"champion {parent}/models/55" in result.reason
+    assert [c.against for c in result.comparisons] == ["base", "champion"]
+    rows = [json.loads(line) for line in open(tmp_path / "predictions.jsonl")]
+    assert rows[0]["champion"].startswith("Very sorry") and rows[0]["tuned_wins_vs_champion"] == 0.0

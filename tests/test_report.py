@@ -80,6 +80,37 @@ def test_evaluation_keeps_unknown_keys_and_reads_intervals():
     assert tuned_accuracy.err_low > tuned_accuracy.y > tuned_accuracy.err_high  # pixels grow downwards
 
 
+def test_evaluation_reads_the_declared_schema():
+    # The preference evaluation's shape: run-level figures, and a model ("reference") no fixed list names.
+    metadata = {
+        "reward_accuracy": 0.8,
+        "win_rate": 0.7,
+        "tuned_win_rate": 0.7,
+        "base_win_rate": 0.3,
+        "tuned_mean_reward": 1.5,
+        "reference_mean_reward": 0.5,
+        "base_mean_reward": -1.0,
+        "gate_passed": True,
+        "gate_reason": "deploy: tuned win rate 0.7000 vs base 0.3000",
+        "evaluation": {
+            "method": "preference",
+            "candidate": "tuned",
+            "primary_metric": "win_rate",
+            "models": ["tuned", "base", "reference"],
+            "figures": ["reward_accuracy", "win_rate"],
+        },
+    }
+    section = evaluation_section(metadata)
+    assert section.models == ["base", "tuned", "reference"]
+    rows = {r.name: r for r in section.rows}
+    assert [r.name for r in section.rows][0] == "win_rate"  # the declared primary metric first
+    assert rows["mean_reward"].values == {"tuned": 1.5, "reference": 0.5, "base": -1.0}
+    assert section.other == [("reward_accuracy", 0.8), ("win_rate", 0.7)]
+    # Without the schema the same keys are split by the known model names: "reference" is not one.
+    legacy = evaluation_section({k: v for k, v in metadata.items() if k != "evaluation"})
+    assert "reference" not in legacy.models and ("reference_mean_reward", 0.5) in legacy.other
+
+
 def test_an_interval_of_no_shown_value_is_kept_as_an_other_figure():
     section = evaluation_section({"tuned_accuracy_ci_low": 0.1})
     assert section.rows == [] and section.other == [("tuned_accuracy_ci_low", 0.1)]

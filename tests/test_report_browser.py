@@ -104,7 +104,8 @@ def _tiny_outputs(root: str) -> dict:
     import torch
 
     from tunekit.components.data_validation.steps import run_validation
-    from tunekit.components.evaluation.scoring import decide, evaluate_models, load_eval_rows
+    from tunekit.components.evaluation.gate import GatePolicy, decide
+    from tunekit.components.evaluation.scoring import evaluate_models, load_eval_rows
     from tunekit.components.model_clients.base import GenerationConfig
     from tunekit.components.model_clients.hf import HFLocalClient
     from tunekit.components.tuning.lora import LocalTuningConfig
@@ -151,7 +152,7 @@ def _tiny_outputs(root: str) -> dict:
     finally:
         for client in clients.values():
             getattr(client, "close", lambda: None)()
-    decision = decide(scores, candidate="tuned", baseline="base", min_improvement=0.1)
+    decision = decide(**scores.gate_inputs(), policy=GatePolicy(min_improvement=0.1))
     metrics = {f"{m}_{k}": float(v) for m, values in scores.metrics.items() for k, v in values.items()}
     metrics.update(gate_passed=decision.passed, gate_reason=decision.reason)
     confusion = getattr(scores, "classification", {}).get("tuned")

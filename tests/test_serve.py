@@ -125,7 +125,7 @@ def test_registry_champion_with_a_lora_adapter(tiny_dirs, tmp_path):
 def test_embeddings_from_minilm(tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from tunekit.components.tuning.embedding.local import BUNDLED_MINILM, resolve_model_path
+    from tunekit.components.model_clients.embeddings import BUNDLED_MINILM, resolve_model_path
 
     path = resolve_model_path(BUNDLED_MINILM)
     spec = resolve_model(path, name="minilm")

@@ -1,26 +1,33 @@
 """Champion/challenger gating: the candidate against the base model and against the model serving now.
 
-The candidate (the model a run just tuned) is scored on the same held-out rows as the base model it was tuned
-from and as the champion, the model currently deployed for the same purpose (found with
-:func:`tunekit.components.deployment.champion.find_champion`). For each comparison the gate looks at the
-difference of the primary metric and at its paired bootstrap interval (:mod:`.bootstrap`), and passes when every
-required comparison passes:
+The one deploy gate of every method. The candidate (the model a run just tuned) is scored on the same held-out
+rows as the base model it was tuned from and as the champion, the model currently deployed for the same purpose
+(found with :func:`tunekit.components.deployment.champion.find_champion`). For each comparison the gate looks at
+the difference of the primary metric and at its paired bootstrap interval (:mod:`.bootstrap`), and passes when
+every required comparison passes:
 
 - against the base: the candidate must improve on it by more than ``min_improvement`` (by at least
-  ``min_improvement`` when it is positive);
+  ``min_improvement`` when it is positive, or with ``margin_inclusive``);
 - against the champion (``beat_champion``, on by default): the candidate must beat it, so a worse (or merely
   equal) second run never replaces the first; when the champion cannot be scored the gate fails, because a
   comparison that was asked for could not be made;
 - with ``require_significant``: each required difference's interval must lie above 0 (its lower bound > 0).
 
 A tie at a perfect score (both 1.0) counts as passing, as there is nothing left to improve.
+
+The methods differ only in the :class:`GatePolicy` they pass: supervised and embedding tuning use the rules above
+(``ndcg_at_10`` for retrieval); distillation adds a floor on the student's own metric (``min_value``) and accepts
+a gain over its label-only baseline of exactly ``min_improvement`` (``margin_inclusive``); preference tuning is a
+head-to-head (``min_win_rate``): the judge's per-row preference for the candidate over the base must give a win
+rate above ``min_win_rate``, and over the champion a win rate above 0.5.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
 from tunekit.components.evaluation.bootstrap import (
     DEFAULT_CONFIDENCE,
@@ -32,6 +39,10 @@ from tunekit.components.evaluation.bootstrap import (
 
 BASE = "base"
 CHAMPION = "champion"
+#: An even head-to-head: the win rate the candidate must exceed against the champion.
+EVEN = 0.5
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,15 @@ class GatePolicy:
         confidence: Coverage of the bootstrap intervals.
         resamples: Bootstrap resamples.
         seed: Bootstrap seed.
+        min_value: A floor on the candidate's own figure: it must reach at least this (distillation's
+            ``min_student_metric``); None for no floor.
+        margin_inclusive: The change against the base passes at exactly ``min_improvement`` whatever its sign
+            (distillation: "beat the label-only baseline by at least"); otherwise a margin of 0 or less means
+            strictly better.
+        min_win_rate: A head-to-head gate (preference tuning): the scores given for the base and the champion are
+            the judge's preference for the candidate over that model on each row (1 a win, 0.5 a tie, 0 a loss);
+            the candidate's win rate must exceed this against the base and 0.5 against the champion. None: the
+            scores are each model's own primary metric per row.
     """
 
     min_improvement: float = 0.0
@@ -54,6 +74,9 @@ class GatePolicy:
     confidence: float = DEFAULT_CONFIDENCE
     resamples: int = DEFAULT_RESAMPLES
     seed: int = DEFAULT_SEED
+    min_value: float | None = None
+    margin_inclusive: bool = False
+    min_win_rate: float | None = None
 
 
 @dataclass
@@ -64,12 +87,13 @@ class Comparison:
         against: ``base`` or ``champion``.
         label: How the other model is named in reasons (e.g. the champion's registry id).
         metric: The primary metric.
-        candidate: The candidate's value.
-        other: The other model's value.
+        candidate: The candidate's value (head-to-head: its win rate against the other model).
+        other: The other model's value (head-to-head: the other model's win rate, ``1 - candidate``).
         interval: The paired bootstrap interval of ``candidate - other``; None without per-row scores.
         required: Whether the gate requires this comparison to pass.
         passed: Whether it passes its rule.
         rule: The rule in words, e.g. ``required > +0.0000``.
+        head_to_head: Whether the figures are the two sides of a judge's preferences (preference tuning).
     """
 
     against: str
@@ -81,6 +105,7 @@ class Comparison:
     required: bool
     passed: bool
     rule: str
+    head_to_head: bool = False
 
     @property
     def delta(self) -> float:
@@ -91,8 +116,9 @@ class Comparison:
         """One clause of the gate's reason."""
         change = self.interval.describe() if self.interval else f"{self.delta:+.4f} (no per-row scores: no CI)"
         verdict = "ok" if self.passed else ("FAILED" if self.required else "not required")
+        figure = "win rate" if self.head_to_head else self.metric
         return (
-            f"{candidate_name} {self.metric} {self.candidate:.4f} vs {self.label} {self.other:.4f}: change "
+            f"{candidate_name} {figure} {self.candidate:.4f} vs {self.label} {self.other:.4f}: change "
             f"{change}, {self.rule} [{verdict}]"
         )
 
@@ -128,6 +154,8 @@ def compare(
     candidate_value: float | None = None,
     other_value: float | None = None,
     margin: float = 0.0,
+    inclusive: bool = False,
+    win_rate_above: float | None = None,
 ) -> Comparison:
     """Compares the candidate with one model; per-row scores give the interval, values override the means.
 
@@ -142,6 +170,8 @@ def compare(
         candidate_value: The candidate's figure when it is not the mean of ``candidate_scores``.
         other_value: The other model's figure when it is not the mean of ``other_scores``.
         margin: The improvement required: more than 0, or at least ``margin`` when it is positive.
+        inclusive: Pass at exactly ``margin`` whatever its sign.
+        win_rate_above: A head-to-head: the candidate's figure is its win rate and must exceed this.
     """
     new = candidate_value if candidate_value is not None else _mean(candidate_scores or [])
     old = other_value if other_value is not None else _mean(other_scores or [])
@@ -157,7 +187,9 @@ def compare(
     delta = new - old
     if math.isnan(new) or math.isnan(old):
         passed, rule = False, "a figure is missing"
-    elif margin > 0:
+    elif win_rate_above is not None:
+        passed, rule = new > win_rate_above, f"required win rate > {win_rate_above:.4f}"
+    elif margin > 0 or inclusive:
         passed, rule = delta >= margin - 1e-12, f"required at least {margin:+.4f}"
     else:
         # A margin of 0 means "strictly better"; a tie at a perfect score cannot be improved on.
@@ -166,7 +198,18 @@ def compare(
     if policy.require_significant:
         rule += f" and {policy.confidence:.0%} CI above 0"
         passed = passed and interval is not None and interval.low > 0
-    return Comparison(against, label or against, metric, new, old, interval, required, bool(passed), rule)
+    return Comparison(
+        against,
+        label or against,
+        metric,
+        new,
+        old,
+        interval,
+        required,
+        bool(passed),
+        rule,
+        head_to_head=win_rate_above is not None,
+    )
 
 
 def decide(
@@ -182,42 +225,82 @@ def decide(
     candidate_value: float | None = None,
     base_value: float | None = None,
     champion_value: float | None = None,
+    base_label: str = "",
+    references: Mapping[str, float] | None = None,
 ) -> GateDecision:
     """The gate: the candidate against the base and, when there is one, the champion.
 
     Args:
         metric: The primary metric.
-        candidate_scores: The candidate's per-row scores.
-        base_scores: The base model's per-row scores (None to skip the base comparison).
+        candidate_scores: The candidate's per-row scores (not used by a head-to-head policy).
+        base_scores: The base model's per-row scores (None to skip the base comparison). Head-to-head
+            (``policy.min_win_rate``): the judge's per-row preference for the candidate over the base.
         policy: What the gate requires.
         champion_scores: The champion's per-row scores; None when there is no champion (or it has no per-row
-            scores but ``champion_value`` is given).
+            scores but ``champion_value`` is given). Head-to-head: the preference for the candidate over it.
         champion_label: The champion's name in the reason (its registry id or resource name).
         champion_error: Why the champion could not be scored; with ``beat_champion`` the gate then fails.
         candidate_name: The candidate's name in the reason.
         candidate_value: The candidate's figure when it is not the mean of its scores.
-        base_value: The base's figure when it is not the mean of its scores.
-        champion_value: The champion's figure when it is not the mean of its scores.
+        base_value: The base's figure when it is not the mean of its scores (head-to-head: the candidate's win
+            rate against the base).
+        champion_value: The champion's figure when it is not the mean of its scores (head-to-head: the
+            candidate's win rate against the champion).
+        base_label: The base model's name in the reason (defaults to ``base``).
+        references: Other models' figures quoted at the end of the reason; they do not gate (distillation's
+            teacher).
 
     Returns:
         The decision, with a reason that quotes every comparison's numbers and interval.
     """
-    comparisons: list[Comparison] = []
-    if base_scores is not None or base_value is not None:
-        comparisons.append(
-            compare(
-                BASE,
+
+    def against(name: str, scores, value, *, required: bool, label: str, margin: float = 0.0) -> Comparison:
+        if policy.min_win_rate is None:
+            return compare(
+                name,
                 candidate_scores,
-                base_scores,
+                scores,
                 metric=metric,
                 policy=policy,
+                required=required,
+                label=label,
                 candidate_value=candidate_value,
-                other_value=base_value,
-                margin=policy.min_improvement,
+                other_value=value,
+                margin=margin,
+                inclusive=policy.margin_inclusive and name == BASE,
             )
+        wins = list(scores) if scores is not None else None
+        rate = value if value is not None else _mean(wins or [])
+        return compare(
+            name,
+            wins,
+            [1.0 - w for w in wins] if wins is not None else None,
+            metric=metric,
+            policy=policy,
+            required=required,
+            label=label,
+            candidate_value=rate,
+            other_value=1.0 - rate,
+            win_rate_above=policy.min_win_rate if name == BASE else EVEN,
         )
-    clauses = [c.describe(candidate_name) for c in comparisons]
-    passed = all(c.passed for c in comparisons if c.required)
+
+    comparisons: list[Comparison] = []
+    clauses: list[str] = []
+    passed = True
+    if policy.min_value is not None:
+        value = candidate_value if candidate_value is not None else _mean(candidate_scores or [])
+        passed = value >= policy.min_value
+        clauses.append(
+            f"{candidate_name} {metric} {value:.4f} (required at least {policy.min_value:.4f}) "
+            f"[{'ok' if passed else 'FAILED'}]"
+        )
+    if base_scores is not None or base_value is not None:
+        base = against(
+            BASE, base_scores, base_value, required=True, label=base_label, margin=policy.min_improvement
+        )
+        comparisons.append(base)
+        clauses.append(base.describe(candidate_name))
+        passed = passed and base.passed
     if champion_error:
         if policy.beat_champion:
             passed = False
@@ -228,22 +311,19 @@ def decide(
         else:
             clauses.append(f"the champion {champion_label} could not be scored ({champion_error}) [not required]")
     elif champion_scores is not None or champion_value is not None:
-        champion = compare(
+        champion = against(
             CHAMPION,
-            candidate_scores,
             champion_scores,
-            metric=metric,
-            policy=policy,
+            champion_value,
             required=policy.beat_champion,
             label=f"champion {champion_label}".strip(),
-            candidate_value=candidate_value,
-            other_value=champion_value,
         )
         comparisons.append(champion)
         clauses.append(champion.describe(candidate_name))
         passed = passed and (champion.passed or not champion.required)
     else:
         clauses.append("no champion deployed for this purpose yet")
+    clauses += [f"{name} {value:.4f}" for name, value in (references or {}).items()]
     return GateDecision(
         bool(passed), ("deploy: " if passed else "do not deploy: ") + "; ".join(clauses), comparisons
     )
@@ -252,8 +332,8 @@ def decide(
 def gate_metrics(decision: GateDecision) -> dict[str, float]:
     """Flat numeric figures of the comparisons, for a KFP Metrics artifact.
 
-    Keys: ``gate_delta_<against>``, ``gate_ci_low_<against>``, ``gate_ci_high_<against>`` and
-    ``<against>_gate_value`` for ``base`` and ``champion``.
+    Keys: ``gate_delta_<against>``, ``gate_ci_low_<against>`` and ``gate_ci_high_<against>`` for ``base`` and
+    ``champion``.
     """
     out: dict[str, float] = {}
     for c in decision.comparisons:
@@ -266,6 +346,8 @@ def gate_metrics(decision: GateDecision) -> dict[str, float]:
 
 def describe_champion(champion) -> str:
     """A short name for a :class:`~tunekit.components.deployment.champion.Champion` in reasons."""
+    if champion is None:
+        return ""
     return str(getattr(champion, "registry_id", "") or getattr(champion, "model", "") or "")
 
 
@@ -274,12 +356,40 @@ def locate_champion(
 ):
     """The champion of ``purpose`` (see the deployment component's ``find_champion``), or None.
 
-    Locally a missing registry file means no champion yet.
+    None when ``purpose`` is '' (the run serves no purpose); locally a missing registry file means no champion
+    yet.
     """
     from tunekit.components.deployment.champion import find_champion
 
-    if backend == "local" and not local_registry:
+    if not purpose or (backend == "local" and not local_registry):
         return None
     return find_champion(
         purpose, backend=backend, local_registry=local_registry, project=project, location=location
     )
+
+
+def load_champion(champion, load: Callable[[Any], T]) -> tuple[T | None, str]:
+    """``(load(champion), "")``, or ``(None, why it failed)``; ``(None, "")`` when ``champion`` is None.
+
+    A champion that cannot be loaded is the gate's to report (it fails the gate when beating the champion is
+    required), not the step's to crash on.
+    """
+    if champion is None:
+        return None, ""
+    try:
+        return load(champion), ""
+    except Exception as exc:  # noqa: BLE001 - any failure to load the champion is reported by the gate
+        return None, error_text(exc)
+
+
+def error_text(exc: BaseException) -> str:
+    """How a failure to score the champion is quoted in the gate's reason."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def all_failed(statuses: Mapping[str, int], failed: str = "failed") -> str:
+    """Why a model's answers cannot stand for it (every generation failed), or ''."""
+    total = sum(statuses.values())
+    if total and statuses.get(failed, 0) == total:
+        return f"all {total} requests failed"
+    return ""

@@ -13,14 +13,13 @@ and, when one is deployed for the same purpose, the champion, with paired bootst
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.data_validation import formats
-from tunekit.components.evaluation.gate import CHAMPION, GateDecision, GatePolicy
-from tunekit.components.evaluation.gate import decide as decide_gate
+from tunekit.components.evaluation.gate import BASE, CHAMPION, GateDecision, all_failed
 from tunekit.components.evaluation.metrics import (
     CLASSIFICATION,
     PRIMARY_METRIC,
@@ -29,9 +28,8 @@ from tunekit.components.evaluation.metrics import (
     compute_metrics,
     row_scores,
 )
-from tunekit.components.model_clients.base import FAILED, OK, GenerationConfig, ModelClient, Prompt
-
-__all__ = ["EvalReport", "EvalRow", "GateDecision", "GatePolicy", "decide", "evaluate_models", "load_eval_rows"]
+from tunekit.components.evaluation.result import gate_markdown
+from tunekit.components.model_clients.base import OK, GenerationConfig, ModelClient, Prompt
 
 
 @dataclass
@@ -68,6 +66,41 @@ class EvalReport:
     classification: dict[str, ClassificationReport] = field(default_factory=dict)
     autorater: dict = field(default_factory=dict)
 
+    def unscorable(self, name: str) -> str:
+        """Why ``name``'s answers cannot stand for the model (every generation failed), or ''."""
+        return all_failed(self.statuses.get(name) or {})
+
+    def gate_inputs(
+        self,
+        *,
+        candidate: str = "tuned",
+        baseline: str = BASE,
+        champion: str = CHAMPION,
+        champion_label: str = "",
+        champion_error: str = "",
+    ) -> dict[str, Any]:
+        """The report's figures as :func:`~tunekit.components.evaluation.gate.decide`'s keyword arguments.
+
+        ``decide(**report.gate_inputs(), policy=policy)`` gates the candidate on the primary metric against the
+        baseline and, when the report scored one (under the name ``champion``), the champion; a champion whose
+        every answer failed cannot be scored (``champion_error``).
+        """
+        champion_error = champion_error or (self.unscorable(champion) if champion in self.scores else "")
+        has_champion = champion in self.scores and not champion_error
+        metric = self.primary_metric
+        return {
+            "metric": metric,
+            "candidate_scores": self.scores.get(candidate),
+            "base_scores": self.scores.get(baseline),
+            "candidate_value": self.metrics[candidate][metric],
+            "base_value": self.metrics[baseline][metric],
+            "champion_scores": self.scores[champion] if has_champion else None,
+            "champion_value": self.metrics[champion][metric] if has_champion else None,
+            "champion_label": champion_label,
+            "champion_error": champion_error,
+            "candidate_name": candidate,
+        }
+
 
 def load_eval_rows(path: str, limit: int = 0) -> list[EvalRow]:
     """Reads held-out rows in either supported layout; ``limit`` > 0 keeps the first ``limit`` rows.
@@ -97,6 +130,18 @@ def load_eval_rows(path: str, limit: int = 0) -> list[EvalRow]:
     if not rows:
         raise UserError("the evaluation dataset is empty", path=path)
     return rows
+
+
+def vertex_client(model: str, project: str, location: str, cache_dir: str = "") -> ModelClient:
+    """Gemini (a publisher model or an endpoint) through the model engine (retries, rate limits, cache).
+
+    With ``cache_dir`` answers go to the persistent response cache, so a retried step pays for none twice.
+    """
+    from tunekit.components.model_clients.backends import make_engine
+
+    return make_engine(
+        "vertex", model, options={"project": project, "location": location}, cache_dir=cache_dir or None
+    )
 
 
 def evaluate_models(
@@ -131,56 +176,6 @@ def evaluate_models(
     return report
 
 
-def unscorable(report: EvalReport, name: str) -> str:
-    """Why ``name``'s answers cannot stand for the model (every generation failed), or ''."""
-    statuses = report.statuses.get(name) or {}
-    total = sum(statuses.values())
-    if total and statuses.get(FAILED, 0) == total:
-        return f"all {total} requests failed"
-    return ""
-
-
-def decide(
-    report: EvalReport,
-    *,
-    candidate: str,
-    baseline: str,
-    min_improvement: float = 0.0,
-    policy: GatePolicy | None = None,
-    champion: str = CHAMPION,
-    champion_label: str = "",
-    champion_error: str = "",
-) -> GateDecision:
-    """The deploy gate on the report's primary metric (see :mod:`.champion_challenger` for the rules).
-
-    Args:
-        report: Scores of the candidate, the baseline and, when present under the name ``champion``, the champion.
-        candidate: The candidate's name in the report.
-        baseline: The base model's name in the report.
-        min_improvement: Used when ``policy`` is not given.
-        policy: The gate policy (defaults to one with ``min_improvement``).
-        champion: The champion's name in the report.
-        champion_label: The champion's name in the reason.
-        champion_error: Why the champion could not be scored ('' when it was, or there is none).
-    """
-    policy = policy or GatePolicy(min_improvement=min_improvement)
-    champion_error = champion_error or (unscorable(report, champion) if champion in report.scores else "")
-    has_champion = champion in report.scores and not champion_error
-    return decide_gate(
-        metric=report.primary_metric,
-        candidate_scores=report.scores.get(candidate),
-        base_scores=report.scores.get(baseline),
-        candidate_value=report.metrics[candidate][report.primary_metric],
-        base_value=report.metrics[baseline][report.primary_metric],
-        champion_scores=report.scores[champion] if has_champion else None,
-        champion_value=report.metrics[champion][report.primary_metric] if has_champion else None,
-        champion_label=champion_label,
-        champion_error=champion_error,
-        candidate_name=candidate,
-        policy=policy,
-    )
-
-
 def render_markdown(report: EvalReport, decision: GateDecision) -> str:
     """A Markdown summary: metrics per model, generation statuses, the gate's decision, a few examples."""
     names = list(report.metrics)
@@ -192,18 +187,7 @@ def render_markdown(report: EvalReport, decision: GateDecision) -> str:
         cells = " | ".join(f"{report.metrics[n].get(metric, float('nan')):.4f}" for n in names)
         lines.append(f"| {metric}{marker} | {cells} |")
     lines += ["", "Generation statuses: " + "; ".join(f"{n}: {report.statuses[n]}" for n in names), ""]
-    lines += [f"**Gate:** {decision.reason}", ""]
-    if decision.comparisons:
-        lines += ["| comparison | candidate | other | change | CI low | CI high | required | passed |"]
-        lines += ["| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for c in decision.comparisons:
-            low = f"{c.interval.low:+.4f}" if c.interval else "n/a"
-            high = f"{c.interval.high:+.4f}" if c.interval else "n/a"
-            lines.append(
-                f"| vs {c.label} | {c.candidate:.4f} | {c.other:.4f} | {c.delta:+.4f} | {low} | {high} | "
-                f"{'yes' if c.required else 'no'} | {'yes' if c.passed else 'no'} |"
-            )
-        lines.append("")
+    lines += [gate_markdown(decision), ""]
     for result in report.autorater.values():
         lines += [f"**Model-based (does not gate):** {result.describe()}", ""]
     for name, details in report.classification.items():
@@ -222,10 +206,3 @@ def render_markdown(report: EvalReport, decision: GateDecision) -> str:
         reference = record["reference"].replace("|", "\\|").replace("\n", " ")[:80]
         lines.append(f"| {record['line']} | {reference} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write_predictions(report: EvalReport, path: str) -> None:
-    """Writes one JSON line per evaluated row."""
-    with open(path, "w", encoding="utf-8") as handle:
-        for record in report.predictions:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -136,6 +136,21 @@ class ParsedCompletion:
     raw_answer: str | None = None
 
 
+#: What a chain-of-thought target puts between the rationale and the answer (the teacher prompts' phrase).
+COT_ANSWER_PHRASE = "So the answer is"
+
+
+def answer_from_cot(text: str) -> str:
+    """The answer a ``cot`` student wrote after the last answer phrase (the whole text when there is none).
+
+    A distilled ``cot`` student is trained to write its rationale, then "So the answer is" and the label (see
+    ``tuning.distillation.local.cot_target``); this takes the label back, without its closing period.
+    """
+    head, sep, tail = text.rpartition(COT_ANSWER_PHRASE)
+    answer = tail if sep else text
+    return answer.strip().rstrip(".").strip()
+
+
 def strip_runaway(text: str) -> str:
     """Returns the completion up to the first invented next exemplar ("Q: ...", "Premise: ...")."""
     match = _RUNAWAY_RE.search(text)

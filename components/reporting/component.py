@@ -27,10 +27,11 @@ def make_run_report(
 
     ``html_report`` is one self-contained HTML page (inline CSS and SVG, no scripts, no external assets); the
     Vertex AI pipeline UI shows it. ``tuned_model`` (and ``baseline_model``) are model folders whose
-    ``training_log.json`` is plotted; ``evaluation_metrics`` holds ``<model>_<metric>`` keys and the gate's
-    ``gate_passed`` / ``gate_reason``.
+    ``training_log.json`` is plotted; ``evaluation_metrics`` is an evaluation result as every evaluation logs it
+    (:mod:`tunekit.components.evaluation.result`: ``<model>_<metric>`` keys, the gate's ``gate_passed`` /
+    ``gate_reason`` / ``gate``, and the declared schema, whose candidate names the trained model).
     """
-    from tunekit.components.reporting.report import build_report, write_report
+    from tunekit.components.reporting.report import build_report, declared_schema, write_report
 
     def meta(artifact):
         return dict(artifact.metadata) if artifact is not None else {}
@@ -40,7 +41,9 @@ def make_run_report(
         for step, artifact in (("teacher labelling", labelling_metrics), ("rationale extraction", teacher_metrics))
         if artifact is not None
     ]
-    tuned_name = "student" if teacher_metrics is not None else "tuned"
+    schema = declared_schema(meta(evaluation_metrics)) or {}
+    # The trained model is named as the evaluation declares its candidate (``student`` for distillation).
+    tuned_name = schema.get("candidate") or ("student" if teacher_metrics is not None else "tuned")
     models = [
         (name, artifact.path)
         for name, artifact in ((tuned_name, tuned_model), ("baseline", baseline_model))

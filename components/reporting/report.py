@@ -6,10 +6,14 @@ It gathers what the run's steps left behind and renders it with the Jinja2 templ
 - teacher usage and cost (rationale extraction's or teacher labelling's ``metrics``: calls, tokens, estimated
   cost), for distillation runs;
 - training curves (the tuned model's ``training_log.json``: training loss, per-task losses, evaluation loss,
-  learning rate), or the tuning summary (``tunekit_model.json``) when a backend records no per-step log;
-- evaluation tables and plots (the evaluation's ``metrics`` metadata, read generically: every ``<model>_<metric>``
-  key is a cell, every other key a row of "other figures"; intervals drawn as error bars when present; confusion
-  matrices from a KFP ``ClassificationMetrics`` artifact or any metadata value shaped like one);
+  learning rate), or the tuning summary (its :class:`~tunekit.components.common.model_record.ModelRecord`,
+  ``tunekit_model.json``) when a backend records no per-step log;
+- evaluation tables and plots (the evaluation's ``metrics`` metadata, as
+  :class:`~tunekit.components.evaluation.result.EvaluationResult` logs it: the declared schema names the models
+  and the figures, so every ``<model>_<metric>`` key of a declared model is a cell and every declared figure or
+  other key a row of "other figures"; metadata written without a schema is read by the known model names;
+  intervals drawn as error bars when present; confusion matrices from a KFP ``ClassificationMetrics`` artifact or
+  any metadata value shaped like one);
 - the gate's decision and its reasons.
 
 The page has no external assets (inline CSS, inline SVG charts, no scripts), so it opens offline and in Vertex
@@ -31,18 +35,21 @@ from typing import Any
 
 import jinja2
 
+from tunekit.components.common.model_record import RECORD_FILE, ModelRecord
+from tunekit.components.evaluation.result import SCHEMA_KEY
 from tunekit.components.reporting import charts
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 TEMPLATE = "run_report.html.j2"
 TRAINING_LOG = "training_log.json"
-MODEL_INFO = "tunekit_model.json"
 
-#: Model name prefixes of evaluation metric keys, in the order their columns are shown. Longer names first where
-#: one is a prefix of another ("baseline" before "base") is handled by :func:`split_model_key`.
+#: Model names of evaluation metric keys in metadata that declares none (no :data:`SCHEMA_KEY`), in the order
+#: their columns are shown. Longer names first where one is a prefix of another ("baseline" before "base") is
+#: handled by :func:`split_model_key`.
 MODEL_PREFIXES = ("teacher", "base", "baseline", "champion", "candidate", "student", "tuned")
-#: Evaluation metadata keys that are the gate's, not metrics (so are all keys starting with ``gate_``).
-GATE_KEYS = ("gate", "gate_passed", "gate_reason", "gate_comparisons", "gate_policy", "decision")
+#: Evaluation metadata keys that are the gate's or the schema's, not metrics (so are all keys starting with
+#: ``gate_``).
+GATE_KEYS = ("gate", "gate_passed", "gate_reason", "gate_comparisons", "gate_policy", "decision", SCHEMA_KEY)
 #: ``<metric>[<class>]``: a per-class figure (``tuned_precision[billing]``).
 _PER_CLASS = re.compile(r"^(?P<metric>.+)\[(?P<label>.*)\]$")
 #: Suffixes that mark the two ends of an interval for the metric named by the rest of the key.
@@ -54,7 +61,7 @@ _COMPARISON_ORDER = (
     "against", "label", "metric", "candidate", "other", "delta", "interval.low", "interval.high", "ci_low",
     "ci_high", "interval.confidence", "interval.rows", "rule", "required", "passed",
 )  # fmt: skip
-_COMPARISON_HIDDEN = ("interval.delta", "interval.resamples")
+_COMPARISON_HIDDEN = ("interval.delta", "interval.resamples", "head_to_head")
 _COMPARISON_HEADERS = {
     "interval.low": "CI low",
     "interval.high": "CI high",
@@ -303,13 +310,40 @@ def validation_section(report: dict) -> dict:
     }
 
 
-def training_section(model_dir: str, model: str, notes: list[str]) -> Training | None:
-    """Training curves from ``training_log.json`` in ``model_dir``, else the summary in ``tunekit_model.json``.
+def read_model_record(model_dir: str, notes: list[str], model: str) -> ModelRecord | None:
+    """The :class:`ModelRecord` a tuning step wrote in ``model_dir``; None (with a note when unreadable) if none."""
+    if not os.path.isfile(os.path.join(model_dir, RECORD_FILE)):
+        return None
+    try:
+        return ModelRecord.read(model_dir)
+    except (OSError, ValueError, TypeError) as exc:
+        notes.append(f"{model} model record: could not read {os.path.join(model_dir, RECORD_FILE)}: {exc}")
+        return None
 
-    None when the folder holds neither, or records a skipped step (an unasked baseline).
+
+def declared_schema(metadata: dict) -> dict | None:
+    """The evaluation's declared schema (:data:`SCHEMA_KEY`: method, candidate, primary metric, models, figures).
+
+    None for metadata that declares none (written before the schema, or by another tool).
     """
-    info = _read_json(os.path.join(model_dir, MODEL_INFO), notes, f"{model} model info")
-    if isinstance(info, dict) and info.get("skipped"):
+    schema = metadata.get(SCHEMA_KEY)
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except ValueError:
+            return None
+    if isinstance(schema, dict) and isinstance(schema.get("models"), list):
+        return schema
+    return None
+
+
+def training_section(model_dir: str, model: str, notes: list[str]) -> Training | None:
+    """Training curves from ``training_log.json`` in ``model_dir``, else the summary in its model record.
+
+    None when the folder holds neither, or its record says the step was skipped (an unasked baseline).
+    """
+    record = read_model_record(model_dir, notes, model)
+    if record is not None and record.skipped:
         return None
     log = _read_json(os.path.join(model_dir, TRAINING_LOG), notes, f"{model} training log")
     if isinstance(log, dict) and isinstance(log.get("log"), list):
@@ -354,11 +388,11 @@ def training_section(model_dir: str, model: str, notes: list[str]) -> Training |
             ),
             summary=summary,
         )
-    if isinstance(info, dict):
-        summary = [(k, v) for k, v in _scalar_items(info) if not k.endswith("output_dir")]
+    if record is not None:
+        summary = [(k, v) for k, v in _scalar_items(record.to_dict()) if not k.endswith("output_dir")]
         return Training(
             model=model,
-            source=MODEL_INFO,
+            source=RECORD_FILE,
             summary=summary,
             note="This backend records a summary of the tuning, not a loss per step.",
         )
@@ -375,7 +409,14 @@ def usage_section(step: str, metadata: dict) -> Usage | None:
 
 
 def evaluation_section(metadata: dict) -> Evaluation:
-    """Parses an evaluation's metrics metadata generically (unknown keys are kept as "other figures")."""
+    """Parses an evaluation's metrics metadata (unknown keys are kept as "other figures").
+
+    With a declared schema (:func:`declared_schema`) the model names, the figures and the primary metric are the
+    declared ones; without, keys are split by :data:`MODEL_PREFIXES` and the primary metric is the gate's.
+    """
+    schema = declared_schema(metadata) or {}
+    names = tuple(str(m) for m in schema.get("models") or ()) or MODEL_PREFIXES
+    figures = {str(f) for f in schema.get("figures") or ()}
     models: list[str] = []
     rows: dict[str, MetricRow] = {}
     other: list[tuple[str, Any]] = []
@@ -391,7 +432,7 @@ def evaluation_section(metadata: dict) -> Evaluation:
             continue
         if _find_confusion(value) is not None:
             continue
-        split = split_model_key(key)
+        split = None if key in figures else split_model_key(key, names)
         if split is None or isinstance(value, (dict, list)):
             other.append((key, value))
             continue
@@ -421,9 +462,12 @@ def evaluation_section(metadata: dict) -> Evaluation:
         row.intervals[model] = (value, high) if end == 0 else (low, value)
     for row in rows.values():
         row.intervals = {m: pair for m, pair in row.intervals.items() if all(math.isfinite(v) for v in pair)}
-    ordered = [m for m in MODEL_PREFIXES if m in models]
+    # Known names in their usual column order, then any other declared model in declared order.
+    ordered = sorted((m for m in names if m in models), key=_model_rank)
     # The gate's metric first, then by name: KFP does not keep the order metrics were logged in.
-    primary = next((str(c["metric"]) for c in _comparisons(metadata) if c.get("metric")), "")
+    primary = str(schema.get("primary_metric") or "") or next(
+        (str(c["metric"]) for c in _comparisons(metadata) if c.get("metric")), ""
+    )
     rows = dict(sorted(rows.items(), key=lambda item: (item[0] != primary, item[0])))
     scores = [
         r

@@ -46,12 +46,14 @@ def evaluate_distillation(
     The champion (the model deployed for ``purpose`` now) answers the same rows, and the gate requires the student
     to beat it unless ``beat_champion`` is false.
 
-    ``metrics`` holds ``<model>_<metric>`` for teacher, baseline, student and champion, ``<model>_cost_per_1000``,
-    ``<model>_parameters`` where known, ``gate_passed``, ``gate_reason`` and ``table`` (the Markdown table, also
-    in ``summary``).
+    ``metrics`` is an evaluation result as every evaluation logs it (:mod:`tunekit.components.evaluation.result`):
+    ``<model>_<metric>`` for teacher, baseline, student and champion, ``<model>_cost_per_1000``,
+    ``<model>_parameters`` where known, the gate's figures, ``gate_passed``, ``gate_reason``, ``gate``,
+    ``<model>_size`` and ``table`` (the Markdown table, also in ``summary``).
     """
     from tunekit.components.evaluation.distillation.steps import run_evaluate_distillation
     from tunekit.components.evaluation.gate import GatePolicy
+    from tunekit.components.evaluation.result import log_evaluation
     from tunekit.components.model_clients.teachers import make_teacher
     from tunekit.components.rationale_extraction.steps import load_exemplars, rationale_task_type
 
@@ -70,7 +72,7 @@ def evaluate_distillation(
             price_table=price_table,
         )
 
-    scores, passed, reason, table = run_evaluate_distillation(
+    result = run_evaluate_distillation(
         task=task,
         task_type=chosen_type,
         eval_path=eval_dataset.path,
@@ -98,17 +100,5 @@ def evaluate_distillation(
         local_registry=local_registry,
         policy=GatePolicy(beat_champion=beat_champion, require_significant=require_significant),
     )
-    for name, model_score in scores.items():
-        for metric_name, value in model_score.metrics.items():
-            metrics.log_metric(f"{name}_{metric_name}", float(value))
-        if model_score.cost_per_1000 is not None:
-            metrics.log_metric(f"{name}_cost_per_1000", float(model_score.cost_per_1000))
-        if model_score.parameters:
-            metrics.log_metric(f"{name}_parameters", float(model_score.parameters))
-        metrics.metadata[f"{name}_size"] = model_score.size
-    metrics.metadata["gate_passed"] = passed
-    metrics.metadata["gate_reason"] = reason
-    metrics.metadata["table"] = table
-    print(table)
-    print(reason)
-    return passed
+    print(result.metadata["table"])
+    return log_evaluation(result, metrics)

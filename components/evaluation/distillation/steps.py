@@ -20,23 +20,29 @@ the differences against the baseline and the champion come with paired bootstrap
 
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunekit.components.common.errors import UserError
+from tunekit.components.common.jsonl import read_jsonl
+from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.evaluation.gate import (
     CHAMPION,
+    GateDecision,
     GatePolicy,
-    compare,
+    all_failed,
+    decide,
     describe_champion,
+    error_text,
     locate_champion,
 )
 from tunekit.components.evaluation.metrics import compute_metrics, row_scores
+from tunekit.components.evaluation.result import EvaluationResult, gate_markdown
 from tunekit.components.model_clients.base import OK, Generation, GenerationConfig, ModelClient, Prompt
-from tunekit.components.rationale_extraction.parsing import answers_agree
+from tunekit.components.rationale_extraction.parsing import answer_from_cot, answers_agree
 
 TEACHER, BASELINE, STUDENT = "teacher", "baseline", "student"
 
@@ -104,8 +110,6 @@ def student_answers(
     client: ModelClient, rows: Sequence[dict], *, prefix: str, cot: bool, max_output_tokens: int
 ) -> tuple[list[str], list[Generation], float]:
     """The student's answers (the label task only), its generations, and the seconds it took."""
-    from tunekit.components.tuning.distillation.local import answer_from_cot
-
     prompts = [Prompt(prefix + str(r["input_text"])) for r in rows]
     started = time.perf_counter()
     generations = client.generate(prompts, GenerationConfig(max_output_tokens=max_output_tokens))
@@ -149,101 +153,69 @@ def render_table(scores: Sequence[ModelScore], *, task: str, reference_source: s
     return "\n".join(lines) + "\n"
 
 
-def _interval_text(a: ModelScore, b: ModelScore, policy: GatePolicy) -> str:
-    if not a.row_scores or len(a.row_scores) != len(b.row_scores):
-        return ""
-    from tunekit.components.evaluation.bootstrap import paired_bootstrap
-
-    interval = paired_bootstrap(
-        a.row_scores, b.row_scores, resamples=policy.resamples, confidence=policy.confidence, seed=policy.seed
-    )
-    return f", {interval.confidence:.0%} CI [{interval.low:+.4f}, {interval.high:+.4f}]"
-
-
-def decide_gate(
-    scores: dict[str, ModelScore],
+def gate_policy(
     *,
-    task: str,
-    min_student_metric: float,
-    min_improvement_over_baseline: float,
+    min_student_metric: float = 0.0,
+    min_improvement_over_baseline: float = 0.0,
     policy: GatePolicy | None = None,
-    champion_label: str = "",
-    champion_error: str = "",
-) -> tuple[bool, str]:
-    """The gate: the student's metric, the label-only baseline (when trained) and the champion (when deployed).
+) -> GatePolicy:
+    """The distillation gate as a :class:`~tunekit.components.evaluation.gate.GatePolicy`.
 
-    Passes when the student reaches ``min_student_metric``, beats the baseline by ``min_improvement_over_baseline``
-    and, with ``policy.beat_champion``, beats the champion (ties at a perfect score pass); with
-    ``policy.require_significant`` the required differences' bootstrap intervals must lie above 0. A champion that
-    could not be scored (``champion_error``) fails the gate when beating it is required.
+    The student must reach ``min_student_metric``, beat the label-only baseline (when trained) by at least
+    ``min_improvement_over_baseline`` and, with ``policy.beat_champion``, beat the champion (ties at a perfect
+    score pass); ``policy`` gives the champion, significance and bootstrap options.
     """
-    policy = policy or GatePolicy()
+    return dataclasses.replace(
+        policy or GatePolicy(),
+        min_value=min_student_metric,
+        min_improvement=min_improvement_over_baseline,
+        margin_inclusive=True,
+    )
+
+
+def gate_inputs(scores: dict[str, ModelScore], *, task: str) -> dict[str, Any]:
+    """The scores as :func:`~tunekit.components.evaluation.gate.decide`'s keyword arguments.
+
+    The student is the candidate, the label-only baseline (when trained) the base, the champion (when scored)
+    the champion; the teacher's figure is quoted in the reason and does not gate.
+    """
     metric = gate_metric(task)
-    student = scores[STUDENT].metrics[metric]
-    reasons = []
-    passed = student >= min_student_metric
-    reasons.append(f"student {metric} {student:.4f} (required at least {min_student_metric:.4f})")
-    if BASELINE in scores:
-        baseline = scores[BASELINE].metrics[metric]
-        delta = student - baseline
-        ok = delta >= min_improvement_over_baseline
-        ci = _interval_text(scores[STUDENT], scores[BASELINE], policy)
-        if policy.require_significant and BASELINE in scores:
-            result = compare(
-                BASELINE, scores[STUDENT].row_scores, scores[BASELINE].row_scores, metric=metric, policy=policy
-            )
-            ok = ok and result.interval is not None and result.interval.low > 0
-        passed = passed and ok
-        reasons.append(
-            f"vs label-only baseline {baseline:.4f} (change {delta:+.4f}{ci}, required at least "
-            f"{min_improvement_over_baseline:+.4f})"
-        )
-    if champion_error:
-        reasons.append(f"the champion {champion_label} could not be scored ({champion_error})")
-        if policy.beat_champion:
-            passed = False
-            reasons.append("set beat_champion: false to deploy without it, or roll the champion back")
-    elif CHAMPION in scores:
-        result = compare(
-            CHAMPION,
-            scores[STUDENT].row_scores or None,
-            scores[CHAMPION].row_scores or None,
-            metric=metric,
-            policy=policy,
-            required=policy.beat_champion,
-            label=f"champion {champion_label}".strip(),
-            candidate_value=student,
-            other_value=scores[CHAMPION].metrics[metric],
-        )
-        passed = passed and (result.passed or not result.required)
-        reasons.append(result.describe(STUDENT))
-    if TEACHER in scores:
-        reasons.append(f"teacher {scores[TEACHER].metrics[metric]:.4f}")
-    return passed, ("deploy: " if passed else "do not deploy: ") + "; ".join(reasons)
+
+    def rows(name: str) -> list[float] | None:
+        return scores[name].row_scores or None if name in scores else None
+
+    def value(name: str) -> float | None:
+        return scores[name].metrics[metric] if name in scores else None
+
+    return {
+        "metric": metric,
+        "candidate_name": STUDENT,
+        "candidate_scores": rows(STUDENT),
+        "candidate_value": value(STUDENT),
+        "base_scores": rows(BASELINE),
+        "base_value": value(BASELINE),
+        "base_label": "label-only baseline",
+        "champion_scores": rows(CHAMPION),
+        "champion_value": value(CHAMPION),
+        "references": {TEACHER: scores[TEACHER].metrics[metric]} if TEACHER in scores else None,
+    }
 
 
-def _model_record(path: str, metadata: dict) -> dict:
-    record = dict(metadata)
-    info = os.path.join(path, "tunekit_model.json")
-    if os.path.exists(info):
-        with open(info, encoding="utf-8") as handle:
-            record.update(json.load(handle))
-    return record
-
-
-def _student_client(record: dict, model_path: str, project: str, location: str) -> ModelClient:
-    if record.get("backend") == "local":
+def _student_client(record: ModelRecord, model_path: str, project: str, location: str) -> ModelClient:
+    if record.backend == "local":
         from tunekit.components.model_clients.hf import HFLocalClient
 
         return HFLocalClient(model_path)
+    if not record.endpoint:
+        raise ValueError(f"no endpoint is recorded for {model_path}")
     from tunekit.components.model_clients.vertex import VertexGeminiClient
 
-    return VertexGeminiClient(record["endpoint"], project, location)
+    return VertexGeminiClient(record.endpoint, project, location)
 
 
 def evaluate_student(
     name: str,
-    record: dict,
+    record: ModelRecord,
     model_path: str,
     rows: Sequence[dict],
     *,
@@ -264,7 +236,7 @@ def evaluate_student(
         answers, generations, elapsed = student_answers(
             client,
             rows,
-            prefix=str(record.get("serving_prefix", "")),
+            prefix=record.serving_prefix,
             cot=cot,
             max_output_tokens=max(max_output_tokens, 256) if cot else max_output_tokens,
         )
@@ -275,8 +247,8 @@ def evaluate_student(
     result.metrics = score(name, answers, rows, task=task, task_type=task_type)
     result.row_scores = gate_row_scores(answers, rows, task=task, task_type=task_type)
     result.statuses = {s: sum(g.status == s for g in generations) for s in {g.status for g in generations}}
-    if record.get("backend") == "local":
-        training = record.get("training") or {}
+    if record.backend == "local":
+        training = record.training
         result.parameters = training.get("parameters")
         result.size = f"{result.parameters / 1e6:.2f}M parameters" if result.parameters else "open model"
         result.seconds_per_prediction = elapsed / len(rows) if rows else None
@@ -286,7 +258,7 @@ def evaluate_student(
                 f"{result.seconds_per_prediction * 1000:.1f} ms each here at ${student_cost_per_hour:g}/h"
             )
     else:
-        base = str(record.get("base_model", ""))
+        base = record.base_model
         result.size = f"{base} (tuned)"
         result.cost_per_1000 = token_cost_per_1000(base, generations, price_table)
         result.cost_basis = f"{base} list price"
@@ -366,24 +338,22 @@ def run_evaluate_distillation(
     purpose: str = "",
     local_registry: str = "",
     policy: GatePolicy | None = None,
-) -> tuple[dict[str, ModelScore], bool, str, str]:
+) -> EvaluationResult:
     """Scores teacher, baseline (when trained), champion (when deployed) and student on the held-out rows.
 
     ``student_clients`` gives clients by model name (``student``, ``baseline``, ``champion``) instead of loading
     them; the model deployed for ``purpose`` now (the champion, looked up in ``local_registry`` for local students)
-    is scored too; ``policy`` holds the gate's champion and significance options.
+    is scored too; ``policy`` holds the gate's champion and significance options (see :func:`gate_policy`).
 
     Returns:
-        The scores by model, whether the gate passed, its reason, and the Markdown table.
+        The evaluation: every model's metrics (with ``cost_per_1000`` and ``parameters`` where known), the
+        sizes and the Markdown table in ``metadata``, the :class:`ModelScore` of each model in
+        ``extras["scores"]`` and the table in ``extras["table"]``.
     """
-    from tunekit.components.tuning.distillation.local import read_jsonl
-
     rows = read_jsonl(eval_path)
     if max_eval_examples > 0:
         rows = rows[:max_eval_examples]
     if not rows:
-        from tunekit.components.common.errors import UserError
-
         raise UserError("no evaluation rows", path=eval_path)
     student_clients = student_clients or {}
     scores: dict[str, ModelScore] = {}
@@ -413,64 +383,86 @@ def run_evaluate_distillation(
         project=project,
         location=location,
     )
-    baseline_record = _model_record(baseline_path, baseline_metadata)
-    if baseline_path and not baseline_record.get("skipped"):
+    baseline_record = ModelRecord.read(baseline_path, baseline_metadata)
+    if baseline_path and not baseline_record.skipped:
         scores[BASELINE] = evaluate_student(
             BASELINE, baseline_record, baseline_path, rows, client=student_clients.get(BASELINE), **common
         )
-    student_record = _model_record(student_path, student_metadata)
+    student_record = ModelRecord.read(student_path, student_metadata)
     scores[STUDENT] = evaluate_student(
         STUDENT, student_record, student_path, rows, client=student_clients.get(STUDENT), **common
     )
-    champion_label, champion_error = "", ""
-    champion_backend = "local" if student_record.get("backend") == "local" else "vertex"
-    champion = (
-        locate_champion(
-            purpose, backend=champion_backend, local_registry=local_registry, project=project, location=location
-        )
-        if purpose
-        else None
+    champion = locate_champion(
+        purpose,
+        backend="local" if student_record.backend == "local" else "vertex",
+        local_registry=local_registry,
+        project=project,
+        location=location,
     )
+    champion_error = ""
     if champion is not None:
-        champion_label = describe_champion(champion)
         if champion.backend == "local":
-            record = {"backend": "local", **_model_record(champion.model, {})}
+            record = ModelRecord.read(champion.model, {"backend": "local"})
         else:
-            record = {"backend": "vertex", "endpoint": champion.endpoint, "base_model": champion.base_model}
+            record = ModelRecord(backend="vertex", endpoint=champion.endpoint, base_model=champion.base_model)
         try:
-            if record["backend"] == "vertex" and not record["endpoint"] and CHAMPION not in student_clients:
-                raise ValueError(f"no endpoint is recorded for {champion.model}")
-            scores[CHAMPION] = evaluate_student(
+            scored = evaluate_student(
                 CHAMPION, record, champion.model, rows, client=student_clients.get(CHAMPION), **common
             )
-            failed = scores[CHAMPION].statuses.get("failed", 0)
-            if failed and failed == len(rows):
-                champion_error = f"all {failed} requests failed"
-                del scores[CHAMPION]
-        except Exception as exc:  # noqa: BLE001 - any failure to load the champion is reported by the gate
-            champion_error = f"{type(exc).__name__}: {exc}"
-    passed, reason = decide_gate(
-        scores,
-        task=task,
-        min_student_metric=min_student_metric,
-        min_improvement_over_baseline=min_improvement_over_baseline,
-        policy=policy,
-        champion_label=champion_label,
+            champion_error = all_failed(scored.statuses)
+            if not champion_error:
+                scores[CHAMPION] = scored
+        except Exception as exc:  # noqa: BLE001 - any failure to score the champion is reported by the gate
+            champion_error = error_text(exc)
+    decision = decide(
+        **gate_inputs(scores, task=task),
+        champion_label=describe_champion(champion),
         champion_error=champion_error,
+        policy=gate_policy(
+            min_student_metric=min_student_metric,
+            min_improvement_over_baseline=min_improvement_over_baseline,
+            policy=policy,
+        ),
     )
+    result = _result(scores, decision, rows, task=task)
+    result.write(predictions_path=predictions_path, summary_path=summary_path)
+    return result
+
+
+def _result(
+    scores: dict[str, ModelScore], decision: GateDecision, rows: Sequence[dict], *, task: str
+) -> EvaluationResult:
     source = "gold" if all(r.get("reference_source", "gold") == "gold" for r in rows) else "teacher"
     table = render_table(list(scores.values()), task=task, reference_source=source, rows=len(rows))
-    with open(predictions_path, "w", encoding="utf-8") as handle:
-        for index, row in enumerate(rows):
-            record = {"input_text": row["input_text"], "reference": row["reference"]}
-            for name, s in scores.items():
-                record[f"{name}_prediction"] = s.predictions[index]
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    with open(summary_path, "w", encoding="utf-8") as handle:
-        handle.write(f"# Distilling step-by-step: evaluation ({task})\n\n{table}\n**Gate:** {reason}\n")
-        if source == "teacher":
-            handle.write(
-                "\nNo held-out row had a gold label, so the references are the teacher's labels: the teacher's "
-                "accuracy is 1 by construction, and the students' is their agreement with it.\n"
-            )
-    return scores, passed, reason, table
+    summary = f"# Distilling step-by-step: evaluation ({task})\n\n{table}\n{gate_markdown(decision)}\n"
+    if source == "teacher":
+        summary += (
+            "\nNo held-out row had a gold label, so the references are the teacher's labels: the teacher's "
+            "accuracy is 1 by construction, and the students' is their agreement with it.\n"
+        )
+    metrics = {}
+    for name, model in scores.items():
+        metrics[name] = dict(model.metrics)
+        if model.cost_per_1000 is not None:
+            metrics[name]["cost_per_1000"] = float(model.cost_per_1000)
+        if model.parameters:
+            metrics[name]["parameters"] = float(model.parameters)
+    predictions = [
+        {
+            "input_text": row["input_text"],
+            "reference": row["reference"],
+            **{f"{name}_prediction": model.predictions[index] for name, model in scores.items()},
+        }
+        for index, row in enumerate(rows)
+    ]
+    return EvaluationResult(
+        method="distillation",
+        candidate=STUDENT,
+        primary_metric=gate_metric(task),
+        decision=decision,
+        metrics=metrics,
+        metadata={**{f"{name}_size": model.size for name, model in scores.items()}, "table": table},
+        predictions=predictions,
+        summary=summary,
+        extras={"scores": scores, "table": table},
+    )

@@ -27,24 +27,19 @@ def evaluate_embedding(
     """Scores the base, tuned and champion embedding models on the test labels; returns whether the gate passed.
 
     A single ``bool`` return (not a NamedTuple): the pipeline's ``dsl.If`` reads it as ``Output``; the reason is
-    ``metrics.metadata["gate_reason"]``, the comparisons are in ``gate``.
+    ``metrics.metadata["gate_reason"]``, the comparisons are in ``gate``; ``metrics`` is an evaluation result as
+    every evaluation logs it (:mod:`tunekit.components.evaluation.result`).
     """
-    import json
-    import os
-
+    from tunekit.components.common.model_record import ModelRecord
     from tunekit.components.evaluation.embedding.steps import run_evaluate_embedding
-    from tunekit.components.evaluation.gate import GatePolicy, gate_metrics
+    from tunekit.components.evaluation.gate import GatePolicy
+    from tunekit.components.evaluation.result import log_evaluation
 
-    info_file = os.path.join(tuned_model.path, "tunekit_model.json")
-    info = dict(tuned_model.metadata)
-    if os.path.exists(info_file):
-        with open(info_file, encoding="utf-8") as handle:
-            info.update(json.load(handle))
-    results, decision = run_evaluate_embedding(
+    result = run_evaluate_embedding(
         backend=backend,
         base_model=base_model,
         tuned_model_path=tuned_model.path,
-        tuned_info=info,
+        tuned_info=ModelRecord.read(tuned_model.path, dict(tuned_model.metadata)).to_dict(),
         corpus_uri=corpus_uri,
         queries_uri=queries_uri,
         test_labels_uri=test_labels_uri,
@@ -59,13 +54,4 @@ def evaluate_embedding(
             min_improvement=min_improvement, beat_champion=beat_champion, require_significant=require_significant
         ),
     )
-    for model_name, values in results.items():
-        for metric_name, value in values.items():
-            metrics.log_metric(f"{model_name}_{metric_name}", float(value))
-    for key, value in gate_metrics(decision).items():
-        metrics.log_metric(key, float(value))
-    metrics.metadata["gate"] = [c.as_dict() for c in decision.comparisons]
-    metrics.metadata["gate_passed"] = decision.passed
-    metrics.metadata["gate_reason"] = decision.reason
-    print(decision.reason)
-    return decision.passed
+    return log_evaluation(result, metrics)

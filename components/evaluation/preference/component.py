@@ -23,15 +23,28 @@ def evaluate_preference(
     summary: dsl.Output[dsl.Markdown],
     predictions: dsl.Output[dsl.Dataset],
     response_cache: dsl.Output[dsl.Artifact],
+    purpose: str = "",
+    local_registry: str = "",
+    beat_champion: bool = True,
 ) -> bool:
-    """Reward-model accuracy on held-out pairs, win rate against the base, KL from reference; returns the gate.
+    """Reward-model accuracy on held-out pairs, win rates against the base and the champion; returns the gate.
+
+    The champion (the model deployed for ``purpose`` now: in ``local_registry`` locally, in the Model Registry
+    on Vertex) answers the same held-out prompts and the same judge compares it with the tuned policy; the gate
+    requires the tuned policy to beat it (win rate above 0.5) unless ``beat_champion`` is false, and to beat the
+    base model (win rate above ``min_win_rate``). ``metrics`` is an evaluation result as every evaluation logs it
+    (:mod:`tunekit.components.evaluation.result`): ``reward_accuracy``, ``win_rate``, ``win_rate_vs_reference``,
+    ``win_rate_vs_champion``, ``kl_from_reference``, ``<model>_mean_reward``, ``tuned_win_rate`` /
+    ``base_win_rate`` and the gate's figures.
 
     On Vertex the models' answers and the Gemini judge's verdicts go through the model engine (retries, rate
     limits) and are kept in ``response_cache`` as they arrive: a retry of this step pays for nothing twice.
     """
-    from tunekit.components.tuning.preference.steps import run_evaluate_preference
+    from tunekit.components.evaluation.gate import GatePolicy
+    from tunekit.components.evaluation.preference.steps import run_evaluate_preference
+    from tunekit.components.evaluation.result import log_evaluation
 
-    report, decision = run_evaluate_preference(
+    result = run_evaluate_preference(
         backend=backend,
         base_model=base_model,
         warm_model_path=warm_model.path,
@@ -47,10 +60,8 @@ def evaluate_preference(
         summary_path=summary.path,
         predictions_path=predictions.path,
         cache_dir=response_cache.path if backend == "vertex" else "",
+        purpose=purpose,
+        local_registry=local_registry,
+        policy=GatePolicy(beat_champion=beat_champion),
     )
-    for name, value in report.metrics.items():
-        metrics.log_metric(name, float(value))
-    metrics.metadata["gate_passed"] = decision.passed
-    metrics.metadata["gate_reason"] = decision.reason
-    print(decision.reason)
-    return decision.passed
+    return log_evaluation(result, metrics)

@@ -1,50 +1,99 @@
-"""Evaluating preference tuning: reward-model accuracy, the policy's win rate against the base, KL from reference.
+"""Evaluating preference tuning: reward-model accuracy, the policy's win rates against the base and the champion.
 
-Three numbers, on data the tuning never saw:
+On data the tuning never saw:
 
 - ``reward_accuracy``: the share of held-out pairs whose preferred answer the judge scores higher (locally the
   reward model; on Vertex the autorater's agreement with the people who labelled the pairs). 0.5 is chance.
 - ``win_rate``: the share of held-out prompts where the judge prefers the tuned policy's answer to the base
-  model's (ties count half). The gate compares it with ``min_win_rate``. ``win_rate_vs_reference`` compares
-  with the reference (the SFT warm start) when there is one: the preference step's own gain.
+  model's (ties count half). The gate requires it to exceed ``min_win_rate``. ``win_rate_vs_reference``
+  compares with the reference (the SFT warm start) when there is one: the preference step's own gain.
+- ``win_rate_vs_champion``: the same against the champion, the model deployed for the run's ``purpose`` now,
+  answering the same prompts and judged by the same judge; the gate requires it to exceed 0.5 (``beat_champion``),
+  so a worse policy that merely beats its base never replaces a better one.
 - ``kl_from_reference``: a Monte Carlo estimate of KL(policy || reference) in nats per answer, the mean of
   ``log p_policy(y|x) - log p_reference(y|x)`` over answers ``y`` sampled from the policy: how far tuning moved
   the model (local models only; Vertex does not expose log-probabilities of tuned models this way).
 
-Input columns: pairs and prompts as in :mod:`tunekit.components.data_validation.preference_convert`. Output: a
-:class:`PreferenceReport` (metrics plus one prediction row per prompt: ``prompt``, ``base``, ``tuned``,
-``reference``?, their rewards).
+The gate is :func:`tunekit.components.evaluation.gate.decide` with a head-to-head policy (``min_win_rate``); the
+step returns an :class:`~tunekit.components.evaluation.result.EvaluationResult`.
+
+Input columns: pairs and prompts as in :mod:`tunekit.components.data_validation.preference_convert`. Output: one
+prediction row per prompt (``prompt``, ``base``, ``tuned``, ``reference``?, ``champion``?, their rewards locally,
+the judge's verdicts on Vertex).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tunekit.components.data_validation.preference_convert import PreferencePair, PromptRow
-from tunekit.components.evaluation.scoring import GateDecision
-from tunekit.components.tuning.preference.local import RewardModelScorer
+from tunekit.components.common.errors import UserError
+from tunekit.components.common.model_record import ModelRecord
+from tunekit.components.data_validation.preference_convert import PreferencePair, PromptRow, read_pairs
+from tunekit.components.evaluation.gate import (
+    BASE,
+    CHAMPION,
+    GateDecision,
+    GatePolicy,
+    all_failed,
+    decide,
+    describe_champion,
+    load_champion,
+    locate_champion,
+)
+from tunekit.components.evaluation.result import EvaluationResult, gate_markdown
+from tunekit.components.evaluation.scoring import vertex_client
+from tunekit.components.model_clients.reward import RewardModelScorer, load_tokenizer
 
 #: ``scores(prompts, answers) -> rewards``, one per (prompt, answer).
 Scorer = Callable[[Sequence[str], Sequence[str]], list[float]]
 #: ``judge(prompts, answers_a, answers_b) -> preference for a`` in [0, 1] (1: a is better, 0.5: a tie).
 Judge = Callable[[Sequence[str], Sequence[str], Sequence[str]], list[float]]
 
+CANDIDATE, REFERENCE = "tuned", "reference"
+PRIMARY_METRIC = "win_rate"
+BACKENDS = ("local", "vertex")
+#: The win-rate figure against each other model.
+WIN_RATE_VS = {BASE: "win_rate", REFERENCE: "win_rate_vs_reference", CHAMPION: "win_rate_vs_champion"}
+
 
 @dataclass
 class PreferenceReport:
-    """What the evaluation found.
+    """What the judge found.
 
     Attributes:
-        metrics: ``reward_accuracy``, ``win_rate``, ``win_rate_vs_reference``, ``kl_from_reference``,
-            ``base_mean_reward``, ``tuned_mean_reward``, and counts.
+        figures: ``reward_accuracy``, ``win_rate``, ``win_rate_vs_reference``, ``win_rate_vs_champion``,
+            ``kl_from_reference`` (local), and the counts ``eval_pairs`` and ``eval_prompts``.
+        metrics: ``model -> metric -> value``: locally each model's ``mean_reward``.
+        wins: ``other model -> the judge's preference for the tuned answer over its answer``, one per prompt.
         predictions: One dict per held-out prompt.
+        champion_error: Why the champion's answers could not be judged ('' when they were, or there is none).
     """
 
-    metrics: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    wins: dict[str, list[float]] = field(default_factory=dict)
     predictions: list[dict] = field(default_factory=list)
+    champion_error: str = ""
+
+    def add_wins(self, other: str, wins: list[float]) -> None:
+        """Records the tuned model's per-prompt preference over ``other`` and its win rate."""
+        self.wins[other] = wins
+        self.figures[WIN_RATE_VS[other]] = sum(wins) / len(wins) if wins else 0.0
+
+
+def preferences(candidate: Sequence[float], other: Sequence[float]) -> list[float]:
+    """Per item, 1 where ``candidate`` scores above ``other``, 0.5 for a tie, 0 below."""
+    return [1.0 if c > o else 0.5 if c == o else 0.0 for c, o in zip(candidate, other, strict=True)]
+
+
+def win_rate(candidate: Sequence[float], baseline: Sequence[float]) -> float:
+    """The share of items where ``candidate`` scores above ``baseline`` (ties count half)."""
+    wins = preferences(candidate, baseline)
+    return sum(wins) / len(wins) if wins else 0.0
 
 
 def pair_accuracy(scores: Scorer, pairs: Sequence[PreferencePair]) -> float:
@@ -52,38 +101,16 @@ def pair_accuracy(scores: Scorer, pairs: Sequence[PreferencePair]) -> float:
     if not pairs:
         return 0.0
     prompts = [p.text for p in pairs]
-    chosen = scores(prompts, [p.chosen for p in pairs])
-    rejected = scores(prompts, [p.rejected for p in pairs])
-    return sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected, strict=True)) / len(
-        pairs
-    )
-
-
-def win_rate(candidate: Sequence[float], baseline: Sequence[float]) -> float:
-    """The share of items where ``candidate`` scores above ``baseline`` (ties count half)."""
-    if not candidate:
-        return 0.0
-    return sum(1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(candidate, baseline, strict=True)) / len(
-        candidate
-    )
+    return win_rate(scores(prompts, [p.chosen for p in pairs]), scores(prompts, [p.rejected for p in pairs]))
 
 
 def scorer_judge(scores: Scorer) -> Judge:
     """A judge from a reward model: ``a`` wins when its reward is higher."""
 
     def judge(prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[float]:
-        a, b = scores(prompts, first), scores(prompts, second)
-        return [1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b, strict=True)]
+        return preferences(scores(prompts, first), scores(prompts, second))
 
     return judge
-
-
-def decide_preference(metrics: dict[str, float], *, min_win_rate: float) -> GateDecision:
-    """Deploy when the tuned policy wins more than ``min_win_rate`` of the held-out prompts against the base."""
-    rate = metrics.get("win_rate", 0.0)
-    if rate > min_win_rate:
-        return GateDecision(True, f"deploy: tuned win rate {rate:.4f} vs base > {min_win_rate:.4f}")
-    return GateDecision(False, f"keep the current model: tuned win rate {rate:.4f} vs base <= {min_win_rate:.4f}")
 
 
 # -- local models -------------------------------------------------------------------------------------------------
@@ -95,8 +122,6 @@ class CausalPolicy:
     def __init__(self, model_dir: str, batch_size: int = 16):
         import torch
         from transformers import AutoModelForCausalLM
-
-        from tunekit.components.tuning.preference.local import load_tokenizer
 
         self.torch = torch
         self.tokenizer = load_tokenizer(model_dir)
@@ -163,35 +188,43 @@ def evaluate_local(
     eval_pairs: Sequence[PreferencePair],
     eval_prompts: Sequence[PromptRow],
     reference_dir: str = "",
+    champion_dir: str = "",
     max_new_tokens: int = 64,
 ) -> PreferenceReport:
     """Scores local models: reward accuracy on ``eval_pairs``, win rates and KL on ``eval_prompts``.
 
     ``reference_dir`` is the model preference tuning started from (the SFT warm start); '' or ``base_dir`` means
-    the base model was the reference.
+    the base model was the reference. ``champion_dir`` is the champion's model directory ('' for none): it
+    answers the same prompts and the same reward model judges them; a champion that cannot answer is recorded
+    in ``champion_error``.
     """
     scorer = RewardModelScorer(reward_dir)
     report = PreferenceReport()
-    report.metrics["reward_accuracy"] = pair_accuracy(scorer, eval_pairs)
-    report.metrics["eval_pairs"] = float(len(eval_pairs))
+    report.figures["reward_accuracy"] = pair_accuracy(scorer, eval_pairs)
+    report.figures["eval_pairs"] = float(len(eval_pairs))
     prompts = [p.text for p in eval_prompts]
-    report.metrics["eval_prompts"] = float(len(prompts))
+    report.figures["eval_prompts"] = float(len(prompts))
     tuned = CausalPolicy(tuned_dir)
     answers = {
-        "tuned": tuned.generate(prompts, max_new_tokens),
-        "base": CausalPolicy(base_dir).generate(prompts, max_new_tokens),
+        CANDIDATE: tuned.generate(prompts, max_new_tokens),
+        BASE: CausalPolicy(base_dir).generate(prompts, max_new_tokens),
     }
     has_reference = bool(reference_dir) and os.path.abspath(reference_dir) != os.path.abspath(base_dir)
     reference = CausalPolicy(reference_dir if has_reference else base_dir)
     if has_reference:
-        answers["reference"] = reference.generate(prompts, max_new_tokens)
+        answers[REFERENCE] = reference.generate(prompts, max_new_tokens)
+    champion_answers, report.champion_error = load_champion(
+        champion_dir or None, lambda path: CausalPolicy(path).generate(prompts, max_new_tokens)
+    )
+    if champion_answers is not None:
+        answers[CHAMPION] = champion_answers
     rewards = {name: scorer(prompts, texts) for name, texts in answers.items()}
-    report.metrics["win_rate"] = win_rate(rewards["tuned"], rewards["base"])
-    if has_reference:
-        report.metrics["win_rate_vs_reference"] = win_rate(rewards["tuned"], rewards["reference"])
+    for name in answers:
+        if name != CANDIDATE:
+            report.add_wins(name, preferences(rewards[CANDIDATE], rewards[name]))
     for name, values in rewards.items():
-        report.metrics[f"{name}_mean_reward"] = sum(values) / len(values) if values else 0.0
-    report.metrics["kl_from_reference"] = kl_estimate(tuned, reference, prompts, max_new_tokens)
+        report.metrics[name] = {"mean_reward": sum(values) / len(values) if values else 0.0}
+    report.figures["kl_from_reference"] = kl_estimate(tuned, reference, prompts, max_new_tokens)
     for index, prompt in enumerate(prompts):
         row = {"line": eval_prompts[index].line, "prompt": prompt}
         for name in answers:
@@ -272,8 +305,13 @@ def evaluate_with_judge(
     eval_pairs: Sequence[PreferencePair],
     eval_prompts: Sequence[PromptRow],
     max_output_tokens: int = 256,
+    champion_client=None,
 ) -> PreferenceReport:
-    """Scores served models (e.g. Gemini endpoints) with an autorater: agreement on pairs, win rate on prompts."""
+    """Scores served models (e.g. Gemini endpoints) with an autorater: agreement on pairs, win rates on prompts.
+
+    ``champion_client`` (None for no champion) answers the same prompts and the tuned answers are judged against
+    its answers too; a champion whose every answer failed is recorded in ``champion_error``.
+    """
     from tunekit.components.model_clients.base import GenerationConfig, Prompt
 
     report = PreferenceReport()
@@ -281,8 +319,8 @@ def evaluate_with_judge(
         verdicts = judge(
             [p.text for p in eval_pairs], [p.chosen for p in eval_pairs], [p.rejected for p in eval_pairs]
         )
-        report.metrics["reward_accuracy"] = sum(verdicts) / len(verdicts)
-    report.metrics["eval_pairs"] = float(len(eval_pairs))
+        report.figures["reward_accuracy"] = sum(verdicts) / len(verdicts)
+    report.figures["eval_pairs"] = float(len(eval_pairs))
     config = GenerationConfig(max_output_tokens=max_output_tokens, temperature=0.0)
     asks = [
         Prompt(
@@ -293,27 +331,160 @@ def evaluate_with_judge(
         for p in eval_prompts
     ]
     tuned = [g.text for g in tuned_client.generate(asks, config)]
-    base = [g.text for g in base_client.generate(asks, config)]
+    answers = {BASE: [g.text for g in base_client.generate(asks, config)]}
+    if champion_client is not None:
+        generations, report.champion_error = load_champion(
+            champion_client, lambda client: client.generate(asks, config)
+        )
+        report.champion_error = report.champion_error or all_failed(Counter(g.status for g in generations or []))
+        if not report.champion_error:
+            answers[CHAMPION] = [g.text for g in generations]
     prompts = [p.text for p in eval_prompts]
-    verdicts = judge(prompts, tuned, base) if prompts else []
-    report.metrics["win_rate"] = sum(verdicts) / len(verdicts) if verdicts else 0.0
-    report.metrics["eval_prompts"] = float(len(prompts))
-    for row, prompt, t, b, v in zip(eval_prompts, prompts, tuned, base, verdicts, strict=True):
-        report.predictions.append({"line": row.line, "prompt": prompt, "tuned": t, "base": b, "tuned_wins": v})
+    for name, texts in answers.items():
+        report.add_wins(name, judge(prompts, tuned, texts) if prompts else [])
+    report.figures["eval_prompts"] = float(len(prompts))
+    for index, (row, prompt) in enumerate(zip(eval_prompts, prompts, strict=True)):
+        record = {"line": row.line, "prompt": prompt, CANDIDATE: tuned[index], BASE: answers[BASE][index]}
+        record["tuned_wins"] = report.wins[BASE][index]
+        if CHAMPION in answers:
+            record[CHAMPION] = answers[CHAMPION][index]
+            record["tuned_wins_vs_champion"] = report.wins[CHAMPION][index]
+        report.predictions.append(record)
     return report
 
 
-def render_markdown(report: PreferenceReport, decision: GateDecision) -> str:
-    """The evaluation as a Markdown summary (metrics table, gate)."""
+def render_markdown(result: EvaluationResult) -> str:
+    """The evaluation as a Markdown summary (its figures, each model's, the gate)."""
     lines = ["# Preference tuning evaluation", "", "| metric | value |", "| --- | --- |"]
-    lines += [f"| {name} | {value:.4f} |" for name, value in report.metrics.items()]
-    lines += ["", f"Gate: {decision.reason}"]
+    lines += [f"| {name} | {value:.4f} |" for name, value in result.figures.items()]
+    lines += [
+        f"| {model}_{name} | {value:.4f} |"
+        for model, values in result.metrics.items()
+        for name, value in values.items()
+    ]
+    lines += ["", gate_markdown(result.decision)]
     return "\n".join(lines) + "\n"
 
 
-def write_predictions(report: PreferenceReport, path: str) -> None:
-    """One JSON line per held-out prompt."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in report.predictions:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+def _result(report: PreferenceReport, decision: GateDecision) -> EvaluationResult:
+    rate = report.figures.get(PRIMARY_METRIC, 0.0)
+    # The head-to-head with the base as per-model columns (the CLI's table shows metrics named <model>_<metric>).
+    metrics = {CANDIDATE: {PRIMARY_METRIC: rate}, BASE: {PRIMARY_METRIC: 1.0 - rate}}
+    for name, values in report.metrics.items():
+        metrics.setdefault(name, {}).update(values)
+    result = EvaluationResult(
+        method="preference",
+        candidate=CANDIDATE,
+        primary_metric=PRIMARY_METRIC,
+        decision=decision,
+        metrics=metrics,
+        figures=dict(report.figures),
+        predictions=report.predictions,
+        extras={"wins": report.wins},
+    )
+    result.summary = render_markdown(result)
+    return result
+
+
+def _vertex_champion_client(champion, *, project: str, location: str, cache_dir: str):
+    if not champion.endpoint:
+        raise ValueError(f"no endpoint is recorded for {champion.model}")
+    return vertex_client(champion.endpoint, project, location, cache_dir)
+
+
+def run_evaluate_preference(
+    *,
+    backend: str,
+    base_model: str,
+    warm_model_path: str,
+    tuned_model_path: str,
+    reward_model_path: str,
+    eval_path: str,
+    max_eval_examples: int,
+    max_output_tokens: int,
+    min_win_rate: float,
+    judge_model: str,
+    project: str,
+    location: str,
+    summary_path: str,
+    predictions_path: str,
+    cache_dir: str = "",
+    purpose: str = "",
+    local_registry: str = "",
+    policy: GatePolicy | None = None,
+) -> EvaluationResult:
+    """Scores the tuned policy against the base model and the champion; returns the evaluation and its gate.
+
+    Local: the reward model judges (its held-out pair accuracy, the win rates) and KL is estimated against the
+    reference. Vertex: ``judge_model`` (a Gemini autorater, both answer orders) judges the tuned endpoint against
+    the base model, and its agreement with the held-out human choices is reported as ``reward_accuracy``. On
+    Vertex every call (the models' answers, the judge's verdicts) goes through the model engine, with its
+    retries, rate limiter and, given ``cache_dir`` (the step's ``response_cache``), its persistent response
+    cache: a retried or re-run step pays only for what is not cached yet.
+
+    The champion is the model deployed for ``purpose`` now (looked up in ``local_registry`` locally, in the Model
+    Registry on Vertex; none when ``purpose`` is ''): it answers the same held-out prompts, the same judge
+    compares the tuned answers with its answers, and the gate requires the tuned policy to win more than half of
+    them unless ``policy.beat_champion`` is false. ``policy`` holds the champion and significance options; the
+    gate's win-rate threshold against the base is ``min_win_rate``.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
+    policy = dataclasses.replace(policy or GatePolicy(), min_win_rate=min_win_rate)
+    pairs = read_pairs(eval_path)
+    if max_eval_examples:
+        pairs = pairs[:max_eval_examples]
+    prompts: list[PromptRow] = list(pairs)
+    champion = locate_champion(
+        purpose, backend=backend, local_registry=local_registry, project=project, location=location
+    )
+    champion_error = ""
+    if backend == "local":
+        start = ModelRecord.read(warm_model_path)
+        report = evaluate_local(
+            base_dir=base_model,
+            tuned_dir=tuned_model_path,
+            reward_dir=reward_model_path,
+            eval_pairs=pairs,
+            eval_prompts=prompts,
+            reference_dir=start.get("model", "") if start.get("warm_start") else "",
+            champion_dir=champion.model if champion is not None else "",
+            max_new_tokens=max_output_tokens,
+        )
+    else:
+        tuned = ModelRecord.read(tuned_model_path)
+        engines = {
+            name: vertex_client(model, project, location, cache_dir)
+            for name, model in (("judge", judge_model), (BASE, base_model), (CANDIDATE, tuned.endpoint))
+        }
+        champion_engine, champion_error = load_champion(
+            champion,
+            lambda c: _vertex_champion_client(c, project=project, location=location, cache_dir=cache_dir),
+        )
+        try:
+            report = evaluate_with_judge(
+                judge=model_judge(engines["judge"]),
+                base_client=engines[BASE],
+                tuned_client=engines[CANDIDATE],
+                eval_pairs=pairs,
+                eval_prompts=prompts,
+                max_output_tokens=max_output_tokens,
+                champion_client=champion_engine,
+            )
+        finally:
+            for engine in (*engines.values(), *([champion_engine] if champion_engine is not None else [])):
+                engine.close()
+    decision = decide(
+        metric=PRIMARY_METRIC,
+        candidate_scores=None,
+        base_scores=report.wins.get(BASE),
+        base_value=report.figures.get(PRIMARY_METRIC, 0.0),
+        champion_scores=report.wins.get(CHAMPION),
+        champion_value=report.figures.get(WIN_RATE_VS[CHAMPION]),
+        champion_label=describe_champion(champion),
+        champion_error=champion_error or report.champion_error,
+        policy=policy,
+    )
+    result = _result(report, decision)
+    result.write(predictions_path=predictions_path, summary_path=summary_path)
+    return result

@@ -31,7 +31,8 @@ def evaluate_supervised(
     """Scores the tuned model beside its base and the champion on held-out rows; returns whether the gate passed.
 
     A single ``bool`` return (not a NamedTuple): the pipeline's ``dsl.If`` reads it as ``Output``; the reason is
-    ``metrics.metadata["gate_reason"]``. ``metrics`` holds ``<model>_<metric>`` for ``base``, ``tuned`` and
+    ``metrics.metadata["gate_reason"]``. ``metrics`` is an evaluation result as every evaluation logs it
+    (:mod:`tunekit.components.evaluation.result`): it holds ``<model>_<metric>`` for ``base``, ``tuned`` and
     ``champion``, the comparisons' ``gate_delta_*`` / ``gate_ci_low_*`` / ``gate_ci_high_*``, and ``gate`` (the
     comparisons in full). Classification also logs the tuned model's per-class precision and recall and its
     confusion matrix (``confusion_matrix``). With ``model_based_evaluation`` (Vertex only), the Gen AI evaluation
@@ -40,10 +41,11 @@ def evaluate_supervised(
     answers and the autorater's verdicts are kept in ``response_cache`` as they arrive: a retry of this step pays
     for nothing twice.
     """
-    from tunekit.components.evaluation.gate import GatePolicy, gate_metrics
-    from tunekit.components.evaluation.supervised.steps import run_evaluate
+    from tunekit.components.evaluation.gate import GatePolicy
+    from tunekit.components.evaluation.result import log_evaluation
+    from tunekit.components.evaluation.supervised.steps import CANDIDATE, run_evaluate
 
-    report, decision = run_evaluate(
+    result = run_evaluate(
         backend=backend,
         task=task,
         base_model=base_model,
@@ -64,23 +66,7 @@ def evaluate_supervised(
         model_based=model_based_evaluation,
         cache_dir=response_cache.path if backend == "vertex" else "",
     )
-    for model_name, values in report.metrics.items():
-        for metric_name, value in values.items():
-            metrics.log_metric(f"{model_name}_{metric_name}", float(value))
-    for key, value in gate_metrics(decision).items():
-        metrics.log_metric(key, float(value))
-    for other, result in report.autorater.items():
-        metrics.log_metric(f"autorater_win_rate_vs_{other}", result.win_rate)
-        metrics.log_metric(f"autorater_win_rate_vs_{other}_ci_low", result.interval.low + 0.5)
-        metrics.log_metric(f"autorater_win_rate_vs_{other}_ci_high", result.interval.high + 0.5)
-    details = report.classification.get("tuned")
+    details = result.extras["classification"].get(CANDIDATE)
     if details is not None:
-        for label in details.precision:
-            metrics.log_metric(f"tuned_precision[{label}]", details.precision[label])
-            metrics.log_metric(f"tuned_recall[{label}]", details.recall[label])
         confusion_matrix.log_confusion_matrix(details.labels, details.matrix)
-    metrics.metadata["gate_passed"] = decision.passed
-    metrics.metadata["gate_reason"] = decision.reason
-    metrics.metadata["gate"] = [c.as_dict() for c in decision.comparisons]
-    print(decision.reason)
-    return decision.passed
+    return log_evaluation(result, metrics)

@@ -2,51 +2,49 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.evaluation.gate import (
+    BASE,
     CHAMPION,
     GatePolicy,
+    decide,
     describe_champion,
+    load_champion,
     locate_champion,
 )
+from tunekit.components.evaluation.result import EvaluationResult
 from tunekit.components.evaluation.scoring import (
     EvalReport,
-    GateDecision,
-    decide,
     evaluate_models,
     load_eval_rows,
     render_markdown,
-    write_predictions,
+    vertex_client,
 )
 from tunekit.components.model_clients.base import GenerationConfig, ModelClient
 
-
-def vertex_client(model: str, project: str, location: str, cache_dir: str = "") -> ModelClient:
-    """Gemini (a publisher model or an endpoint) through the model engine (retries, rate limits, cache).
-
-    With ``cache_dir`` answers go to the persistent response cache, so a retried step pays for none twice.
-    """
-    from tunekit.components.model_clients.backends import make_engine
-
-    return make_engine(
-        "vertex", model, options={"project": project, "location": location}, cache_dir=cache_dir or None
-    )
+CANDIDATE = "tuned"
 
 
 def _clients(
-    backend: str, base_model: str, tuned: dict, model_path: str, project: str, location: str, cache_dir: str = ""
+    backend: str,
+    base_model: str,
+    tuned: ModelRecord,
+    model_path: str,
+    project: str,
+    location: str,
+    cache_dir: str = "",
 ):
     if backend == "local":
         from tunekit.components.model_clients.hf import HFLocalClient
 
-        return {"base": HFLocalClient(base_model), "tuned": HFLocalClient(base_model, adapter_dir=model_path)}
+        return {BASE: HFLocalClient(base_model), CANDIDATE: HFLocalClient(base_model, adapter_dir=model_path)}
     if backend == "vertex":
         return {
-            "base": vertex_client(base_model, project, location, cache_dir),
-            "tuned": vertex_client(tuned["endpoint"], project, location, cache_dir),
+            BASE: vertex_client(base_model, project, location, cache_dir),
+            CANDIDATE: vertex_client(tuned.endpoint, project, location, cache_dir),
         }
     raise ValueError(f"unknown backend '{backend}'")
 
@@ -74,6 +72,60 @@ def champion_client(champion, *, project: str, location: str, cache_dir: str = "
     return vertex_client(champion.endpoint, project or "", location or "", cache_dir)
 
 
+def _judge_with_autorater(
+    report: EvalReport, rows, *, project: str, location: str, client=None, cache_dir: str = ""
+) -> None:
+    """Fills ``report.autorater``: the pairwise autorater's verdicts of the candidate against base and champion."""
+    from tunekit.components.evaluation.autorater import judge_pairwise
+    from tunekit.components.model_clients.cache import ResponseCache
+    from tunekit.components.model_clients.hf import prompt_text
+
+    prompts = [prompt_text(row.prompt) for row in rows]
+    tuned_answers = [p.get(f"{CANDIDATE}_prediction") for p in report.predictions]
+    verdicts = ResponseCache(cache_dir) if cache_dir else None
+    try:
+        for other in (BASE, CHAMPION):
+            if other in report.metrics:
+                report.autorater[other] = judge_pairwise(
+                    other,
+                    prompts,
+                    tuned_answers,
+                    [p.get(f"{other}_prediction") for p in report.predictions],
+                    project=project,
+                    location=location,
+                    client=client,
+                    cache=verdicts,
+                )
+    finally:
+        if verdicts is not None:
+            verdicts.close()
+
+
+def _result(report: EvalReport, decision) -> EvaluationResult:
+    metrics = {name: dict(values) for name, values in report.metrics.items()}
+    details = report.classification.get(CANDIDATE)
+    if details is not None:
+        for label in details.precision:
+            metrics[CANDIDATE][f"precision[{label}]"] = details.precision[label]
+            metrics[CANDIDATE][f"recall[{label}]"] = details.recall[label]
+    figures: dict[str, float] = {}
+    for other, result in report.autorater.items():
+        figures[f"autorater_win_rate_vs_{other}"] = result.win_rate
+        figures[f"autorater_win_rate_vs_{other}_ci_low"] = result.interval.low + 0.5
+        figures[f"autorater_win_rate_vs_{other}_ci_high"] = result.interval.high + 0.5
+    return EvaluationResult(
+        method="supervised",
+        candidate=CANDIDATE,
+        primary_metric=report.primary_metric,
+        decision=decision,
+        metrics=metrics,
+        figures=figures,
+        predictions=report.predictions,
+        summary=render_markdown(report, decision),
+        extras={"autorater": report.autorater, "classification": report.classification, "report": report},
+    )
+
+
 def run_evaluate(
     *,
     backend: str,
@@ -96,12 +148,12 @@ def run_evaluate(
     model_based: bool = False,
     evaluation_client=None,
     cache_dir: str = "",
-) -> tuple[EvalReport, GateDecision]:
+) -> EvaluationResult:
     """Scores the tuned model beside its base and the champion on the held-out rows; decides whether to deploy.
 
     The champion is the model deployed for ``purpose`` now (none when ``purpose`` is '' or nothing is deployed);
     it answers the same rows. Writes the per-row predictions (JSON Lines) and a Markdown summary; returns the
-    report and decision.
+    evaluation (``extras``: ``autorater``, ``classification`` and the scoring ``report``).
 
     ``clients`` gives ``base``, ``tuned`` and optionally ``champion`` clients (tests); they are built from the
     arguments when None, and the champion's when the registry has a champion and ``clients`` has none. ``policy``
@@ -113,11 +165,7 @@ def run_evaluate(
     ``cache_dir`` (the step's ``response_cache`` output; '' for none) keeps the Vertex models' answers and the
     autorater's verdicts as they arrive: a retried or re-run step asks again only for what is missing.
     """
-    tuned = dict(model_metadata)
-    info_file = os.path.join(model_path, "tunekit_model.json")
-    if os.path.exists(info_file):
-        with open(info_file, encoding="utf-8") as handle:
-            tuned.update(json.load(handle))
+    tuned = ModelRecord.read(model_path, model_metadata)
     if model_based and backend != "vertex":
         raise UserError(
             "model-based evaluation uses the Vertex AI Gen AI evaluation service: set backend: vertex, or "
@@ -126,12 +174,8 @@ def run_evaluate(
         )
     rows = load_eval_rows(validation_path, limit=max_eval_examples)
     policy = policy or GatePolicy(min_improvement=min_improvement)
-    champion = (
-        locate_champion(
-            purpose, backend=backend, local_registry=local_registry, project=project, location=location
-        )
-        if purpose
-        else None
+    champion = locate_champion(
+        purpose, backend=backend, local_registry=local_registry, project=project, location=location
     )
     models = (
         dict(clients)
@@ -139,11 +183,12 @@ def run_evaluate(
         else _clients(backend, base_model, tuned, model_path, project, location, cache_dir)
     )
     champion_error = ""
-    if champion is not None and CHAMPION not in models:
-        try:
-            models[CHAMPION] = champion_client(champion, project=project, location=location, cache_dir=cache_dir)
-        except Exception as exc:  # noqa: BLE001 - any failure to load the champion is reported by the gate
-            champion_error = f"{type(exc).__name__}: {exc}"
+    if CHAMPION not in models:
+        client, champion_error = load_champion(
+            champion, lambda c: champion_client(c, project=project, location=location, cache_dir=cache_dir)
+        )
+        if client is not None:
+            models[CHAMPION] = client
     try:
         report = evaluate_models(
             rows, models, task=task, config=GenerationConfig(max_output_tokens=max_output_tokens)
@@ -152,38 +197,15 @@ def run_evaluate(
         for client in models.values():
             client.close()
     decision = decide(
-        report,
-        candidate="tuned",
-        baseline="base",
+        **report.gate_inputs(
+            candidate=CANDIDATE, champion_label=describe_champion(champion), champion_error=champion_error
+        ),
         policy=policy,
-        champion_label=describe_champion(champion) if champion is not None else "",
-        champion_error=champion_error,
     )
     if model_based:
-        from tunekit.components.evaluation.autorater import judge_pairwise
-        from tunekit.components.model_clients.cache import ResponseCache
-        from tunekit.components.model_clients.hf import prompt_text
-
-        prompts = [prompt_text(row.prompt) for row in rows]
-        tuned_answers = [p.get("tuned_prediction") for p in report.predictions]
-        verdicts = ResponseCache(cache_dir) if cache_dir else None
-        try:
-            for other in ("base", CHAMPION):
-                if other in report.metrics:
-                    report.autorater[other] = judge_pairwise(
-                        other,
-                        prompts,
-                        tuned_answers,
-                        [p.get(f"{other}_prediction") for p in report.predictions],
-                        project=project,
-                        location=location,
-                        client=evaluation_client,
-                        cache=verdicts,
-                    )
-        finally:
-            if verdicts is not None:
-                verdicts.close()
-    write_predictions(report, predictions_path)
-    with open(summary_path, "w", encoding="utf-8") as handle:
-        handle.write(render_markdown(report, decision))
-    return report, decision
+        _judge_with_autorater(
+            report, rows, project=project, location=location, client=evaluation_client, cache_dir=cache_dir
+        )
+    result = _result(report, decision)
+    result.write(predictions_path=predictions_path, summary_path=summary_path)
+    return result

