@@ -90,6 +90,11 @@ class PreferenceTuningConfig:
     min_win_rate: float = field(
         0.5, "Gate: the tuned model's win rate against the base on held-out prompts must exceed this."
     )
+    beat_champion: bool = field(
+        True,
+        "Gate: the tuned model must also win more than half of its comparisons with the model now deployed for "
+        "`purpose`, judged on the same held-out prompts.",
+    )
     judge_model: str = field("gemini-2.5-flash", "Vertex: the autorater that compares tuned and base answers.")
     purpose: str = field(
         PIPELINE_NAME, "What the model serves; the deployed model becomes this purpose's champion."

@@ -72,7 +72,7 @@ def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
 
     fake.set_responder(lambda text: "billing", model=summary["endpoint"])
     fake.set_responder(lambda text: "I cannot tell", model="gemini-2.5-flash")
-    report, decision = run_evaluate(
+    result = run_evaluate(
         backend="vertex",
         task="classification",
         base_model="gemini-2.5-flash",
@@ -84,15 +84,15 @@ def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
         project="test-project",
         location="us-central1",
     )
-    assert report.metrics["tuned"]["accuracy"] == 1.0 and report.metrics["base"]["accuracy"] == 0.0
-    assert decision.passed
+    assert result.metrics["tuned"]["accuracy"] == 1.0 and result.metrics["base"]["accuracy"] == 0.0
+    assert result.decision.passed
     record = run_deploy(
         backend="vertex",
         model_path=str(model_dir),
         model_metadata=model_meta,
         dataset_fingerprint=train_meta["fingerprint"],
-        metrics=report.metrics["tuned"],
-        gate_reason=decision.reason,
+        metrics=result.metrics["tuned"],
+        gate_reason=result.decision.reason,
         purpose="support-routing",
         pipeline_job_name="supervised-tuning-20261123",
         local_registry_path="",

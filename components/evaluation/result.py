@@ -19,7 +19,6 @@ artifact of every evaluation has the same shape:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,10 +73,6 @@ class EvaluationResult:
     def comparisons(self) -> list[Comparison]:
         """The gate's comparisons."""
         return self.decision.comparisons
-
-    def __iter__(self) -> Iterator[Any]:
-        """Unpacks as ``(result, decision)``, for callers written when the supervised step returned that pair."""
-        return iter((self, self.decision))
 
     def schema(self) -> dict[str, Any]:
         """The declared names: method, candidate, primary metric, models and figures."""
