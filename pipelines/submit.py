@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tunekit.components.common import vertex_jobs
 from tunekit.components.common.errors import UserError
 from tunekit.pipelines.compile import compile_method
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, parameter_values
@@ -125,25 +126,31 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
 def submit(method: Method, config, options: SubmitOptions, *, credentials=None):
     """Builds and submits the job; returns it (``job.resource_name``, ``job._dashboard_uri()``).
 
-    A create call whose reply is lost (or a job id submitted twice) is not repeated: the job is looked up by its
-    id and re-attached, so a retried submission never starts (and bills) a second run.
+    A create call whose reply is lost (a 5xx or a timeout), or a job id submitted twice (409), is not repeated: the
+    job is looked up by its id and re-attached (:func:`~tunekit.components.common.vertex_jobs.create_once`), so a
+    retried submission never starts (and bills) a second run. ``PipelineJob`` fixes its ``job_id`` when it is built
+    (aiplatform ``pipeline_jobs.py``), so the id is the same for every try.
     """
     from google.api_core import exceptions
     from google.cloud import aiplatform
 
     credentials = connect(options, credentials)
     job = build_pipeline_job(method, config, options, credentials=credentials)
-    try:
+    name = f"projects/{options.project}/locations/{options.region}/pipelineJobs/{job.job_id}"
+
+    def create():
         job.submit(service_account=options.service_account or None, network=options.network or None)
-    except (exceptions.Conflict, exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
-        name = f"projects/{options.project}/locations/{options.region}/pipelineJobs/{job.job_id}"
+        return job
+
+    def attached(exc: BaseException):
         try:
-            attached = aiplatform.PipelineJob.get(name, credentials=credentials)
+            found = aiplatform.PipelineJob.get(name, credentials=credentials)
         except exceptions.NotFound:
-            raise exc from None
-        print(f"re-attached to {attached.resource_name} ({type(exc).__name__} on create)")
-        return attached
-    return job
+            return None
+        print(f"re-attached to {found.resource_name} ({type(exc).__name__} on create)")
+        return found
+
+    return vertex_jobs.create_once(create, find=attached, on_conflict=attached, attempts=1, retry_delay_s=0.0)
 
 
 #: Final pipeline states and the exit code each one means.
@@ -152,10 +159,9 @@ FINAL_STATES = {
     "PIPELINE_STATE_FAILED": 1,
     "PIPELINE_STATE_CANCELLED": 1,
 }
-
-
-def _state_name(state) -> str:
-    return getattr(state, "name", None) or str(state)
+PIPELINE_RUN = vertex_jobs.JobKind(
+    "Pipeline run", frozenset({vertex_jobs.PIPELINE_SUCCEEDED}), vertex_jobs.PIPELINE_FAILED_STATES
+)
 
 
 def wait_for_job(
@@ -170,7 +176,8 @@ def wait_for_job(
 ) -> str:
     """Polls a submitted ``PipelineJob`` until it ends, printing each change of the job's and its tasks' states.
 
-    Transient errors while polling (unavailable, deadline, quota) are retried; the job keeps running either way.
+    The polling is :func:`~tunekit.components.common.vertex_jobs.wait_for`'s: transient errors while polling
+    (:func:`~tunekit.components.common.vertex_jobs.is_transient`) are retried; the job keeps running either way.
 
     Args:
         job: An ``aiplatform.PipelineJob`` that was submitted (or fetched with ``PipelineJob.get``).
@@ -179,49 +186,57 @@ def wait_for_job(
         echo: Where progress lines go.
         sleep: Waits between polls (tests pass a no-op).
         clock: Monotonic clock (tests pass their own).
-        max_poll_errors: Consecutive failed polls before giving up.
+        max_poll_errors: Consecutive failed polls tolerated (the next one raises).
 
     Returns:
         The final state's name (``PIPELINE_STATE_SUCCEEDED``...), or ``TIMEOUT`` when ``timeout_seconds`` passed.
     """
-    from google.api_core import exceptions
-
-    transient = (
-        exceptions.ServiceUnavailable,
-        exceptions.DeadlineExceeded,
-        exceptions.TooManyRequests,
-        exceptions.InternalServerError,
-    )
-    started = clock()
     last_state = ""
     tasks: dict[str, str] = {}
-    errors = 0
-    while True:
-        try:
-            state = _state_name(job.state)
-            errors = 0
-        except transient as exc:
-            errors += 1
-            if errors > max_poll_errors:
-                raise
-            echo(f"poll failed ({type(exc).__name__}); retrying")
-            sleep(poll_seconds)
-            continue
-        resource = job.gca_resource
+
+    def read():
+        job.state  # noqa: B018 (the property reads the job again: aiplatform's _sync_gca_resource)
+        return job.gca_resource
+
+    def show(resource) -> None:
+        nonlocal last_state
+        state = vertex_jobs.state_name(resource.state)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S")
         if state != last_state:
             echo(f"{stamp} {job.resource_name.rsplit('/', 1)[-1]}: {state.removeprefix('PIPELINE_STATE_')}")
             last_state = state
         for task in resource.job_detail.task_details:
-            task_state = _state_name(task.state)
+            task_state = vertex_jobs.state_name(task.state)
             if task.task_name and tasks.get(task.task_name) != task_state:
                 tasks[task.task_name] = task_state
                 echo(f"{stamp}   {task.task_name}: {task_state}")
-        if state in FINAL_STATES:
-            if state != "PIPELINE_STATE_SUCCEEDED" and resource.error.message:
-                echo(f"error: {resource.error.message}")
-            return state
-        if timeout_seconds and clock() - started >= timeout_seconds:
-            echo(f"stopped waiting after {timeout_seconds:.0f}s; the job goes on: {job.resource_name}")
-            return "TIMEOUT"
-        sleep(poll_seconds)
+
+    def poll_failed(exc: BaseException) -> None:
+        echo(f"poll failed ({type(exc).__name__}); retrying")
+
+    errors = max_poll_errors + 1  # the error after max_poll_errors in a row is raised
+    resource = vertex_jobs.retry_transient(
+        read, attempts=errors, initial_s=poll_seconds, max_s=poll_seconds, sleep=sleep, on_error=poll_failed
+    )
+    show(resource)
+    try:
+        resource = vertex_jobs.wait_for(
+            resource,
+            read,
+            PIPELINE_RUN,
+            poll_interval_s=poll_seconds,
+            timeout_s=timeout_seconds or None,
+            progress=show,
+            on_poll_error=poll_failed,
+            max_poll_errors=errors,
+            sleep=sleep,
+            clock=clock,
+        )
+    except vertex_jobs.JobFailed as failed:
+        if failed.job is not None and failed.job.error.message:
+            echo(f"error: {failed.job.error.message}")
+        return failed.state
+    except vertex_jobs.JobTimeout:
+        echo(f"stopped waiting after {timeout_seconds:.0f}s; the job goes on: {job.resource_name}")
+        return "TIMEOUT"
+    return vertex_jobs.state_name(resource.state)

@@ -206,38 +206,10 @@ class FakeVertex:
 
     def start(self) -> FakeVertex:
         """Starts serving on a random loopback port; returns self."""
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in two writes; with Nagle on, keep-alive requests wait ~40 ms each.
-            disable_nagle_algorithm = True
-
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                fake._handle(self, "GET")
-
-            def do_POST(self):  # noqa: N802
-                fake._handle(self, "POST")
-
-            def do_PATCH(self):  # noqa: N802
-                fake._handle(self, "PATCH")
-
-            def do_DELETE(self):  # noqa: N802
-                fake._handle(self, "DELETE")
-
-            def log_message(self, format, *args):  # noqa: A002 (quiet: tests read results, not logs)
-                return None
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server, self._thread = serve_http(self._handle, "fake-vertex")
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        # A short poll interval keeps stop() quick (serve_forever checks for shutdown at this pace).
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-vertex", daemon=True
-        )
         if self.quota_qpm:
             self._bucket, self._bucket_time = self._quota_capacity(), time.monotonic()
-        self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -657,17 +629,24 @@ class FakeVertex:
             job = self.jobs.get(name)
             if job is None:
                 return 404, self._error(404, f"TuningJob {name} not found.")
-            if job["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
-                self._polls[name] += 1
-                job["updateTime"] = _now()
-                if self._polls[name] < self.polls_to_finish:
-                    job["state"] = "JOB_STATE_RUNNING"
-                    job.setdefault("startTime", _now())
-                elif name in self._job_failures:
-                    job.update(state="JOB_STATE_FAILED", endTime=_now(), error=self._job_failures[name])
-                else:
-                    self._succeed(name, job)
+            if self._poll(name, job):
+                self._succeed(name, job)
             return 200, json.loads(json.dumps(job))
+
+    def _poll(self, name: str, job: dict) -> bool:
+        """Advances a pending or running job by one GET (lock held); True when it is due to succeed now."""
+        if job["state"] not in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+            return False
+        self._polls[name] += 1
+        job["updateTime"] = _now()
+        if self._polls[name] < self.polls_to_finish:
+            job["state"] = "JOB_STATE_RUNNING"
+            job.setdefault("startTime", _now())
+            return False
+        if name in self._job_failures:
+            job.update(state="JOB_STATE_FAILED", endTime=_now(), error=self._job_failures[name])
+            return False
+        return True
 
     def _succeed(self, name: str, job: dict) -> None:
         parent = name.split("/tuningJobs/")[0]
@@ -714,17 +693,7 @@ class FakeVertex:
             job = self.batch_jobs.get(name)
             if job is None:
                 return 404, self._error(404, f"BatchPredictionJob {name} not found.")
-            finish = False
-            if job["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
-                self._polls[name] += 1
-                job["updateTime"] = _now()
-                if self._polls[name] < self.polls_to_finish:
-                    job["state"] = "JOB_STATE_RUNNING"
-                    job.setdefault("startTime", _now())
-                elif name in self._job_failures:
-                    job.update(state="JOB_STATE_FAILED", endTime=_now(), error=self._job_failures[name])
-                else:
-                    finish = True
+            finish = self._poll(name, job)
             snapshot = json.loads(json.dumps(job))
         if finish:
             self._run_batch(name, snapshot)
@@ -894,6 +863,41 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def serve_http(
+    handle: Callable[[BaseHTTPRequestHandler, str], None], name: str
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Serves ``handle(handler, method)`` for GET, POST, PATCH and DELETE on a random loopback port, on a thread.
+
+    Shared by the fakes; ``server.server_address[1]`` is the port, ``server.shutdown()`` stops it.
+    """
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle on, keep-alive requests wait ~40 ms each.
+        disable_nagle_algorithm = True
+
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            handle(self, "GET")
+
+        def do_POST(self):  # noqa: N802
+            handle(self, "POST")
+
+        def do_PATCH(self):  # noqa: N802
+            handle(self, "PATCH")
+
+        def do_DELETE(self):  # noqa: N802
+            handle(self, "DELETE")
+
+        def log_message(self, format, *args):  # noqa: A002 (quiet: tests read results, not logs)
+            return None
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    # A short poll interval keeps shutdown() quick (serve_forever checks for it at this pace).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, name=name, daemon=True)
+    thread.start()
+    return server, thread
+
+
 def allow_loopback_only(monkeypatch) -> list[tuple[str, Any]]:
     """Makes any socket connection to a non-loopback address fail, for the rest of the test.
 
@@ -921,7 +925,7 @@ def allow_loopback_only(monkeypatch) -> list[tuple[str, Any]]:
     return refused
 
 
-def serve_fake_vertex(monkeypatch, **options) -> Iterator[FakeVertex]:
+def serve_fake_vertex(monkeypatch, fake_class: type[FakeVertex] | None = None, **options) -> Iterator[FakeVertex]:
     """A pytest fixture body: a started :class:`FakeVertex` that tunekit's clients are aimed at.
 
     Only loopback connections are allowed while it runs (anything else fails the test afterwards), and its
@@ -929,10 +933,11 @@ def serve_fake_vertex(monkeypatch, **options) -> Iterator[FakeVertex]:
 
     Args:
         monkeypatch: pytest's fixture.
+        fake_class: A subclass of :class:`FakeVertex` to serve instead (one that accepts more requests).
         **options: :class:`FakeVertex` arguments (``polls_to_finish``, ...).
     """
     refused = allow_loopback_only(monkeypatch)
-    with FakeVertex(**options) as server:
+    with (fake_class or FakeVertex)(**options) as server:
         for key, value in server.env().items():
             monkeypatch.setenv(key, value)
         yield server

@@ -7,7 +7,10 @@ Serves on ``127.0.0.1`` (random port), paths under ``/v1/``:
   ``SUCCEEDED`` on its ``polls_to_finish``-th GET, with the task details Google's template leaves: the uploader's
   ``output:model_resource_name`` and the evaluator's metrics; or ``FAILED`` with ``error`` when told to;
 - EndpointService: ``POST {parent}/endpoints`` and ``POST {endpoint}:deployModel`` (long-running operations that
-  are done at once), ``GET {endpoint}``;
+  are done at once, or, with ``operation_polls``, reported done on that GET of the operation), ``GET {endpoint}``;
+- long-running operations: ``GET {resource}/operations/ID`` (aiplatform's ``get_operation`` and the operations
+  client that polls an ``Operation``), for every operation the fake answered; stored in
+  :attr:`FakeVertexPipelines.operations`;
 - EndpointService, for canaries and rollbacks: ``deployModel`` honours the request's ``trafficSplit`` (``"0"`` is
   the model being deployed; the split must add up to 100), ``POST {endpoint}:undeployModel`` (refused while the
   model still gets traffic, unless the request's ``trafficSplit`` takes it away), ``PATCH {endpoint}`` of
@@ -37,9 +40,12 @@ import json
 import math
 import re
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
+
+from fake_vertex import allow_loopback_only, serve_http
 
 PROJECT = "test-project"
 LOCATION = "us-central1"
@@ -56,6 +62,7 @@ _MODEL = re.compile(rf"^/v1/(?P<name>{_PARENT}/models/[^/:@]+)(?:@(?P<version>[^
 _PREDICT = re.compile(rf"^/v1/(?P<name>{_PARENT}/(?:publishers/[^/]+/models|endpoints)/[^/:]+):predict$")
 _SCHEDULES = re.compile(rf"^/v1/{_PARENT}/schedules$")
 _SCHEDULE = re.compile(rf"^/v1/(?P<name>{_PARENT}/schedules/[^/:]+)(?::(?P<verb>pause|resume))?$")
+_OPERATION = re.compile(rf"^/(?:v1|ui)/(?P<name>{_PARENT}/.+/operations/[^/:]+)$")
 _TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
 
 
@@ -74,6 +81,8 @@ class FakeVertexPipelines:
     Args:
         polls_to_finish: The GET of a pipeline job on which it ends (1 = the first GET).
         metrics: The evaluator metrics a succeeded job reports.
+        operation_polls: 0 answers long-running operations done at once; N answers them not done, and done on
+            the N-th GET of the operation (the work itself is carried out at once).
 
     Attributes:
         url: ``http://127.0.0.1:PORT`` once started.
@@ -82,10 +91,15 @@ class FakeVertexPipelines:
         endpoints: Endpoints by resource name (Vertex JSON).
         models: Model Registry entries by resource name (without version): their versions, oldest first.
         schedules: Pipeline job schedules by resource name (Vertex JSON).
+        operations: Long-running operations by resource name, as they are once done (Vertex JSON).
     """
 
-    def __init__(self, *, polls_to_finish: int = 2, metrics: dict[str, float] | None = None):
+    def __init__(
+        self, *, polls_to_finish: int = 2, metrics: dict[str, float] | None = None, operation_polls: int = 0
+    ):
         self.polls_to_finish = polls_to_finish
+        self.operation_polls = operation_polls
+        self.operations: dict[str, dict] = {}
         self.metrics = metrics if metrics is not None else {"test/ndcg@10": 0.81}
         self.url = ""
         self.requests: list[tuple[str, str, Any]] = []
@@ -101,30 +115,8 @@ class FakeVertexPipelines:
         self._server: ThreadingHTTPServer | None = None
 
     def __enter__(self) -> FakeVertexPipelines:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                fake._handle(self, "GET")
-
-            def do_POST(self):  # noqa: N802
-                fake._handle(self, "POST")
-
-            def do_PATCH(self):  # noqa: N802
-                fake._handle(self, "PATCH")
-
-            def do_DELETE(self):  # noqa: N802
-                fake._handle(self, "DELETE")
-
-            def log_message(self, format, *args):  # noqa: A002 (quiet)
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server, _ = serve_http(self._handle, "fake-vertex-pipelines")
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -202,6 +194,8 @@ class FakeVertexPipelines:
         return code, {"error": {"code": code, "status": status, "message": message}}
 
     def _route(self, method: str, path: str, body: Any, query: dict) -> tuple[int, dict]:
+        if method == "GET" and (m := _OPERATION.match(path)):
+            return self._get_operation(m["name"])
         if method == "POST" and (m := _JOBS.match(path)):
             return self._create_job(m, body or {}, query)
         if method == "GET" and (m := _JOB.match(path)):
@@ -438,7 +432,21 @@ class FakeVertexPipelines:
 
     def _done_operation(self, resource: str, response: dict) -> dict:
         self._counter += 1
-        return {"name": f"{resource}/operations/{self._counter}", "done": True, "response": response}
+        name = f"{resource}/operations/{self._counter}"
+        self.operations[name] = {"name": name, "done": True, "response": response}
+        self._polls[name] = 0
+        if self.operation_polls:
+            return {"name": name, "done": False}
+        return self.operations[name]
+
+    def _get_operation(self, name: str) -> tuple[int, dict]:
+        operation = self.operations.get(name)
+        if operation is None:
+            return self._error(404, "NOT_FOUND", f"Operation {name} not found.")
+        self._polls[name] += 1
+        if self._polls[name] < self.operation_polls:
+            return 200, {"name": name, "done": False}
+        return 200, operation
 
     def _create_job(self, m: re.Match, body: dict, query: dict) -> tuple[int, dict]:
         job_id = (query.get("pipelineJobId") or [f"job-{len(self.jobs) + 1}"])[0]
@@ -496,3 +504,20 @@ class FakeVertexPipelines:
             ]
         }
         return 200, job
+
+
+def serve_fake_pipelines(monkeypatch, **options) -> Iterator[FakeVertexPipelines]:
+    """A pytest fixture body: a started :class:`FakeVertexPipelines` that tunekit's clients are aimed at.
+
+    Only loopback connections are allowed while it runs (anything else fails the test afterwards), and
+    ``TUNEKIT_VERTEX_BASE_URL`` is set to it. Use as ``yield from serve_fake_pipelines(monkeypatch, ...)``.
+
+    Args:
+        monkeypatch: pytest's fixture.
+        **options: :class:`FakeVertexPipelines` arguments (``polls_to_finish``, ``operation_polls``...).
+    """
+    refused = allow_loopback_only(monkeypatch)
+    with FakeVertexPipelines(**options) as server:
+        monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", server.url)
+        yield server
+    assert refused == [], f"connections to other hosts than loopback: {refused}"

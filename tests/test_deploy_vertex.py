@@ -6,8 +6,7 @@ import os
 from urllib.parse import unquote
 
 import pytest
-from fake_vertex import allow_loopback_only
-from fake_vertex_pipelines import LOCATION, PROJECT, FakeVertexPipelines
+from fake_vertex_pipelines import LOCATION, PROJECT, serve_fake_pipelines
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.deployment import registry as vertex
@@ -20,11 +19,7 @@ FP = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 @pytest.fixture
 def fake(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    with FakeVertexPipelines() as server:
-        monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", server.url)
-        yield server
-    assert refused == []
+    yield from serve_fake_pipelines(monkeypatch)
 
 
 def champion(purpose="Support Routing"):
@@ -48,11 +43,15 @@ def deploy_gemini(fake, tmp_path, name, accuracy):
         "job_name": f"job-{name}",
     }
     os.makedirs(tmp_path / name, exist_ok=True)
-    record = run_deploy(
+    return model, endpoint, _run_deploy(tmp_path, name, tuned, accuracy, dataset_fingerprint="ab" * 32)
+
+
+def _run_deploy(tmp_path, name, tuned, accuracy, dataset_fingerprint=""):
+    return run_deploy(
         backend="vertex",
         model_path=str(tmp_path / name),
         model_metadata=tuned,
-        dataset_fingerprint="ab" * 32,
+        dataset_fingerprint=dataset_fingerprint,
         metrics={"tuned_accuracy": accuracy},
         gate_reason="better",
         purpose="Support Routing",
@@ -61,7 +60,6 @@ def deploy_gemini(fake, tmp_path, name, accuracy):
         deployment_path=str(tmp_path / name / "deployment.json"),
         data_fingerprint=FP,
     )
-    return model, endpoint, record
 
 
 def test_tuned_gemini_becomes_champion_and_rolls_back(fake, tmp_path):
@@ -109,20 +107,7 @@ def test_tuned_gemini_becomes_champion_and_rolls_back(fake, tmp_path):
 
 def deploy_gemini_retry(fake, tmp_path, name, model, endpoint):
     tuned = {"tuned_model": model, "endpoint": endpoint, "base_model": "gemini-2.5-flash"}
-    record = run_deploy(
-        backend="vertex",
-        model_path=str(tmp_path / name),
-        model_metadata=tuned,
-        dataset_fingerprint="",
-        metrics={"tuned_accuracy": 0.8},
-        gate_reason="better",
-        purpose="Support Routing",
-        pipeline_job_name=f"Run-{name}",
-        local_registry_path="",
-        deployment_path=str(tmp_path / name / "deployment.json"),
-        data_fingerprint=FP,
-    )
-    return model, endpoint, record
+    return model, endpoint, _run_deploy(tmp_path, name, tuned, 0.8)
 
 
 def deploy_open(tmp_path, name, canary, **kw):

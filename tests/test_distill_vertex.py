@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from fake_vertex import FakeVertex, allow_loopback_only
+from fake_vertex import FakeVertex, serve_fake_vertex
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.tuning.distillation.steps import run_build_student_dataset, run_tune_student
@@ -36,12 +36,14 @@ class DistillationFake(FakeVertex):
         return super()._create_job(m, body)
 
 
-def serve(monkeypatch, fake_class):
-    refused = allow_loopback_only(monkeypatch)
-    server = fake_class(polls_to_finish=1).start()
-    for key, value in server.env().items():
-        monkeypatch.setenv(key, value)
-    return server, refused
+@pytest.fixture
+def server(monkeypatch):
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=1)
+
+
+@pytest.fixture
+def distillation_server(monkeypatch):
+    yield from serve_fake_vertex(monkeypatch, DistillationFake, polls_to_finish=1)
 
 
 @pytest.fixture
@@ -92,12 +94,8 @@ def created_bodies(server):
     ]
 
 
-def test_gemini_student_sft_on_the_multitask_data(monkeypatch, data, tmp_path):
-    server, refused = serve(monkeypatch, FakeVertex)
-    try:
-        record, meta = tune(data, tmp_path, "vertex")
-    finally:
-        server.stop()
+def test_gemini_student_sft_on_the_multitask_data(server, data, tmp_path):
+    record, meta = tune(data, tmp_path, "vertex")
     (body,) = created_bodies(server)
     assert body["baseModel"] == "gemini-2.5-flash-lite"
     spec = body["supervisedTuningSpec"]
@@ -111,27 +109,18 @@ def test_gemini_student_sft_on_the_multitask_data(monkeypatch, data, tmp_path):
     rows = [json.loads(line) for line in (data / "train_gemini.jsonl").read_text().splitlines()]
     prompts = [r["contents"][0]["parts"][0]["text"] for r in rows]
     assert sum(p.startswith("predict: ") for p in prompts) == sum(p.startswith("explain: ") for p in prompts) > 0
-    assert refused == []
 
 
-def test_baseline_uses_label_only_data(monkeypatch, data, tmp_path):
-    server, _ = serve(monkeypatch, FakeVertex)
-    try:
-        record, _ = tune(data, tmp_path, "vertex", baseline=True)
-    finally:
-        server.stop()
+def test_baseline_uses_label_only_data(server, data, tmp_path):
+    record, _ = tune(data, tmp_path, "vertex", baseline=True)
     (body,) = created_bodies(server)
     assert body["supervisedTuningSpec"]["trainingDatasetUri"].endswith("/baseline_train_gemini.jsonl")
     assert record["serving_prefix"] == ""
 
 
-def test_gemini_distillation_service_request(monkeypatch, data, tmp_path):
-    server, _ = serve(monkeypatch, DistillationFake)
-    try:
-        record, meta = tune(data, tmp_path, "vertex_distillation")
-    finally:
-        server.stop()
-    (body,) = created_bodies(server)
+def test_gemini_distillation_service_request(distillation_server, data, tmp_path):
+    record, meta = tune(data, tmp_path, "vertex_distillation")
+    (body,) = created_bodies(distillation_server)
     assert "supervisedTuningSpec" not in body
     spec = body["distillationSpec"]
     assert spec["baseTeacherModel"] == "gemini-2.5-pro"
@@ -144,11 +133,7 @@ def test_gemini_distillation_service_request(monkeypatch, data, tmp_path):
     assert state["method"] == "DISTILLATION" and state["job_name"] == record["job_name"]
 
 
-def test_distillation_refused_says_early_access(monkeypatch, data, tmp_path):
+def test_distillation_refused_says_early_access(server, data, tmp_path):
     # The plain fake refuses DISTILLATION jobs with a 400, as Vertex does for a project without access.
-    server, _ = serve(monkeypatch, FakeVertex)
-    try:
-        with pytest.raises(UserError, match="early access"):
-            tune(data, tmp_path, "vertex_distillation")
-    finally:
-        server.stop()
+    with pytest.raises(UserError, match="early access"):
+        tune(data, tmp_path, "vertex_distillation")

@@ -6,13 +6,14 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from fake_vertex import allow_loopback_only
-from fake_vertex_pipelines import LOCATION, PROJECT, FakeVertexPipelines
+from fake_vertex_pipelines import LOCATION, PROJECT, serve_fake_pipelines
 from google.cloud.aiplatform_v1 import AcceleratorType
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.deployment.embedding import deploy_to_endpoint, make_endpoint_client
-from tunekit.components.evaluation.embedding.steps import VertexEmbeddingEncoder, template_metrics
+from tunekit.components.deployment.embedding import deploy_to_endpoint
+from tunekit.components.deployment.registry import make_endpoint_client
+from tunekit.components.evaluation.embedding.steps import template_metrics
+from tunekit.components.model_clients.embeddings import VertexEmbeddingEncoder
 from tunekit.components.tuning.embedding import vertex as ev
 
 DATA = {
@@ -24,11 +25,7 @@ DATA = {
 
 @pytest.fixture
 def fake(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    with FakeVertexPipelines(polls_to_finish=2) as server:
-        monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", server.url)
-        yield server
-    assert refused == []
+    yield from serve_fake_pipelines(monkeypatch, polls_to_finish=2)
 
 
 def tune(tmp_path, **overrides):

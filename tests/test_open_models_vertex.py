@@ -10,8 +10,7 @@ import json
 
 import pytest
 import yaml
-from fake_vertex import allow_loopback_only
-from fake_vertex_pipelines import LOCATION, PROJECT, FakeVertexPipelines
+from fake_vertex_pipelines import LOCATION, PROJECT, serve_fake_pipelines
 from kfp import compiler
 
 from tunekit.components.common.image import GPU_IMAGE, IMAGE
@@ -38,11 +37,7 @@ def test_open_models_deploy_where_they_were_trained(training_backend, model_uri,
 
 @pytest.fixture
 def fake(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    with FakeVertexPipelines() as server:
-        monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", server.url)
-        yield server
-    assert refused == []
+    yield from serve_fake_pipelines(monkeypatch)
 
 
 def test_open_student_trained_on_vertex_is_uploaded_and_deployed_to_an_endpoint(fake, tmp_path):

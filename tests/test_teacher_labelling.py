@@ -156,39 +156,62 @@ def test_vertex_teacher_statuses_in_rows(monkeypatch):
     assert refused == []
 
 
-def test_component_in_the_local_runner(tmp_path, monkeypatch):
+_COMPONENT_ANSWERS = {"refund my card": "billing", "box is lost": "shipping", "what is this": "other"}
+
+
+def _component_answer(text: str) -> str:
+    return _COMPONENT_ANSWERS.get(text.rsplit("Input: ", 1)[1].split("\n")[0], "other")
+
+
+def _labelling_pipeline(tmp_path, monkeypatch, fake=None, path=None, **options):
+    """The labelling component in the local runner (aimed at ``fake``, if any); returns a run of it on ``path``.
+
+    ``path`` defaults to a JSONL file of the test rows; ``options`` override the component's arguments.
+    """
     from kfp import dsl, local
 
     from tunekit.components.teacher_labelling.component import label_with_teacher
 
-    data = tmp_path / "in.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
-    answers = {"refund my card": "billing", "box is lost": "shipping", "what is this": "other"}
-    with FakeVertex(
-        responder=lambda text: answers.get(text.rsplit("Input: ", 1)[1].split("\n")[0], "other")
-    ) as fake:
-        for key, value in fake.env().items():
-            monkeypatch.setenv(key, value)
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    if path is None:
+        path = tmp_path / "in.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    for key, value in (
+        fake.env() if fake else {}
+    ).items():  # the Vertex base URL (STORAGE_EMULATOR_HOST for gs://)
+        monkeypatch.setenv(key, value)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    arguments = {"task": "classification", "classes": CLASSES, "teacher_model": "gemini-2.5-flash", **options}
 
-        @dsl.pipeline
-        def labelling(path: str) -> dsl.Dataset:
-            importer = dsl.importer(artifact_uri=path, artifact_class=dsl.Dataset)
-            task = label_with_teacher(
-                input_dataset=importer.output,
-                task="classification",
-                classes=CLASSES,
-                teacher_backend="vertex",
-                teacher_model="gemini-2.5-flash",
-                project="test-project",
-                location="us-central1",
-                num_exemplars=2,
-                engine_options={"initial_backoff_s": 0.01},
-            )
-            return task.outputs["labelled_dataset"]
+    @dsl.pipeline
+    def labelling(path: str) -> dsl.Dataset:
+        importer = dsl.importer(artifact_uri=path, artifact_class=dsl.Dataset)
+        return label_with_teacher(input_dataset=importer.output, **arguments).outputs["labelled_dataset"]
 
-        run = labelling(path=str(data))
-        rows = [json.loads(line) for line in open(run.output.path)]
+    def run() -> str:
+        return labelling(path=str(path)).output.path
+
+    return run
+
+
+def _jsonl(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+VERTEX = {"project": "test-project", "location": "us-central1", "num_exemplars": 2}
+
+
+def test_component_in_the_local_runner(tmp_path, monkeypatch):
+    with FakeVertex(responder=_component_answer) as fake:
+        run = _labelling_pipeline(
+            tmp_path,
+            monkeypatch,
+            fake,
+            teacher_backend="vertex",
+            engine_options={"initial_backoff_s": 0.01},
+            **VERTEX,
+        )
+        rows = _jsonl(run())
         assert len(rows) == 7
         assert [r["output_text"] for r in rows[3:]] == ["billing", "shipping", "other", "other"]
         assert {r["label_status"] for r in rows} <= {"ok", "not_requested"}
@@ -199,42 +222,18 @@ def test_component_in_the_local_runner(tmp_path, monkeypatch):
 @pytest.mark.skipif(os.path.isdir("/gcs"), reason="a /gcs mount would take the place of the storage client")
 def test_component_with_vertex_batch_in_the_local_runner(tmp_path, monkeypatch):
     """vertex_batch through the component: JSONL input uploaded, one batch job, answers read back, cache on gs://."""
-    from kfp import dsl, local
-
-    from tunekit.components.teacher_labelling.component import label_with_teacher
-
-    data = tmp_path / "in.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
-    answers = {"refund my card": "billing", "box is lost": "shipping", "what is this": "other"}
     root = tmp_path / "gcs"
-    with FakeVertex(
-        responder=lambda text: answers.get(text.rsplit("Input: ", 1)[1].split("\n")[0], "other"),
-        gcs_root=str(root),
-        polls_to_finish=2,
-    ) as fake:
-        for key, value in fake.env().items():  # the Vertex base URL, and STORAGE_EMULATOR_HOST for gs://
-            monkeypatch.setenv(key, value)
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-
-        @dsl.pipeline
-        def labelling(path: str) -> dsl.Dataset:
-            importer = dsl.importer(artifact_uri=path, artifact_class=dsl.Dataset)
-            task = label_with_teacher(
-                input_dataset=importer.output,
-                task="classification",
-                classes=CLASSES,
-                teacher_backend="vertex_batch",
-                teacher_model="gemini-2.5-flash",
-                backend_options={"staging_uri": "gs://bucket/stage", "poll_interval_s": 0.01},
-                cache_uri="gs://bucket/cache",
-                project="test-project",
-                location="us-central1",
-                num_exemplars=2,
-            )
-            return task.outputs["labelled_dataset"]
-
-        run = labelling(path=str(data))
-        rows = [json.loads(line) for line in open(run.output.path)]
+    with FakeVertex(responder=_component_answer, gcs_root=str(root), polls_to_finish=2) as fake:
+        run = _labelling_pipeline(
+            tmp_path,
+            monkeypatch,
+            fake,
+            teacher_backend="vertex_batch",
+            backend_options={"staging_uri": "gs://bucket/stage", "poll_interval_s": 0.01},
+            cache_uri="gs://bucket/cache",
+            **VERTEX,
+        )
+        rows = _jsonl(run())
         assert len(rows) == 7
         assert [r["output_text"] for r in rows[3:]] == ["billing", "shipping", "other", "other"]
         (job,) = fake.batch_jobs.values()  # five prompts, one batch job
@@ -246,36 +245,22 @@ def test_component_with_vertex_batch_in_the_local_runner(tmp_path, monkeypatch):
         assert list((root / "bucket" / "cache").glob("responses-*.jsonl"))  # the answers, uploaded
 
         # A re-run with the same cache sends nothing: no second batch job.
-        again = labelling(path=str(data))
+        again = _jsonl(run())
         assert len(fake.batch_jobs) == 1 and fake.stats()["billed_calls"] == 5
-        assert [json.loads(line)["output_text"] for line in open(again.output.path)] == [
-            r["output_text"] for r in rows
-        ]
+        assert [r["output_text"] for r in again] == [r["output_text"] for r in rows]
 
 
-def test_component_passes_rows_through_in_cot_mode(tmp_path):
+def test_component_passes_rows_through_in_cot_mode(tmp_path, monkeypatch):
     """label_mode 'cot' (the DSS pipeline's default): the rows come back unchanged, no backend is even built."""
-    from kfp import dsl, local
-
-    from tunekit.components.teacher_labelling.component import label_with_teacher
-
     folder = tmp_path / "normalised"
     folder.mkdir()
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
-
-    @dsl.pipeline
-    def labelling(path: str) -> dsl.Dataset:
-        importer = dsl.importer(artifact_uri=path, artifact_class=dsl.Dataset)
-        task = label_with_teacher(
-            input_dataset=importer.output,
-            label_mode="cot",
-            task="classification",
-            classes=[],  # would be refused if the step labelled anything
-            teacher_backend="vertex",  # no project: would be refused if a backend were built
-            teacher_model="gemini-2.5-flash",
-        )
-        return task.outputs["labelled_dataset"]
-
-    run = labelling(path=str(folder))
-    assert open(run.output.path).read() == (folder / "train.jsonl").read_text()
+    run = _labelling_pipeline(
+        tmp_path,
+        monkeypatch,
+        path=folder,
+        label_mode="cot",
+        classes=[],  # would be refused if the step labelled anything
+        teacher_backend="vertex",  # no project: would be refused if a backend were built
+    )
+    assert open(run()).read() == (folder / "train.jsonl").read_text()

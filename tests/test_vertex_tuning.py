@@ -5,18 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_vertex import FakeVertex, allow_loopback_only
+from fake_vertex import serve_fake_vertex
 from google.genai import types
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.tuning.gemini import (
-    REQUEST_LABEL,
-    TunedGemini,
-    TuningJobFailed,
-    read_state,
-    tune_gemini,
-    write_state,
-)
+from tunekit.components.common.state import read_state, write_state
+from tunekit.components.tuning.gemini import REQUEST_LABEL, TunedGemini, TuningJobFailed, tune_gemini
 
 PROJECT, LOCATION = "test-project", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
@@ -29,10 +23,7 @@ class Crash(Exception):
 
 @pytest.fixture
 def fake(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    with FakeVertex(polls_to_finish=3) as server:
-        yield server
-    assert refused == []
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=3)
 
 
 @pytest.fixture

@@ -157,16 +157,18 @@ def find_vertex_champion(purpose: str, *, project: str, location: str, client: A
         project: The Google Cloud project.
         location: The Vertex AI region.
         client: A ``ModelServiceClient``; by default one from
-            :func:`~tunekit.components.deployment.registry.make_model_service_client`.
+            :func:`~tunekit.components.model_clients.vertex.make_rest_client` (``ModelServiceClient``).
     """
     from google.api_core import exceptions
 
     if not project or not location:
         raise UserError("finding a Vertex champion needs a project and a location", field="project")
     if client is None:
-        from tunekit.components.deployment.registry import make_model_service_client
+        from google.cloud import aiplatform_v1
 
-        client = make_model_service_client(location)
+        from tunekit.components.model_clients.vertex import make_rest_client
+
+        client = make_rest_client(aiplatform_v1.ModelServiceClient, location)
     found = []
     request = {
         "parent": f"projects/{project}/locations/{location}",

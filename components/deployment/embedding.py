@@ -4,7 +4,8 @@ Vertex: Google's tuning template uploads the tuned model to the Model Registry b
 creates an endpoint and deploys the model on dedicated resources (tuned embedding models are served on GPUs; the
 defaults follow Google's tuning notebook: ``a2-highgpu-1g`` with one ``NVIDIA_TESLA_A100``). A retried step
 re-attaches through a state file in its output directory: the endpoint is created once, and a model already
-deployed there is not deployed again. The model then becomes its purpose's champion in the Model Registry: lineage
+deployed there is not deployed again; a step killed while an operation runs waits for that same operation on retry
+(:func:`~tunekit.components.common.vertex_jobs.run_operation`). The model then becomes its purpose's champion in the Model Registry: lineage
 labels, the ``champion`` version alias (moved off the previous champion), the previous champion recorded for
 ``tunekit rollback``.
 
@@ -14,31 +15,26 @@ Local: the tuned model's directory is registered as the ``champion`` of its purp
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 from typing import Any
 
+from tunekit.components.common import vertex_jobs
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.state import read_state, write_state
 from tunekit.components.deployment import champion, local_registry
-from tunekit.components.model_clients.vertex import base_url_override, sanitize_labels, static_credentials
+from tunekit.components.deployment.registry import (
+    create_endpoint,
+    dedicated_resources,
+    deploy_model,
+    make_endpoint_client,
+    register_champion,
+)
+from tunekit.components.model_clients.vertex import sanitize_labels
 
 STATE_FILE = "deployment_state.json"
 CHAMPION_STATE_FILE = "champion_state.json"
-
-
-def make_endpoint_client(location: str):
-    """An aiplatform ``EndpointServiceClient`` (REST) for ``location``, aimed at the fake when one is configured."""
-    from google.cloud import aiplatform_v1
-
-    base_url = base_url_override()
-    if base_url:
-        return aiplatform_v1.EndpointServiceClient(
-            credentials=static_credentials(), transport="rest", client_options={"api_endpoint": base_url}
-        )
-    return aiplatform_v1.EndpointServiceClient(
-        transport="rest", client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"}
-    )
 
 
 def deploy_to_endpoint(
@@ -89,41 +85,39 @@ def deploy_to_endpoint(
         raise UserError(
             f"the state file belongs to model {state['model']}; delete it to start over", path=state_path
         )
-    endpoint_name = state.get("endpoint", "")
-    if endpoint_name:
-        endpoint = client.get_endpoint(name=endpoint_name)
-    else:
+    state["model"] = tuned_model
+    lro = functools.partial(vertex_jobs.run_operation, state_path, state, timeout_s=timeout_s)
+    if not state.get("endpoint"):
         model_id = tuned_model.rsplit("/", 1)[-1]
-        operation = client.create_endpoint(
+        state["endpoint"] = create_endpoint(
+            client,
+            lro,
             parent=f"projects/{project}/locations/{location}",
-            endpoint=aiplatform_v1.Endpoint(
-                display_name=endpoint_display_name or f"tuned-embedding-{model_id}"[:128], labels=clean
-            ),
+            display_name=endpoint_display_name or f"tuned-embedding-{model_id}",
+            labels=clean,
         )
-        endpoint = operation.result(timeout=timeout_s)
-        state = {"model": tuned_model, "endpoint": endpoint.name}
         write_state(state_path, state)
+    endpoint = client.get_endpoint(name=state["endpoint"])
     deployed = next((d for d in endpoint.deployed_models if d.model == tuned_model), None)
     if deployed is not None:
         deployed_model_id = deployed.id
     else:
-        machine = aiplatform_v1.MachineSpec(machine_type=machine_type)
-        if accelerator_type:
-            machine.accelerator_type = accelerator_type
-            machine.accelerator_count = accelerator_count
-        operation = client.deploy_model(
+        deployed_model_id = deploy_model(
+            client,
+            lro,
             endpoint=endpoint.name,
             deployed_model=aiplatform_v1.DeployedModel(
                 model=tuned_model,
-                dedicated_resources=aiplatform_v1.DedicatedResources(
-                    machine_spec=machine,
+                dedicated_resources=dedicated_resources(
+                    machine_type=machine_type,
+                    accelerator_type=accelerator_type,
+                    accelerator_count=accelerator_count,
                     min_replica_count=min_replica_count,
                     max_replica_count=max_replica_count,
                 ),
             ),
             traffic_split={"0": 100},
-        )
-        deployed_model_id = operation.result(timeout=timeout_s).deployed_model.id
+        ).id
     state["deployed_model_id"] = deployed_model_id
     write_state(state_path, state)
     return {
@@ -221,8 +215,6 @@ def run_deploy_embedding(
             labels=lineage,
             client=client,
         )
-        from tunekit.components.deployment.registry import register_champion
-
         record.update(
             register_champion(
                 tuned_model,

@@ -1,8 +1,14 @@
-"""What "deploy" means for a tuned Gemini model: record it, and label its Model Registry entry.
+"""Vertex AI deployment: the Model Registry (labels, the ``champion`` alias, promote, rollback) and the rollout.
 
-Vertex AI deploys a tuned Gemini model to an endpoint by itself when tuning succeeds, so there is nothing to
-deploy. This step records which model and endpoint the pipeline produced and labels the Model Registry entry with
-the pipeline run and the dataset's fingerprint, so that a model found in the registry leads back to its run.
+Tuned Gemini models: Vertex AI deploys a tuned Gemini model to an endpoint by itself when tuning succeeds, so there
+is nothing to deploy. This step records which model and endpoint the pipeline produced and labels the Model
+Registry entry with the pipeline run and the dataset's fingerprint, so that a model found in the registry leads
+back to its run, then makes it its purpose's champion.
+
+Open models (:func:`deploy_open_model`): upload to the Model Registry, deploy on the champion's endpoint with a
+canary split, promote. Each long-running operation (upload, endpoint creation, deployment) goes through
+:func:`~tunekit.components.common.vertex_jobs.run_operation`: its name is recorded in the step's state file before
+the step waits for it, so a retried step waits for the same operation instead of paying for a second deployment.
 
 The registry is reached with aiplatform's generated ``ModelServiceClient`` over REST (the same ``GetModel`` and
 ``UpdateModel`` calls ``aiplatform.Model(...).update(labels=...)`` makes, without ``aiplatform.init``'s global
@@ -12,14 +18,18 @@ state). When ``TUNEKIT_VERTEX_BASE_URL`` is set at run time, it talks to that UR
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
+from tunekit.components.common import vertex_jobs
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.state import read_state, write_state
-from tunekit.components.model_clients.vertex import base_url_override, sanitize_labels, static_credentials
+from tunekit.components.deployment import champion as champions
+from tunekit.components.model_clients.vertex import make_rest_client, sanitize_labels
 
 _RESOURCE = re.compile(
     r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/(?P<kind>models|endpoints)/[^/]+$"
@@ -34,14 +44,14 @@ def make_model_service_client(location: str):
     """
     from google.cloud import aiplatform_v1  # imported here: only this step needs it
 
-    base_url = base_url_override()
-    if base_url:
-        return aiplatform_v1.ModelServiceClient(
-            credentials=static_credentials(), transport="rest", client_options={"api_endpoint": base_url}
-        )
-    return aiplatform_v1.ModelServiceClient(
-        transport="rest", client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"}
-    )
+    return make_rest_client(aiplatform_v1.ModelServiceClient, location)
+
+
+def make_endpoint_client(location: str):
+    """An aiplatform ``EndpointServiceClient`` (REST) for ``location``, aimed at the fake when one is configured."""
+    from google.cloud import aiplatform_v1
+
+    return make_rest_client(aiplatform_v1.EndpointServiceClient, location)
 
 
 def set_model_labels(model_name: str, labels: dict[str, str], client: Any = None) -> dict[str, str]:
@@ -176,15 +186,13 @@ def lineage_labels(
     *, purpose: str, pipeline_job_name: str = "", data_fingerprint: str = "", base_model: str = ""
 ) -> dict[str, str]:
     """The labels that link a deployed model to its purpose, pipeline run, data and base model."""
-    from tunekit.components.deployment import champion
-
-    labels = {champion.PURPOSE_LABEL: champion.purpose_label(purpose)}
+    labels = {champions.PURPOSE_LABEL: champions.purpose_label(purpose)}
     if pipeline_job_name:
-        labels[champion.RUN_LABEL] = pipeline_job_name
+        labels[champions.RUN_LABEL] = pipeline_job_name
     if data_fingerprint:
-        labels[champion.DATA_FP_LABEL] = champion.fingerprint_label(data_fingerprint)
+        labels[champions.DATA_FP_LABEL] = champions.fingerprint_label(data_fingerprint)
     if base_model:
-        labels[champion.BASE_MODEL_LABEL] = base_model.rsplit("/", 1)[-1]
+        labels[champions.BASE_MODEL_LABEL] = base_model.rsplit("/", 1)[-1]
     return sanitize_labels(labels)
 
 
@@ -217,32 +225,28 @@ def promote_champion(
     from google.cloud import aiplatform_v1
     from google.protobuf import field_mask_pb2
 
-    from tunekit.components.deployment import champion
-
     current = client.get_model(name=model)
     merged = {**dict(current.labels), **labels}
     if previous and previous != model:
-        merged[champion.PREVIOUS_LABEL] = version_ref(previous)
+        merged[champions.PREVIOUS_LABEL] = version_ref(previous)
     merged.pop(ROLLED_BACK_LABEL, None)
-    description = champion.METRICS_PREFIX + json.dumps(metrics or {}, sort_keys=True)
+    description = champions.METRICS_PREFIX + json.dumps(metrics or {}, sort_keys=True)
     if base_model:
-        description += "\n" + champion.BASE_MODEL_PREFIX + base_model
+        description += "\n" + champions.BASE_MODEL_PREFIX + base_model
     client.update_model(
         model=aiplatform_v1.Model(name=model, labels=merged, version_description=description),
         update_mask=field_mask_pb2.FieldMask(paths=["labels", "version_description"]),
     )
     if previous and previous != model:
-        client.merge_version_aliases(name=previous, version_aliases=[f"-{champion.CHAMPION}"])
-    updated = client.merge_version_aliases(name=model, version_aliases=[champion.CHAMPION])
+        client.merge_version_aliases(name=previous, version_aliases=[f"-{champions.CHAMPION}"])
+    updated = client.merge_version_aliases(name=model, version_aliases=[champions.CHAMPION])
     return {"labels": dict(updated.labels), "aliases": list(updated.version_aliases)}
 
 
 def _previous_champion(state: dict, purpose: str, project: str, location: str, client: Any) -> dict:
     """The champion before this deployment, found once and kept in ``state`` (a retry must not see itself)."""
-    from tunekit.components.deployment.champion import find_vertex_champion
-
     if "previous" not in state:
-        found = find_vertex_champion(purpose, project=project, location=location, client=client)
+        found = champions.find_vertex_champion(purpose, project=project, location=location, client=client)
         state["previous"] = found.model if found else ""
         state["previous_endpoint"] = found.endpoint if found else ""
     return state
@@ -416,8 +420,6 @@ def deploy_open_model(
     """
     from google.cloud import aiplatform_v1
 
-    from tunekit.components.deployment.embedding import make_endpoint_client
-
     if not artifact_uri.startswith("gs://"):
         raise UserError(
             f"'{artifact_uri}' is not a Cloud Storage folder; Vertex serves models from gs://",
@@ -432,6 +434,7 @@ def deploy_open_model(
     models = model_client if model_client is not None else make_model_service_client(location)
     endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
     clean = sanitize_labels(labels)
+    name = display_name or f"tunekit-{clean.get('tunekit-purpose', 'model')}"
     key = _upload_key(pipeline_job_name, artifact_uri)
     state = read_state(state_path)
     if state.get("artifact_uri") not in (None, artifact_uri):
@@ -442,6 +445,7 @@ def deploy_open_model(
     _previous_champion(state, purpose, project, location, models)
     write_state(state_path, state)
     previous = state["previous"]
+    lro = functools.partial(vertex_jobs.run_operation, state_path, state, timeout_s=timeout_s)
 
     if not state.get("model"):
         parent = f"projects/{project}/locations/{location}"
@@ -459,19 +463,22 @@ def deploy_open_model(
                 predict_route=predict_route,
                 health_route=health_route,
             )
-            operation = models.upload_model(
-                request=aiplatform_v1.UploadModelRequest(
-                    parent=parent,
-                    parent_model=previous.split("@", 1)[0] if previous else "",
-                    model=aiplatform_v1.Model(
-                        display_name=display_name or f"tunekit-{clean.get('tunekit-purpose', 'model')}"[:128],
-                        artifact_uri=artifact_uri,
-                        container_spec=container,
-                        labels={**clean, UPLOAD_LABEL: key},
-                    ),
-                )
+            request = aiplatform_v1.UploadModelRequest(
+                parent=parent,
+                parent_model=previous.split("@", 1)[0] if previous else "",
+                model=aiplatform_v1.Model(
+                    display_name=name[:128],
+                    artifact_uri=artifact_uri,
+                    container_spec=container,
+                    labels={**clean, UPLOAD_LABEL: key},
+                ),
             )
-            response = operation.result(timeout=timeout_s)
+            response = lro(
+                "upload",
+                start=lambda: models.upload_model(request=request),
+                resume=vertex_jobs.operation_resumer(models, aiplatform_v1.UploadModelResponse),
+                what=f"upload of {artifact_uri}",
+            )
             state["model"] = f"{response.model}@{response.model_version_id}"
         write_state(state_path, state)
     model = state["model"]
@@ -480,51 +487,44 @@ def deploy_open_model(
         if state.get("previous_endpoint"):
             state["endpoint"] = state["previous_endpoint"]
         else:
-            operation = endpoints.create_endpoint(
+            state["endpoint"] = create_endpoint(
+                endpoints,
+                lro,
                 parent=f"projects/{project}/locations/{location}",
-                endpoint=aiplatform_v1.Endpoint(
-                    display_name=(display_name or f"tunekit-{clean.get('tunekit-purpose', 'model')}")[:128],
-                    labels={k: v for k, v in clean.items() if k != UPLOAD_LABEL},
-                ),
+                display_name=name,
+                labels={k: v for k, v in clean.items() if k != UPLOAD_LABEL},
             )
-            state["endpoint"] = operation.result(timeout=timeout_s).name
         write_state(state_path, state)
     endpoint = endpoints.get_endpoint(name=state["endpoint"])
-    previous_deployed = next((d for d in endpoint.deployed_models if _is_version(d, previous)), None)
-    mine = next((d for d in endpoint.deployed_models if _is_version(d, model)), None)
+    previous_deployed = deployed_version(endpoint, previous)
+    mine = deployed_version(endpoint, model)
     if mine is None:
         split = {"0": 100}
         if previous_deployed is not None and canary < 100:
             split = {"0": canary, previous_deployed.id: 100 - canary}
-        machine = aiplatform_v1.MachineSpec(machine_type=machine_type)
-        if accelerator_type:
-            machine.accelerator_type = accelerator_type
-            machine.accelerator_count = accelerator_count
-        operation = endpoints.deploy_model(
+        deployed_id = deploy_model(
+            endpoints,
+            lro,
             endpoint=endpoint.name,
             deployed_model=aiplatform_v1.DeployedModel(
                 model=model,
                 display_name=f"{clean.get('tunekit-purpose', 'model')}-{model.rsplit('/', 1)[-1]}"[:128],
-                dedicated_resources=aiplatform_v1.DedicatedResources(
-                    machine_spec=machine, min_replica_count=min_replica_count, max_replica_count=max_replica_count
+                dedicated_resources=dedicated_resources(
+                    machine_type=machine_type,
+                    accelerator_type=accelerator_type,
+                    accelerator_count=accelerator_count,
+                    min_replica_count=min_replica_count,
+                    max_replica_count=max_replica_count,
                 ),
             ),
             traffic_split=split,
-        )
-        deployed_id = operation.result(timeout=timeout_s).deployed_model.id
+        ).id
     else:
         deployed_id = mine.id
     state["deployed_model_id"] = deployed_id
     write_state(state_path, state)
     if canary == 100 and previous_deployed is not None:
-        from google.api_core import exceptions
-
-        try:
-            endpoints.undeploy_model(
-                endpoint=endpoint.name, deployed_model_id=previous_deployed.id, traffic_split={deployed_id: 100}
-            ).result(timeout=timeout_s)
-        except exceptions.NotFound:
-            pass  # already undeployed by an earlier attempt
+        _undeploy(endpoints, endpoint.name, previous_deployed.id, {deployed_id: 100}, timeout_s)
     registry = promote_champion(
         model,
         previous=previous,
@@ -550,6 +550,119 @@ def deploy_open_model(
         "purpose": purpose,
         "deployed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+# --- endpoint operations (shared with deployment.embedding, rollback and promote) ----------------------------
+
+
+def dedicated_resources(
+    *,
+    machine_type: str,
+    accelerator_type: str = "",
+    accelerator_count: int = 1,
+    min_replica_count: int = 1,
+    max_replica_count: int = 1,
+) -> Any:
+    """The ``DedicatedResources`` a model is deployed on (no accelerator when ``accelerator_type`` is '')."""
+    from google.cloud import aiplatform_v1
+
+    machine = aiplatform_v1.MachineSpec(machine_type=machine_type)
+    if accelerator_type:
+        machine.accelerator_type = accelerator_type
+        machine.accelerator_count = accelerator_count
+    return aiplatform_v1.DedicatedResources(
+        machine_spec=machine, min_replica_count=min_replica_count, max_replica_count=max_replica_count
+    )
+
+
+def deployed_version(endpoint: Any, name: str) -> Any:
+    """The ``DeployedModel`` of ``endpoint`` serving the version ``name`` (``MODEL@VERSION``), or None."""
+    return next((d for d in endpoint.deployed_models if _is_version(d, name)), None)
+
+
+def create_endpoint(
+    endpoints: Any, lro: Callable[..., Any], *, parent: str, display_name: str, labels: dict
+) -> str:
+    """Creates an endpoint once per step (a long-running operation, through ``lro``); returns its name.
+
+    Args:
+        endpoints: An ``EndpointServiceClient``.
+        lro: :func:`~tunekit.components.common.vertex_jobs.run_operation` bound to the step's state file.
+        parent: ``projects/P/locations/L``.
+        display_name: The endpoint's display name (cut to 128 characters).
+        labels: Its labels (already cleaned).
+    """
+    from google.cloud import aiplatform_v1
+
+    return lro(
+        "create_endpoint",
+        start=lambda: endpoints.create_endpoint(
+            parent=parent, endpoint=aiplatform_v1.Endpoint(display_name=display_name[:128], labels=labels)
+        ),
+        resume=vertex_jobs.operation_resumer(endpoints, aiplatform_v1.Endpoint),
+        what=f"creation of endpoint {display_name[:128]}",
+    ).name
+
+
+def deploy_model(
+    endpoints: Any, lro: Callable[..., Any], *, endpoint: str, deployed_model: Any, traffic_split: dict
+) -> Any:
+    """Deploys a model on ``endpoint`` once per step (a billed long-running operation); returns the deployed model.
+
+    Args:
+        endpoints: An ``EndpointServiceClient``.
+        lro: :func:`~tunekit.components.common.vertex_jobs.run_operation` bound to the step's state file.
+        endpoint: The endpoint's resource name.
+        deployed_model: The ``DeployedModel`` to deploy.
+        traffic_split: The endpoint's traffic split afterwards (``"0"`` is the model being deployed).
+    """
+    from google.cloud import aiplatform_v1
+
+    return lro(
+        "deploy",
+        start=lambda: endpoints.deploy_model(
+            endpoint=endpoint, deployed_model=deployed_model, traffic_split=traffic_split
+        ),
+        resume=vertex_jobs.operation_resumer(endpoints, aiplatform_v1.DeployModelResponse),
+        what=f"deployment of {deployed_model.model} to {endpoint}",
+    ).deployed_model
+
+
+def _set_traffic(endpoints: Any, endpoint: str, split: dict[str, int]) -> None:
+    from google.cloud import aiplatform_v1
+    from google.protobuf import field_mask_pb2
+
+    endpoints.update_endpoint(
+        endpoint=aiplatform_v1.Endpoint(name=endpoint, traffic_split=split),
+        update_mask=field_mask_pb2.FieldMask(paths=["traffic_split"]),
+    )
+
+
+def _undeploy(endpoints: Any, endpoint: str, deployed_id: str, split: dict[str, int], timeout_s: float) -> bool:
+    """Undeploys a deployed model; False when it was not deployed any more (an earlier attempt undeployed it)."""
+    from google.api_core import exceptions
+
+    try:
+        operation = endpoints.undeploy_model(endpoint=endpoint, deployed_model_id=deployed_id, traffic_split=split)
+        vertex_jobs.wait_for_operation(
+            operation, what=f"undeployment of {deployed_id} from {endpoint}", timeout_s=timeout_s
+        )
+    except exceptions.NotFound:
+        return False
+    return True
+
+
+def _current_champion(
+    purpose: str, project: str, location: str, model_client: Any, nothing: str
+) -> tuple[Any, Any]:
+    """The model client and the champion of ``purpose``; a UserError ending with ``nothing`` when there is none."""
+    models = model_client if model_client is not None else make_model_service_client(location)
+    current = champions.find_vertex_champion(purpose, project=project, location=location, client=models)
+    if current is None:
+        raise UserError(
+            f"purpose '{purpose}' has no champion in the Model Registry of {project}/{location}{nothing}"
+        )
+    return models, current
 
 
 def rollback_vertex(
@@ -588,16 +701,14 @@ def rollback_vertex(
     from google.cloud import aiplatform_v1
     from google.protobuf import field_mask_pb2
 
-    from tunekit.components.deployment import champion as champions
-    from tunekit.components.deployment.embedding import make_endpoint_client
-
-    models = model_client if model_client is not None else make_model_service_client(location)
-    current = champions.find_vertex_champion(purpose, project=project, location=location, client=models)
-    if current is None:
-        raise UserError(
-            f"purpose '{purpose}' has no champion in the Model Registry of {project}/{location} (no model labelled "
-            f"{champions.PURPOSE_LABEL}={champions.purpose_label(purpose)} with the alias '{champions.CHAMPION}')"
-        )
+    models, current = _current_champion(
+        purpose,
+        project,
+        location,
+        model_client,
+        f" (no model labelled {champions.PURPOSE_LABEL}={champions.purpose_label(purpose)} with the alias "
+        f"'{champions.CHAMPION}')",
+    )
     ref = current.extra["labels"].get(champions.PREVIOUS_LABEL, "")
     if not ref:
         raise UserError(f"{current.model} is the first champion of '{purpose}': there is no previous champion")
@@ -611,28 +722,26 @@ def rollback_vertex(
     if current.endpoint:
         endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
         endpoint = endpoints.get_endpoint(name=current.endpoint)
-        mine = next((d for d in endpoint.deployed_models if _is_version(d, current.model)), None)
-        theirs = next((d for d in endpoint.deployed_models if _is_version(d, previous_name)), None)
+        mine = deployed_version(endpoint, current.model)
+        theirs = deployed_version(endpoint, previous_name)
         elsewhere = any(r.endpoint != endpoint.name for r in previous.deployed_models)
         if theirs is None and not elsewhere and mine is not None:
-            deployed = aiplatform_v1.DeployedModel(
-                model=previous_name,
-                display_name=f"{champions.purpose_label(purpose)}-{previous_name.rsplit('/', 1)[-1]}"[:128],
-                dedicated_resources=mine.dedicated_resources,
-            )
             operation = endpoints.deploy_model(
-                endpoint=endpoint.name, deployed_model=deployed, traffic_split={"0": 0, mine.id: 100}
+                endpoint=endpoint.name,
+                deployed_model=aiplatform_v1.DeployedModel(
+                    model=previous_name,
+                    display_name=f"{champions.purpose_label(purpose)}-{previous_name.rsplit('/', 1)[-1]}"[:128],
+                    dedicated_resources=mine.dedicated_resources,
+                ),
+                traffic_split={"0": 0, mine.id: 100},
             )
-            theirs = operation.result(timeout=timeout_s).deployed_model
+            theirs = vertex_jobs.wait_for_operation(
+                operation, what=f"deployment of {previous_name} to {endpoint.name}", timeout_s=timeout_s
+            ).deployed_model
         if theirs is not None:
-            endpoints.update_endpoint(
-                endpoint=aiplatform_v1.Endpoint(name=endpoint.name, traffic_split={theirs.id: 100}),
-                update_mask=field_mask_pb2.FieldMask(paths=["traffic_split"]),
-            )
+            _set_traffic(endpoints, endpoint.name, {theirs.id: 100})
             if mine is not None:
-                endpoints.undeploy_model(
-                    endpoint=endpoint.name, deployed_model_id=mine.id, traffic_split={theirs.id: 100}
-                ).result(timeout=timeout_s)
+                _undeploy(endpoints, endpoint.name, mine.id, {theirs.id: 100}, timeout_s)
             endpoint_name = endpoint.name
             traffic = dict(endpoints.get_endpoint(name=endpoint.name).traffic_split)
     rolled = models.get_model(name=current.model)
@@ -685,48 +794,26 @@ def promote_vertex(
         UserError: No champion, a champion without an endpoint or served by an endpoint of its own (tuned Gemini
             models), or a champion not deployed on its endpoint.
     """
-    from google.api_core import exceptions
-    from google.cloud import aiplatform_v1
-    from google.protobuf import field_mask_pb2
-
-    from tunekit.components.deployment import champion as champions
-    from tunekit.components.deployment.embedding import make_endpoint_client
-
-    models = model_client if model_client is not None else make_model_service_client(location)
-    current = champions.find_vertex_champion(purpose, project=project, location=location, client=models)
-    if current is None:
-        raise UserError(
-            f"purpose '{purpose}' has no champion in the Model Registry of {project}/{location}: nothing to promote"
-        )
+    _, current = _current_champion(purpose, project, location, model_client, ": nothing to promote")
     if not current.endpoint:
         raise UserError(f"the champion {current.model} of '{purpose}' is not deployed: nothing to promote")
     endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
     endpoint = endpoints.get_endpoint(name=current.endpoint)
-    mine = next((d for d in endpoint.deployed_models if _is_version(d, current.model)), None)
+    mine = deployed_version(endpoint, current.model)
     if mine is None:
         raise UserError(
             f"the champion {current.model} of '{purpose}' is not deployed on {endpoint.name}: nothing to promote"
         )
     ref = current.extra["labels"].get(champions.PREVIOUS_LABEL, "")
     previous = _ref_to_name(ref, project, location) if ref else ""
-    theirs = next((d for d in endpoint.deployed_models if previous and _is_version(d, previous)), None)
+    theirs = deployed_version(endpoint, previous)
     changed = False
     if dict(endpoint.traffic_split) != {mine.id: 100}:
-        endpoints.update_endpoint(
-            endpoint=aiplatform_v1.Endpoint(name=endpoint.name, traffic_split={mine.id: 100}),
-            update_mask=field_mask_pb2.FieldMask(paths=["traffic_split"]),
-        )
+        _set_traffic(endpoints, endpoint.name, {mine.id: 100})
         changed = True
     undeployed = ""
-    if theirs is not None:
-        try:
-            endpoints.undeploy_model(
-                endpoint=endpoint.name, deployed_model_id=theirs.id, traffic_split={mine.id: 100}
-            ).result(timeout=timeout_s)
-        except exceptions.NotFound:
-            pass  # undeployed meanwhile (an earlier promote whose reply was lost)
-        else:
-            undeployed, changed = theirs.id, True
+    if theirs is not None and _undeploy(endpoints, endpoint.name, theirs.id, {mine.id: 100}, timeout_s):
+        undeployed, changed = theirs.id, True
     return {
         "purpose": purpose,
         "champion": current.model,

@@ -15,10 +15,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
 from google.genai import errors as genai_errors
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.vertex_jobs import describe_error, is_transient, status_code
 from tunekit.components.model_clients import pricing
 from tunekit.components.model_clients.base import (
     FAILED,
@@ -37,8 +37,6 @@ from tunekit.components.model_clients.engine import (
     parse_retry_after,
 )
 from tunekit.components.model_clients.vertex import (
-    RETRYABLE_STATUS,
-    describe_error,
     generation_config_to_genai,
     make_genai_client,
     prompt_to_contents,
@@ -46,13 +44,6 @@ from tunekit.components.model_clients.vertex import (
 )
 
 BACKENDS = ("vertex", "vertex_batch", "openai", "hf", "fake")
-
-try:  # google-genai may use httpx2 for its async client when it is installed
-    import httpx2
-
-    _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError, httpx2.TransportError)
-except ImportError:  # pragma: no cover
-    _TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
 class VertexOnlineBackend(Backend):
@@ -78,7 +69,11 @@ class VertexOnlineBackend(Backend):
     async def agenerate(
         self, prompts: Sequence[Prompt], config: GenerationConfig, timeout_s: float | None
     ) -> list[Generation]:
-        """Sends one prompt; quota, server errors and broken connections raise :class:`RetryableError`."""
+        """Sends one prompt.
+
+        A transient error (:func:`~tunekit.components.common.vertex_jobs.is_transient`: quota, server errors,
+        broken connections) raises :class:`RetryableError`; another API error fails the prompt.
+        """
         (prompt,) = prompts
         try:
             response = await self._client.aio.models.generate_content(
@@ -86,17 +81,17 @@ class VertexOnlineBackend(Backend):
                 contents=prompt_to_contents(prompt),
                 config=generation_config_to_genai(config, prompt.system, timeout_s),
             )
-        except genai_errors.APIError as exc:
-            if exc.code in RETRYABLE_STATUS:
-                headers = getattr(exc.response, "headers", None) or {}
+        except Exception as exc:
+            if is_transient(exc):
+                headers = getattr(getattr(exc, "response", None), "headers", None) or {}
                 raise RetryableError(
                     describe_error(exc),
-                    status=exc.code,
+                    status=status_code(exc),
                     retry_after_s=parse_retry_after(headers.get("retry-after")),
                 ) from exc
-            return [Generation(text="", status=FAILED, error=describe_error(exc))]
-        except _TRANSPORT_ERRORS as exc:
-            raise RetryableError(describe_error(exc)) from exc
+            if isinstance(exc, genai_errors.APIError):
+                return [Generation(text="", status=FAILED, error=describe_error(exc))]
+            raise
         return [response_to_generation(response)]
 
     async def aclose(self) -> None:

@@ -6,11 +6,15 @@ for large sets. One engine call sends every uncached prompt as one job:
 1. the requests are written as JSONL (``{"request": {contents, generationConfig, systemInstruction, labels}}``) to
    ``{staging_uri}/{fingerprint}/input.jsonl``; each request carries its index in the label ``tunekit_row``, so
    answers are matched whatever order the output has;
-2. the job is created with ``client.batches.create`` and its name written to a state file *before* waiting, so a
-   retried or restarted step re-attaches to the same job (same fingerprint) instead of paying for a second one; the
-   state file is a local path or a ``gs://`` object (next to a ``gs://`` response cache: read and written through
-   the ``/gcs`` mount when present, else through google-cloud-storage), so it outlives the container;
-3. the job is polled until it ends; ``predictions*.jsonl`` under the output prefix are read back and each line's
+2. the job is created with ``client.batches.create`` through
+   :func:`~tunekit.components.common.vertex_jobs.create_or_attach`: a request id is written to a state file before
+   the create call and carried in the job's display name (google-genai's ``CreateBatchJobConfig`` has no labels),
+   the job's name right after it, before waiting, so a retried or restarted step re-attaches to the same job (same
+   fingerprint) instead of paying for a second one; a job that failed is replaced by a new one. The state file is
+   a local path or a ``gs://`` object (next to a ``gs://`` response cache; see :mod:`~.common.state`), so it
+   outlives the container;
+3. the job is polled until it ends (:func:`~tunekit.components.common.vertex_jobs.wait_for`: transient poll
+   errors are retried); ``predictions*.jsonl`` under the output prefix are read back and each line's
    ``response`` becomes a :class:`Generation` (a line with an error ``status`` is ``failed``; a request with no
    line at all is ``failed`` too, so nothing is dropped).
 
@@ -25,25 +29,34 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from google.genai import types
 
-from tunekit.components.common import uris
-from tunekit.components.common.errors import UserError
-from tunekit.components.common.state import read_state, write_state
+from tunekit.components.common import uris, vertex_jobs
+from tunekit.components.common.state import delete_state
 from tunekit.components.model_clients.base import FAILED, Generation, GenerationConfig, Prompt
 from tunekit.components.model_clients.engine import Backend
 from tunekit.components.model_clients.pricing import BATCH_DISCOUNT
-from tunekit.components.model_clients.vertex import make_genai_client, response_to_generation
+from tunekit.components.model_clients.vertex import (
+    generation_config_to_genai,
+    make_genai_client,
+    prompt_to_contents,
+    response_to_generation,
+)
 
 #: The most requests Vertex takes in one batch job.
 MAX_BATCH_REQUESTS = 200_000
 _ROW_LABEL = "tunekit_row"
-_DONE = {"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
-_ENDED = _DONE | {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+#: Batch prediction jobs: a partial success still has answers (the failed rows say why); a failed job is replaced
+#: by a new one when the engine (or the step) tries again.
+BATCH_JOB = vertex_jobs.JobKind(
+    "Batch job",
+    frozenset({vertex_jobs.JOB_SUCCEEDED, "JOB_STATE_PARTIALLY_SUCCEEDED"}),
+    vertex_jobs.JOB_FAILED_STATES,
+    replace_failed=True,
+)
 
 
 class StagingIO(Protocol):
@@ -121,16 +134,9 @@ class LocalGcsIO:
 
 def batch_request(prompt: Prompt, config: GenerationConfig, row: int) -> dict[str, Any]:
     """One line of a Gemini batch input file (Vertex REST JSON, camelCase)."""
-    contents = [c.model_dump(mode="json", exclude_none=True) for c in _contents(prompt)]
-    generation: dict[str, Any] = {
-        "maxOutputTokens": config.max_output_tokens,
-        "temperature": config.temperature,
-        "candidateCount": config.candidate_count,
-    }
-    if config.temperature > 0:
-        generation["topP"] = config.top_p
-    if config.seed is not None:
-        generation["seed"] = config.seed
+    contents = [c.model_dump(mode="json", exclude_none=True) for c in prompt_to_contents(prompt)]
+    # The online request's decoding settings, in the REST field names (google-genai's models alias to camelCase).
+    generation = generation_config_to_genai(config).model_dump(mode="json", by_alias=True, exclude_none=True)
     request: dict[str, Any] = {
         "contents": contents,
         "generationConfig": generation,
@@ -139,71 +145,6 @@ def batch_request(prompt: Prompt, config: GenerationConfig, row: int) -> dict[st
     if prompt.system:
         request["systemInstruction"] = {"parts": [{"text": prompt.system}]}
     return {"request": request}
-
-
-def _contents(prompt: Prompt) -> list[types.Content]:
-    from tunekit.components.model_clients.vertex import prompt_to_contents
-
-    return prompt_to_contents(prompt)
-
-
-def _state_name(job: Any) -> str:
-    state = getattr(job, "state", None)
-    return getattr(state, "value", str(state or ""))
-
-
-def _state_blob(uri: str) -> Any:
-    from google.cloud import storage  # only for a gs:// state without the /gcs mount
-
-    bucket, _, name = uri[len(uris.GCS_PREFIX) :].partition("/")
-    return storage.Client().bucket(bucket).blob(name)
-
-
-def _read_batch_state(path: str) -> dict[str, Any]:
-    """The batch state at ``path`` (local, ``/gcs/...`` or ``gs://``); {} when there is none."""
-    if uris.is_gcs(path) and os.path.isdir(uris.GCS_FUSE_ROOT):
-        path = uris.gcs_to_fuse(path)
-    if not uris.is_gcs(path):
-        return read_state(path, what="batch state file")
-    from google.api_core import exceptions
-
-    try:
-        text = _state_blob(path).download_as_text()
-    except exceptions.NotFound:
-        return {}
-    try:
-        state = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(
-            f"batch state file is not valid JSON ({exc}); delete it to start over", path=path
-        ) from None
-    if not isinstance(state, dict):
-        raise UserError("batch state file is not a JSON object; delete it to start over", path=path)
-    return state
-
-
-def _write_batch_state(path: str, state: dict[str, Any] | None) -> None:
-    """Writes the batch state at ``path`` (local, ``/gcs/...`` or ``gs://``); None deletes it."""
-    if uris.is_gcs(path) and os.path.isdir(uris.GCS_FUSE_ROOT):
-        path = uris.gcs_to_fuse(path)
-    if not uris.is_gcs(path):
-        if state is None:
-            if os.path.exists(path):
-                os.unlink(path)
-        else:
-            write_state(path, state)  # atomic: a kill leaves the old state or the new one
-        return
-    from google.api_core import exceptions
-
-    blob = _state_blob(path)
-    if state is None:
-        try:
-            blob.delete()
-        except exceptions.NotFound:
-            pass
-    else:
-        # One object upload: Cloud Storage replaces an object whole, so a kill leaves the old state or the new one.
-        blob.upload_from_string(json.dumps(state, sort_keys=True), content_type="application/json")
 
 
 class VertexBatchBackend(Backend):
@@ -278,51 +219,61 @@ class VertexBatchBackend(Backend):
         """Creates (or re-attaches to) the job for these prompts, waits for it and reads its answers.
 
         Raises:
-            RuntimeError: The job failed, was cancelled or expired (every prompt then fails in the engine).
-            TimeoutError: The job did not end within ``max_wait_s``.
+            JobFailed: The job failed, was cancelled or expired (every prompt then fails in the engine).
+            JobTimeout: The job did not end within ``max_wait_s`` (a ``TimeoutError``: the engine tries again,
+                and re-attaches).
         """
         lines = [json.dumps(batch_request(p, config, i), sort_keys=True) for i, p in enumerate(prompts)]
         fingerprint = hashlib.sha256((self.model + "\n" + "\n".join(lines)).encode("utf-8")).hexdigest()[:20]
-        job = self._reattach(fingerprint)
-        if job is None:
-            input_uri = f"{self.staging_uri}/{fingerprint}/input.jsonl"
+        input_uri = f"{self.staging_uri}/{fingerprint}/input.jsonl"
+        state_path = self.job_state_path(fingerprint) if self.state_path else None
+
+        def display_name(request_id: str) -> str:
+            return f"tunekit-{fingerprint[:12]}-{request_id[:8]}"
+
+        def create(request_id: str) -> Any:
             self.io.write_text(input_uri, "\n".join(lines) + "\n")
-            job = self.client.batches.create(
+            return self.client.batches.create(
                 model=self.model,
                 src=input_uri,
                 config=types.CreateBatchJobConfig(
-                    dest=f"{self.staging_uri}/{fingerprint}/output", display_name=f"tunekit-{fingerprint[:12]}"
+                    dest=f"{self.staging_uri}/{fingerprint}/output", display_name=display_name(request_id)
                 ),
             )
-            self.created_jobs.append(job.name)
-            self._write_state(
-                fingerprint, {"job_name": job.name, "fingerprint": fingerprint, "input_uri": input_uri}
-            )
-        deadline = time.monotonic() + self.max_wait_s
-        while _state_name(job) not in _ENDED:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"batch job {job.name} still {_state_name(job)} after {self.max_wait_s:g} s")
-            time.sleep(self.poll_interval_s)
-            job = self.client.batches.get(name=job.name)
-        state = _state_name(job)
-        if state not in _DONE:
-            self._write_state(fingerprint, None)
-            message = getattr(job.error, "message", None) if job.error else None
-            raise RuntimeError(f"batch job {job.name} ended {state}" + (f": {message}" if message else ""))
+
+        def find(request_id: str) -> Any:
+            # ListBatchPredictionJobs filters on display_name (aiplatform_v1 job_service.py); checked here too.
+            wanted = display_name(request_id)
+            listed = self.client.batches.list(config=types.ListBatchJobsConfig(filter=f'display_name="{wanted}"'))
+            return next((job for job in listed if job.display_name == wanted), None)
+
+        try:
+            job = vertex_jobs.run_job(
+                state_path,
+                BATCH_JOB,
+                get=lambda name: self.client.batches.get(name=name),
+                create=create,
+                find=find,
+                inputs={"fingerprint": fingerprint},
+                fields={"input_uri": input_uri},
+                state_what="batch state file",
+                retry_delay_s=min(self.poll_interval_s, 2.0),
+                poll_interval_s=self.poll_interval_s,
+                timeout_s=self.max_wait_s,
+                on_start=self._note_created,
+            ).job
+        except vertex_jobs.JobFailed:
+            if state_path:
+                delete_state(state_path)  # a failed job is not re-attached: the next try creates a new one
+            raise
         generations = self._read_outputs(f"{self.staging_uri}/{fingerprint}/output", len(prompts), job.name)
-        self._write_state(fingerprint, None)
+        if state_path:
+            delete_state(state_path)
         return generations
 
-    def _reattach(self, fingerprint: str) -> Any:
-        if not self.state_path:
-            return None
-        state = _read_batch_state(self.job_state_path(fingerprint))
-        if state.get("fingerprint") != fingerprint or not state.get("job_name"):
-            return None
-        job = self.client.batches.get(name=state["job_name"])
-        if _state_name(job) in _ENDED and _state_name(job) not in _DONE:
-            return None  # a failed job is not re-attached: a new one is created
-        return job
+    def _note_created(self, started: vertex_jobs.Started) -> None:
+        if not started.resumed:
+            self.created_jobs.append(started.job.name)
 
     def job_state_path(self, fingerprint: str) -> str:
         """The state file of the job for ``fingerprint``: ``state_path`` with ``-<fingerprint>`` before ``.json``.
@@ -332,10 +283,6 @@ class VertexBatchBackend(Backend):
         """
         root, ext = os.path.splitext(self.state_path or "")
         return f"{root}-{fingerprint}{ext or '.json'}"
-
-    def _write_state(self, fingerprint: str, state: dict[str, Any] | None) -> None:
-        if self.state_path:
-            _write_batch_state(self.job_state_path(fingerprint), state)
 
     def _read_outputs(self, prefix: str, count: int, job_name: str) -> list[Generation]:
         results: list[Generation | None] = [None] * count

@@ -8,8 +8,10 @@ rest, the same way for every backend, and is itself a :class:`ModelClient`:
   appears twice is asked once;
 - the rest go out through at most ``concurrency`` workers, each request paced by a :class:`RateLimiter` in
   requests and tokens per minute;
-- 429, 500, 502, 503, 504, timeouts and dropped connections are retried with exponential backoff and jitter; a
-  ``Retry-After`` from the server is honoured, and on a 429 it holds every worker, not only the one told;
+- what a backend reports as a :class:`RetryableError` (for Vertex, what ``vertex_jobs.is_transient`` calls
+  transient: 408, 429, 500, 502, 503, 504, timeouts and dropped connections) is retried with exponential backoff
+  and jitter; a ``Retry-After`` from the server is honoured, and on a 429 it holds every worker, not only the one
+  told;
 - every answer is appended to the cache the moment it arrives, so a killed run loses at most what was in flight;
 - tokens, calls, retries, statuses and an estimated cost are counted in a :class:`RunReport`.
 
@@ -30,6 +32,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tunekit.components.common.vertex_jobs import backoff_delay
 from tunekit.components.model_clients import pricing
 from tunekit.components.model_clients.base import (
     FAILED,
@@ -50,6 +53,9 @@ T = TypeVar("T")
 
 class RetryableError(Exception):
     """A failure worth another try: quota (429), a server error, a timeout, a dropped connection.
+
+    Vertex backends raise it for what :func:`~tunekit.components.common.vertex_jobs.is_transient` calls
+    transient.
 
     Args:
         message: What happened, for the row's error when the tries run out.
@@ -251,12 +257,6 @@ class EngineResult:
     key: str
     cached: bool = False
     attempts: int = 0
-
-
-def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: between half and all of ``initial_s * 2**(attempt-1)``, capped."""
-    # Jitter spreads the retries of workers that hit the same quota wall at once.
-    return min(max_s, initial_s * 2 ** (attempt - 1)) * (rng or random).uniform(0.5, 1.0)
 
 
 class _LoopThread:

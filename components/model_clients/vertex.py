@@ -1,14 +1,14 @@
-"""Gemini on Vertex AI through google-genai: the client factory and a :class:`ModelClient` for Gemini models.
+"""Gemini on Vertex AI through google-genai: the client factories and a :class:`ModelClient` for Gemini models.
 
-``make_genai_client`` is the one place that builds a google-genai client for Vertex. When the environment variable
-``TUNEKIT_VERTEX_BASE_URL`` is set *at run time* (tests set it to an offline fake of the Vertex REST API), the
-client talks to that URL with a static token instead of Application Default Credentials.
+``make_genai_client`` is the one place that builds a google-genai client for Vertex, and ``make_rest_client`` the
+one that builds aiplatform's generated service clients (pipelines, models, endpoints). When the environment
+variable ``TUNEKIT_VERTEX_BASE_URL`` is set *at run time* (tests set it to an offline fake of the Vertex REST API),
+both talk to that URL with a static token instead of Application Default Credentials.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import re
 import threading
 import time
@@ -21,6 +21,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from tunekit.components.common.vertex_jobs import backoff_delay, describe_error, is_transient
 from tunekit.components.model_clients.base import (
     BLOCKED,
     EMPTY,
@@ -37,9 +38,6 @@ from tunekit.components.model_clients.base import (
 BASE_URL_ENV = "TUNEKIT_VERTEX_BASE_URL"
 #: The static bearer token sent to ``TUNEKIT_VERTEX_BASE_URL`` (``fake-token`` when unset).
 TOKEN_ENV = "TUNEKIT_VERTEX_TOKEN"
-
-#: HTTP statuses worth retrying: quota (429) and transient server errors.
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 #: Finish reasons that mean the answer was withheld by a filter.
 BLOCKING_FINISH_REASONS = frozenset(
@@ -92,6 +90,26 @@ def make_genai_client(project: str, location: str) -> genai.Client:
     return genai.Client(vertexai=True, project=project, location=location)
 
 
+def make_rest_client(client_class: type, location: str) -> Any:
+    """An aiplatform_v1 service client (``PipelineServiceClient``, ``ModelServiceClient``...) over REST.
+
+    Args:
+        client_class: The generated client class.
+        location: The Vertex AI region (the regional endpoint ``{location}-aiplatform.googleapis.com``).
+
+    Returns:
+        A client using Application Default Credentials, or, when ``TUNEKIT_VERTEX_BASE_URL`` is set, one that
+        talks to that URL with a static token (the REST transport keeps an explicit ``http://`` scheme, which a
+        loopback fake needs).
+    """
+    base_url = base_url_override()
+    if base_url:
+        return client_class(
+            credentials=static_credentials(), transport="rest", client_options={"api_endpoint": base_url}
+        )
+    return client_class(transport="rest", client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"})
+
+
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -116,26 +134,6 @@ def sanitize_labels(labels: dict[str, Any] | None) -> dict[str, str]:
             clean_key = ("k-" + clean_key)[:63]
         out[clean_key] = _LABEL_BAD.sub("-", "" if value is None else str(value).lower())[:63]
     return dict(list(out.items())[:64])
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether an error from google-genai is worth another try (quota, server error, timeout, network)."""
-    if isinstance(exc, genai_errors.APIError):
-        return exc.code in RETRYABLE_STATUS
-    return isinstance(exc, httpx.TransportError)
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line description of an error from google-genai."""
-    if isinstance(exc, genai_errors.APIError):
-        return f"{exc.code} {exc.status or ''}: {exc.message or exc}".replace("  ", " ")
-    return f"{type(exc).__name__}: {exc}"
-
-
-def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
-    """Exponential backoff with jitter: between half and all of ``initial_s * 2**(attempt-1)``, capped."""
-    # Jitter spreads the retries of concurrent workers that hit the same quota wall at once.
-    return min(max_s, initial_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
 def _finish_reason(candidate: types.Candidate) -> str:
@@ -239,8 +237,9 @@ def generation_config_to_genai(
 class VertexGeminiClient(ModelClient):
     """Gemini on Vertex AI (a publisher model or a tuned model's endpoint) as a :class:`ModelClient`.
 
-    Prompts are sent concurrently (at most ``concurrency`` at a time); quota errors (429), server errors
-    (500/503...) and timeouts are retried with capped exponential backoff and jitter. A prompt that still fails
+    Prompts are sent concurrently (at most ``concurrency`` at a time); transient errors (quota, server errors,
+    timeouts: :func:`~tunekit.components.common.vertex_jobs.is_transient`) are retried with capped exponential
+    backoff and jitter. A prompt that still fails
     comes back with status ``failed`` and the error; the others are unaffected.
 
     Args:
@@ -317,7 +316,7 @@ class VertexGeminiClient(ModelClient):
                     model=self.model, contents=contents, config=request_config
                 )
             except (genai_errors.APIError, httpx.TransportError) as exc:
-                if attempt < self.max_attempts and is_retryable(exc):
+                if attempt < self.max_attempts and is_transient(exc):
                     with self._lock:
                         self.retries += 1
                     time.sleep(backoff_delay(attempt, self.initial_backoff_s, self.max_backoff_s))

@@ -1,13 +1,15 @@
 """Supervised tuning of Gemini on Vertex AI (google-genai ``client.tunings.tune``), resumable through a state file.
 
 A tuning job runs for hours and costs money, while the pipeline step that waits for it can be retried (preempted
-pod, transient error). So the step never creates a second job for the same request:
+pod, transient error). So the step never creates a second job for the same request, with the protocol of
+:func:`~tunekit.components.common.vertex_jobs.create_or_attach`:
 
 1. before creating the job, a request id is written to ``state_path`` and sent as the job label
    ``tunekit-request-id``;
 2. right after creation, the job's resource name is written to ``state_path``, before any waiting;
 3. on start, a ``state_path`` holding a job name re-attaches to that job; one holding only a request id (a crash
-   between the create call and the write) looks the job up by its label before creating anything.
+   between the create call and the write) looks the job up by its label before creating anything; so does a
+   create call answered with a 5xx or a timeout before it is repeated (a 429 created nothing).
 
 ``state_path`` lives in the step's output artifact directory, which survives a retry of the step.
 """
@@ -17,26 +19,17 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
-import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-from google.genai import errors as genai_errors
 from google.genai import types
 
-from tunekit.components.common import state as state_file
+from tunekit.components.common import vertex_jobs
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import write_state
 from tunekit.components.common.uris import is_gcs
-from tunekit.components.model_clients.vertex import (
-    backoff_delay,
-    describe_error,
-    is_retryable,
-    make_genai_client,
-    sanitize_labels,
-)
+from tunekit.components.model_clients.vertex import make_genai_client, sanitize_labels
 
 #: Gemini models Vertex AI can tune (SPEC, 2026).
 TUNABLE_MODELS = (
@@ -60,17 +53,11 @@ MAX_ADAPTER_SIZE = {"gemini-2.5-pro": 8}
 #: The label that ties a tuning job to the request (and the state file) that created it.
 REQUEST_LABEL = "tunekit-request-id"
 
-SUCCEEDED = "JOB_STATE_SUCCEEDED"
-#: States a job does not leave, other than success.
-FAILED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
-
-# Transient errors while polling are retried this many times in a row before giving up.
-_MAX_CONSECUTIVE_POLL_ERRORS = 8
-_CREATE_ATTEMPTS = 4
+SUCCEEDED = vertex_jobs.JOB_SUCCEEDED
 _VERSION_SUFFIX = re.compile(r"-\d{3}$")
 
 
-class TuningJobFailed(RuntimeError):
+class TuningJobFailed(vertex_jobs.JobFailed):
     """A Vertex tuning job ended without a tuned model; the message is the job's own error message.
 
     Attributes:
@@ -79,13 +66,6 @@ class TuningJobFailed(RuntimeError):
         code: The job's error code, if any.
         job_message: The job's error message, if any.
     """
-
-    def __init__(self, message: str, *, job_name: str, state: str, code: int | None, job_message: str):
-        super().__init__(message)
-        self.job_name = job_name
-        self.state = state
-        self.code = code
-        self.job_message = job_message
 
 
 @dataclass
@@ -148,6 +128,20 @@ def check_base_model(base_model: str) -> str:
     return family
 
 
+def adapter_size_enum(adapter_size: int) -> types.AdapterSize:
+    """The enum google-genai sends for a LoRA adapter size.
+
+    Raises:
+        UserError: Vertex does not accept that size.
+    """
+    if adapter_size not in ADAPTER_SIZES:
+        raise UserError(
+            f"adapter size {adapter_size} is not supported; use one of {sorted(ADAPTER_SIZES)}",
+            field="adapter_size",
+        )
+    return ADAPTER_SIZES[adapter_size]
+
+
 def check_tuning_args(
     *,
     base_model: str,
@@ -178,11 +172,7 @@ def check_tuning_args(
     if not training_dataset_uri:
         raise UserError("a training dataset is required", field="training_dataset_uri")
     if adapter_size is not None:
-        if adapter_size not in ADAPTER_SIZES:
-            raise UserError(
-                f"adapter size {adapter_size} is not supported; use one of {sorted(ADAPTER_SIZES)}",
-                field="adapter_size",
-            )
+        adapter_size_enum(adapter_size)
         largest = MAX_ADAPTER_SIZE.get(family)
         if largest is not None and adapter_size > largest:
             raise UserError(
@@ -199,34 +189,51 @@ def check_tuning_args(
         )
 
 
-def build_tuning_config(
+def tuning_config(
+    method: types.TuningMethod,
     *,
     validation_dataset_uri: str | None = None,
     epoch_count: int | None = None,
     learning_rate_multiplier: float | None = None,
     adapter_size: int | None = None,
     tuned_model_display_name: str | None = None,
-    labels: dict[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
     encryption_key: str | None = None,
     output_uri: str | None = None,
+    **method_fields: Any,
 ) -> types.CreateTuningJobConfig:
-    """The ``CreateTuningJobConfig`` for supervised tuning, with only the fields the user set.
+    """A ``CreateTuningJobConfig`` for ``method`` with only the fields that are set (SFT, distillation, preference).
 
-    Unset hyperparameters are left out so that Vertex chooses them for the dataset's size.
+    Unset (or zero) hyperparameters are left out so that Vertex chooses them for the dataset's size.
+
+    Args:
+        method: The tuning method.
+        validation_dataset_uri: ``gs://`` URI of validation data.
+        epoch_count: Epochs.
+        learning_rate_multiplier: Multiplier of the default learning rate.
+        adapter_size: LoRA adapter size, one of :data:`ADAPTER_SIZES`.
+        tuned_model_display_name: The tuned model's display name.
+        labels: Job labels (already cleaned).
+        encryption_key: Cloud KMS key for CMEK.
+        output_uri: ``gs://`` prefix for the job's outputs.
+        method_fields: Fields of the method (``base_teacher_model``, ``beta``...), sent when not None.
+
+    Raises:
+        UserError: The adapter size is not one Vertex accepts.
     """
-    kwargs: dict[str, Any] = {"method": types.TuningMethod.SUPERVISED_FINE_TUNING}
+    kwargs: dict[str, Any] = {"method": method, **{k: v for k, v in method_fields.items() if v is not None}}
     if validation_dataset_uri:
         kwargs["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_dataset_uri)
-    if epoch_count is not None:
+    if epoch_count:
         kwargs["epoch_count"] = int(epoch_count)
-    if learning_rate_multiplier is not None:
+    if learning_rate_multiplier:
         kwargs["learning_rate_multiplier"] = float(learning_rate_multiplier)
-    if adapter_size is not None:
-        kwargs["adapter_size"] = ADAPTER_SIZES[adapter_size]
+    if adapter_size:
+        kwargs["adapter_size"] = adapter_size_enum(adapter_size)
     if tuned_model_display_name:
         kwargs["tuned_model_display_name"] = tuned_model_display_name
     if labels:
-        kwargs["labels"] = labels
+        kwargs["labels"] = dict(labels)
     if encryption_key:
         kwargs["encryption_spec"] = types.EncryptionSpec(kms_key_name=encryption_key)
     if output_uri:
@@ -234,24 +241,9 @@ def build_tuning_config(
     return types.CreateTuningJobConfig(**kwargs)
 
 
-def read_state(state_path: str) -> dict[str, Any]:
-    """The tuning state file's content, or ``{}`` when there is none yet.
-
-    Raises:
-        UserError: The file exists but is not a JSON object.
-    """
-    return state_file.read_state(state_path, what="tuning state file")
-
-
-write_state = state_file.write_state
-
-
-def job_state_name(job: types.TuningJob) -> str:
-    """A tuning job's state as its ``JOB_STATE_*`` name."""
-    state = job.state
-    if state is None:
-        return "JOB_STATE_UNSPECIFIED"
-    return state.value if hasattr(state, "value") else str(state)
+def build_tuning_config(**fields: Any) -> types.CreateTuningJobConfig:
+    """The ``CreateTuningJobConfig`` for supervised tuning (the fields of :func:`tuning_config`)."""
+    return tuning_config(types.TuningMethod.SUPERVISED_FINE_TUNING, **fields)
 
 
 def job_timestamp(value: Any) -> str | None:
@@ -273,21 +265,6 @@ def tuning_console_url(job_name: str) -> str:
             f"/tuning/tuningJob/{job_id}?project={project}"
         )
     return ""
-
-
-def _failure(job: types.TuningJob, state_path: str, resumed: bool) -> TuningJobFailed:
-    state = job_state_name(job)
-    code = job.error.code if job.error else None
-    job_message = (job.error.message if job.error else None) or f"the job ended in {state}"
-    how = (
-        f"This step re-attached to the job recorded in {state_path}; to start a new job, run the pipeline again "
-        "(a new run gets a new state file) or delete that file."
-        if resumed
-        else "Fix the cause and run the pipeline again."
-    )
-    code_note = f" (code {code})" if code is not None else ""
-    message = f"Tuning job {job.name} ended in {state}: {job_message}{code_note}. {how}"
-    return TuningJobFailed(message, job_name=job.name or "", state=state, code=code, job_message=job_message)
 
 
 def find_by_request_id(client: Any, request_id: str) -> types.TuningJob | None:
@@ -362,13 +339,12 @@ def tune_gemini(
         adapter_size=adapter_size,
         output_uri=output_uri,
     )
-    base_model = normalize_base_model(base_model)
     return run_tuning_job(
-        client if client is not None else make_genai_client(project, location),
+        client,
         project=project,
         location=location,
         state_path=state_path,
-        base_model=base_model,
+        base_model=normalize_base_model(base_model),
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
         labels=labels,
@@ -411,14 +387,16 @@ def run_tuning_job(
 ) -> TunedGemini:
     """Creates a Vertex tuning job, or re-attaches to the one an earlier attempt started, and waits for it.
 
-    The protocol that makes a retried step never pay twice: a job named in the state file is re-attached to; a
-    request id without a job name means an earlier create call may have got through, so the job carrying that
-    id as its label is looked for; otherwise the request id is written to the state file *before* the create
-    call, and the job's name is written *before* any waiting. A state file recorded for another base model or
-    training data is refused (:func:`check_state_matches`). The outcome is recorded in the state file too.
+    The protocol that makes a retried step never pay twice is
+    :func:`~tunekit.components.common.vertex_jobs.create_or_attach`'s: a job named in the state file is
+    re-attached to; a request id without a job name means an earlier create call may have got through, so the
+    job carrying that id as its label (:data:`REQUEST_LABEL`) is looked for; otherwise the request id is written
+    to the state file *before* the create call, and the job's name is written *before* any waiting. A state file
+    recorded for another base model or training data is refused. The wait is
+    :func:`~tunekit.components.common.vertex_jobs.wait_for`'s, and the outcome is recorded in the state file too.
 
     Args:
-        client: A google-genai client.
+        client: A google-genai client; None for ``make_genai_client(project, location)``.
         project: The Google Cloud project (recorded).
         location: The Vertex AI region (recorded).
         state_path: The state file.
@@ -434,10 +412,10 @@ def run_tuning_job(
         labels: The job's labels.
         state_fields: What else a new job's state file records (method, teacher model...).
         tuned_base_model: The base model the result names, when it is not ``base_model``.
-        kind: How the job is named in error messages (``"Tuning job"``, ``"Distillation job"``...).
+        kind: How the job is named in messages (``"Tuning job"``, ``"Distillation job"``...).
         progress: Called with the job after each poll.
-        on_create_error: Turns a ``UserError`` of the create call (Vertex refused the job) into the exception
-            to raise instead; by default that ``UserError`` is raised as it is.
+        on_create_error: Turns the :class:`~tunekit.components.common.vertex_jobs.JobRefused` of a refused
+            create call (a ``UserError``) into the exception to raise instead; by default it is raised as it is.
 
     Returns:
         The tuned model, its endpoint and the job.
@@ -448,62 +426,45 @@ def run_tuning_job(
         TuningJobFailed: The job failed, was cancelled or expired.
         TimeoutError: ``timeout_s`` passed before the job ended.
     """
-    state = read_state(state_path)
-    check_state_matches(state, state_path, base_model=base_model, training_dataset_uri=training_dataset_uri)
-    job: types.TuningJob | None = None
-    resumed = False
-    if state.get("job_name"):
-        try:
-            job = get_tuning_job(client, state["job_name"], poll_interval_s, max_poll_interval_s)
-        except genai_errors.APIError as exc:
-            if exc.code == 404:
-                raise UserError(
-                    f"the tuning state file names job {state['job_name']}, which Vertex AI does not know "
-                    f"({describe_error(exc)}); delete the file to start over",
-                    path=state_path,
-                ) from exc
-            raise
-        resumed = True
-    elif state.get("request_id"):
-        # An earlier attempt may have crashed after its create call got through but before it wrote the name.
-        job = with_retries(
-            lambda: find_by_request_id(client, state["request_id"]), poll_interval_s, max_poll_interval_s
-        )
-        resumed = job is not None
-    if job is None:
-        request_id = state.get("request_id") or uuid.uuid4().hex
-        state = {
-            **(state_fields or {}),
-            "request_id": request_id,
-            "base_model": base_model,
-            "training_dataset_uri": training_dataset_uri,
-            "project": project,
-            "location": location,
-        }
-        write_state(state_path, state)
-        config = build_config({**sanitize_labels(dict(labels or {})), REQUEST_LABEL: request_id})
-        try:
-            job = create_tuning_job(
-                client, request_id, base_model, training_dataset_uri, config, min(poll_interval_s, 2.0)
-            )
-        except UserError as exc:
-            if on_create_error is None:
-                raise
-            raise on_create_error(exc) from exc
-    if not job.name:
-        raise RuntimeError("Vertex AI returned a tuning job without a name")
-    if state.get("job_name") != job.name:
-        # Written before any waiting: from here on, a retried step re-attaches instead of creating a job.
-        state = {**state, "job_name": job.name, "console_url": tuning_console_url(job.name)}
-        write_state(state_path, state)
+    client = client if client is not None else make_genai_client(project, location)
+    job_kind = vertex_jobs.JobKind(kind, frozenset({SUCCEEDED}), vertex_jobs.JOB_FAILED_STATES, TuningJobFailed)
 
-    job = wait_for_job(client, job, state_path, resumed, poll_interval_s, max_poll_interval_s, timeout_s, progress)
+    def create(request_id: str) -> types.TuningJob:
+        config = build_config({**sanitize_labels(dict(labels or {})), REQUEST_LABEL: request_id})
+        return client.tunings.tune(
+            base_model=base_model,
+            training_dataset=types.TuningDataset(gcs_uri=training_dataset_uri),
+            config=config,
+        )
+
+    try:
+        started = vertex_jobs.run_job(
+            state_path,
+            job_kind,
+            get=lambda name: client.tunings.get(name=name),
+            create=create,
+            find=lambda request_id: find_by_request_id(client, request_id),
+            inputs={"base_model": base_model, "training_dataset_uri": training_dataset_uri},
+            fields={**(state_fields or {}), "project": project, "location": location},
+            named=lambda name: {"console_url": tuning_console_url(name)},
+            state_what="tuning state file",
+            retry_delay_s=min(poll_interval_s, 2.0),
+            poll_interval_s=poll_interval_s,
+            max_poll_interval_s=max_poll_interval_s,
+            timeout_s=timeout_s,
+            progress=progress,
+        )
+    except vertex_jobs.JobRefused as exc:
+        if on_create_error is None:
+            raise
+        raise on_create_error(exc) from exc
+    job = started.job
     tuned = job.tuned_model
     if tuned is None or not tuned.model:
         raise RuntimeError(f"{kind} {job.name} succeeded but reports no tuned model")
     result = TunedGemini(
         job_name=job.name or "",
-        state=job_state_name(job),
+        state=job_kind.state_of(job),
         tuned_model=tuned.model,
         endpoint=tuned.endpoint or "",
         base_model=tuned_base_model or base_model,
@@ -511,141 +472,13 @@ def run_tuning_job(
         location=location,
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
-        resumed=resumed,
+        resumed=started.resumed,
         create_time=job_timestamp(job.create_time),
         end_time=job_timestamp(job.end_time),
         console_url=tuning_console_url(job.name or ""),
     )
     write_state(
         state_path,
-        {**state, "state": result.state, "tuned_model": result.tuned_model, "endpoint": result.endpoint},
+        {**started.state, "state": result.state, "tuned_model": result.tuned_model, "endpoint": result.endpoint},
     )
     return result
-
-
-def check_state_matches(state: dict[str, Any], state_path: str, **expected: str) -> None:
-    """Checks that a state file records a job for the same inputs as this step's.
-
-    Raises:
-        UserError: A recorded value differs from the expected one (the file belongs to another job).
-    """
-    for key, value in expected.items():
-        recorded = state.get(key)
-        if recorded is not None and recorded != value:
-            raise UserError(
-                f"the tuning state file records a job for {key} '{recorded}', but this step asks for '{value}'; "
-                "use a new state file (a new pipeline run) or delete this one to start over",
-                path=state_path,
-            )
-
-
-def create_tuning_job(
-    client: Any,
-    request_id: str,
-    base_model: str,
-    training_dataset_uri: str,
-    config: types.CreateTuningJobConfig,
-    retry_delay_s: float,
-) -> types.TuningJob:
-    """Creates the job, retrying transient errors without ever creating two."""
-    for attempt in range(1, _CREATE_ATTEMPTS + 1):
-        try:
-            return client.tunings.tune(
-                base_model=base_model,
-                training_dataset=types.TuningDataset(gcs_uri=training_dataset_uri),
-                config=config,
-            )
-        except (genai_errors.APIError, httpx.TransportError) as exc:
-            if not is_retryable(exc) or attempt == _CREATE_ATTEMPTS:
-                if isinstance(exc, genai_errors.APIError) and exc.code in (400, 403, 404):
-                    raise UserError(f"Vertex AI refused the tuning job: {describe_error(exc)}") from exc
-                raise
-            time.sleep(backoff_delay(attempt, retry_delay_s, 30.0))
-            if isinstance(exc, genai_errors.APIError) and exc.code == 429:
-                continue  # refused for quota: nothing was created
-            # A 5xx or a timeout does not say whether the job was created: look before creating again.
-            existing = with_retries(lambda: find_by_request_id(client, request_id), retry_delay_s, 30.0)
-            if existing is not None:
-                return existing
-    raise AssertionError("unreachable")
-
-
-def with_retries(call: Callable[[], Any], retry_delay_s: float, max_delay_s: float) -> Any:
-    """Runs ``call``, retrying transient Vertex errors with capped backoff a bounded number of times in a row."""
-    errors_in_a_row = 0
-    while True:
-        try:
-            return call()
-        except (genai_errors.APIError, httpx.TransportError) as exc:
-            errors_in_a_row += 1
-            if not is_retryable(exc) or errors_in_a_row >= _MAX_CONSECUTIVE_POLL_ERRORS:
-                raise
-            time.sleep(backoff_delay(errors_in_a_row, retry_delay_s, max_delay_s))
-
-
-def get_tuning_job(
-    client: Any, name: str, retry_delay_s: float = 5.0, max_delay_s: float = 60.0
-) -> types.TuningJob:
-    """Reads a tuning job, retrying transient errors."""
-    return with_retries(lambda: client.tunings.get(name=name), retry_delay_s, max_delay_s)
-
-
-def wait_for_job(
-    client: Any,
-    job: types.TuningJob,
-    state_path: str,
-    resumed: bool,
-    poll_interval_s: float,
-    max_poll_interval_s: float,
-    timeout_s: float | None,
-    progress: Callable[[types.TuningJob], None] | None,
-) -> types.TuningJob:
-    """Polls a tuning job (backing off to ``max_poll_interval_s``) until it succeeds.
-
-    Args:
-        client: A google-genai client.
-        job: The job as last read.
-        state_path: The state file (named in messages: a retry re-attaches through it).
-        resumed: Whether this step re-attached to an earlier attempt's job (for the failure message).
-        poll_interval_s: The first wait between polls.
-        max_poll_interval_s: Cap on the wait between polls.
-        timeout_s: Give up waiting after this long (the job keeps running); None waits for ever.
-        progress: Called with the job after each poll.
-
-    Returns:
-        The succeeded job.
-
-    Raises:
-        TuningJobFailed: The job failed, was cancelled or expired.
-        TimeoutError: ``timeout_s`` passed first.
-    """
-    start = time.monotonic()
-    interval = poll_interval_s
-    while True:
-        state = job_state_name(job)
-        if state == SUCCEEDED:
-            return job
-        if state in FAILED_STATES:
-            raise _failure(job, state_path, resumed)
-        if timeout_s is not None and time.monotonic() - start >= timeout_s:
-            raise TimeoutError(
-                f"Tuning job {job.name} is still {state} after {timeout_s:g} s; it keeps running, and a retry of "
-                f"this step re-attaches to it through {state_path}"
-            )
-        time.sleep(interval)
-        interval = min(max_poll_interval_s, interval * 1.5)
-        job = get_tuning_job(client, job.name or "", poll_interval_s, max_poll_interval_s)
-        if progress is not None:
-            progress(job)
-
-
-# The names these helpers had before they were made public (kept so that older imports keep working).
-_state_name = job_state_name
-_timestamp = job_timestamp
-_console_url = tuning_console_url
-_find_by_request_id = find_by_request_id
-_check_state_matches = check_state_matches
-_create_job = create_tuning_job
-_with_retries = with_retries
-_get_job = get_tuning_job
-_wait = wait_for_job

@@ -79,36 +79,17 @@ def prompt_only_row(example: Mapping) -> dict:
     return {"contents": [{"role": "user", "parts": [{"text": str(example["prompt"])}]}]}
 
 
-def build_distillation_config(
-    *,
-    base_teacher_model: str,
-    validation_dataset_uri: str | None = None,
-    epoch_count: int | None = None,
-    learning_rate_multiplier: float | None = None,
-    adapter_size: int | None = None,
-    tuned_model_display_name: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    output_uri: str | None = None,
-) -> types.CreateTuningJobConfig:
-    """The ``CreateTuningJobConfig`` of a DISTILLATION job, with only the fields that are set."""
-    from tunekit.components.tuning.gemini import ADAPTER_SIZES
+def build_distillation_config(*, base_teacher_model: str, **fields: Any) -> types.CreateTuningJobConfig:
+    """The ``CreateTuningJobConfig`` of a DISTILLATION job, with only the fields that are set.
 
-    kwargs: dict[str, Any] = {"method": types.TuningMethod.DISTILLATION, "base_teacher_model": base_teacher_model}
-    if validation_dataset_uri:
-        kwargs["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_dataset_uri)
-    if epoch_count:
-        kwargs["epoch_count"] = int(epoch_count)
-    if learning_rate_multiplier:
-        kwargs["learning_rate_multiplier"] = float(learning_rate_multiplier)
-    if adapter_size:
-        kwargs["adapter_size"] = ADAPTER_SIZES[adapter_size]
-    if tuned_model_display_name:
-        kwargs["tuned_model_display_name"] = tuned_model_display_name
-    if labels:
-        kwargs["labels"] = dict(labels)
-    if output_uri:
-        kwargs["output_uri"] = output_uri
-    return types.CreateTuningJobConfig(**kwargs)
+    Args:
+        base_teacher_model: The teacher the service asks.
+        fields: The fields of :func:`~tunekit.components.tuning.gemini.tuning_config` (validation data, epochs,
+            learning-rate multiplier, adapter size, display name, labels, output URI).
+    """
+    from tunekit.components.tuning.gemini import tuning_config
+
+    return tuning_config(types.TuningMethod.DISTILLATION, base_teacher_model=base_teacher_model, **fields)
 
 
 ACCESS_HINT = (
@@ -166,7 +147,6 @@ def distill_gemini(
         UserError: Bad arguments, or Vertex refused the job (with :data:`ACCESS_HINT`).
         TuningJobFailed: The job failed.
     """
-    from tunekit.components.model_clients.vertex import make_genai_client
     from tunekit.components.tuning import gemini as gv
 
     gv.check_tuning_args(
@@ -180,14 +160,13 @@ def distill_gemini(
     )
     if not teacher_model:
         raise UserError("the distillation service needs a base teacher model", field="teacher_model")
-    student_model = gv.normalize_base_model(student_model)
     teacher_model = gv.normalize_base_model(teacher_model)
     return gv.run_tuning_job(
-        client if client is not None else make_genai_client(project, location),
+        client,
         project=project,
         location=location,
         state_path=state_path,
-        base_model=student_model,
+        base_model=gv.normalize_base_model(student_model),
         training_dataset_uri=prompt_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
         labels=labels,

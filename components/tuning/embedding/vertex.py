@@ -6,11 +6,12 @@ module submits it as a Vertex AI ``PipelineJob`` (``template_uri``: Vertex fetch
 downloaded here), waits with backoff, and returns the Model Registry entry the template uploads. The template does
 not deploy the tuned model; :mod:`tunekit.components.deployment.embedding` does.
 
-A tuning run costs money and the step waiting for it can be retried, so a retry never creates a second job:
+A tuning run costs money and the step waiting for it can be retried, so a retry never creates a second job (the
+protocol of :func:`~tunekit.components.common.vertex_jobs.create_or_attach`):
 
 1. a request id is written to ``state_path`` first; the job is created with the id derived from it
    (``pipeline_job_id``), so a repeated create call for the same request is refused by Vertex (409) instead of
-   starting a second job;
+   starting a second job, and the job is fetched instead;
 2. right after creation, the job's resource name is written to ``state_path``, before any waiting;
 3. on start, a ``state_path`` naming a job re-attaches to it; one holding only a request id gets the job by its
    derived id, and creates it only if Vertex does not know it.
@@ -31,15 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunekit.components.common import vertex_jobs
 from tunekit.components.common.errors import UserError
-from tunekit.components.common.state import read_state, write_state
+from tunekit.components.common.state import write_state
 from tunekit.components.common.uris import is_gcs
-from tunekit.components.model_clients.vertex import (
-    backoff_delay,
-    base_url_override,
-    sanitize_labels,
-    static_credentials,
-)
+from tunekit.components.model_clients.vertex import make_rest_client, sanitize_labels
 
 TEMPLATE_REPOSITORY = "https://us-kfp.pkg.dev/ml-pipeline/llm-text-embedding/tune-text-embedding-model"
 #: The template version per tunable base model (SPEC).
@@ -69,21 +66,17 @@ MODEL_METADATA_KEY = "output:model_resource_name"
 UPLOADER_TASK = "text-embedding-model-uploader"
 EVALUATOR_TASK = "text-embedding-evaluator"
 
-SUCCEEDED = "PIPELINE_STATE_SUCCEEDED"
-FAILED_STATES = frozenset({"PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"})
+SUCCEEDED = vertex_jobs.PIPELINE_SUCCEEDED
+FAILED_STATES = vertex_jobs.PIPELINE_FAILED_STATES
 
-_MAX_CONSECUTIVE_POLL_ERRORS = 8
-_CREATE_ATTEMPTS = 4
 _VERSION_SUFFIX = re.compile(r"@\d+$")
 
 
-class EmbeddingTuningFailed(RuntimeError):
+class EmbeddingTuningFailed(vertex_jobs.JobFailed):
     """The template's pipeline job ended without a tuned model; the message carries the job's own error."""
 
-    def __init__(self, message: str, *, job_name: str, state: str):
-        super().__init__(message)
-        self.job_name = job_name
-        self.state = state
+
+PIPELINE_JOB = vertex_jobs.JobKind("Pipeline job", frozenset({SUCCEEDED}), FAILED_STATES, EmbeddingTuningFailed)
 
 
 @dataclass
@@ -227,40 +220,12 @@ def make_pipeline_client(location: str):
     """An aiplatform ``PipelineServiceClient`` (REST) for ``location``, aimed at the fake when one is configured."""
     from google.cloud import aiplatform_v1
 
-    base_url = base_url_override()
-    if base_url:
-        # The REST transport keeps an explicit http:// scheme, which a loopback fake needs.
-        return aiplatform_v1.PipelineServiceClient(
-            credentials=static_credentials(), transport="rest", client_options={"api_endpoint": base_url}
-        )
-    return aiplatform_v1.PipelineServiceClient(
-        transport="rest", client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"}
-    )
+    return make_rest_client(aiplatform_v1.PipelineServiceClient, location)
 
 
 def job_id_for(request_id: str) -> str:
     """The pipeline job id derived from a request id (Vertex: ``[a-z][-a-z0-9]{0,127}``)."""
     return f"tunekit-embedding-{request_id}"[:128]
-
-
-def _is_transient(exc: BaseException) -> bool:
-    from google.api_core import exceptions as core_exceptions
-
-    if isinstance(exc, core_exceptions.GoogleAPICallError):
-        return exc.code in (408, 429, 500, 502, 503, 504) or isinstance(
-            exc, (core_exceptions.ServiceUnavailable, core_exceptions.TooManyRequests)
-        )
-    try:
-        import requests
-
-        return isinstance(exc, (requests.ConnectionError, requests.Timeout))
-    except ImportError:  # pragma: no cover - requests comes with google-auth
-        return False
-
-
-def _state_name(job: Any) -> str:
-    state = job.state
-    return getattr(state, "name", str(state))
 
 
 def _console_url(job_name: str) -> str:
@@ -307,20 +272,10 @@ def extract_results(job: Any) -> tuple[str, dict[str, float]]:
             f"pipeline job {job.name} succeeded but no task recorded '{MODEL_METADATA_KEY}'; find the tuned model "
             "in the Model Registry",
             job_name=job.name,
-            state=_state_name(job),
+            state=PIPELINE_JOB.state_of(job),
+            job=job,
         )
     return model, metrics
-
-
-def _call_with_retries(fn: Callable[[], Any], attempts: int, initial_s: float, sleep: Callable[[float], None]):
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt == attempts or not _is_transient(exc):
-                raise
-            sleep(backoff_delay(attempt, initial_s, 60.0))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def tune_text_embedding(
@@ -410,123 +365,63 @@ def tune_text_embedding(
         raise UserError("the template run needs a gs:// pipeline root for its artifacts", field="pipeline_root")
     name = normalize_base_model(base_model)
     uri = template_uri(name)
-    state = read_state(state_path)
-    if state and (state.get("template_uri"), state.get("corpus_uri")) != (uri, corpus_uri):
-        raise UserError(
-            f"the state file belongs to another request ({state.get('template_uri')}, {state.get('corpus_uri')}); "
-            "delete it to start over",
-            path=state_path,
-        )
     client = client if client is not None else make_pipeline_client(location)
     parent = f"projects/{project}/locations/{location}"
 
-    job = None
-    resumed = False
-    if state.get("job_name"):
+    def find(request_id: str) -> Any:
         try:
-            job = _call_with_retries(
-                lambda: client.get_pipeline_job(name=state["job_name"]), _CREATE_ATTEMPTS, 5.0, sleep
-            )
+            return client.get_pipeline_job(name=f"{parent}/pipelineJobs/{job_id_for(request_id)}")
         except core_exceptions.NotFound:
-            raise UserError(
-                f"the state file names pipeline job {state['job_name']}, which Vertex AI does not know; delete "
-                "the file to start over",
-                path=state_path,
-            ) from None
-        resumed = True
-    else:
-        request_id = state.get("request_id") or uuid.uuid4().hex[:24]
-        job_id = job_id_for(request_id)
-        if state.get("request_id"):
-            # An earlier attempt may have crashed after its create call got through but before it wrote the name.
-            try:
-                job = client.get_pipeline_job(name=f"{parent}/pipelineJobs/{job_id}")
-                resumed = True
-            except core_exceptions.NotFound:
-                job = None
-        if job is None:
-            state = {
-                "request_id": request_id,
-                "job_id": job_id,
-                "template_uri": uri,
-                "corpus_uri": corpus_uri,
-                "project": project,
-                "location": location,
-            }
-            write_state(state_path, state)
-            pipeline_job = aiplatform_v1.PipelineJob(
-                display_name=display_name or f"tune-{name}",
-                template_uri=uri,
-                runtime_config=aiplatform_v1.PipelineJob.RuntimeConfig(
-                    gcs_output_directory=pipeline_root, parameter_values=values
-                ),
-                labels={**sanitize_labels(labels), REQUEST_LABEL: request_id},
-                service_account=service_account or "",
-            )
-            if encryption_key:
-                pipeline_job.encryption_spec = aiplatform_v1.EncryptionSpec(kms_key_name=encryption_key)
+            return None
 
-            def create():
-                try:
-                    return client.create_pipeline_job(
-                        parent=parent, pipeline_job=pipeline_job, pipeline_job_id=job_id
-                    )
-                except core_exceptions.Conflict:  # 409: ALREADY_EXISTS over REST
-                    # A create call of this request got through before (a lost reply): that job is ours.
-                    return client.get_pipeline_job(name=f"{parent}/pipelineJobs/{job_id}")
-
-            job = _call_with_retries(create, _CREATE_ATTEMPTS, 5.0, sleep)
-        state["job_name"] = job.name
-        write_state(state_path, state)
-
-    started = time.monotonic()
-    interval = poll_interval_s
-    errors = 0
-    while _state_name(job) not in FAILED_STATES | {SUCCEEDED}:
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            raise TimeoutError(
-                f"pipeline job {job.name} is still {_state_name(job)} after {timeout_s:.0f} s; it keeps running, "
-                f"and a retry of this step re-attaches to it through {state_path}"
-            )
-        sleep(interval)
-        interval = min(max_poll_interval_s, interval * 1.5)
-        try:
-            job = client.get_pipeline_job(name=job.name)
-            errors = 0
-        except Exception as exc:
-            errors += 1
-            if not _is_transient(exc) or errors >= _MAX_CONSECUTIVE_POLL_ERRORS:
-                raise
-            continue
-        if progress is not None:
-            progress(job)
-
-    state_name = _state_name(job)
-    if state_name != SUCCEEDED:
-        message = job.error.message if job.error and job.error.message else f"the job ended in {state_name}"
-        raise EmbeddingTuningFailed(
-            f"pipeline job {job.name} ({uri}) ended in {state_name}: {message}. "
-            + (
-                f"This step re-attached to the job recorded in {state_path}; a new pipeline run starts a new job."
-                if resumed
-                else "Fix the cause and run the pipeline again."
+    def create(request_id: str) -> Any:
+        pipeline_job = aiplatform_v1.PipelineJob(
+            display_name=display_name or f"tune-{name}",
+            template_uri=uri,
+            runtime_config=aiplatform_v1.PipelineJob.RuntimeConfig(
+                gcs_output_directory=pipeline_root, parameter_values=values
             ),
-            job_name=job.name,
-            state=state_name,
+            labels={**sanitize_labels(labels), REQUEST_LABEL: request_id},
+            service_account=service_account or "",
         )
+        if encryption_key:
+            pipeline_job.encryption_spec = aiplatform_v1.EncryptionSpec(kms_key_name=encryption_key)
+        return client.create_pipeline_job(
+            parent=parent, pipeline_job=pipeline_job, pipeline_job_id=job_id_for(request_id)
+        )
+
+    started = vertex_jobs.run_job(
+        state_path,
+        PIPELINE_JOB,
+        get=lambda job_name: client.get_pipeline_job(name=job_name),
+        create=create,
+        find=find,
+        names_job=True,  # the job id is the request's: a repeated create is refused (409), never a second job
+        inputs={"template_uri": uri, "corpus_uri": corpus_uri},
+        fields={"project": project, "location": location},
+        named=lambda job_name: {"console_url": _console_url(job_name)},
+        request_id=lambda: uuid.uuid4().hex[:24],
+        retry_delay_s=5.0,
+        max_retry_delay_s=60.0,
+        poll_interval_s=poll_interval_s,
+        max_poll_interval_s=max_poll_interval_s,
+        timeout_s=timeout_s,
+        progress=progress,
+        sleep=sleep,
+    )
+    job = started.job
     tuned_model, metrics = extract_results(job)
     result = TunedEmbedding(
         job_name=job.name,
-        state=state_name,
+        state=PIPELINE_JOB.state_of(job),
         tuned_model=tuned_model,
         base_model=name,
         template_uri=uri,
         project=project,
         location=location,
         metrics=metrics,
-        resumed=resumed,
+        resumed=started.resumed,
         console_url=_console_url(job.name),
     )
-    state["tuned_model"] = tuned_model
-    write_state(state_path, state)
+    write_state(state_path, {**started.state, "tuned_model": tuned_model})
     return result

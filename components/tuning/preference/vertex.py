@@ -44,35 +44,23 @@ def build_preference_config(
     Raises:
         UserError: ``beta`` is negative or the adapter size is not one Vertex accepts.
     """
-    kwargs: dict[str, Any] = {"method": types.TuningMethod.PREFERENCE_TUNING}
-    if beta is not None:
-        if beta < 0:
-            raise UserError(f"beta must be >= 0, not {beta}", field="beta")
-        kwargs["beta"] = float(beta)
-    if epoch_count:
-        kwargs["epoch_count"] = int(epoch_count)
-    if adapter_size:
-        if adapter_size not in gv.ADAPTER_SIZES:
-            raise UserError(
-                f"adapter size {adapter_size} is not supported; use one of {sorted(gv.ADAPTER_SIZES)}",
-                field="adapter_size",
-            )
-        kwargs["adapter_size"] = gv.ADAPTER_SIZES[adapter_size]
-    if learning_rate_multiplier:
-        kwargs["learning_rate_multiplier"] = float(learning_rate_multiplier)
-    if pre_tuned_model_checkpoint_id:
-        kwargs["pre_tuned_model_checkpoint_id"] = str(pre_tuned_model_checkpoint_id)
-    if validation_dataset_uri:
-        kwargs["validation_dataset"] = types.TuningValidationDataset(gcs_uri=validation_dataset_uri)
-    if tuned_model_display_name:
-        kwargs["tuned_model_display_name"] = tuned_model_display_name
-    if labels:
-        kwargs["labels"] = dict(labels)
-    if encryption_key:
-        kwargs["encryption_spec"] = types.EncryptionSpec(kms_key_name=encryption_key)
-    if output_uri:
-        kwargs["output_uri"] = output_uri
-    return types.CreateTuningJobConfig(**kwargs)
+    if beta is not None and beta < 0:
+        raise UserError(f"beta must be >= 0, not {beta}", field="beta")
+    return gv.tuning_config(
+        types.TuningMethod.PREFERENCE_TUNING,
+        beta=None if beta is None else float(beta),
+        pre_tuned_model_checkpoint_id=str(pre_tuned_model_checkpoint_id)
+        if pre_tuned_model_checkpoint_id
+        else None,
+        epoch_count=epoch_count,
+        adapter_size=adapter_size,
+        learning_rate_multiplier=learning_rate_multiplier,
+        validation_dataset_uri=validation_dataset_uri,
+        tuned_model_display_name=tuned_model_display_name,
+        labels=labels,
+        encryption_key=encryption_key,
+        output_uri=output_uri,
+    )
 
 
 def check_preference_args(
@@ -162,19 +150,16 @@ def tune_gemini_preference(
         UserError: Bad arguments (before any call), a state file of another request, or Vertex refused the job.
         TuningJobFailed: The job failed, was cancelled or expired.
     """
-    from tunekit.components.model_clients.vertex import make_genai_client
-
-    start_model = check_preference_args(
-        start_model=start_model,
-        training_dataset_uri=training_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-    )
     return gv.run_tuning_job(
-        client if client is not None else make_genai_client(project, location),
+        client,
         project=project,
         location=location,
         state_path=state_path,
-        base_model=start_model,
+        base_model=check_preference_args(
+            start_model=start_model,
+            training_dataset_uri=training_dataset_uri,
+            validation_dataset_uri=validation_dataset_uri,
+        ),
         training_dataset_uri=training_dataset_uri,
         validation_dataset_uri=validation_dataset_uri,
         labels=labels,
