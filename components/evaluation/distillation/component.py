@@ -51,6 +51,7 @@ def evaluate_distillation(
     ``<model>_parameters`` where known, the gate's figures, ``gate_passed``, ``gate_reason``, ``gate``,
     ``<model>_size`` and ``table`` (the Markdown table, also in ``summary``).
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.evaluation.distillation.steps import run_evaluate_distillation
     from tunekit.components.evaluation.gate import GatePolicy
     from tunekit.components.evaluation.result import log_evaluation
@@ -72,8 +73,9 @@ def evaluate_distillation(
             price_table=price_table,
         )
 
-    result = run_evaluate_distillation(
-        task=task,
+    result = call(
+        run_evaluate_distillation,
+        locals(),
         task_type=chosen_type,
         eval_path=eval_dataset.path,
         student_path=student.path,
@@ -83,21 +85,9 @@ def evaluate_distillation(
         predictions_path=predictions.path,
         summary_path=summary.path,
         teacher_factory=teacher_factory if evaluate_teacher else None,
-        teacher_model=teacher_model,
         exemplars=load_exemplars(exemplars_uri, num_exemplars) if evaluate_teacher else [],
         instruction=instruction or None,
         classes=[str(c) for c in classes] if classes else None,
-        teacher_max_output_tokens=teacher_max_output_tokens,
-        max_eval_examples=max_eval_examples,
-        max_output_tokens=max_output_tokens,
-        min_student_metric=min_student_metric,
-        min_improvement_over_baseline=min_improvement_over_baseline,
-        price_table=price_table,
-        student_cost_per_hour=student_cost_per_hour,
-        project=project,
-        location=location,
-        purpose=purpose,
-        local_registry=local_registry,
         policy=GatePolicy(beat_champion=beat_champion, require_significant=require_significant),
     )
     print(result.metadata["table"])

@@ -30,28 +30,20 @@ def evaluate_embedding(
     ``metrics.metadata["gate_reason"]``, the comparisons are in ``gate``; ``metrics`` is an evaluation result as
     every evaluation logs it (:mod:`tunekit.components.evaluation.result`).
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.common.model_record import ModelRecord
     from tunekit.components.evaluation.embedding.steps import run_evaluate_embedding
     from tunekit.components.evaluation.gate import GatePolicy
     from tunekit.components.evaluation.result import log_evaluation
 
-    result = run_evaluate_embedding(
-        backend=backend,
-        base_model=base_model,
+    policy = GatePolicy(
+        min_improvement=min_improvement, beat_champion=beat_champion, require_significant=require_significant
+    )
+    result = call(
+        run_evaluate_embedding,
+        locals(),
         tuned_model_path=tuned_model.path,
         tuned_info=ModelRecord.read(tuned_model.path, dict(tuned_model.metadata)).to_dict(),
-        corpus_uri=corpus_uri,
-        queries_uri=queries_uri,
-        test_labels_uri=test_labels_uri,
         summary_path=summary.path,
-        min_improvement=min_improvement,
-        output_dimensionality=output_dimensionality,
-        project=project,
-        location=location,
-        purpose=purpose,
-        local_registry=local_registry,
-        policy=GatePolicy(
-            min_improvement=min_improvement, beat_champion=beat_champion, require_significant=require_significant
-        ),
     )
     return log_evaluation(result, metrics)

@@ -40,28 +40,21 @@ def evaluate_preference(
     On Vertex the models' answers and the Gemini judge's verdicts go through the model engine (retries, rate
     limits) and are kept in ``response_cache`` as they arrive: a retry of this step pays for nothing twice.
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.evaluation.gate import GatePolicy
     from tunekit.components.evaluation.preference.steps import run_evaluate_preference
     from tunekit.components.evaluation.result import log_evaluation
 
-    result = run_evaluate_preference(
-        backend=backend,
-        base_model=base_model,
+    result = call(
+        run_evaluate_preference,
+        locals(),
         warm_model_path=warm_model.path,
         tuned_model_path=tuned_model.path,
         reward_model_path=reward_model.path,
         eval_path=eval_pairs.path,
-        max_eval_examples=max_eval_examples,
-        max_output_tokens=max_output_tokens,
-        min_win_rate=min_win_rate,
-        judge_model=judge_model,
-        project=project,
-        location=location,
         summary_path=summary.path,
         predictions_path=predictions.path,
         cache_dir=response_cache.path if backend == "vertex" else "",
-        purpose=purpose,
-        local_registry=local_registry,
         policy=GatePolicy(beat_champion=beat_champion),
     )
     return log_evaluation(result, metrics)

@@ -29,29 +29,13 @@ def tune_embedding(
     tuned_model: dsl.Output[dsl.Model],
 ):
     """Tunes an embedding model: sentence-transformers locally, or Google's template on Vertex (re-attaching)."""
+    from tunekit.components.common.artifacts import call
     from tunekit.components.tuning.embedding.local import run_tune_embedding
 
-    run_tune_embedding(
-        backend=backend,
-        base_model=base_model,
-        corpus_uri=corpus_uri,
-        queries_uri=queries_uri,
-        train_labels_uri=train_labels_uri,
-        test_labels_uri=test_labels_uri,
-        validation_labels_uri=validation_labels_uri,
+    call(
+        run_tune_embedding,
+        locals(),
         model_path=tuned_model.path,
         model_uri=tuned_model.uri,
         model_metadata=tuned_model.metadata,
-        train_steps=train_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        hard_negatives=hard_negatives,
-        learning_rate_multiplier=learning_rate_multiplier,
-        output_dimensionality=output_dimensionality,
-        task_type=task_type,
-        labels=labels,
-        encryption_key=encryption_key,
-        project=project,
-        location=location,
-        pipeline_job_name=pipeline_job_name,
     )

@@ -30,15 +30,14 @@ def prepare_preference_data(
     Also validates the optional prompt and SFT datasets (reports in ``reports``) and builds the warm start's data:
     the preferred answers in the Gemini SFT format, or the user's own SFT data.
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.tuning.preference.steps import run_prepare_preference
     from tunekit.components.tuning.prepare import fingerprint_files
 
-    counts = run_prepare_preference(
+    counts = call(
+        run_prepare_preference,
+        locals(),
         validated_dir=validated_dataset.path,
-        prompt_dataset_uri=prompt_dataset_uri,
-        sft_dataset_uri=sft_dataset_uri,
-        eval_split=eval_split,
-        seed=seed,
         preference_path=preference_dataset.path,
         eval_path=eval_pairs.path,
         prompt_path=prompt_dataset.path,
@@ -75,28 +74,16 @@ def warm_start_supervised(
 
     Vertex: a Gemini SFT job that re-attaches on retry; local: TRL SFT of the open model.
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.tuning.preference.steps import run_warm_start
 
-    run_warm_start(
-        backend=backend,
-        base_model=base_model,
-        enabled=enabled,
+    call(
+        run_warm_start,
+        locals(),
         sft_path=sft_dataset.path,
         sft_uri=sft_dataset.uri,
         model_path=warm_model.path,
         model_metadata=warm_model.metadata,
-        sft_steps=sft_steps,
-        epoch_count=epoch_count,
-        adapter_size=adapter_size,
-        learning_rate_multiplier=learning_rate_multiplier,
-        tuned_model_display_name=tuned_model_display_name,
-        labels=labels,
-        encryption_key=encryption_key,
-        output_uri=output_uri,
-        local_options=local_options,
-        project=project,
-        location=location,
-        pipeline_job_name=pipeline_job_name,
     )
 
 
@@ -132,13 +119,13 @@ def tune_preference(
     Returns the deploy backend: ``vertex`` for Gemini and for open models trained on Vertex AI (their artifact is
     in Cloud Storage), ``local`` for open models trained by the local runner.
     """
+    from tunekit.components.common.artifacts import call
     from tunekit.components.common.model_record import deploy_backend
     from tunekit.components.tuning.preference.steps import run_tune_preference
 
-    run_tune_preference(
-        backend=backend,
-        algorithm=algorithm,
-        base_model=base_model,
+    call(
+        run_tune_preference,
+        locals(),
         warm_model_path=warm_model.path,
         preference_path=preference_dataset.path,
         preference_uri=preference_dataset.uri,
@@ -148,22 +135,6 @@ def tune_preference(
         model_metadata=tuned_model.metadata,
         reward_path=reward_model.path,
         reward_metadata=reward_model.metadata,
-        beta=beta,
-        epoch_count=epoch_count,
-        adapter_size=adapter_size,
-        learning_rate_multiplier=learning_rate_multiplier,
-        pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id,
-        tuned_model_display_name=tuned_model_display_name,
-        labels=labels,
-        encryption_key=encryption_key,
-        output_uri=output_uri,
-        reward_steps=reward_steps,
-        rl_steps=rl_steps,
-        batch_size=batch_size,
-        local_options=local_options,
-        project=project,
-        location=location,
-        pipeline_job_name=pipeline_job_name,
     )
     return deploy_backend(backend, tuned_model.uri)
 
