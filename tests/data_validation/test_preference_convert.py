@@ -22,7 +22,7 @@ from tunekit.components.data_validation.preference_convert import (
 from tunekit.components.data_validation.validate import validate_dataset
 from tunekit.components.tuning.preference.steps import run_prepare_preference
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "examples", "data", "preference")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data", "preference")
 
 HUMAN = {
     "input_text": "My router blinks red.",

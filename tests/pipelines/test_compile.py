@@ -6,7 +6,7 @@ from tunekit.components.common.image import GPU_IMAGE, IMAGE, VERSION
 from tunekit.pipelines.compile import compile_all, compile_method
 from tunekit.pipelines.registry import METHODS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def images(spec: dict) -> set[str]:

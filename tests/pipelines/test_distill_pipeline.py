@@ -15,7 +15,7 @@ from tunekit.pipelines.config import load_config
 from tunekit.pipelines.distilling_step_by_step import DistillingStepByStepConfig, build_pipeline
 from tunekit.pipelines.registry import get_method
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "examples", "distilling_step_by_step.yaml")
 DATA = os.path.join(ROOT, "examples", "data", "dss")
 

@@ -167,7 +167,7 @@ def test_make_tiny_model_rejects_unknown_kind(tmp_path):
         make_tiny_model(str(tmp_path), "encoder")
 
 
-DEMO_DATA = os.path.join(os.path.dirname(__file__), "..", "examples", "data")
+DEMO_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data")
 
 
 @pytest.mark.slow

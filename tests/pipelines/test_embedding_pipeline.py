@@ -16,7 +16,7 @@ from tunekit.pipelines.embedding_tuning import EmbeddingTuningConfig, embedding_
 from tunekit.pipelines.registry import METHODS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "examples", "embedding_tuning.yaml")
 
 

@@ -28,7 +28,7 @@ from tunekit.components.rationale_extraction.parsing import (
     strip_runaway,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DSS_DIR = REPO_ROOT.parent / "shared" / "data" / "dss"
 
 PETS = ["kennel", "fish tank", "bird cage", "stable", "hutch"]

@@ -8,7 +8,7 @@ import pytest
 from tunekit.components.data_validation.findings import ERROR, KINDS
 from tunekit.components.data_validation.validate import validate_dataset
 
-HERE = os.path.join(os.path.dirname(__file__), "data", "malformed")
+HERE = os.path.join(os.path.dirname(__file__), "..", "data", "malformed")
 with open(os.path.join(HERE, "manifest.json")) as handle:
     CASES = json.load(handle)
 

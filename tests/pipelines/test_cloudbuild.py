@@ -14,7 +14,7 @@ import yaml
 from tunekit.pipelines.cli import build_parser
 from tunekit.pipelines.registry import METHODS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = ["cloudbuild.yaml", "cloudbuild/pr-checks.yaml", "cloudbuild/retrain-on-new-data.yaml"]
 BUILT_IN = {"PROJECT_ID", "PROJECT_NUMBER", "LOCATION", "BUILD_ID", "COMMIT_SHA", "SHORT_SHA", "REVISION_ID"}
 BUILT_IN |= {"REPO_NAME", "REPO_FULL_NAME", "BRANCH_NAME", "TAG_NAME", "REF_NAME", "TRIGGER_NAME"}

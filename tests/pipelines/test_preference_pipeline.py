@@ -9,7 +9,7 @@ import yaml
 from tunekit.pipelines.config import load_config, parameter_values
 from tunekit.pipelines.registry import METHODS, get_method
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 def compiled(tmp_path):

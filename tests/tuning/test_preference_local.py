@@ -22,7 +22,7 @@ from tunekit.components.tuning.preference.local import (
 )
 from tunekit.components.tuning.tiny import make_tiny_model
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "examples", "data", "preference")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data", "preference")
 TINY = {
     "hidden_size": 32,
     "intermediate_size": 64,

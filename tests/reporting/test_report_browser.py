@@ -11,8 +11,8 @@ Without Chromium the browser tests skip, except under CI (``CI=true``), where th
 Regenerate the docs' screenshot from a real demo run (a few minutes; config overrides may follow), or from a
 finished local supervised-tuning run's folder::
 
-    .venv/bin/python tests/test_report_browser.py --docs [train_steps=120 ...]
-    .venv/bin/python tests/test_report_browser.py --docs-from runs/demo/pipeline_root/supervised-tuning-...
+    .venv/bin/python tests/reporting/test_report_browser.py --docs [train_steps=120 ...]
+    .venv/bin/python tests/reporting/test_report_browser.py --docs-from runs/demo/pipeline_root/supervised-tuning-...
 """
 
 import json
@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 #: Flags for a browser that talks to nothing but the page it is given.
