@@ -24,13 +24,8 @@ from tunekit.components.common import vertex_jobs
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.state import read_state, write_state
 from tunekit.components.deployment import champion, local_registry
-from tunekit.components.deployment.registry import (
-    create_endpoint,
-    dedicated_resources,
-    deploy_model,
-    make_endpoint_client,
-    register_champion,
-)
+from tunekit.components.deployment.registry import make_endpoint_client, register_champion
+from tunekit.components.deployment.rollout import create_endpoint, dedicated_resources, deploy_model
 from tunekit.components.model_clients.vertex import sanitize_labels
 
 STATE_FILE = "deployment_state.json"

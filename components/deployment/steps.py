@@ -76,7 +76,7 @@ def run_deploy(
     its Model Registry version is labelled with its lineage and gets the ``champion`` alias (see
     :func:`~tunekit.components.deployment.registry.deploy_gemini`). Vertex, open model (no endpoint): the model is
     uploaded with a serving container and deployed beside the champion with a canary traffic split (see
-    :func:`~tunekit.components.deployment.registry.deploy_open_model`). Local: the model directory is registered as
+    :func:`~tunekit.components.deployment.rollout.deploy_open_model`). Local: the model directory is registered as
     ``champion`` in the local registry file, with its metrics and data fingerprint.
 
     Args:
@@ -135,6 +135,7 @@ def run_deploy(
         record["registry"] = local_registry_path
     elif backend == "vertex":
         from tunekit.components.deployment import registry as vertex
+        from tunekit.components.deployment import rollout
 
         labels = {**lineage, **vertex.lineage_labels(purpose=purpose, base_model=str(info.get("base_model", "")))}
         state_path = os.path.join(output_dir, STATE_FILE)
@@ -161,7 +162,7 @@ def run_deploy(
                 options["accelerator_type"] = accelerator_type
             if accelerator_count:
                 options["accelerator_count"] = accelerator_count
-            record = vertex.deploy_open_model(
+            record = rollout.deploy_open_model(
                 artifact_uri=artifact_uri,
                 purpose=purpose,
                 project=project,

@@ -430,18 +430,18 @@ def pipelines(monkeypatch):
 def _deploy(state_path, state, endpoint_name):
     from google.cloud import aiplatform_v1
 
-    from tunekit.components.deployment import registry
+    from tunekit.components.deployment import rollout
     from tunekit.components.deployment.registry import make_endpoint_client
 
     client = make_endpoint_client(LOCATION)
     lro = lambda key, **kw: vertex_jobs.run_operation(state_path, state, key, timeout_s=30, **kw, **NO_WAIT)  # noqa: E731
-    return registry.deploy_model(
+    return rollout.deploy_model(
         client,
         lro,
         endpoint=endpoint_name,
         deployed_model=aiplatform_v1.DeployedModel(
             model=f"projects/{PROJECT}/locations/{LOCATION}/models/1@1",
-            dedicated_resources=registry.dedicated_resources(machine_type="g2-standard-12"),
+            dedicated_resources=rollout.dedicated_resources(machine_type="g2-standard-12"),
         ),
         traffic_split={"0": 100},
     )

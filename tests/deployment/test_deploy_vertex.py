@@ -10,6 +10,7 @@ from fake_vertex_pipelines import LOCATION, PROJECT, serve_fake_pipelines
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.deployment import registry as vertex
+from tunekit.components.deployment import rollout
 from tunekit.components.deployment.champion import find_champion
 from tunekit.components.deployment.steps import run_deploy
 
@@ -111,7 +112,7 @@ def deploy_gemini_retry(fake, tmp_path, name, model, endpoint):
 
 
 def deploy_open(tmp_path, name, canary, **kw):
-    return vertex.deploy_open_model(
+    return rollout.deploy_open_model(
         artifact_uri=f"gs://bucket/runs/{name}/tuned_model",
         purpose="support-routing",
         project=PROJECT,
@@ -134,7 +135,7 @@ def test_open_model_upload_canary_and_rollback(fake, tmp_path):
     assert "parentModel" not in body or body["parentModel"] == ""
     model = body["model"]
     assert model["artifactUri"] == "gs://bucket/runs/a/tuned_model"
-    assert model["containerSpec"]["imageUri"] == vertex.DEFAULT_SERVING_IMAGE
+    assert model["containerSpec"]["imageUri"] == rollout.DEFAULT_SERVING_IMAGE
     assert "--model=gs://bucket/runs/a/tuned_model" in model["containerSpec"]["args"]
     assert model["containerSpec"]["predictRoute"] == "/generate"
     assert model["containerSpec"]["ports"] == [{"containerPort": 8080}]
@@ -219,7 +220,7 @@ def test_vertex_errors(fake, tmp_path):
     with pytest.raises(UserError, match="canary_traffic_percent"):
         deploy_open(tmp_path, "x", 0)
     with pytest.raises(UserError, match="Cloud Storage"):
-        vertex.deploy_open_model(
+        rollout.deploy_open_model(
             artifact_uri="/tmp/model",
             purpose="p",
             project=PROJECT,

@@ -15,7 +15,7 @@ from kfp import compiler
 
 from tunekit.components.common.image import GPU_IMAGE, IMAGE
 from tunekit.components.common.model_record import deploy_backend
-from tunekit.components.deployment import registry as vertex
+from tunekit.components.deployment import rollout
 from tunekit.components.deployment.steps import run_deploy
 
 
@@ -70,7 +70,7 @@ def test_open_student_trained_on_vertex_is_uploaded_and_deployed_to_an_endpoint(
     (upload,) = fake.requests_to(r"/models:upload\?", method="POST")
     model = upload[2]["model"]
     assert model["artifactUri"] == model_uri
-    assert model["containerSpec"]["imageUri"] == vertex.DEFAULT_SERVING_IMAGE
+    assert model["containerSpec"]["imageUri"] == rollout.DEFAULT_SERVING_IMAGE
     assert model["labels"]["tunekit-purpose"] == "ticket-routing"
     (deploy,) = fake.requests_to(r":deployModel\?")
     assert deploy[2]["deployedModel"]["model"] == deployed["model"]
