@@ -39,6 +39,8 @@ from tunekit.components.evaluation.bootstrap import (
 
 BASE = "base"
 CHAMPION = "champion"
+#: The model a run just tuned, the gate's candidate (distillation's is its ``student``).
+CANDIDATE = "tuned"
 #: An even head-to-head: the win rate the candidate must exceed against the champion.
 EVEN = 0.5
 
@@ -221,7 +223,7 @@ def decide(
     champion_scores: Sequence[float] | None = None,
     champion_label: str = "",
     champion_error: str = "",
-    candidate_name: str = "tuned",
+    candidate_name: str = CANDIDATE,
     candidate_value: float | None = None,
     base_value: float | None = None,
     champion_value: float | None = None,
@@ -380,6 +382,17 @@ def load_champion(champion, load: Callable[[Any], T]) -> tuple[T | None, str]:
         return load(champion), ""
     except Exception as exc:  # noqa: BLE001 - any failure to load the champion is reported by the gate
         return None, error_text(exc)
+
+
+def require_endpoint(endpoint: str, model: str) -> str:
+    """``endpoint``, where the Vertex model ``model`` (a champion, a tuned model) is served.
+
+    Raises:
+        ValueError: No endpoint is recorded for ``model`` (``endpoint`` is '').
+    """
+    if not endpoint:
+        raise ValueError(f"no endpoint is recorded for {model}")
+    return endpoint
 
 
 def error_text(exc: BaseException) -> str:

@@ -171,9 +171,7 @@ def row_scores(task: str, predictions: Sequence[str | None], references: Sequenc
         UserError: ``task`` is unknown.
         ValueError: The two lists differ in length.
     """
-    if task not in TASKS:
-        raise UserError(f"unknown task '{task}'; use one of {', '.join(TASKS)}", field="task")
-    _check_lengths(predictions, references)
+    _check_task_and_lengths(task, predictions, references)
     metric = PRIMARY_METRIC[task]
     pairs = zip(predictions, references, strict=True)
     if metric == "accuracy":
@@ -234,6 +232,12 @@ def _check_lengths(predictions: Sequence, references: Sequence) -> None:
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
 
 
+def _check_task_and_lengths(task: str, predictions: Sequence, references: Sequence) -> None:
+    if task not in TASKS:
+        raise UserError(f"unknown task '{task}'; use one of {', '.join(TASKS)}", field="task")
+    _check_lengths(predictions, references)
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -262,9 +266,7 @@ def compute_metrics(
         UserError: ``task`` is unknown.
         ValueError: The two lists differ in length.
     """
-    if task not in TASKS:
-        raise UserError(f"unknown task '{task}'; use one of {', '.join(TASKS)}", field="task")
-    _check_lengths(predictions, references)
+    _check_task_and_lengths(task, predictions, references)
     pairs = list(zip(predictions, references, strict=True))
     if task == CLASSIFICATION:
         return {"accuracy": accuracy(predictions, references), "macro_f1": macro_f1(predictions, references)}

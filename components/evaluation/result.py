@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunekit.components.common.jsonl import write_jsonl
-from tunekit.components.evaluation.gate import Comparison, GateDecision, gate_metrics
+from tunekit.components.evaluation.gate import CANDIDATE, Comparison, GateDecision, gate_metrics
 
 #: The metadata key of the declared schema.
 SCHEMA_KEY = "evaluation"
@@ -35,9 +35,9 @@ class EvaluationResult:
 
     Attributes:
         method: ``supervised``, ``distillation``, ``preference`` or ``embedding``.
-        candidate: The name of the model the gate judges (``tuned``; ``student`` for distillation).
         primary_metric: The metric the gate compares.
         decision: The gate's decision.
+        candidate: The name of the model the gate judges (``tuned``; ``student`` for distillation).
         metrics: ``model name -> metric -> value`` of every model scored (logged as ``<model>_<metric>``).
         figures: Figures of the evaluation as a whole, not of one model (preference's ``win_rate`` and
             ``reward_accuracy``, the autorater's win rates), logged under their own names.
@@ -49,9 +49,9 @@ class EvaluationResult:
     """
 
     method: str
-    candidate: str
     primary_metric: str
     decision: GateDecision
+    candidate: str = CANDIDATE
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     figures: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)

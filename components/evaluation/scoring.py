@@ -13,13 +13,21 @@ and, when one is deployed for the same purpose, the champion, with paired bootst
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.data_validation import formats
-from tunekit.components.evaluation.gate import BASE, CHAMPION, GateDecision, all_failed
+from tunekit.components.evaluation.gate import (
+    BASE,
+    CANDIDATE,
+    CHAMPION,
+    GateDecision,
+    all_failed,
+    require_endpoint,
+)
 from tunekit.components.evaluation.metrics import (
     CLASSIFICATION,
     PRIMARY_METRIC,
@@ -73,7 +81,7 @@ class EvalReport:
     def gate_inputs(
         self,
         *,
-        candidate: str = "tuned",
+        candidate: str = CANDIDATE,
         baseline: str = BASE,
         champion: str = CHAMPION,
         champion_label: str = "",
@@ -142,6 +150,28 @@ def vertex_client(model: str, project: str, location: str, cache_dir: str = "") 
     return make_engine(
         "vertex", model, options={"project": project, "location": location}, cache_dir=cache_dir or None
     )
+
+
+def champion_client(champion, *, project: str, location: str, cache_dir: str = "") -> ModelClient:
+    """A client for the champion: its model directory locally, its endpoint on Vertex (cached in ``cache_dir``).
+
+    Raises:
+        UserError: A local champion whose directory is gone.
+        ValueError: A Vertex champion with no endpoint recorded.
+    """
+    if champion.backend == "local":
+        from tunekit.components.model_clients.hf import HFLocalClient
+
+        if not os.path.isdir(champion.model):
+            raise UserError(
+                f"the champion's model directory is gone; roll back to another model (tunekit rollback) or set "
+                f"beat_champion: false (registry entry {champion.registry_id})",
+                path=champion.model,
+            )
+        # An adapter directory names its base model in adapter_config.json; HFLocalClient loads both.
+        return HFLocalClient(champion.model)
+    endpoint = require_endpoint(champion.endpoint, champion.model)
+    return vertex_client(endpoint, project or "", location or "", cache_dir)
 
 
 def evaluate_models(

@@ -7,7 +7,7 @@ SVG. No plotting library: the report must open offline, and the charts are simpl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 #: Okabe-Ito colours (distinguishable with the common colour-vision deficiencies).
@@ -34,8 +34,11 @@ class Line:
 
 
 @dataclass
-class LineChart:
-    """A line chart's geometry."""
+class Frame:
+    """What the line and bar charts share: a title, the size, and the plot area's edges in pixels.
+
+    Pixel y grows downwards: ``top`` < ``bottom``.
+    """
 
     title: str
     width: int
@@ -44,6 +47,20 @@ class LineChart:
     right: float
     top: float
     bottom: float
+
+    def x_scale(self, low: float, high: float) -> Callable[[float], float]:
+        """Pixel x of a value on an x axis from ``low`` (at ``left``) to ``high`` (at ``right``)."""
+        return lambda x: self.left + (x - low) / ((high - low) or 1.0) * (self.right - self.left)
+
+    def y_scale(self, low: float, high: float) -> Callable[[float], float]:
+        """Pixel y of a value on a y axis from ``low`` (at ``bottom``) to ``high`` (at ``top``)."""
+        return lambda y: self.bottom - (y - low) / ((high - low) or 1.0) * (self.bottom - self.top)
+
+
+@dataclass
+class LineChart(Frame):
+    """A line chart's geometry."""
+
     x_label: str
     y_label: str
     x_ticks: list[Tick]
@@ -68,16 +85,9 @@ class Bar:
 
 
 @dataclass
-class BarChart:
+class BarChart(Frame):
     """A grouped bar chart's geometry: one group per metric, one bar per model."""
 
-    title: str
-    width: int
-    height: int
-    left: float
-    right: float
-    top: float
-    bottom: float
     y_ticks: list[Tick]
     groups: list[tuple[float, str]]  # (centre x, metric name)
     bars: list[Bar]
@@ -156,6 +166,10 @@ def _shorten(text: str, limit: int = 14) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _ticks(scale: Callable[[float], float], values: Sequence[float]) -> list[Tick]:
+    return [Tick(round(scale(v), 2), format_number(v)) for v in values]
+
+
 def line_chart(
     title: str,
     series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
@@ -178,16 +192,9 @@ def line_chart(
     ys = [y for _, points in clean for _, y in points]
     x_ticks_values = nice_ticks(min(xs), max(xs))
     y_ticks_values = nice_ticks(min(ys), max(ys))
-    left, right, top, bottom = 60.0, width - 16.0, 34.0, height - 40.0
-    x0, x1 = x_ticks_values[0], x_ticks_values[-1]
-    y0, y1 = y_ticks_values[0], y_ticks_values[-1]
-
-    def px(x: float) -> float:
-        return left + (x - x0) / ((x1 - x0) or 1.0) * (right - left)
-
-    def py(y: float) -> float:
-        return bottom - (y - y0) / ((y1 - y0) or 1.0) * (bottom - top)
-
+    frame = Frame(title, width, height, left=60.0, right=width - 16.0, top=34.0, bottom=height - 40.0)
+    px = frame.x_scale(x_ticks_values[0], x_ticks_values[-1])
+    py = frame.y_scale(y_ticks_values[0], y_ticks_values[-1])
     lines = []
     for index, (name, points) in enumerate(clean):
         color = PALETTE[index % len(PALETTE)]
@@ -211,17 +218,11 @@ def line_chart(
             )
         )
     return LineChart(
-        title=title,
-        width=width,
-        height=height,
-        left=left,
-        right=right,
-        top=top,
-        bottom=bottom,
+        **vars(frame),
         x_label=x_label,
         y_label=y_label,
-        x_ticks=[Tick(round(px(v), 2), format_number(v)) for v in x_ticks_values],
-        y_ticks=[Tick(round(py(v), 2), format_number(v)) for v in y_ticks_values],
+        x_ticks=_ticks(px, x_ticks_values),
+        y_ticks=_ticks(py, y_ticks_values),
         lines=lines,
     )
 
@@ -251,17 +252,13 @@ def bar_chart(
     low = min(0.0, min(tops))
     high = max(tops + [1e-9])
     ticks = nice_ticks(low, high)
-    y0, y1 = ticks[0], ticks[-1]
-    left, right, top, bottom = 56.0, width - 12.0, 52.0, height - 44.0
-
-    def py(y: float) -> float:
-        return bottom - (y - y0) / ((y1 - y0) or 1.0) * (bottom - top)
-
-    group_width = (right - left) / len(present)
+    frame = Frame(title, width, height, left=56.0, right=width - 12.0, top=52.0, bottom=height - 44.0)
+    py = frame.y_scale(ticks[0], ticks[-1])
+    group_width = (frame.right - frame.left) / len(present)
     bar_width = min(48.0, group_width * 0.8 / len(models))
     bars, groups = [], []
     for g, metric in enumerate(present):
-        centre = left + group_width * (g + 0.5)
+        centre = frame.left + group_width * (g + 0.5)
         groups.append((round(centre, 2), _shorten(metric, 22)))
         start = centre - bar_width * len(models) / 2
         for b, model in enumerate(models):
@@ -288,18 +285,12 @@ def bar_chart(
                 )
             )
     return BarChart(
-        title=title,
-        width=width,
-        height=height,
-        left=left,
-        right=right,
-        top=top,
-        bottom=bottom,
-        y_ticks=[Tick(round(py(v), 2), format_number(v)) for v in ticks],
+        **vars(frame),
+        y_ticks=_ticks(py, ticks),
         groups=groups,
         bars=bars,
         legend=[(m, colors.get(m, PALETTE[i % len(PALETTE)])) for i, m in enumerate(models)],
-        zero=round(py(0.0), 2) if y0 < 0 else None,
+        zero=round(py(0.0), 2) if ticks[0] < 0 else None,
     )
 
 

@@ -4,13 +4,21 @@ import json
 
 import numpy as np
 import pytest
+from evaluation_helpers import (
+    deploy_locally,
+    evaluate_locally,
+    evaluate_on_vertex,
+    gemini_tickets,
+    resource,
+    tickets,
+    truth,
+    write_rows,
+)
 
 from tunekit.components.deployment import local_registry
 from tunekit.components.deployment.champion import Champion
-from tunekit.components.deployment.steps import run_deploy
 from tunekit.components.evaluation import gate as cc
 from tunekit.components.evaluation.bootstrap import paired_bootstrap
-from tunekit.components.evaluation.supervised.steps import run_evaluate
 from tunekit.components.model_clients.base import FakeClient
 
 # --- bootstrap ---------------------------------------------------------------------------------------------------
@@ -160,49 +168,16 @@ def test_method_rules_are_policies_of_the_one_gate():
 # --- the evaluation step with a registry ---------------------------------------------------------------------
 
 
-ROWS = [{"prompt": f"ticket {i}", "completion": ["billing", "shipping"][i % 2]} for i in range(20)]
-TRUTH = {r["prompt"]: r["completion"] for r in ROWS}
-
-
-def _write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
+ROWS = tickets(20)
+TRUTH = truth(ROWS)
 
 
 def _evaluate(tmp_path, name, clients, registry, **kwargs):
-    return run_evaluate(
-        backend="local",
-        task="classification",
-        base_model="unused",
-        model_path=str(tmp_path / name),
-        model_metadata={},
-        validation_path=str(tmp_path / "v.jsonl"),
-        predictions_path=str(tmp_path / f"{name}-pred.jsonl"),
-        summary_path=str(tmp_path / f"{name}-summary.md"),
-        clients=clients,
-        purpose="support-routing",
-        local_registry=registry,
-        **kwargs,
-    )
-
-
-def _deploy(tmp_path, name, registry, decision):
-    return run_deploy(
-        backend="local",
-        model_path=str(tmp_path / name),
-        model_metadata={},
-        dataset_fingerprint="",
-        metrics={},
-        gate_reason=decision.reason,
-        purpose="support-routing",
-        pipeline_job_name=name,
-        local_registry_path=registry,
-        deployment_path=str(tmp_path / f"{name}-deployment.json"),
-    )
+    return evaluate_locally(tmp_path, name, clients, purpose="support-routing", local_registry=registry, **kwargs)
 
 
 def test_registry_champion_scored_on_the_same_rows(tmp_path):
-    _write(tmp_path / "v.jsonl", ROWS)
+    write_rows(tmp_path / "v.jsonl", ROWS)
     registry = str(tmp_path / "registry.json")
     for name in ("first", "second"):
         (tmp_path / name).mkdir()
@@ -210,7 +185,7 @@ def test_registry_champion_scored_on_the_same_rows(tmp_path):
     half = FakeClient(lambda p: TRUTH[p.text] if int(p.text.split()[1]) < 10 else "?")
     result = _evaluate(tmp_path, "first", {"base": FakeClient(), "tuned": good}, registry)
     assert result.passed and "no champion deployed" in result.reason
-    _deploy(tmp_path, "first", registry, result.decision)
+    deploy_locally(tmp_path, tmp_path / "first", registry, result.reason, name="first")
     assert local_registry.champion(registry, "support-routing")["model_dir"] == str(tmp_path / "first")
 
     champion = FakeClient(lambda p: TRUTH[p.text])
@@ -225,7 +200,7 @@ def test_registry_champion_scored_on_the_same_rows(tmp_path):
 
 
 def test_a_missing_champion_model_blocks_the_gate(tmp_path):
-    _write(tmp_path / "v.jsonl", ROWS)
+    write_rows(tmp_path / "v.jsonl", ROWS)
     registry = str(tmp_path / "registry.json")
     local_registry.register_model(registry, {"model_dir": str(tmp_path / "deleted")}, purpose="support-routing")
     (tmp_path / "new").mkdir()
@@ -246,7 +221,7 @@ def _train_constant(base, answer, out, tmp_path):
     from tunekit.components.tuning.lora import LocalTuningConfig
     from tunekit.components.tuning.supervised.local import tune_local
 
-    train = _write(
+    train = write_rows(
         tmp_path / f"train-{answer}.jsonl", [{"prompt": f"ticket {i}", "completion": answer} for i in range(8)]
     )
     config = LocalTuningConfig.preset(
@@ -268,46 +243,34 @@ def test_tiny_models_worse_second_run_keeps_the_champion(tmp_path):
 
     base = make_tiny_model(str(tmp_path / "base"), "seq2seq", **SIZE)
     good = _train_constant(base, "ok", str(tmp_path / "good"), tmp_path)
-    worse = _train_constant(base, "no", str(tmp_path / "worse"), tmp_path)
+    _train_constant(base, "no", str(tmp_path / "worse"), tmp_path)
     # 8 of 10 rows want "ok", 2 want "no": the good model scores 0.8, the worse 0.2, the untuned base 0.
     rows = [{"prompt": f"ticket {i}", "completion": "ok" if i < 8 else "no"} for i in range(10)]
-    validation = _write(tmp_path / "v.jsonl", rows)
+    write_rows(tmp_path / "v.jsonl", rows)
     registry = str(tmp_path / "registry.json")
 
-    def evaluate(model_dir, name):
-        return run_evaluate(
-            backend="local",
-            task="classification",
-            base_model=base,
-            model_path=model_dir,
-            model_metadata={},
-            validation_path=validation,
-            predictions_path=str(tmp_path / f"{name}.jsonl"),
-            summary_path=str(tmp_path / f"{name}.md"),
-            max_output_tokens=4,
-            purpose="tiny",
-            local_registry=registry,
+    def evaluate(name):
+        return evaluate_locally(
+            tmp_path, name, base_model=base, max_output_tokens=4, purpose="tiny", local_registry=registry
         )
 
-    result = evaluate(good, "first")
+    result = evaluate("good")
     assert result.metrics["tuned"]["accuracy"] == pytest.approx(0.8) and result.metrics["base"]["accuracy"] == 0.0
     assert result.passed and "champion" not in result.metrics
-    run_deploy(
-        backend="local",
-        model_path=good,
-        model_metadata={"base_model": base},
-        dataset_fingerprint="",
-        metrics={"tuned_accuracy": 0.8},
-        gate_reason=result.reason,
+    deploy_locally(
+        tmp_path,
+        good,
+        registry,
+        result.reason,
         purpose="tiny",
-        pipeline_job_name="first",
-        local_registry_path=registry,
-        deployment_path=str(tmp_path / "first-deployment.json"),
+        name="first",
+        model_metadata={"base_model": base},
+        metrics={"tuned_accuracy": 0.8},
     )
     before = open(registry).read()
 
     # The champion is loaded from its registry entry (an adapter directory) and answers the same rows.
-    result = evaluate(worse, "second")
+    result = evaluate("worse")
     assert result.metrics["tuned"]["accuracy"] == pytest.approx(0.2)
     assert result.metrics["champion"]["accuracy"] == pytest.approx(0.8)
     assert not result.passed
@@ -320,73 +283,38 @@ def test_tiny_models_worse_second_run_keeps_the_champion(tmp_path):
     assert local_registry.champion(registry, "tiny")["model_dir"] == good
 
 
-def _evaluate_on_vertex(tmp_path, server, endpoint, validation, **kwargs):
-    """The evaluation step on the fake Vertex: ``endpoint`` (the tuned model) against gemini-2.5-flash."""
-    return run_evaluate(
-        backend="vertex",
-        task="classification",
-        base_model="gemini-2.5-flash",
-        model_path=str(tmp_path / "model"),
-        model_metadata={"endpoint": endpoint},
-        validation_path=validation,
-        predictions_path=str(tmp_path / "p.jsonl"),
-        summary_path=str(tmp_path / "s.md"),
-        project=server.project,
-        location=server.location,
-        **kwargs,
-    )
-
-
 # --- Vertex: the champion's endpoint answers ------------------------------------------------------------------
 
 
-def test_vertex_champion_endpoint_is_called(tmp_path, monkeypatch):
-    from fake_vertex import FakeVertex, allow_loopback_only
-
+def test_vertex_champion_endpoint_is_called(tmp_path, monkeypatch, vertex):
     from tunekit.components.evaluation.supervised import steps
 
-    refused = allow_loopback_only(monkeypatch)
-    rows = [
-        {
-            "contents": [
-                {"role": "user", "parts": [{"text": f"ticket {i}"}]},
-                {"role": "model", "parts": [{"text": ["billing", "shipping"][i % 2]}]},
-            ]
-        }
-        for i in range(6)
-    ]
-    truth = {f"ticket {i}": ["billing", "shipping"][i % 2] for i in range(6)}
-    validation = _write(tmp_path / "v.jsonl", rows)
-    (tmp_path / "model").mkdir()
-    with FakeVertex(polls_to_finish=1) as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        parent = f"projects/{server.project}/locations/{server.location}"
-        tuned_endpoint, champion_endpoint = f"{parent}/endpoints/101", f"{parent}/endpoints/202"
-        server.responders[tuned_endpoint] = lambda text: "billing"  # right on half the rows
-        server.responders[champion_endpoint] = lambda text: truth.get(text, "")  # right on all
-        server.responders["gemini-2.5-flash"] = lambda text: "no idea"
-        champion = Champion(
-            purpose="support",
-            model=f"{parent}/models/55@2",
-            endpoint=champion_endpoint,
-            registry_id=f"{parent}/models/55",
-            backend="vertex",
-        )
-        looked_up = []
-        monkeypatch.setattr(
-            steps, "locate_champion", lambda purpose, **kw: looked_up.append((purpose, kw)) or champion
-        )
-        result = _evaluate_on_vertex(tmp_path, server, tuned_endpoint, validation, purpose="support")
-        champion_calls = server.requests_to(r"/endpoints/202:generateContent$", "POST")
-    assert refused == []
-    assert looked_up == [("support", {"backend": "vertex", "local_registry": "", "project": server.project,
-                                      "location": server.location})]  # fmt: skip
+    right = truth(tickets(6))
+    validation = write_rows(tmp_path / "v.jsonl", gemini_tickets(6))
+    tuned_endpoint, champion_endpoint = resource(vertex, "endpoints/101"), resource(vertex, "endpoints/202")
+    vertex.responders[tuned_endpoint] = lambda text: "billing"  # right on half the rows
+    vertex.responders[champion_endpoint] = lambda text: right.get(text, "")  # right on all
+    vertex.responders["gemini-2.5-flash"] = lambda text: "no idea"
+    champion = Champion(
+        purpose="support",
+        model=resource(vertex, "models/55@2"),
+        endpoint=champion_endpoint,
+        registry_id=resource(vertex, "models/55"),
+        backend="vertex",
+    )
+    looked_up = []
+    monkeypatch.setattr(
+        steps, "locate_champion", lambda purpose, **kw: looked_up.append((purpose, kw)) or champion
+    )
+    result = evaluate_on_vertex(tmp_path, vertex, tuned_endpoint, validation, purpose="support")
+    champion_calls = vertex.requests_to(r"/endpoints/202:generateContent$", "POST")
+    assert looked_up == [("support", {"backend": "vertex", "local_registry": "", "project": vertex.project,
+                                      "location": vertex.location})]  # fmt: skip
     assert len(champion_calls) == 6
     asked = sorted(call[2]["contents"][-1]["parts"][0]["text"] for call in champion_calls)
-    assert asked == sorted(truth)
+    assert asked == sorted(right)
     assert result.metrics["champion"]["accuracy"] == 1.0 and result.metrics["tuned"]["accuracy"] == 0.5
-    assert not result.passed and f"champion {parent}/models/55" in result.reason
+    assert not result.passed and f"champion {resource(vertex, 'models/55')}" in result.reason
 
 
 # --- distillation and retrieval evaluations use the same gate ---------------------------------------------------
@@ -400,7 +328,7 @@ def test_distilled_student_must_beat_the_champion_student(tmp_path):
         for i in range(20)
     ]
     truth = {r["input_text"]: r["reference"] for r in rows}
-    eval_path = _write(tmp_path / "eval.jsonl", rows)
+    eval_path = write_rows(tmp_path / "eval.jsonl", rows)
     for name in ("student", "deployed"):
         (tmp_path / name).mkdir()
         info = {"backend": "local", "serving_prefix": "predict: ", "mode": "multitask"}
@@ -462,10 +390,10 @@ def test_embedding_champion_scored_on_the_same_queries(tmp_path, monkeypatch):
     from tunekit.components.evaluation.embedding import steps as retrieval
 
     words = ["alpha", "beta", "gamma", "delta"]
-    corpus = _write(
+    corpus = write_rows(
         tmp_path / "corpus.jsonl", [{"_id": f"d{i}", "text": f"{w} document"} for i, w in enumerate(words)]
     )
-    queries = _write(
+    queries = write_rows(
         tmp_path / "queries.jsonl", [{"_id": f"q{i}", "text": f"{w} query"} for i, w in enumerate(words)]
     )
     labels = tmp_path / "test.tsv"
@@ -508,35 +436,17 @@ def test_embedding_champion_scored_on_the_same_queries(tmp_path, monkeypatch):
 # --- optional model-based evaluation (Gen AI evaluation service, pairwise) -------------------------------------
 
 
-def test_model_based_pairwise_autorater_against_the_fake(tmp_path, monkeypatch):
-    from fake_vertex import FakeVertex, allow_loopback_only
-
-    refused = allow_loopback_only(monkeypatch)
-    rows = [
-        {
-            "systemInstruction": {"parts": [{"text": "Route tickets."}]},
-            "contents": [
-                {"role": "user", "parts": [{"text": f"ticket {i}"}]},
-                {"role": "model", "parts": [{"text": "billing"}]},
-            ],
-        }
-        for i in range(8)
-    ]
-    validation = _write(tmp_path / "v.jsonl", rows)
-    (tmp_path / "model").mkdir()
-    with FakeVertex(polls_to_finish=1) as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        endpoint = f"projects/{server.project}/locations/{server.location}/endpoints/7"
-        server.responders[endpoint] = lambda text: "billing"
-        server.responders["gemini-2.5-flash"] = lambda text: "shipping" if text.endswith(("0", "1")) else "?"
-        # The judge prefers the right team, calls two answers that are both wrong a tie.
-        server.judge = lambda inst: (
-            "CANDIDATE" if inst["response"] == "billing" != inst["baseline_model_response"] else "TIE"
-        )
-        result = _evaluate_on_vertex(tmp_path, server, endpoint, validation, model_based=True)
-        calls = server.requests_to(r":evaluateInstances", "POST")
-    assert refused == []
+def test_model_based_pairwise_autorater_against_the_fake(tmp_path, vertex):
+    validation = write_rows(tmp_path / "v.jsonl", gemini_tickets(8, answer="billing", system="Route tickets."))
+    endpoint = resource(vertex, "endpoints/7")
+    vertex.responders[endpoint] = lambda text: "billing"
+    vertex.responders["gemini-2.5-flash"] = lambda text: "shipping" if text.endswith(("0", "1")) else "?"
+    # The judge prefers the right team, calls two answers that are both wrong a tie.
+    vertex.judge = lambda inst: (
+        "CANDIDATE" if inst["response"] == "billing" != inst["baseline_model_response"] else "TIE"
+    )
+    result = evaluate_on_vertex(tmp_path, vertex, endpoint, validation, model_based=True)
+    calls = vertex.requests_to(r":evaluateInstances", "POST")
     autorater = result.extras["autorater"]
     assert result.passed and list(autorater) == ["base"]  # no champion: only the base is judged
     assert result.figures["autorater_win_rate_vs_base"] == 1.0
@@ -556,6 +466,6 @@ def test_model_based_pairwise_autorater_against_the_fake(tmp_path, monkeypatch):
 def test_model_based_evaluation_needs_vertex(tmp_path):
     from tunekit.components.common.errors import UserError
 
-    _write(tmp_path / "v.jsonl", ROWS)
+    write_rows(tmp_path / "v.jsonl", ROWS)
     with pytest.raises(UserError, match="model_based_evaluation"):
         _evaluate(tmp_path, "x", {"base": FakeClient(), "tuned": FakeClient()}, "", model_based=True)

@@ -7,25 +7,13 @@ with the models' answers through the engine) and the preference evaluation's Gem
 import json
 
 import pytest
-from fake_vertex import FakeVertex, allow_loopback_only, serve_fake_vertex
+from evaluation_helpers import evaluate_on_vertex, gemini_tickets, resource, write_rows
+from fake_vertex import serve_fake_vertex
 from test_preference_vertex import evaluate_preference, preference, prepare, warm_start
 
 from tunekit.components.evaluation.autorater import make_evaluation_client
-from tunekit.components.evaluation.supervised.steps import run_evaluate
 
 # --- the supervised evaluation's autorater -------------------------------------------------------------------
-
-
-def _rows(n):
-    return [
-        {
-            "contents": [
-                {"role": "user", "parts": [{"text": f"ticket {i}"}]},
-                {"role": "model", "parts": [{"text": "billing"}]},
-            ]
-        }
-        for i in range(n)
-    ]
 
 
 class _DiesAfter:
@@ -42,34 +30,21 @@ class _DiesAfter:
 
 
 @pytest.fixture
-def autorater_fake(monkeypatch, tmp_path):
-    allow_loopback_only(monkeypatch)
-    with FakeVertex(polls_to_finish=1) as server:
-        for key, value in server.env().items():
-            monkeypatch.setenv(key, value)
-        endpoint = f"projects/{server.project}/locations/{server.location}/endpoints/7"
-        server.responders[endpoint] = lambda text: "billing"
-        server.responders["gemini-2.5-flash"] = lambda text: "billing" if text.endswith(("0", "1")) else "shipping"
-        server.judge = lambda inst: "CANDIDATE" if inst["response"] != inst["baseline_model_response"] else "TIE"
-        (tmp_path / "model").mkdir()
-        with open(tmp_path / "v.jsonl", "w") as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in _rows(8))
-        server.endpoint = endpoint
-        yield server
+def autorater_fake(vertex, tmp_path):
+    vertex.endpoint = resource(vertex, "endpoints/7")
+    vertex.responders[vertex.endpoint] = lambda text: "billing"
+    vertex.responders["gemini-2.5-flash"] = lambda text: "billing" if text.endswith(("0", "1")) else "shipping"
+    vertex.judge = lambda inst: "CANDIDATE" if inst["response"] != inst["baseline_model_response"] else "TIE"
+    vertex.validation = write_rows(tmp_path / "v.jsonl", gemini_tickets(8, answer="billing"))
+    return vertex
 
 
 def _evaluate(server, tmp_path, cache, client=None):
-    return run_evaluate(
-        backend="vertex",
-        task="classification",
-        base_model="gemini-2.5-flash",
-        model_path=str(tmp_path / "model"),
-        model_metadata={"endpoint": server.endpoint},
-        validation_path=str(tmp_path / "v.jsonl"),
-        predictions_path=str(tmp_path / "p.jsonl"),
-        summary_path=str(tmp_path / "s.md"),
-        project=server.project,
-        location=server.location,
+    return evaluate_on_vertex(
+        tmp_path,
+        server,
+        server.endpoint,
+        server.validation,
         model_based=True,
         evaluation_client=client,
         cache_dir=str(tmp_path / cache),

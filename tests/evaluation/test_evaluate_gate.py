@@ -1,28 +1,21 @@
 import json
 
 import pytest
+from evaluation_helpers import deploy_locally, evaluate_locally, tickets, truth, write_rows
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.deployment import local_registry
-from tunekit.components.deployment.steps import run_deploy
 from tunekit.components.evaluation.gate import GatePolicy, decide
 from tunekit.components.evaluation.scoring import evaluate_models, load_eval_rows, render_markdown
-from tunekit.components.evaluation.supervised.steps import run_evaluate
 from tunekit.components.model_clients.base import FakeClient
 
-
-def write(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
-ROWS = [{"prompt": f"ticket {i}", "completion": ["billing", "shipping"][i % 2]} for i in range(10)]
+ROWS = tickets(10)
+TRUTH = truth(ROWS)
 
 
 def test_tuned_beats_base_and_gate_passes(tmp_path):
-    rows = load_eval_rows(write(tmp_path / "v.jsonl", ROWS))
-    truth = {r["prompt"]: r["completion"] for r in ROWS}
-    tuned = FakeClient(lambda p: truth[p.text])
+    rows = load_eval_rows(write_rows(tmp_path / "v.jsonl", ROWS))
+    tuned = FakeClient(lambda p: TRUTH[p.text])
     base = FakeClient(lambda p: "I am not sure")
     report = evaluate_models(rows, {"base": base, "tuned": tuned}, task="classification")
     assert report.metrics["tuned"]["accuracy"] == 1.0
@@ -35,10 +28,9 @@ def test_tuned_beats_base_and_gate_passes(tmp_path):
 
 
 def test_gate_blocks_a_regression_and_a_too_small_gain(tmp_path):
-    rows = load_eval_rows(write(tmp_path / "v.jsonl", ROWS))
-    truth = {r["prompt"]: r["completion"] for r in ROWS}
-    half = FakeClient(lambda p: truth[p.text] if p.text.endswith(("0", "1", "2", "3", "4")) else "?")
-    full = FakeClient(lambda p: truth[p.text])
+    rows = load_eval_rows(write_rows(tmp_path / "v.jsonl", ROWS))
+    half = FakeClient(lambda p: TRUTH[p.text] if p.text.endswith(("0", "1", "2", "3", "4")) else "?")
+    full = FakeClient(lambda p: TRUTH[p.text])
     report = evaluate_models(rows, {"base": full, "tuned": half}, task="classification")
     assert not decide(**report.gate_inputs(), policy=GatePolicy()).passed
     report = evaluate_models(rows, {"base": half, "tuned": full}, task="classification")
@@ -56,7 +48,7 @@ def test_gemini_rows_keep_system_and_history(tmp_path):
             {"role": "model", "parts": [{"text": "m2"}]},
         ],
     }
-    [parsed] = load_eval_rows(write(tmp_path / "v.jsonl", [row]))
+    [parsed] = load_eval_rows(write_rows(tmp_path / "v.jsonl", [row]))
     assert parsed.prompt.system == "sys"
     assert parsed.prompt.history == (("user", "u1"), ("model", "m1"))
     assert parsed.prompt.text == "u2" and parsed.reference == "m2"
@@ -64,40 +56,34 @@ def test_gemini_rows_keep_system_and_history(tmp_path):
 
 def test_eval_rows_without_a_reference_are_an_error(tmp_path):
     with pytest.raises(UserError, match="model turn"):
-        load_eval_rows(write(tmp_path / "v.jsonl", [{"contents": [{"role": "user", "parts": [{"text": "x"}]}]}]))
+        load_eval_rows(
+            write_rows(tmp_path / "v.jsonl", [{"contents": [{"role": "user", "parts": [{"text": "x"}]}]}])
+        )
+
+
+def _evaluate(tmp_path):
+    """The evaluation step on ROWS: a tuned model that is always right beside a base that answers nothing."""
+    write_rows(tmp_path / "v.jsonl", ROWS)
+    (tmp_path / "model").mkdir()
+    return evaluate_locally(
+        tmp_path, "model", {"base": FakeClient(), "tuned": FakeClient(lambda p: TRUTH[p.text])}
+    )
 
 
 def test_run_evaluate_then_deploy_to_local_registry(tmp_path):
-    validation = write(tmp_path / "v.jsonl", ROWS)
-    truth = {r["prompt"]: r["completion"] for r in ROWS}
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    result = run_evaluate(
-        backend="local",
-        task="classification",
-        base_model="base-dir",
-        model_path=str(model_dir),
-        model_metadata={},
-        validation_path=validation,
-        predictions_path=str(tmp_path / "pred.jsonl"),
-        summary_path=str(tmp_path / "summary.md"),
-        clients={"base": FakeClient(), "tuned": FakeClient(lambda p: truth[p.text])},
-    )
+    result = _evaluate(tmp_path)
     assert result.passed and result.method == "supervised" and result.candidate == "tuned"
-    assert len(open(tmp_path / "pred.jsonl").readlines()) == 10
+    assert len(open(tmp_path / "model-pred.jsonl").readlines()) == 10
     registry = str(tmp_path / "registry.json")
     for _ in range(2):
-        record = run_deploy(
-            backend="local",
-            model_path=str(model_dir),
+        record = deploy_locally(
+            tmp_path,
+            tmp_path / "model",
+            registry,
+            result.reason,
             model_metadata={"base_model": "base-dir"},
-            dataset_fingerprint="ab" * 32,
             metrics={"tuned_accuracy": 1.0},
-            gate_reason=result.reason,
-            purpose="support-routing",
-            pipeline_job_name="run-1",
-            local_registry_path=registry,
-            deployment_path=str(tmp_path / "deploy" / "record.json"),
+            dataset_fingerprint="ab" * 32,
         )
     assert record["id"] == "support-routing-2"
     stored = json.load(open(registry))["models"]
@@ -116,19 +102,7 @@ def test_an_evaluation_result_is_logged_in_the_shape_every_evaluation_uses(tmp_p
         def log_metric(self, name, value):
             self.metadata[name] = value
 
-    truth = {r["prompt"]: r["completion"] for r in ROWS}
-    (tmp_path / "model").mkdir()
-    result = run_evaluate(
-        backend="local",
-        task="classification",
-        base_model="base-dir",
-        model_path=str(tmp_path / "model"),
-        model_metadata={},
-        validation_path=write(tmp_path / "v.jsonl", ROWS),
-        predictions_path=str(tmp_path / "pred.jsonl"),
-        summary_path=str(tmp_path / "summary.md"),
-        clients={"base": FakeClient(), "tuned": FakeClient(lambda p: truth[p.text])},
-    )
+    result = _evaluate(tmp_path)
     metrics = Metrics()
     assert log_evaluation(result, metrics) is True
     logged = metrics.metadata

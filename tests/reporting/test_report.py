@@ -23,6 +23,13 @@ CONFUSION = {
         "rows": [{"row": [3, 1, 0]}, {"row": [0, 4, 1]}, {"row": [0, 0, 0]}],
     }
 }
+#: A distillation run's evaluation metadata; its gate's reason holds markup the page must escape.
+EVALUATION = {
+    "teacher_accuracy": 0.9,
+    "student_accuracy": 0.8,
+    "gate_passed": True,
+    "gate_reason": "deploy: student <script>alert(1)</script> beats 0.5",
+}
 
 
 def write_log(folder, *, tasks=False):
@@ -195,12 +202,7 @@ def test_full_report_renders_every_section_and_escapes(tmp_path):
         validation_report_path=str(validation),
         teacher_metrics=[("rationale extraction", {"input_tokens": 1200.0, "estimated_cost_usd": 0.0123})],
         models=[("student", write_log(tmp_path / "student")), ("baseline", str(tmp_path / "missing"))],
-        evaluation_metrics={
-            "teacher_accuracy": 0.9,
-            "student_accuracy": 0.8,
-            "gate_passed": True,
-            "gate_reason": "deploy: student <script>alert(1)</script> beats 0.5",
-        },
+        evaluation_metrics=EVALUATION,
         classification_metrics=[("student", CONFUSION)],
     )
     html = (
@@ -226,19 +228,14 @@ def test_report_with_no_inputs_says_what_is_missing():
 def test_page_is_self_contained(tmp_path, with_everything):
     kwargs = (
         dict(
-            models=[("tuned", write_log(tmp_path / "tuned"))],
-            evaluation_metrics={
-                "base_accuracy": 0.5,
-                "tuned_accuracy": 0.7,
-                "gate_passed": True,
-                "gate_reason": "ok",
-            },
-            classification_metrics=[("tuned", CONFUSION)],
+            models=[("student", write_log(tmp_path / "student"))],
+            evaluation_metrics=EVALUATION,
+            classification_metrics=[("student", CONFUSION)],
         )
         if with_everything
         else {}
     )
-    html = render_html(build_report(pipeline_name="supervised-tuning", **kwargs))
+    html = render_html(build_report(pipeline_name="distilling-step-by-step", **kwargs))
     # No script, no stylesheet or image link, nothing fetched from anywhere: the page must open offline.
     assert not re.search(r"<script|<link|<img|<iframe|@import|url\(|\bsrc=|https?://", html, re.IGNORECASE)
 

@@ -88,7 +88,7 @@ def evaluate_distillation(
         exemplars=load_exemplars(exemplars_uri, num_exemplars) if evaluate_teacher else [],
         instruction=instruction or None,
         classes=[str(c) for c in classes] if classes else None,
-        policy=GatePolicy(beat_champion=beat_champion, require_significant=require_significant),
+        policy=call(GatePolicy, locals()),
     )
     print(result.metadata["table"])
     return log_evaluation(result, metrics)

@@ -38,6 +38,7 @@ from tunekit.components.evaluation.gate import (
     describe_champion,
     error_text,
     locate_champion,
+    require_endpoint,
 )
 from tunekit.components.evaluation.metrics import compute_metrics, row_scores
 from tunekit.components.evaluation.result import EvaluationResult, gate_markdown
@@ -206,11 +207,10 @@ def _student_client(record: ModelRecord, model_path: str, project: str, location
         from tunekit.components.model_clients.hf import HFLocalClient
 
         return HFLocalClient(model_path)
-    if not record.endpoint:
-        raise ValueError(f"no endpoint is recorded for {model_path}")
+    endpoint = require_endpoint(record.endpoint, model_path)
     from tunekit.components.model_clients.vertex import VertexGeminiClient
 
-    return VertexGeminiClient(record.endpoint, project, location)
+    return VertexGeminiClient(endpoint, project, location)
 
 
 def evaluate_student(

@@ -36,14 +36,12 @@ def evaluate_embedding(
     from tunekit.components.evaluation.gate import GatePolicy
     from tunekit.components.evaluation.result import log_evaluation
 
-    policy = GatePolicy(
-        min_improvement=min_improvement, beat_champion=beat_champion, require_significant=require_significant
-    )
     result = call(
         run_evaluate_embedding,
         locals(),
         tuned_model_path=tuned_model.path,
         tuned_info=ModelRecord.read(tuned_model.path, dict(tuned_model.metadata)).to_dict(),
         summary_path=summary.path,
+        policy=call(GatePolicy, locals()),
     )
     return log_evaluation(result, metrics)

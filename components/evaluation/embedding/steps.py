@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from tunekit.components.common.errors import UserError
 from tunekit.components.evaluation.gate import (
     BASE,
+    CANDIDATE,
     CHAMPION,
     GateDecision,
     GatePolicy,
@@ -31,6 +32,7 @@ from tunekit.components.evaluation.gate import (
     error_text,
     load_champion,
     locate_champion,
+    require_endpoint,
 )
 from tunekit.components.evaluation.result import EvaluationResult, gate_markdown
 from tunekit.components.model_clients.embeddings import (
@@ -47,7 +49,6 @@ from tunekit.components.model_clients.embeddings import (
 #: The metrics reported for every model, in table order; ``ndcg_at_10`` is the one the gate compares.
 METRICS = ("ndcg_at_10", "recall_at_1", "recall_at_10", "recall_at_100", "mrr_at_10")
 PRIMARY_METRIC = "ndcg_at_10"
-CANDIDATE = "tuned"
 
 
 # --- metrics -------------------------------------------------------------------------------------------------
@@ -217,9 +218,8 @@ def render_markdown(metrics: dict[str, dict[str, float]], decision: GateDecision
 def _champion_encoder(champion, *, project: str, location: str, output_dimensionality: int) -> Encoder:
     if champion.backend == "local":
         return SentenceTransformerEncoder(champion.model)
-    if not champion.endpoint:
-        raise ValueError(f"no endpoint is recorded for {champion.model}")
-    return VertexEmbeddingEncoder(champion.endpoint, project, location, output_dimensionality)
+    endpoint = require_endpoint(champion.endpoint, champion.model)
+    return VertexEmbeddingEncoder(endpoint, project, location, output_dimensionality)
 
 
 def run_evaluate_embedding(
@@ -336,7 +336,6 @@ def run_evaluate_embedding(
     )
     evaluation = EvaluationResult(
         method="embedding",
-        candidate=CANDIDATE,
         primary_metric=PRIMARY_METRIC,
         decision=decision,
         metrics=results,

@@ -55,6 +55,6 @@ def evaluate_preference(
         summary_path=summary.path,
         predictions_path=predictions.path,
         cache_dir=response_cache.path if backend == "vertex" else "",
-        policy=GatePolicy(beat_champion=beat_champion),
+        policy=call(GatePolicy, locals()),
     )
     return log_evaluation(result, metrics)

@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.data_validation.preference_convert import PreferencePair, PromptRow, read_pairs
+from tunekit.components.evaluation import scoring
 from tunekit.components.evaluation.gate import (
     BASE,
+    CANDIDATE,
     CHAMPION,
     GateDecision,
     GatePolicy,
@@ -45,7 +47,6 @@ from tunekit.components.evaluation.gate import (
     locate_champion,
 )
 from tunekit.components.evaluation.result import EvaluationResult, gate_markdown
-from tunekit.components.evaluation.scoring import vertex_client
 from tunekit.components.model_clients.reward import RewardModelScorer, load_tokenizer
 
 #: ``scores(prompts, answers) -> rewards``, one per (prompt, answer).
@@ -53,7 +54,7 @@ Scorer = Callable[[Sequence[str], Sequence[str]], list[float]]
 #: ``judge(prompts, answers_a, answers_b) -> preference for a`` in [0, 1] (1: a is better, 0.5: a tie).
 Judge = Callable[[Sequence[str], Sequence[str], Sequence[str]], list[float]]
 
-CANDIDATE, REFERENCE = "tuned", "reference"
+REFERENCE = "reference"
 PRIMARY_METRIC = "win_rate"
 BACKENDS = ("local", "vertex")
 #: The win-rate figure against each other model.
@@ -186,18 +187,19 @@ def evaluate_local(
     tuned_dir: str,
     reward_dir: str,
     eval_pairs: Sequence[PreferencePair],
-    eval_prompts: Sequence[PromptRow],
+    eval_prompts: Sequence[PromptRow] | None = None,
     reference_dir: str = "",
     champion_dir: str = "",
     max_new_tokens: int = 64,
 ) -> PreferenceReport:
     """Scores local models: reward accuracy on ``eval_pairs``, win rates and KL on ``eval_prompts``.
 
-    ``reference_dir`` is the model preference tuning started from (the SFT warm start); '' or ``base_dir`` means
-    the base model was the reference. ``champion_dir`` is the champion's model directory ('' for none): it
-    answers the same prompts and the same reward model judges them; a champion that cannot answer is recorded
-    in ``champion_error``.
+    ``eval_prompts`` defaults to the pairs' prompts. ``reference_dir`` is the model preference tuning started from
+    (the SFT warm start); '' or ``base_dir`` means the base model was the reference. ``champion_dir`` is the
+    champion's model directory ('' for none): it answers the same prompts and the same reward model judges them;
+    a champion that cannot answer is recorded in ``champion_error``.
     """
+    eval_prompts = eval_pairs if eval_prompts is None else eval_prompts
     scorer = RewardModelScorer(reward_dir)
     report = PreferenceReport()
     report.figures["reward_accuracy"] = pair_accuracy(scorer, eval_pairs)
@@ -303,17 +305,19 @@ def evaluate_with_judge(
     base_client,
     tuned_client,
     eval_pairs: Sequence[PreferencePair],
-    eval_prompts: Sequence[PromptRow],
+    eval_prompts: Sequence[PromptRow] | None = None,
     max_output_tokens: int = 256,
     champion_client=None,
 ) -> PreferenceReport:
     """Scores served models (e.g. Gemini endpoints) with an autorater: agreement on pairs, win rates on prompts.
 
-    ``champion_client`` (None for no champion) answers the same prompts and the tuned answers are judged against
-    its answers too; a champion whose every answer failed is recorded in ``champion_error``.
+    ``eval_prompts`` are the prompts the models answer (by default the pairs' prompts). ``champion_client`` (None
+    for no champion) answers the same prompts and the tuned answers are judged against its answers too; a
+    champion whose every answer failed is recorded in ``champion_error``.
     """
     from tunekit.components.model_clients.base import GenerationConfig, Prompt
 
+    eval_prompts = eval_pairs if eval_prompts is None else eval_prompts
     report = PreferenceReport()
     if eval_pairs:
         verdicts = judge(
@@ -374,7 +378,6 @@ def _result(report: PreferenceReport, decision: GateDecision) -> EvaluationResul
         metrics.setdefault(name, {}).update(values)
     result = EvaluationResult(
         method="preference",
-        candidate=CANDIDATE,
         primary_metric=PRIMARY_METRIC,
         decision=decision,
         metrics=metrics,
@@ -384,12 +387,6 @@ def _result(report: PreferenceReport, decision: GateDecision) -> EvaluationResul
     )
     result.summary = render_markdown(result)
     return result
-
-
-def _vertex_champion_client(champion, *, project: str, location: str, cache_dir: str):
-    if not champion.endpoint:
-        raise ValueError(f"no endpoint is recorded for {champion.model}")
-    return vertex_client(champion.endpoint, project, location, cache_dir)
 
 
 def run_evaluate_preference(
@@ -434,7 +431,6 @@ def run_evaluate_preference(
     pairs = read_pairs(eval_path)
     if max_eval_examples:
         pairs = pairs[:max_eval_examples]
-    prompts: list[PromptRow] = list(pairs)
     champion = locate_champion(
         purpose, backend=backend, local_registry=local_registry, project=project, location=location
     )
@@ -446,7 +442,6 @@ def run_evaluate_preference(
             tuned_dir=tuned_model_path,
             reward_dir=reward_model_path,
             eval_pairs=pairs,
-            eval_prompts=prompts,
             reference_dir=start.get("model", "") if start.get("warm_start") else "",
             champion_dir=champion.model if champion is not None else "",
             max_new_tokens=max_output_tokens,
@@ -454,12 +449,12 @@ def run_evaluate_preference(
     else:
         tuned = ModelRecord.read(tuned_model_path)
         engines = {
-            name: vertex_client(model, project, location, cache_dir)
+            name: scoring.vertex_client(model, project, location, cache_dir)
             for name, model in (("judge", judge_model), (BASE, base_model), (CANDIDATE, tuned.endpoint))
         }
         champion_engine, champion_error = load_champion(
             champion,
-            lambda c: _vertex_champion_client(c, project=project, location=location, cache_dir=cache_dir),
+            lambda c: scoring.champion_client(c, project=project, location=location, cache_dir=cache_dir),
         )
         try:
             report = evaluate_with_judge(
@@ -467,7 +462,6 @@ def run_evaluate_preference(
                 base_client=engines[BASE],
                 tuned_client=engines[CANDIDATE],
                 eval_pairs=pairs,
-                eval_prompts=prompts,
                 max_output_tokens=max_output_tokens,
                 champion_client=champion_engine,
             )

@@ -41,28 +41,20 @@ def evaluate_supervised(
     answers and the autorater's verdicts are kept in ``response_cache`` as they arrive: a retry of this step pays
     for nothing twice.
     """
-    from tunekit.components.evaluation.gate import GatePolicy
+    from tunekit.components.common.artifacts import call
+    from tunekit.components.evaluation.gate import CANDIDATE, GatePolicy
     from tunekit.components.evaluation.result import log_evaluation
-    from tunekit.components.evaluation.supervised.steps import CANDIDATE, run_evaluate
+    from tunekit.components.evaluation.supervised.steps import run_evaluate
 
-    result = run_evaluate(
-        backend=backend,
-        task=task,
-        base_model=base_model,
+    result = call(
+        run_evaluate,
+        locals(),
         model_path=tuned_model.path,
         model_metadata=dict(tuned_model.metadata),
         validation_path=validation_dataset.path,
         predictions_path=predictions.path,
         summary_path=summary.path,
-        max_eval_examples=max_eval_examples,
-        max_output_tokens=max_output_tokens,
-        project=project,
-        location=location,
-        purpose=purpose,
-        local_registry=local_registry,
-        policy=GatePolicy(
-            min_improvement=min_improvement, beat_champion=beat_champion, require_significant=require_significant
-        ),
+        policy=call(GatePolicy, locals()),
         model_based=model_based_evaluation,
         cache_dir=response_cache.path if backend == "vertex" else "",
     )

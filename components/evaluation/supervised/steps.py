@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.evaluation.gate import (
     BASE,
+    CANDIDATE,
     CHAMPION,
     GatePolicy,
     decide,
@@ -18,14 +17,13 @@ from tunekit.components.evaluation.gate import (
 from tunekit.components.evaluation.result import EvaluationResult
 from tunekit.components.evaluation.scoring import (
     EvalReport,
+    champion_client,
     evaluate_models,
     load_eval_rows,
     render_markdown,
     vertex_client,
 )
 from tunekit.components.model_clients.base import GenerationConfig, ModelClient
-
-CANDIDATE = "tuned"
 
 
 def _clients(
@@ -47,29 +45,6 @@ def _clients(
             CANDIDATE: vertex_client(tuned.endpoint, project, location, cache_dir),
         }
     raise ValueError(f"unknown backend '{backend}'")
-
-
-def champion_client(champion, *, project: str, location: str, cache_dir: str = "") -> ModelClient:
-    """A client for the champion: its model directory locally, its endpoint on Vertex (cached in ``cache_dir``).
-
-    Raises:
-        UserError: A local champion whose directory is gone.
-        ValueError: A Vertex champion with no endpoint recorded.
-    """
-    if champion.backend == "local":
-        from tunekit.components.model_clients.hf import HFLocalClient
-
-        if not os.path.isdir(champion.model):
-            raise UserError(
-                f"the champion's model directory is gone; roll back to another model (tunekit rollback) or set "
-                f"beat_champion: false (registry entry {champion.registry_id})",
-                path=champion.model,
-            )
-        # An adapter directory names its base model in adapter_config.json; HFLocalClient loads both.
-        return HFLocalClient(champion.model)
-    if not champion.endpoint:
-        raise ValueError(f"no endpoint is recorded for {champion.model}")
-    return vertex_client(champion.endpoint, project or "", location or "", cache_dir)
 
 
 def _judge_with_autorater(
@@ -115,7 +90,6 @@ def _result(report: EvalReport, decision) -> EvaluationResult:
         figures[f"autorater_win_rate_vs_{other}_ci_high"] = result.interval.high + 0.5
     return EvaluationResult(
         method="supervised",
-        candidate=CANDIDATE,
         primary_metric=report.primary_metric,
         decision=decision,
         metrics=metrics,
@@ -197,9 +171,7 @@ def run_evaluate(
         for client in models.values():
             client.close()
     decision = decide(
-        **report.gate_inputs(
-            candidate=CANDIDATE, champion_label=describe_champion(champion), champion_error=champion_error
-        ),
+        **report.gate_inputs(champion_label=describe_champion(champion), champion_error=champion_error),
         policy=policy,
     )
     if model_based:
