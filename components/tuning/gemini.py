@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -142,22 +143,41 @@ def adapter_size_enum(adapter_size: int) -> types.AdapterSize:
     return ADAPTER_SIZES[adapter_size]
 
 
-def check_tuning_args(
-    *,
-    base_model: str,
-    training_dataset_uri: str,
-    validation_dataset_uri: str | None,
-    epoch_count: int | None,
-    learning_rate_multiplier: float | None,
-    adapter_size: int | None,
-    output_uri: str | None,
-) -> None:
-    """Checks what Vertex would reject, before any paid call.
+def check_tuning_args(*, base_model: str, **job: Any) -> None:
+    """Checks a tuning job of the Gemini model ``base_model`` before any paid call (:func:`check_job_args` too).
 
     Raises:
         UserError: Naming the argument and what to do.
     """
-    family = check_base_model(base_model)
+    check_job_args(family=check_base_model(base_model), **job)
+
+
+def check_job_args(
+    *,
+    training_dataset_uri: str,
+    validation_dataset_uri: str | None = None,
+    epoch_count: int | None = None,
+    learning_rate_multiplier: float | None = None,
+    adapter_size: int | None = None,
+    output_uri: str | None = None,
+    family: str | None = None,
+    **_others: Any,
+) -> None:
+    """Checks what Vertex would reject of a tuning job's data and settings, before any paid call.
+
+    Args:
+        training_dataset_uri: ``gs://`` URI of the training data.
+        validation_dataset_uri: ``gs://`` URI of the validation data, if any.
+        epoch_count: Epochs, if set.
+        learning_rate_multiplier: Learning-rate multiplier, if set.
+        adapter_size: LoRA adapter size, if set.
+        output_uri: ``gs://`` prefix for the job's outputs, if any.
+        family: The tunable model family (its largest adapter size applies); None when not known.
+        _others: The job's other arguments (:func:`run_tuning_job`'s), not checked here.
+
+    Raises:
+        UserError: Naming the argument and what to do.
+    """
     for field_name, uri in (
         ("training_dataset_uri", training_dataset_uri),
         ("validation_dataset_uri", validation_dataset_uri),
@@ -173,7 +193,7 @@ def check_tuning_args(
         raise UserError("a training dataset is required", field="training_dataset_uri")
     if adapter_size is not None:
         adapter_size_enum(adapter_size)
-        largest = MAX_ADAPTER_SIZE.get(family)
+        largest = MAX_ADAPTER_SIZE.get(family or "")
         if largest is not None and adapter_size > largest:
             raise UserError(
                 f"{family} supports adapter sizes up to {largest}, not {adapter_size}", field="adapter_size"
@@ -277,50 +297,16 @@ def find_by_request_id(client: Any, request_id: str) -> types.TuningJob | None:
     return None
 
 
-def tune_gemini(
-    *,
-    project: str,
-    location: str,
-    base_model: str,
-    training_dataset_uri: str,
-    validation_dataset_uri: str | None = None,
-    epoch_count: int | None = None,
-    learning_rate_multiplier: float | None = None,
-    adapter_size: int | None = None,
-    tuned_model_display_name: str | None = None,
-    labels: dict[str, str] | None = None,
-    encryption_key: str | None = None,
-    output_uri: str | None = None,
-    state_path: str,
-    client: Any = None,
-    poll_interval_s: float = 30.0,
-    max_poll_interval_s: float = 300.0,
-    timeout_s: float | None = None,
-    progress: Callable[[types.TuningJob], None] | None = None,
-) -> TunedGemini:
+def tune_gemini(*, base_model: str, **job: Any) -> TunedGemini:
     """Tunes a Gemini model on Vertex AI (supervised) and waits for the tuned model, creating at most one job.
 
     Args:
-        project: The Google Cloud project.
-        location: The Vertex AI region that runs the job.
         base_model: A tunable model id (see :data:`TUNABLE_MODELS`).
-        training_dataset_uri: ``gs://`` URI of the training JSONL in the Gemini format.
-        validation_dataset_uri: ``gs://`` URI of the validation JSONL, if any.
-        epoch_count: Epochs; Vertex chooses when unset.
-        learning_rate_multiplier: Multiplier of the default learning rate; Vertex chooses when unset.
-        adapter_size: LoRA adapter size, one of 1, 2, 4, 8, 16 (gemini-2.5-pro: up to 8); Vertex chooses when
-            unset.
-        tuned_model_display_name: Display name of the tuned model.
-        labels: Labels on the job (cleaned to Google Cloud's label rules).
-        encryption_key: A Cloud KMS key resource name for customer-managed encryption.
-        output_uri: ``gs://`` prefix for the job's outputs, if any.
-        state_path: A small JSON file recording the job; kept in the step's output directory so that a retried
-            step re-attaches to the job instead of creating another.
-        client: A google-genai client; by default one from ``make_genai_client(project, location)``.
-        poll_interval_s: The first wait between polls; it grows by half each poll.
-        max_poll_interval_s: The cap on the wait between polls.
-        timeout_s: Give up waiting after this many seconds (the job keeps running; a retry re-attaches).
-        progress: Called with the job after each poll.
+        job: The job's arguments, :func:`run_tuning_job`'s (``project``, ``location``, ``training_dataset_uri``,
+            ``state_path``, ``labels``, ``client``, polling) and its config's, :func:`tuning_config`'s
+            (``validation_dataset_uri``, ``epoch_count``, ``learning_rate_multiplier``, ``adapter_size`` (1, 2,
+            4, 8 or 16; gemini-2.5-pro: up to 8), ``tuned_model_display_name``, ``encryption_key``,
+            ``output_uri``); Vertex chooses the hyperparameters left unset.
 
     Returns:
         The tuned model, its endpoint and the job.
@@ -330,60 +316,29 @@ def tune_gemini(
         TuningJobFailed: The job failed, was cancelled or expired; the message is the job's own.
         TimeoutError: ``timeout_s`` passed before the job ended.
     """
-    check_tuning_args(
-        base_model=base_model,
-        training_dataset_uri=training_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-        epoch_count=epoch_count,
-        learning_rate_multiplier=learning_rate_multiplier,
-        adapter_size=adapter_size,
-        output_uri=output_uri,
-    )
-    return run_tuning_job(
-        client,
-        project=project,
-        location=location,
-        state_path=state_path,
-        base_model=normalize_base_model(base_model),
-        training_dataset_uri=training_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-        labels=labels,
-        build_config=lambda job_labels: build_tuning_config(
-            validation_dataset_uri=validation_dataset_uri,
-            epoch_count=epoch_count,
-            learning_rate_multiplier=learning_rate_multiplier,
-            adapter_size=adapter_size,
-            tuned_model_display_name=tuned_model_display_name,
-            labels=job_labels,
-            encryption_key=encryption_key,
-            output_uri=output_uri,
-        ),
-        poll_interval_s=poll_interval_s,
-        max_poll_interval_s=max_poll_interval_s,
-        timeout_s=timeout_s,
-        progress=progress,
-    )
+    check_tuning_args(base_model=base_model, **job)
+    return run_tuning_job(build_tuning_config, base_model=normalize_base_model(base_model), **job)
 
 
 def run_tuning_job(
-    client: Any,
+    build_config: Callable[..., types.CreateTuningJobConfig],
     *,
     project: str,
     location: str,
     state_path: str,
     base_model: str,
     training_dataset_uri: str,
-    validation_dataset_uri: str | None,
-    build_config: Callable[[dict[str, str]], types.CreateTuningJobConfig],
-    poll_interval_s: float,
-    max_poll_interval_s: float,
-    timeout_s: float | None,
     labels: Mapping[str, Any] | None = None,
+    client: Any = None,
+    poll_interval_s: float = 30.0,
+    max_poll_interval_s: float = 300.0,
+    timeout_s: float | None = None,
+    progress: Callable[[types.TuningJob], None] | None = None,
     state_fields: dict[str, Any] | None = None,
     tuned_base_model: str | None = None,
     kind: str = "Tuning job",
-    progress: Callable[[types.TuningJob], None] | None = None,
     on_create_error: Callable[[UserError], Exception] | None = None,
+    **config_fields: Any,
 ) -> TunedGemini:
     """Creates a Vertex tuning job, or re-attaches to the one an earlier attempt started, and waits for it.
 
@@ -396,45 +351,49 @@ def run_tuning_job(
     :func:`~tunekit.components.common.vertex_jobs.wait_for`'s, and the outcome is recorded in the state file too.
 
     Args:
-        client: A google-genai client; None for ``make_genai_client(project, location)``.
-        project: The Google Cloud project (recorded).
-        location: The Vertex AI region (recorded).
-        state_path: The state file.
+        build_config: Builds the job's config from ``config_fields`` (:func:`build_tuning_config`, or a method's
+            own builder); it runs before any call to Vertex, so a bad setting fails first.
+        project: The Google Cloud project.
+        location: The Vertex AI region that runs the job.
+        state_path: A small JSON file recording the job; kept in the step's output directory so that a retried
+            step re-attaches to the job instead of creating another.
         base_model: The model sent as ``base_model`` (a Gemini id or a tuned model to continue from).
         training_dataset_uri: ``gs://`` URI of the training data.
-        validation_dataset_uri: ``gs://`` URI of the validation data, if any (recorded in the result; the
-            config carries it).
-        build_config: Builds the job's config, given the job's labels: ``labels`` cleaned to Google Cloud's
-            label rules, and the request id as :data:`REQUEST_LABEL`.
+        labels: Labels on the job (cleaned to Google Cloud's label rules), besides the request id as
+            :data:`REQUEST_LABEL`.
+        client: A google-genai client; None for ``make_genai_client(project, location)``.
         poll_interval_s: The first wait between polls; it grows by half each poll.
         max_poll_interval_s: The cap on the wait between polls.
         timeout_s: Give up waiting after this many seconds (the job keeps running; a retry re-attaches).
-        labels: The job's labels.
+        progress: Called with the job after each poll.
         state_fields: What else a new job's state file records (method, teacher model...).
         tuned_base_model: The base model the result names, when it is not ``base_model``.
         kind: How the job is named in messages (``"Tuning job"``, ``"Distillation job"``...).
-        progress: Called with the job after each poll.
         on_create_error: Turns the :class:`~tunekit.components.common.vertex_jobs.JobRefused` of a refused
             create call (a ``UserError``) into the exception to raise instead; by default it is raised as it is.
+        config_fields: The config's fields (:func:`tuning_config`'s: ``validation_dataset_uri``, hyperparameters,
+            display name, CMEK key, output URI).
 
     Returns:
         The tuned model, its endpoint and the job.
 
     Raises:
-        UserError: The state file belongs to other inputs or names a job Vertex does not know, or Vertex
-            refused the job.
+        UserError: A bad setting, the state file belongs to other inputs or names a job Vertex does not know, or
+            Vertex refused the job.
         TuningJobFailed: The job failed, was cancelled or expired.
         TimeoutError: ``timeout_s`` passed before the job ended.
     """
+    config = build_config(**config_fields)
+    validation_dataset_uri = config_fields.get("validation_dataset_uri")
     client = client if client is not None else make_genai_client(project, location)
     job_kind = vertex_jobs.JobKind(kind, frozenset({SUCCEEDED}), vertex_jobs.JOB_FAILED_STATES, TuningJobFailed)
 
     def create(request_id: str) -> types.TuningJob:
-        config = build_config({**sanitize_labels(dict(labels or {})), REQUEST_LABEL: request_id})
+        job_labels = {**sanitize_labels(dict(labels or {})), REQUEST_LABEL: request_id}
         return client.tunings.tune(
             base_model=base_model,
             training_dataset=types.TuningDataset(gcs_uri=training_dataset_uri),
-            config=config,
+            config=config.model_copy(update={"labels": job_labels}),
         )
 
     try:
@@ -482,3 +441,64 @@ def run_tuning_job(
         {**started.state, "state": result.state, "tuned_model": result.tuned_model, "endpoint": result.endpoint},
     )
     return result
+
+
+# --- what the tuning steps give their Vertex jobs -----------------------------------------------------------
+
+#: A step's job state file, in its output model folder (which survives a retry of the step).
+STATE_FILE = "tuning_state.json"
+#: A step's arguments that pass on to its tuning job as they are, but for a pipeline's 0 or '' (unset: None).
+JOB_SETTINGS = (
+    "validation_dataset_uri",
+    "epoch_count",
+    "learning_rate_multiplier",
+    "adapter_size",
+    "tuned_model_display_name",
+    "encryption_key",
+    "output_uri",
+)
+
+
+def run_labels(
+    labels: Mapping[str, Any] | None, pipeline_job_name: str, method: str, stage: str = ""
+) -> dict[str, str]:
+    """A tuning job's labels: the user's, the pipeline run, the method (and the stage), cleaned to the label rules.
+
+    Args:
+        labels: The user's labels; they win over the run and method labels.
+        pipeline_job_name: The pipeline run (``tunekit-pipeline-run``); a placeholder (``{{...``) is left out.
+        method: The tuning method (``tunekit-method``), e.g. ``supervised-tuning``.
+        stage: The method's stage (``tunekit-stage``), if it has several jobs.
+    """
+    merged = sanitize_labels(dict(labels or {}))
+    if pipeline_job_name and not pipeline_job_name.startswith("{{"):
+        merged.setdefault("tunekit-pipeline-run", pipeline_job_name)
+    merged.setdefault("tunekit-method", method)
+    if stage:
+        merged["tunekit-stage"] = stage
+    return sanitize_labels(merged)
+
+
+def job_options(step: Mapping[str, Any], *, method: str, stage: str = "", **settings: Any) -> dict[str, Any]:
+    """The keyword arguments a tuning step gives its job (:func:`tune_gemini` and the methods' front-ends).
+
+    The step's arguments pass on by name, as the KFP wrappers pass theirs to the step: ``project``, ``location``
+    and ``poll_interval_s`` as they are, ``labels`` and ``pipeline_job_name`` through :func:`run_labels`,
+    ``model_path`` as the folder of the state file (:data:`STATE_FILE`), and those of :data:`JOB_SETTINGS` the step
+    has with 0 or '' as None (Vertex chooses).
+
+    Args:
+        step: The step's arguments (its ``locals()``).
+        method: The tuning method, for the labels.
+        stage: The method's stage, for the labels.
+        settings: Settings of :data:`JOB_SETTINGS` the step computes itself (they win over ``step``'s).
+    """
+    values = {**{name: step[name] for name in JOB_SETTINGS if name in step}, **settings}
+    return {
+        **{name: value or None for name, value in values.items()},
+        "project": step["project"],
+        "location": step["location"],
+        "labels": run_labels(step.get("labels"), step.get("pipeline_job_name", ""), method, stage),
+        "state_path": os.path.join(step["model_path"], STATE_FILE),
+        "poll_interval_s": step["poll_interval_s"],
+    }

@@ -10,6 +10,7 @@ with these pieces: :class:`LocalTuningConfig` (LoRA rank, learning rate, steps, 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -271,3 +272,119 @@ def local_options(
         key: int(value) if kinds.get(key) == "int" and isinstance(value, float) and value.is_integer() else value
         for key, value in merged.items()
     }
+
+
+# --- what the local training loops share (the loops themselves stay with their methods) ----------------------
+
+
+def load_for_training(base_model: str, dtype: Any, seed: int) -> tuple[Any, Any, int, bool]:
+    """Seeds torch and loads a local seq2seq or causal model and its tokenizer for training.
+
+    Args:
+        base_model: A local model directory.
+        dtype: The dtype of the weights (None: float32), from :func:`resolve_precision`.
+        seed: Seeds torch before the model (and any adapter) is built.
+
+    Returns:
+        ``(model, tokenizer, pad_id, is_encoder_decoder)``.
+
+    Raises:
+        UserError: The tokenizer has neither a pad nor an eos token.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    is_encoder_decoder = bool(AutoConfig.from_pretrained(base_model).is_encoder_decoder)
+    auto_model = AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM
+    model = auto_model.from_pretrained(base_model, **({"dtype": dtype} if dtype is not None else {}))
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise UserError("the tokenizer has neither a pad nor an eos token", path=base_model)
+    return model, tokenizer, pad_id, is_encoder_decoder
+
+
+def add_lora(model: Any, config: LocalTuningConfig, is_encoder_decoder: bool) -> Any:
+    """``model`` with LoRA adapters of ``config`` (PEFT), the only weights left trainable but ``modules_to_save``."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        modules_to_save=config.modules_to_save,
+        task_type="SEQ_2_SEQ_LM" if is_encoder_decoder else "CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def trainable_parameters(model: Any, device: str) -> list[Any]:
+    """The weights that train, in float32, with the model moved to ``device`` in training mode.
+
+    Trained weights stay in float32 under 16-bit autocast: bf16 is too coarse for their updates.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.data = parameter.data.float()
+    model.to(device).train()
+    return trainable
+
+
+def planned_steps(config: LocalTuningConfig, units: int) -> int:
+    """Optimizer steps: ``max_steps``, or ``epochs`` passes over ``units`` (examples or inputs) when it is 0."""
+    per_step = config.batch_size * config.gradient_accumulation_steps
+    steps_per_epoch = max(1, math.ceil(units / per_step))
+    return config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * steps_per_epoch))
+
+
+def warmup_then_decay(optimizer: Any, steps: int, warmup_ratio: float) -> Any:
+    """A learning-rate scheduler: linear warm-up over ``warmup_ratio`` of ``steps``, then linear decay to 0."""
+    import torch
+
+    warmup = int(warmup_ratio * steps)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def optimizer_and_schedule(
+    trainable: list[Any], config: LocalTuningConfig, steps: int, dtype: Any
+) -> tuple[Any, Any, Any]:
+    """AdamW on ``trainable``, its :func:`warmup_then_decay` schedule, and a gradient scaler (used under fp16).
+
+    Returns:
+        ``(optimizer, scheduler, scaler)``, for :func:`optimizer_step`.
+    """
+    import torch
+
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = warmup_then_decay(optimizer, steps, config.warmup_ratio)
+    return optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def autocast(dtype: Any) -> Any:
+    """The 16-bit autocast context for ``dtype`` on a GPU (a no-op when ``dtype`` is None: float32)."""
+    import torch
+
+    return torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None)
+
+
+def optimizer_step(
+    optimizer: Any, scheduler: Any, scaler: Any, trainable: list[Any], config: LocalTuningConfig
+) -> None:
+    """One optimizer step on the accumulated gradients: clipping (``max_grad_norm``), the step, the schedule."""
+    import torch
+
+    if config.max_grad_norm > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)

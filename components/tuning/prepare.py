@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.jsonl import write_jsonl
@@ -51,6 +53,21 @@ def fingerprint_files(*paths: str) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def record_counts(counts: Mapping[str, Any], metrics: Any, metadata: dict, **extra: Any) -> None:
+    """Logs a data step's counts as metrics and records them, with ``extra``, in its output dataset's metadata.
+
+    Args:
+        counts: What the step counted (numbers).
+        metrics: The step's metrics output (anything with ``log_metric``: a KFP ``Metrics`` artifact).
+        metadata: The output dataset's ``metadata``.
+        extra: More metadata (its layout, its fingerprint...).
+    """
+    for key, value in counts.items():
+        metrics.log_metric(key, float(value))
+    metadata.update(counts)
+    metadata.update(extra)
 
 
 def _render(example: formats.Example, backend: str) -> dict:

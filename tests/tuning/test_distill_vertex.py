@@ -4,6 +4,7 @@ import json
 
 import pytest
 from fake_vertex import FakeVertex, serve_fake_vertex
+from tuning_helpers import ON_FAKE_VERTEX, created_jobs
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.tuning.distillation.steps import run_build_student_dataset, run_tune_student
@@ -77,26 +78,16 @@ def tune(data, tmp_path, backend, **kwargs):
         teacher_model="gemini-2.5-pro",
         epoch_count=2,
         labels={"Team": "ML"},
-        project="test-project",
-        location="us-central1",
         pipeline_job_name="dss-run-1",
-        poll_interval_s=0.01,
+        **ON_FAKE_VERTEX,
         **kwargs,
     )
     return record, meta
 
 
-def created_bodies(server):
-    return [
-        body
-        for method, path, body in server.requests
-        if method == "POST" and path.split("?")[0].endswith("/tuningJobs")
-    ]
-
-
 def test_gemini_student_sft_on_the_multitask_data(server, data, tmp_path):
     record, meta = tune(data, tmp_path, "vertex")
-    (body,) = created_bodies(server)
+    (body,) = created_jobs(server)
     assert body["baseModel"] == "gemini-2.5-flash-lite"
     spec = body["supervisedTuningSpec"]
     assert spec["trainingDatasetUri"] == "gs://bucket/root/build/student_dataset/train_gemini.jsonl"
@@ -113,14 +104,14 @@ def test_gemini_student_sft_on_the_multitask_data(server, data, tmp_path):
 
 def test_baseline_uses_label_only_data(server, data, tmp_path):
     record, _ = tune(data, tmp_path, "vertex", baseline=True)
-    (body,) = created_bodies(server)
+    (body,) = created_jobs(server)
     assert body["supervisedTuningSpec"]["trainingDatasetUri"].endswith("/baseline_train_gemini.jsonl")
     assert record["serving_prefix"] == ""
 
 
 def test_gemini_distillation_service_request(distillation_server, data, tmp_path):
     record, meta = tune(data, tmp_path, "vertex_distillation")
-    (body,) = created_bodies(distillation_server)
+    (body,) = created_jobs(distillation_server)
     assert "supervisedTuningSpec" not in body
     spec = body["distillationSpec"]
     assert spec["baseTeacherModel"] == "gemini-2.5-pro"

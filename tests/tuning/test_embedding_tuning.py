@@ -49,6 +49,19 @@ def write_set(folder, labels=TRAIN):
     return {name: str(folder / name) for name in ("corpus.jsonl", "queries.jsonl", "train.tsv")}
 
 
+def tune(paths, output_dir, **kwargs):
+    """The bundled MiniLM tuned on the files of :func:`write_set`, without progress bars."""
+    return emb.tune_embedding_model(
+        base_model=BUNDLED_MINILM,
+        corpus_path=paths["corpus.jsonl"],
+        queries_path=paths["queries.jsonl"],
+        train_labels_path=paths["train.tsv"],
+        output_dir=str(output_dir),
+        progress=False,
+        **kwargs,
+    )
+
+
 def test_bundled_model_resolves_to_a_directory():
     path = resolve_model_path(BUNDLED_MINILM)
     assert os.path.exists(os.path.join(path, "modules.json"))
@@ -71,14 +84,8 @@ def test_batches_never_repeat_a_document():
 def test_tuning_with_hard_negatives_moves_the_model_and_saves_it(tmp_path):
     paths = write_set(tmp_path / "data")
     out = tmp_path / "tuned"
-    summary = emb.tune_embedding_model(
-        base_model=BUNDLED_MINILM,
-        corpus_path=paths["corpus.jsonl"],
-        queries_path=paths["queries.jsonl"],
-        train_labels_path=paths["train.tsv"],
-        output_dir=str(out),
-        options=emb.EmbeddingTuningOptions(steps=3, batch_size=4, learning_rate=1e-4, hard_negatives=1),
-        progress=False,
+    summary = tune(
+        paths, out, options=emb.EmbeddingTuningOptions(steps=3, batch_size=4, learning_rate=1e-4, hard_negatives=1)
     )
     assert summary["steps"] == 3 and summary["pairs"] == 6 and summary["hard_negatives"] == 1
     assert np.isfinite(summary["first_loss"]) and np.isfinite(summary["last_loss"])
@@ -98,21 +105,6 @@ def test_tuning_with_hard_negatives_moves_the_model_and_saves_it(tmp_path):
 def test_bad_options_and_labels_fail_clearly(tmp_path):
     paths = write_set(tmp_path / "data", labels=[("q1", "d-missing")])
     with pytest.raises(UserError, match="not in the corpus"):
-        emb.tune_embedding_model(
-            base_model=BUNDLED_MINILM,
-            corpus_path=paths["corpus.jsonl"],
-            queries_path=paths["queries.jsonl"],
-            train_labels_path=paths["train.tsv"],
-            output_dir=str(tmp_path / "out"),
-            progress=False,
-        )
+        tune(paths, tmp_path / "out")
     with pytest.raises(UserError, match="batch_size"):
-        emb.tune_embedding_model(
-            base_model=BUNDLED_MINILM,
-            corpus_path=paths["corpus.jsonl"],
-            queries_path=paths["queries.jsonl"],
-            train_labels_path=paths["train.tsv"],
-            output_dir=str(tmp_path / "out"),
-            options=emb.EmbeddingTuningOptions(batch_size=1),
-            progress=False,
-        )
+        tune(paths, tmp_path / "out", options=emb.EmbeddingTuningOptions(batch_size=1))

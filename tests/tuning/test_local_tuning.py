@@ -2,6 +2,7 @@ import json
 import os
 
 import pytest
+from tuning_helpers import EXAMPLES_DATA
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.base import STATUSES, GenerationConfig, Prompt
@@ -167,9 +168,6 @@ def test_make_tiny_model_rejects_unknown_kind(tmp_path):
         make_tiny_model(str(tmp_path), "encoder")
 
 
-DEMO_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kind,overrides", [("seq2seq", {}), ("causal", {"modules_to_save": ["lm_head"]})], ids=["seq2seq", "causal"]
@@ -178,8 +176,8 @@ def test_demo_preset_beats_the_untuned_model(tmp_path, kind, overrides):
     """The demo claim: about a minute of CPU training takes the tiny model from ~0 to >= 0.6 accuracy."""
     from tunekit.components.evaluation.metrics import compute_metrics
 
-    train = os.path.join(DEMO_DATA, "support_tickets_train.jsonl")
-    validation = os.path.join(DEMO_DATA, "support_tickets_validation.jsonl")
+    train = os.path.join(EXAMPLES_DATA, "support_tickets_train.jsonl")
+    validation = os.path.join(EXAMPLES_DATA, "support_tickets_validation.jsonl")
     rows = read_prompt_completions(validation)
     prompts = [Prompt(row["prompt"]) for row in rows]
     references = [row["completion"] for row in rows]

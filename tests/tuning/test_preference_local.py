@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+from tuning_helpers import EXAMPLES_DATA
 
 from tunekit.components.data_validation.preference_convert import read_pairs, read_prompts
 from tunekit.components.evaluation.gate import GatePolicy, decide
@@ -22,7 +23,7 @@ from tunekit.components.tuning.preference.local import (
 )
 from tunekit.components.tuning.tiny import make_tiny_model
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data", "preference")
+DATA = os.path.join(EXAMPLES_DATA, "preference")
 TINY = {
     "hidden_size": 32,
     "intermediate_size": 64,

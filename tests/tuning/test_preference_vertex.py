@@ -4,11 +4,13 @@ import json
 
 import pytest
 from fake_vertex import serve_fake_vertex
+from tuning_helpers import ON_FAKE_VERTEX, created_jobs
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.evaluation.preference import steps as evaluation
 from tunekit.components.evaluation.preference.steps import evaluate_with_judge, model_judge
 from tunekit.components.model_clients.base import FakeClient
+from tunekit.components.tuning.gemini import STATE_FILE
 from tunekit.components.tuning.preference import steps
 from tunekit.components.tuning.preference.vertex import build_preference_config, tune_gemini_preference
 
@@ -77,16 +79,12 @@ def evaluate_preference(tmp_path, prepared, **kwargs):
     )
 
 
-def created_bodies(fake):
-    return [body for method, path, body in fake.requests_to(r"/tuningJobs$", "POST")]
-
-
-def warm_start(tmp_path, **kwargs):
+def warm_start(tmp_path, enabled=True, **kwargs):
     meta = {}
     info = steps.run_warm_start(
         backend="vertex",
         base_model="gemini-2.5-flash",
-        enabled=True,
+        enabled=enabled,
         sft_path="",
         # Artifacts live under the pipeline root in Cloud Storage, mounted at /gcs on Vertex.
         sft_uri="/gcs/bucket/root/prepare/sft_dataset",
@@ -94,10 +92,8 @@ def warm_start(tmp_path, **kwargs):
         model_metadata=meta,
         epoch_count=3,
         labels={"Team": "Support"},
-        project="test-project",
-        location="us-central1",
         pipeline_job_name="pref-run-1",
-        poll_interval_s=0.01,
+        **ON_FAKE_VERTEX,
         **kwargs,
     )
     return info, meta
@@ -123,13 +119,22 @@ def preference(tmp_path, **kwargs):
         adapter_size=4,
         pre_tuned_model_checkpoint_id="3",
         labels={"Team": "Support"},
-        project="test-project",
-        location="us-central1",
         pipeline_job_name="pref-run-1",
-        poll_interval_s=0.01,
+        **ON_FAKE_VERTEX,
         **kwargs,
     )
     return info, meta
+
+
+def tuned_endpoint(fake, tmp_path):
+    """Warm start and preference tuning on the fake; the base model and the tuned endpoint then answer (the tuned
+    one better). Returns the endpoint's id."""
+    warm_start(tmp_path)
+    info, _ = preference(tmp_path)
+    endpoint_id = info["endpoint"].rsplit("/", 1)[1]
+    fake.set_responder(lambda text: "Not our problem.", model="gemini-2.5-flash-lite")
+    fake.set_responder(lambda text: "Sorry. Please restart it and reply.", model=endpoint_id)
+    return endpoint_id
 
 
 def test_prepared_data_is_in_the_gemini_preference_format(prepared):
@@ -147,7 +152,7 @@ def test_prepared_data_is_in_the_gemini_preference_format(prepared):
 def test_sft_then_preference_tuning_from_the_checkpoint(fake, tmp_path):
     warm, warm_meta = warm_start(tmp_path)
     info, meta = preference(tmp_path)
-    sft_body, pref_body = created_bodies(fake)
+    sft_body, pref_body = created_jobs(fake)
     # 1. supervised tuning on the preferred answers
     assert sft_body["baseModel"] == "gemini-2.5-flash"
     assert sft_body["supervisedTuningSpec"]["trainingDatasetUri"] == "gs://bucket/root/prepare/sft_dataset"
@@ -178,40 +183,30 @@ def test_sft_then_preference_tuning_from_the_checkpoint(fake, tmp_path):
 def test_retried_steps_reattach_instead_of_paying_twice(fake, tmp_path):
     warm_start(tmp_path)
     first, _ = preference(tmp_path)
-    assert len(created_bodies(fake)) == 2
+    assert len(created_jobs(fake)) == 2
     # A retry of each step finds its state file and re-attaches to the finished job.
     again_warm, _ = warm_start(tmp_path)
     again, _ = preference(tmp_path)
-    assert len(created_bodies(fake)) == 2
+    assert len(created_jobs(fake)) == 2
     assert again["job_name"] == first["job_name"] and again["resumed"] and again_warm["resumed"]
 
 
 def test_retry_after_a_crash_before_the_job_name_was_written(fake, tmp_path):
     warm_start(tmp_path)
     preference(tmp_path)
-    state_path = tmp_path / "tuned" / steps.STATE_FILE
+    state_path = tmp_path / "tuned" / STATE_FILE
     state = json.loads(state_path.read_text())
     # The crash: the create call got through, the job's name never reached the state file.
     state.pop("job_name")
     state_path.write_text(json.dumps(state))
     again, _ = preference(tmp_path)
-    assert len(created_bodies(fake)) == 2 and again["resumed"]
+    assert len(created_jobs(fake)) == 2 and again["resumed"]
 
 
 def test_without_warm_start_preference_starts_from_the_base_model(fake, tmp_path):
-    steps.run_warm_start(
-        backend="vertex",
-        base_model="gemini-2.5-flash",
-        enabled=False,
-        sft_path="",
-        sft_uri="",
-        model_path=str(tmp_path / "warm"),
-        model_metadata={},
-    )
-    preference(
-        tmp_path,
-    )
-    (body,) = created_bodies(fake)
+    warm_start(tmp_path, enabled=False)
+    preference(tmp_path)
+    (body,) = created_jobs(fake)
     assert body["baseModel"] == "gemini-2.5-flash" and "preTunedModel" not in body
 
 
@@ -224,28 +219,26 @@ def test_failed_preference_job_reports_the_jobs_message(fake, tmp_path):
         preference(tmp_path)
 
 
-def test_bad_arguments_fail_before_any_call(fake, tmp_path):
-    with pytest.raises(UserError, match="gs://"):
+@pytest.mark.parametrize(
+    ("start_model", "training_dataset_uri", "message"),
+    [("gemini-2.5-flash", "/local/file.jsonl", "gs://"), ("text-bison@002", "gs://b/t.jsonl", "cannot be tuned")],
+)
+def test_bad_arguments_fail_before_any_call(fake, tmp_path, start_model, training_dataset_uri, message):
+    with pytest.raises(UserError, match=message):
         tune_gemini_preference(
             project="p",
             location="l",
-            start_model="gemini-2.5-flash",
-            base_model="gemini-2.5-flash",
-            training_dataset_uri="/local/file.jsonl",
+            start_model=start_model,
+            base_model=start_model,
+            training_dataset_uri=training_dataset_uri,
             state_path=str(tmp_path / "s.json"),
         )
-    with pytest.raises(UserError, match="cannot be tuned"):
-        tune_gemini_preference(
-            project="p",
-            location="l",
-            start_model="text-bison@002",
-            base_model="text-bison@002",
-            training_dataset_uri="gs://b/t.jsonl",
-            state_path=str(tmp_path / "s.json"),
-        )
+    assert not created_jobs(fake)
+
+
+def test_bad_adapter_size_fails_in_the_config():
     with pytest.raises(UserError, match="adapter size"):
         build_preference_config(adapter_size=3)
-    assert not created_bodies(fake)
 
 
 def test_autorater_asks_both_orders_and_cancels_position_bias():
@@ -281,11 +274,7 @@ def test_autorater_asks_both_orders_and_cancels_position_bias():
 
 def test_vertex_evaluation_judges_the_tuned_endpoint_against_the_base(fake, tmp_path, prepared):
     """The evaluation step on Vertex: base model and tuned endpoint answer, the Gemini autorater judges both ways."""
-    warm_start(tmp_path)
-    info, _ = preference(tmp_path)
-    endpoint_id = info["endpoint"].rsplit("/", 1)[1]
-    fake.set_responder(lambda text: "Not our problem.", model="gemini-2.5-flash-lite")
-    fake.set_responder(lambda text: "Sorry. Please restart it and reply.", model=endpoint_id)
+    endpoint_id = tuned_endpoint(fake, tmp_path)
 
     def judge(text):
         answer_a = text.split("Answer A:\n")[1].split("\n\nAnswer B:")[0]
@@ -309,9 +298,7 @@ def test_vertex_evaluation_judges_the_tuned_endpoint_against_the_champion(fake, 
     beats the base model but loses to the champion is not deployed."""
     from tunekit.components.deployment.champion import Champion
 
-    warm_start(tmp_path)
-    info, _ = preference(tmp_path)
-    endpoint_id = info["endpoint"].rsplit("/", 1)[1]
+    tuned_endpoint(fake, tmp_path)
     parent = "projects/test-project/locations/us-central1"
     champion = Champion(
         purpose="support-replies",
@@ -322,8 +309,6 @@ def test_vertex_evaluation_judges_the_tuned_endpoint_against_the_champion(fake, 
     )
     looked_up = []
     monkeypatch.setattr(evaluation, "locate_champion", lambda purpose, **kw: looked_up.append(purpose) or champion)
-    fake.set_responder(lambda text: "Not our problem.", model="gemini-2.5-flash-lite")
-    fake.set_responder(lambda text: "Sorry. Please restart it and reply.", model=endpoint_id)
     fake.set_responder(
         lambda text: "Very sorry. We have traced it and send a new one today.", model=champion.endpoint
     )

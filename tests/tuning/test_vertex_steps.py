@@ -4,6 +4,7 @@ import json
 
 import pytest
 from fake_vertex import serve_fake_vertex
+from tuning_helpers import ON_FAKE_VERTEX, created_jobs
 
 from tunekit.components.deployment.champion import find_champion
 from tunekit.components.deployment.steps import run_deploy
@@ -16,6 +17,27 @@ ROWS = [{"input_text": f"Route this ticket: my invoice {i} is wrong", "output_te
 @pytest.fixture
 def fake(monkeypatch):
     yield from serve_fake_vertex(monkeypatch, polls_to_finish=1)
+
+
+def tune_args(tmp_path, **overrides):
+    """``run_tune``'s arguments on the Vertex backend, for the files :func:`run_prepare` writes under ``tmp_path``."""
+    return dict(
+        backend="vertex",
+        base_model="gemini-2.5-flash",
+        task="classification",
+        train_path=str(tmp_path / "prepared_train.jsonl"),
+        # On Vertex, artifacts live under the pipeline root in Cloud Storage, mounted at /gcs.
+        train_uri="/gcs/bucket/root/prepare/train_dataset",
+        validation_path=str(tmp_path / "prepared_val.jsonl"),
+        validation_uri="gs://bucket/root/prepare/validation_dataset",
+        model_path=str(tmp_path / "tuned_model"),
+        epoch_count=3,
+        adapter_size=4,
+        labels={"Team": "Support Automation"},
+        pipeline_job_name="supervised-tuning-20261123",
+        **ON_FAKE_VERTEX,
+        **overrides,
+    )
 
 
 def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
@@ -34,28 +56,9 @@ def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
     )
     assert (train_meta["rows"], val_meta["rows"], train_meta["layout"]) == (9, 3, "gemini")
     model_dir = tmp_path / "tuned_model"
-    kwargs = dict(
-        backend="vertex",
-        base_model="gemini-2.5-flash",
-        task="classification",
-        train_path=str(tmp_path / "prepared_train.jsonl"),
-        # On Vertex, artifacts live under the pipeline root in Cloud Storage, mounted at /gcs.
-        train_uri="/gcs/bucket/root/prepare/train_dataset",
-        validation_path=str(tmp_path / "prepared_val.jsonl"),
-        validation_uri="gs://bucket/root/prepare/validation_dataset",
-        model_path=str(model_dir),
-        model_metadata=model_meta,
-        epoch_count=3,
-        adapter_size=4,
-        labels={"Team": "Support Automation"},
-        project="test-project",
-        location="us-central1",
-        pipeline_job_name="supervised-tuning-20261123",
-        poll_interval_s=0.01,
-    )
+    kwargs = tune_args(tmp_path, model_metadata=model_meta)
     summary = run_tune(**kwargs)
-    [create] = fake.requests_to(r"/tuningJobs$", "POST")
-    body = create[2]
+    [body] = created_jobs(fake)
     spec = body["supervisedTuningSpec"]
     assert spec["trainingDatasetUri"] == "gs://bucket/root/prepare/train_dataset"
     assert spec["validationDatasetUri"] == "gs://bucket/root/prepare/validation_dataset"
@@ -68,7 +71,7 @@ def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
 
     # The step is retried (say, the pod was preempted after the job finished): no second job is created.
     run_tune(**{**kwargs, "model_metadata": {}})
-    assert len(fake.requests_to(r"/tuningJobs$", "POST")) == 1
+    assert len(created_jobs(fake)) == 1
 
     fake.set_responder(lambda text: "billing", model=summary["endpoint"])
     fake.set_responder(lambda text: "I cannot tell", model="gemini-2.5-flash")
@@ -106,22 +109,6 @@ def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
 
 
 def test_failed_tuning_job_surfaces_its_own_message(tmp_path, fake):
-    (tmp_path / "t.jsonl").write_text(
-        json.dumps({"contents": [{"role": "user", "parts": [{"text": "a"}]}]}) + "\n"
-    )
     fake.fail_next_job("Dataset row 7 exceeds the token limit", code=3)
     with pytest.raises(RuntimeError, match="row 7 exceeds the token limit"):
-        run_tune(
-            backend="vertex",
-            base_model="gemini-2.5-flash",
-            task="generic",
-            train_path=str(tmp_path / "t.jsonl"),
-            train_uri="gs://b/t.jsonl",
-            validation_path="",
-            validation_uri="",
-            model_path=str(tmp_path / "m"),
-            model_metadata={},
-            project="test-project",
-            location="us-central1",
-            poll_interval_s=0.01,
-        )
+        run_tune(**tune_args(tmp_path, model_metadata={}))

@@ -6,9 +6,12 @@ component image has tunekit installed (no pip at run time). ``tune_student_model
 :func:`gpu_training_op` turns into a Vertex AI custom training job on GPUs.
 """
 
+from typing import Any
+
 from kfp import dsl
 
 from tunekit.components.common.image import GPU_IMAGE, IMAGE
+from tunekit.components.tuning.component import gpu_training_jobs
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -37,6 +40,7 @@ def build_student_dataset(
     """
     from tunekit.components.common.artifacts import call
     from tunekit.components.tuning.distillation.steps import run_build_student_dataset
+    from tunekit.components.tuning.prepare import fingerprint_files, record_counts
 
     counts = call(
         run_build_student_dataset,
@@ -46,13 +50,8 @@ def build_student_dataset(
         output_dir=student_dataset.path,
         eval_path=eval_dataset.path,
     )
-    for key, value in counts.items():
-        metrics.log_metric(key, float(value))
-    student_dataset.metadata.update(counts)
-    student_dataset.metadata.update({"mode": mode, "alpha": alpha})
-    from tunekit.components.tuning.prepare import fingerprint_files
-
-    student_dataset.metadata["fingerprint"] = fingerprint_files(rationale_dataset.path)
+    fingerprint = fingerprint_files(rationale_dataset.path)
+    record_counts(counts, metrics, student_dataset.metadata, mode=mode, alpha=alpha, fingerprint=fingerprint)
 
 
 def tune_student_model(
@@ -110,24 +109,10 @@ tune_student_model_gpu = dsl.component(base_image=GPU_IMAGE, install_kfp_package
 tune_student_model = dsl.component(base_image=IMAGE, install_kfp_package=False)(tune_student_model)
 
 
-def gpu_training_op(
-    accelerator_type: str = "NVIDIA_L4",
-    accelerator_count: int = 1,
-    machine_type: str = "g2-standard-12",
-    boot_disk_size_gb: int = 200,
-):
+def gpu_training_op(**gpu: Any):
     """The student-training component as a Vertex AI custom training job on GPUs (GPU image, bf16).
 
-    Chosen when the pipeline is compiled (``distilling_step_by_step.build_pipeline(gpu=...)``); the job runs in the
-    pipeline's project and region.
+    ``gpu``: the machine, :func:`~tunekit.components.tuning.component.gpu_training_jobs`'s keyword arguments.
     """
-    from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
-
-    return create_custom_training_job_from_component(
-        tune_student_model_gpu,
-        display_name="tune-student-gpu",
-        machine_type=machine_type,
-        accelerator_type=accelerator_type,
-        accelerator_count=accelerator_count,
-        boot_disk_size_gb=boot_disk_size_gb,
-    )
+    (job,) = gpu_training_jobs({"tune-student-gpu": tune_student_model_gpu}, **gpu)
+    return job

@@ -39,7 +39,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tunekit.components.common import jsonl
 from tunekit.components.common.errors import UserError
+from tunekit.components.tuning import lora
 from tunekit.components.tuning.lora import LocalTuningConfig, collate, featurize
 
 #: Training modes: distilling step-by-step, label-only fine-tuning, chain-of-thought fine-tuning.
@@ -268,13 +270,29 @@ def build_student_examples(
         setattr(stats, f"truncated_{kind}s", getattr(stats, f"truncated_{kind}s") + 1)
         return tokens.truncate(text, limit)
 
+    def add(index: int, task: str, prompt: str, target: str, weight: float) -> None:
+        line = index + 1
+        examples.append(
+            {
+                "prompt": fit(prompt, max_input_tokens, "input", line),
+                "completion": fit(target, max_output_tokens, "output", line),
+                "task": task,
+                "weight": weight,
+                "example_id": index,
+            }
+        )
+        if task == RATIONALE_TASK:
+            stats.rationale_examples += 1
+        else:
+            stats.label_examples += 1
+
     for index, row in enumerate(rows):
         stats.inputs += 1
-        line = index + 1
+        before = len(examples)
         try:
             text = row_input(row)
         except UserError as exc:
-            raise UserError(exc.message, line=line) from None
+            raise UserError(exc.message, line=index + 1) from None
         label, source = row_label(row)
         if label is None:
             stats.no_label += 1
@@ -284,45 +302,13 @@ def build_student_examples(
         rationale = _rationale(row)
         if not rationale:
             stats.rationale_dropped += 1
-        made = 0
         if mode == MULTITASK:
-            label_weight, rationale_weight = alpha, 1.0 - alpha
-            if label_weight > 0:
-                examples.append(
-                    {
-                        "prompt": fit(label_prefix + text, max_input_tokens, "input", line),
-                        "completion": fit(label, max_output_tokens, "output", line),
-                        "task": LABEL_TASK,
-                        "weight": label_weight,
-                        "example_id": index,
-                    }
-                )
-                stats.label_examples += 1
-                made += 1
-            if rationale and rationale_weight > 0:
-                examples.append(
-                    {
-                        "prompt": fit(rationale_prefix + text, max_input_tokens, "input", line),
-                        "completion": fit(rationale, max_output_tokens, "output", line),
-                        "task": RATIONALE_TASK,
-                        "weight": rationale_weight,
-                        "example_id": index,
-                    }
-                )
-                stats.rationale_examples += 1
-                made += 1
+            if alpha > 0:
+                add(index, LABEL_TASK, label_prefix + text, label, alpha)
+            if rationale and 1.0 - alpha > 0:
+                add(index, RATIONALE_TASK, rationale_prefix + text, rationale, 1.0 - alpha)
         elif mode == STANDARD:
-            examples.append(
-                {
-                    "prompt": fit(text, max_input_tokens, "input", line),
-                    "completion": fit(label, max_output_tokens, "output", line),
-                    "task": LABEL_TASK,
-                    "weight": 1.0,
-                    "example_id": index,
-                }
-            )
-            stats.label_examples += 1
-            made += 1
+            add(index, LABEL_TASK, text, label, 1.0)
         elif rationale:  # cot: a target without its reasoning would teach the student to skip it
             target = cot_target(rationale, label)
             if tokens.count(target) > max_output_tokens and truncate:
@@ -330,18 +316,8 @@ def build_student_examples(
                 room = max(max_output_tokens - tokens.count(cot_target("", label)) - 1, 0)
                 target = cot_target(tokens.truncate(rationale, room), label)
                 stats.truncated_outputs += 1
-            examples.append(
-                {
-                    "prompt": fit(text, max_input_tokens, "input", line),
-                    "completion": fit(target, max_output_tokens, "output", line),
-                    "task": COT_TASK,
-                    "weight": 1.0,
-                    "example_id": index,
-                }
-            )
-            stats.label_examples += 1
-            made += 1
-        stats.used_inputs += made > 0
+            add(index, COT_TASK, text, target, 1.0)
+        stats.used_inputs += len(examples) > before
     return examples, stats
 
 
@@ -351,35 +327,8 @@ def serving_prefix(mode: str, label_prefix: str = DEFAULT_LABEL_PREFIX) -> str:
 
 
 def write_jsonl(rows: Iterable[Mapping], path: str) -> int:
-    """Writes rows as JSON Lines; returns how many."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    count = 0
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    return count
-
-
-def read_jsonl(path: str) -> list[dict]:
-    """Reads JSON Lines (blank lines skipped).
-
-    Raises:
-        UserError: A line is not a JSON object.
-    """
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"not valid JSON ({exc.msg})", path=path, line=number) from None
-            if not isinstance(row, dict):
-                raise UserError("expected a JSON object", path=path, line=number)
-            rows.append(row)
-    return rows
+    """Writes rows as JSON Lines; returns how many (:func:`~tunekit.components.common.jsonl.write_jsonl`, rows first)."""
+    return jsonl.write_jsonl(path, rows)
 
 
 # --- the open-model student trainer ------------------------------------------------------------------------------
@@ -484,7 +433,6 @@ def tune_student(
         UserError: A missing directory, a bad setting or malformed data.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from tunekit.components.model_clients.hf import resolve_device
 
@@ -494,45 +442,20 @@ def tune_student(
         raise UserError("student model directory not found; give a local model directory", path=base_model)
     if config.max_steps <= 0 and config.epochs <= 0:
         raise UserError("set max_steps or epochs to a positive number", field="max_steps")
-    rows = read_jsonl(train_path)
+    rows = jsonl.read_jsonl(train_path)
     if not rows:
         raise UserError("the student dataset is empty", path=train_path)
-    validation_rows = read_jsonl(validation_path) if validation_path else []
+    validation_rows = jsonl.read_jsonl(validation_path) if validation_path else []
     weights = task_weights(rows, config.alpha)
     if not any(w > 0 for w in weights.values()):
         raise UserError("every task has weight 0; nothing to train", field="alpha")
 
     device = resolve_device(config.device)
-    from tunekit.components.tuning.lora import resolve_precision
-
-    dtype = resolve_precision(config.precision, device)
-    torch.manual_seed(config.seed)
-    is_encoder_decoder = bool(AutoConfig.from_pretrained(base_model).is_encoder_decoder)
-    auto_model = AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM
-    model = auto_model.from_pretrained(base_model, **({"dtype": dtype} if dtype is not None else {}))
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise UserError("the tokenizer has neither a pad nor an eos token", path=base_model)
+    dtype = lora.resolve_precision(config.precision, device)
+    model, tokenizer, pad_id, is_encoder_decoder = lora.load_for_training(base_model, dtype, config.seed)
     if config.finetuning == LORA:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=config.lora_r,
-                lora_alpha=config.lora_alpha,
-                lora_dropout=config.lora_dropout,
-                target_modules=config.target_modules,
-                modules_to_save=config.modules_to_save,
-                task_type="SEQ_2_SEQ_LM" if is_encoder_decoder else "CAUSAL_LM",
-            ),
-        )
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for parameter in trainable:
-        # Trained weights stay in float32 under 16-bit autocast: bf16 is too coarse for their updates.
-        parameter.data = parameter.data.float()
-    model.to(device).train()
+        model = lora.add_lora(model, config, is_encoder_decoder)
+    trainable = lora.trainable_parameters(model, device)
 
     # Group each input's examples so that one step sees both tasks of the same inputs, as the reference code does.
     groups: dict[int, _Group] = {}
@@ -550,19 +473,8 @@ def tune_student(
         ):
             validation_features.setdefault(str(row.get("task") or LABEL_TASK), []).append(feature)
 
-    per_step = config.batch_size * config.gradient_accumulation_steps
-    steps_per_epoch = max(1, math.ceil(len(group_list) / per_step))
-    total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * steps_per_epoch))
-    warmup = int(config.warmup_ratio * total_steps)
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    total_steps = lora.planned_steps(config, len(group_list))
+    optimizer, scheduler, scaler = lora.optimizer_and_schedule(trainable, config, total_steps, dtype)
     order_rng = random.Random(config.seed)
 
     def batches():
@@ -574,7 +486,7 @@ def tune_student(
 
     def task_loss(feats: list) -> Any:
         batch = collate(feats, pad_id, device)
-        with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
+        with lora.autocast(dtype):
             return model(**batch).loss
 
     stream = batches()
@@ -602,13 +514,7 @@ def tune_student(
             for feats in by_task.values():
                 examples_seen += len(feats)
                 tokens_seen += sum(len(f.input_ids) + sum(1 for t in f.labels if t != -100) for f in feats)
-        if config.max_grad_norm > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        lora.optimizer_step(optimizer, scheduler, scaler, trainable, config)
         window_total.append(step_loss)
         if step % config.logging_steps == 0 or step == total_steps:
             last_loss = sum(window_total) / len(window_total)

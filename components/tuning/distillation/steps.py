@@ -240,16 +240,6 @@ def read_data_info(dataset_dir: str) -> dict:
         return json.load(handle)
 
 
-def _run_labels(labels: dict | None, pipeline_job_name: str) -> dict[str, str]:
-    from tunekit.components.model_clients.vertex import sanitize_labels
-
-    merged = dict(labels or {})
-    if pipeline_job_name and not pipeline_job_name.startswith("{{"):
-        merged.setdefault("tunekit-pipeline-run", pipeline_job_name)
-    merged.setdefault("tunekit-method", "distilling-step-by-step")
-    return sanitize_labels(merged)
-
-
 def run_tune_student(
     *,
     student_backend: str,
@@ -349,21 +339,13 @@ def run_tune_student(
         training = distill.tune_student(student_model, train_file, None, model_path, config)
         record.update(model_dir=model_path, training=training, backend="local")
     elif student_backend in (VERTEX_SFT, VERTEX_DISTILLATION):
-        from tunekit.components.model_clients.vertex import make_genai_client
+        from tunekit.components.tuning.gemini import job_options
 
         base = uris.fuse_to_gcs(dataset_uri).rstrip("/")
-        common = dict(
-            project=project,
-            location=location,
-            epoch_count=epoch_count or None,
-            learning_rate_multiplier=learning_rate_multiplier or None,
-            adapter_size=adapter_size or None,
-            tuned_model_display_name=(tuned_model_display_name + ("-baseline" if baseline else "")) or None,
-            labels=_run_labels(labels, pipeline_job_name),
-            output_uri=output_uri or None,
-            state_path=os.path.join(model_path, "tuning_state.json"),
-            client=make_genai_client(project, location),
-            poll_interval_s=poll_interval_s,
+        common = job_options(
+            locals(),
+            method="distilling-step-by-step",
+            tuned_model_display_name=tuned_model_display_name + ("-baseline" if baseline else ""),
             validation_dataset_uri=f"{base}/validation_gemini.jsonl",
         )
         if student_backend == VERTEX_DISTILLATION and not baseline:

@@ -19,6 +19,7 @@ Both create at most one tuning job per step, re-attaching on retry through a sta
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -99,46 +100,15 @@ ACCESS_HINT = (
 )
 
 
-def distill_gemini(
-    *,
-    project: str,
-    location: str,
-    student_model: str,
-    teacher_model: str,
-    prompt_dataset_uri: str,
-    state_path: str,
-    validation_dataset_uri: str | None = None,
-    epoch_count: int | None = None,
-    learning_rate_multiplier: float | None = None,
-    adapter_size: int | None = None,
-    tuned_model_display_name: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    output_uri: str | None = None,
-    client: Any = None,
-    poll_interval_s: float = 30.0,
-    max_poll_interval_s: float = 300.0,
-    timeout_s: float | None = None,
-):
+def distill_gemini(*, student_model: str, teacher_model: str, prompt_dataset_uri: str, **job: Any):
     """Runs a Vertex AI distillation job (``DISTILLATION``) and waits for the student, creating at most one job.
 
     Args:
-        project: The Google Cloud project.
-        location: The Vertex AI region.
         student_model: The Gemini model to tune (a tunable model id).
         teacher_model: The base teacher model (``base_teacher_model``), e.g. ``gemini-2.5-pro``.
         prompt_dataset_uri: ``gs://`` URI of prompt-only rows in the Gemini format.
-        state_path: The state file that lets a retried step re-attach to its job.
-        validation_dataset_uri: ``gs://`` URI of validation rows, if any.
-        epoch_count: Epochs (Vertex chooses when unset).
-        learning_rate_multiplier: Learning-rate multiplier (Vertex chooses when unset).
-        adapter_size: LoRA adapter size (Vertex chooses when unset).
-        tuned_model_display_name: The tuned model's display name.
-        labels: Job labels.
-        output_uri: ``gs://`` prefix for the job's outputs.
-        client: A google-genai client (default: ``make_genai_client(project, location)``).
-        poll_interval_s: First wait between polls.
-        max_poll_interval_s: Cap on the wait between polls.
-        timeout_s: Give up waiting after this long (the job keeps running; a retry re-attaches).
+        job: The job's other arguments, those of :func:`~tunekit.components.tuning.gemini.tune_gemini`
+            (``project``, ``location``, ``state_path``, validation data, hyperparameters, labels, client, polling).
 
     Returns:
         A :class:`~tunekit.components.tuning.gemini.TunedGemini`.
@@ -149,41 +119,16 @@ def distill_gemini(
     """
     from tunekit.components.tuning import gemini as gv
 
-    gv.check_tuning_args(
-        base_model=student_model,
-        training_dataset_uri=prompt_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-        epoch_count=epoch_count,
-        learning_rate_multiplier=learning_rate_multiplier,
-        adapter_size=adapter_size,
-        output_uri=output_uri,
-    )
+    gv.check_tuning_args(base_model=student_model, training_dataset_uri=prompt_dataset_uri, **job)
     if not teacher_model:
         raise UserError("the distillation service needs a base teacher model", field="teacher_model")
     teacher_model = gv.normalize_base_model(teacher_model)
     return gv.run_tuning_job(
-        client,
-        project=project,
-        location=location,
-        state_path=state_path,
+        functools.partial(build_distillation_config, base_teacher_model=teacher_model),
         base_model=gv.normalize_base_model(student_model),
         training_dataset_uri=prompt_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-        labels=labels,
-        build_config=lambda job_labels: build_distillation_config(
-            base_teacher_model=teacher_model,
-            validation_dataset_uri=validation_dataset_uri,
-            epoch_count=epoch_count,
-            learning_rate_multiplier=learning_rate_multiplier,
-            adapter_size=adapter_size,
-            tuned_model_display_name=tuned_model_display_name,
-            labels=job_labels,
-            output_uri=output_uri,
-        ),
-        poll_interval_s=poll_interval_s,
-        max_poll_interval_s=max_poll_interval_s,
-        timeout_s=timeout_s,
         state_fields={"method": "DISTILLATION", "base_teacher_model": teacher_model},
         kind="Distillation job",
         on_create_error=lambda exc: UserError(f"{exc.message}. {ACCESS_HINT}", field="student_backend"),
+        **job,
     )

@@ -16,6 +16,7 @@ Output: a sentence-transformers model directory (``SentenceTransformer(output_di
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -34,6 +35,7 @@ from tunekit.components.model_clients.embeddings import (
     rank_documents,
     resolve_model_path,
 )
+from tunekit.components.tuning.lora import warmup_then_decay
 
 SUMMARY_FILE = "training_summary.json"
 
@@ -209,14 +211,7 @@ def tune_embedding_model(
 
     loss_fn = MultipleNegativesRankingLoss(model, scale=options.scale)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
-    warmup = int(options.steps * options.warmup_ratio)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (options.steps - step) / max(1, options.steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = warmup_then_decay(optimizer, options.steps, options.warmup_ratio)
     batches = _batches(pairs, min(options.batch_size, len(pairs)), options.steps, random.Random(options.seed))
     use_negatives = bool(negatives) and all(p[0] in negatives for p in pairs)
     losses: list[float] = []
@@ -307,17 +302,13 @@ def run_tune_embedding(
     from tunekit.components.common import uris
 
     os.makedirs(model_path, exist_ok=True)
+    # The files every run trains on, by the stem of their arguments' names (``corpus_uri``, ``corpus_path``...).
+    data = {"corpus": corpus_uri, "queries": queries_uri, "train_labels": train_labels_uri}
     if backend == "local":
-        with (
-            uris.local_copy(corpus_uri) as corpus_path,
-            uris.local_copy(queries_uri) as queries_path,
-            uris.local_copy(train_labels_uri) as train_path,
-        ):
+        with contextlib.ExitStack() as stack:
+            paths = {f"{name}_path": stack.enter_context(uris.local_copy(uri)) for name, uri in data.items()}
             training = tune_embedding_model(
                 base_model=base_model,
-                corpus_path=corpus_path,
-                queries_path=queries_path,
-                train_labels_path=train_path,
                 output_dir=model_path,
                 options=EmbeddingTuningOptions(
                     steps=train_steps,
@@ -326,33 +317,28 @@ def run_tune_embedding(
                     hard_negatives=hard_negatives,
                 ),
                 progress=progress,
+                **paths,
             )
         summary = {"backend": "local", "base_model": base_model, "model_dir": model_path, "training": training}
     elif backend == "vertex":
         from tunekit.components.tuning.embedding.vertex import tune_text_embedding
+        from tunekit.components.tuning.gemini import STATE_FILE, run_labels
 
-        run_labels = dict(labels or {})
-        if pipeline_job_name and not pipeline_job_name.startswith("{{"):
-            run_labels.setdefault("tunekit-pipeline-run", pipeline_job_name)
-        run_labels.setdefault("tunekit-method", "embedding-tuning")
+        data.update(test_labels=test_labels_uri, validation_labels=validation_labels_uri)
         result = tune_text_embedding(
             project=project,
             location=location,
             base_model=base_model,
-            corpus_uri=uris.fuse_to_gcs(corpus_uri),
-            queries_uri=uris.fuse_to_gcs(queries_uri),
-            train_labels_uri=uris.fuse_to_gcs(train_labels_uri),
-            test_labels_uri=uris.fuse_to_gcs(test_labels_uri),
-            validation_labels_uri=uris.fuse_to_gcs(validation_labels_uri),
             pipeline_root=uris.fuse_to_gcs(model_uri).rstrip("/") + "/template_run",
-            state_path=os.path.join(model_path, "tuning_state.json"),
+            state_path=os.path.join(model_path, STATE_FILE),
             batch_size=batch_size,
             iterations=train_steps,
             learning_rate_multiplier=learning_rate_multiplier,
             output_dimensionality=output_dimensionality,
             task_type=task_type,
-            labels=run_labels,
+            labels=run_labels(labels, pipeline_job_name, "embedding-tuning"),
             encryption_key=encryption_key,
+            **{f"{name}_uri": uris.fuse_to_gcs(uri) for name, uri in data.items()},
             **(vertex_options or {}),
         )
         summary = {"backend": "vertex", **result.to_dict()}

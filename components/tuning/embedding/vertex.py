@@ -56,6 +56,16 @@ TASK_TYPES = (
     "QUESTION_ANSWERING",
     "FACT_VERIFICATION",
 )
+#: The template's data parameters, by the name of the argument that gives each.
+DATA_PARAMETERS = {
+    "corpus_uri": "corpus_path",
+    "queries_uri": "queries_path",
+    "train_labels_uri": "train_label_path",
+    "test_labels_uri": "test_label_path",
+    "validation_labels_uri": "validation_label_path",
+}
+#: The data every run needs.
+REQUIRED_DATA = ("corpus_uri", "queries_uri", "train_labels_uri")
 #: The largest ``output_dimensionality`` of the tunable models.
 MAX_OUTPUT_DIMENSIONALITY = 768
 
@@ -153,25 +163,40 @@ def build_parameter_values(
 ) -> dict[str, Any]:
     """The template's parameter values (SPEC names), checked before any paid call.
 
-    Optional inputs left empty (test and validation labels, ``output_dimensionality`` 0) are not sent, so the
-    template's own defaults apply.
+    Optional inputs left empty (test and validation labels, ``output_dimensionality`` 0, project, location) are
+    not sent, so the template's own defaults apply.
+
+    Args:
+        base_model: ``text-embedding-005``, ``text-embedding-004`` or ``text-multilingual-embedding-002``.
+        corpus_uri: ``gs://`` corpus JSONL.
+        queries_uri: ``gs://`` queries JSONL.
+        train_labels_uri: ``gs://`` train label TSV.
+        test_labels_uri: ``gs://`` test label TSV ('' for none).
+        validation_labels_uri: ``gs://`` validation label TSV ('' for none).
+        batch_size: Tuning batch size.
+        iterations: Tuning steps.
+        learning_rate_multiplier: Multiplier of the template's learning rate.
+        output_dimensionality: Embedding size of the tuned model (0 for the model's own).
+        task_type: The downstream task the tuned model is optimised for (see :data:`TASK_TYPES`).
+        project: The Google Cloud project the template's steps run in.
+        location: Their Vertex AI region.
 
     Raises:
         UserError: Naming the argument and what to do.
     """
     name = normalize_base_model(base_model)
     template_uri(name)
-    uris = {
+    data = {
         "corpus_uri": corpus_uri,
         "queries_uri": queries_uri,
         "train_labels_uri": train_labels_uri,
         "test_labels_uri": test_labels_uri,
         "validation_labels_uri": validation_labels_uri,
     }
-    for key in ("corpus_uri", "queries_uri", "train_labels_uri"):
-        if not uris[key]:
+    for key in REQUIRED_DATA:
+        if not data[key]:
             raise UserError("required for tuning on Vertex AI", field=key)
-    for key, uri in uris.items():
+    for key, uri in data.items():
         if uri and not is_gcs(uri):
             raise UserError(
                 f"the template reads its data from Cloud Storage: '{uri}' must be a gs:// URI; upload it first",
@@ -193,27 +218,16 @@ def build_parameter_values(
         )
     if task_type not in TASK_TYPES:
         raise UserError(f"unknown task type '{task_type}'; use one of {', '.join(TASK_TYPES)}", field="task_type")
-    values: dict[str, Any] = {
+    optional = {"output_dimensionality": int(output_dimensionality), "project": project, "location": location}
+    return {
         "base_model_version_id": name,
-        "corpus_path": corpus_uri,
-        "queries_path": queries_uri,
-        "train_label_path": train_labels_uri,
+        **{DATA_PARAMETERS[key]: uri for key, uri in data.items() if uri},
         "batch_size": int(batch_size),
         "iterations": int(iterations),
         "learning_rate_multiplier": float(learning_rate_multiplier),
         "task_type": task_type,
+        **{key: value for key, value in optional.items() if value},
     }
-    if test_labels_uri:
-        values["test_label_path"] = test_labels_uri
-    if validation_labels_uri:
-        values["validation_label_path"] = validation_labels_uri
-    if output_dimensionality:
-        values["output_dimensionality"] = int(output_dimensionality)
-    if project:
-        values["project"] = project
-    if location:
-        values["location"] = location
-    return values
 
 
 def make_pipeline_client(location: str):
@@ -283,18 +297,8 @@ def tune_text_embedding(
     project: str,
     location: str,
     base_model: str,
-    corpus_uri: str,
-    queries_uri: str,
-    train_labels_uri: str,
     pipeline_root: str,
     state_path: str,
-    test_labels_uri: str = "",
-    validation_labels_uri: str = "",
-    batch_size: int = 128,
-    iterations: int = 1000,
-    learning_rate_multiplier: float = 1.0,
-    output_dimensionality: int = 0,
-    task_type: str = "DEFAULT",
     display_name: str = "",
     labels: dict[str, str] | None = None,
     encryption_key: str = "",
@@ -305,6 +309,7 @@ def tune_text_embedding(
     timeout_s: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[Any], None] | None = None,
+    **parameters: Any,
 ) -> TunedEmbedding:
     """Runs ``tune-text-embedding-model`` for ``base_model`` and waits for the tuned model, creating at most one job.
 
@@ -312,18 +317,8 @@ def tune_text_embedding(
         project: The Google Cloud project.
         location: The Vertex AI region of the job.
         base_model: ``text-embedding-005``, ``text-embedding-004`` or ``text-multilingual-embedding-002``.
-        corpus_uri: ``gs://`` corpus JSONL.
-        queries_uri: ``gs://`` queries JSONL.
-        train_labels_uri: ``gs://`` train label TSV.
         pipeline_root: ``gs://`` folder for the template run's artifacts.
         state_path: The state file (in the step's output directory) that makes a retry re-attach.
-        test_labels_uri: ``gs://`` test label TSV ('' for none).
-        validation_labels_uri: ``gs://`` validation label TSV ('' for none).
-        batch_size: Tuning batch size.
-        iterations: Tuning steps.
-        learning_rate_multiplier: Multiplier of the template's learning rate.
-        output_dimensionality: Embedding size of the tuned model (0 for the model's own).
-        task_type: The downstream task the tuned model is optimised for (see :data:`TASK_TYPES`).
         display_name: The job's display name ('' for one made from the base model).
         labels: Labels of the job (cleaned to Google Cloud's rules).
         encryption_key: Cloud KMS key for the job's resources ('' for Google-managed keys).
@@ -334,6 +329,10 @@ def tune_text_embedding(
         timeout_s: Give up waiting after this many seconds (the job keeps running; a retry re-attaches).
         sleep: The sleep function (tests pass a no-op).
         progress: Called with the job after each poll.
+        parameters: The template's data and settings, :func:`build_parameter_values`'s arguments
+            (``corpus_uri``, ``queries_uri``, ``train_labels_uri``, ``test_labels_uri``,
+            ``validation_labels_uri``, ``batch_size``, ``iterations``, ``learning_rate_multiplier``,
+            ``output_dimensionality``, ``task_type``).
 
     Returns:
         The tuned model's resource name, the job and the template's metrics.
@@ -346,21 +345,7 @@ def tune_text_embedding(
     from google.api_core import exceptions as core_exceptions
     from google.cloud import aiplatform_v1
 
-    values = build_parameter_values(
-        base_model=base_model,
-        corpus_uri=corpus_uri,
-        queries_uri=queries_uri,
-        train_labels_uri=train_labels_uri,
-        test_labels_uri=test_labels_uri,
-        validation_labels_uri=validation_labels_uri,
-        batch_size=batch_size,
-        iterations=iterations,
-        learning_rate_multiplier=learning_rate_multiplier,
-        output_dimensionality=output_dimensionality,
-        task_type=task_type,
-        project=project,
-        location=location,
-    )
+    values = build_parameter_values(base_model=base_model, project=project, location=location, **parameters)
     if not is_gcs(pipeline_root):
         raise UserError("the template run needs a gs:// pipeline root for its artifacts", field="pipeline_root")
     name = normalize_base_model(base_model)
@@ -397,7 +382,7 @@ def tune_text_embedding(
         create=create,
         find=find,
         names_job=True,  # the job id is the request's: a repeated create is refused (409), never a second job
-        inputs={"template_uri": uri, "corpus_uri": corpus_uri},
+        inputs={"template_uri": uri, "corpus_uri": values["corpus_path"]},
         fields={"project": project, "location": location},
         named=lambda job_name: {"console_url": _console_url(job_name)},
         request_id=lambda: uuid.uuid4().hex[:24],

@@ -6,9 +6,12 @@ component image has tunekit installed (no pip at run time). The two training ste
 turns into Vertex AI custom training jobs on GPUs for open models.
 """
 
+from typing import Any
+
 from kfp import dsl
 
 from tunekit.components.common.image import GPU_IMAGE, IMAGE
+from tunekit.components.tuning.component import gpu_training_jobs
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -32,7 +35,7 @@ def prepare_preference_data(
     """
     from tunekit.components.common.artifacts import call
     from tunekit.components.tuning.preference.steps import run_prepare_preference
-    from tunekit.components.tuning.prepare import fingerprint_files
+    from tunekit.components.tuning.prepare import fingerprint_files, record_counts
 
     counts = call(
         run_prepare_preference,
@@ -44,11 +47,10 @@ def prepare_preference_data(
         sft_path=sft_dataset.path,
         reports_dir=reports.path,
     )
-    for key, value in counts.items():
-        metrics.log_metric(key, float(value))
-    preference_dataset.metadata.update(counts)
-    preference_dataset.metadata["layout"] = "gemini_preference"
-    preference_dataset.metadata["fingerprint"] = fingerprint_files(preference_dataset.path)
+    fingerprint = fingerprint_files(preference_dataset.path)
+    record_counts(
+        counts, metrics, preference_dataset.metadata, layout="gemini_preference", fingerprint=fingerprint
+    )
 
 
 def warm_start_supervised(
@@ -146,33 +148,15 @@ tune_preference_gpu = dsl.component(base_image=GPU_IMAGE, install_kfp_package=Fa
 tune_preference = dsl.component(base_image=IMAGE, install_kfp_package=False)(tune_preference)
 
 
-def gpu_training_ops(
-    accelerator_type: str = "NVIDIA_L4",
-    accelerator_count: int = 1,
-    machine_type: str = "g2-standard-12",
-    boot_disk_size_gb: int = 200,
-):
+def gpu_training_ops(**gpu: Any):
     """The warm-start and preference-tuning components as Vertex AI custom training jobs on GPUs (GPU image).
 
-    Chosen when the pipeline is compiled (``preference_tuning.build_pipeline(gpu=...)``); the jobs run in the
-    pipeline's project and region. With ``backend: vertex`` (Gemini) the jobs only wait on the tuning service.
+    ``gpu``: the machine, :func:`~tunekit.components.tuning.component.gpu_training_jobs`'s keyword arguments.
+    With ``backend: vertex`` (Gemini) the jobs only wait on the tuning service.
 
     Returns:
         ``(warm_start_op, tune_preference_op)``.
     """
-    from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
-
-    resources = dict(
-        machine_type=machine_type,
-        accelerator_type=accelerator_type,
-        accelerator_count=accelerator_count,
-        boot_disk_size_gb=boot_disk_size_gb,
-    )
-    return (
-        create_custom_training_job_from_component(
-            warm_start_supervised_gpu, display_name="warm-start-supervised-gpu", **resources
-        ),
-        create_custom_training_job_from_component(
-            tune_preference_gpu, display_name="tune-preference-gpu", **resources
-        ),
+    return gpu_training_jobs(
+        {"warm-start-supervised-gpu": warm_start_supervised_gpu, "tune-preference-gpu": tune_preference_gpu}, **gpu
     )

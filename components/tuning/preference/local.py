@@ -154,22 +154,33 @@ def _common_args(output_dir: str, steps: int, learning_rate: float, batch_size: 
     }
 
 
-def _train_and_save(trainer: Any, tokenizer: Any, output_dir: str, extra: dict) -> dict:
-    """Trains, saves the model and its tokenizer to ``output_dir``, and writes the stage's ``training_log.json``."""
+def _fit(
+    trainer_class: Any,
+    model: Any,
+    args: Any,
+    rows: list[dict],
+    tokenizer: Any,
+    output_dir: str,
+    record: dict,
+    **trainer_args: Any,
+) -> dict:
+    """Trains ``model`` on ``rows`` with a TRL trainer, saves it and its tokenizer to ``output_dir``.
+
+    The stage's ``training_log.json`` there holds ``record`` and the trainer's log history, and is returned.
+    """
+    from datasets import Dataset
+
+    trainer = trainer_class(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, **trainer_args
+    )
     trainer.train()
     trainer.save_model(output_dir)
     tokenizer.save_pretrained(output_dir)
     history = [dict(entry) for entry in trainer.state.log_history]
-    record = {**extra, "log_history": history}
+    record = {**record, "log_history": history}
     with open(os.path.join(output_dir, "training_log.json"), "w", encoding="utf-8") as handle:
         json.dump(record, handle, indent=2)
     return record
-
-
-def _dataset(rows: list[dict]):
-    from datasets import Dataset
-
-    return Dataset.from_list(rows)
 
 
 def train_sft(model_dir: str, pairs: list[PreferencePair], output_dir: str, config: PreferenceLocalConfig) -> dict:
@@ -190,10 +201,8 @@ def train_sft(model_dir: str, pairs: list[PreferencePair], output_dir: str, conf
         completion_only_loss=True,
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tokenizer)
-    return _train_and_save(
-        trainer, tokenizer, output_dir, {"stage": "sft", "rows": len(rows), "steps": config.sft_steps}
-    )
+    record = {"stage": "sft", "rows": len(rows), "steps": config.sft_steps}
+    return _fit(SFTTrainer, model, args, rows, tokenizer, output_dir, record)
 
 
 def train_reward_model(
@@ -219,10 +228,8 @@ def train_reward_model(
     )
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
-    trainer = RewardTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tokenizer)
-    return _train_and_save(
-        trainer, tokenizer, output_dir, {"stage": "reward_model", "rows": len(rows), "steps": config.reward_steps}
-    )
+    record = {"stage": "reward_model", "rows": len(rows), "steps": config.reward_steps}
+    return _fit(RewardTrainer, model, args, rows, tokenizer, output_dir, record)
 
 
 def train_rloo(
@@ -256,19 +263,8 @@ def train_rloo(
         beta=config.beta,
     )
     model = AutoModelForCausalLM.from_pretrained(policy_dir)
-    trainer = RLOOTrainer(
-        model=model,
-        reward_funcs=reward_model,
-        args=args,
-        train_dataset=_dataset(rows),
-        processing_class=tokenizer,
-    )
-    return _train_and_save(
-        trainer,
-        tokenizer,
-        output_dir,
-        {"stage": "rloo", "prompts": len(rows), "steps": config.rl_steps, "beta": config.beta},
-    )
+    record = {"stage": "rloo", "prompts": len(rows), "steps": config.rl_steps, "beta": config.beta}
+    return _fit(RLOOTrainer, model, args, rows, tokenizer, output_dir, record, reward_funcs=reward_model)
 
 
 def train_dpo(
@@ -290,13 +286,8 @@ def train_dpo(
         beta=config.beta,
     )
     model = AutoModelForCausalLM.from_pretrained(policy_dir)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=_dataset(rows), processing_class=tokenizer)
-    return _train_and_save(
-        trainer,
-        tokenizer,
-        output_dir,
-        {"stage": "dpo", "rows": len(rows), "steps": config.rl_steps, "beta": config.beta},
-    )
+    record = {"stage": "dpo", "rows": len(rows), "steps": config.rl_steps, "beta": config.beta}
+    return _fit(DPOTrainer, model, args, rows, tokenizer, output_dir, record)
 
 
 def tune_preference_local(

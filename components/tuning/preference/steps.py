@@ -39,8 +39,9 @@ from tunekit.components.data_validation.preference_convert import (
 )
 from tunekit.components.data_validation.steps import run_validation
 
-STATE_FILE = "tuning_state.json"
 BACKENDS = ("local", "vertex")
+#: The ``tunekit-method`` label of the jobs.
+METHOD = "preference-tuning"
 
 
 def _prompt_record(prompt: PromptRow) -> dict:
@@ -140,46 +141,6 @@ def _validate_extra(uri: str, method: str, name: str, reports_dir: str, normalis
     )
 
 
-def run_labels(labels: dict, pipeline_job_name: str, stage: str) -> dict[str, str]:
-    """Job labels: the user's, the pipeline run and the method/stage (Vertex label rules applied)."""
-
-    def clean(value: Any) -> str:
-        return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(value).lower())[:63]
-
-    merged = {clean(k): clean(v) for k, v in (labels or {}).items()}
-    if pipeline_job_name and not pipeline_job_name.startswith("{{"):
-        merged.setdefault("tunekit-pipeline-run", clean(pipeline_job_name))
-    merged.setdefault("tunekit-method", "preference-tuning")
-    merged["tunekit-stage"] = clean(stage)
-    return merged
-
-
-def _job_options(
-    project: str,
-    location: str,
-    labels: dict | None,
-    pipeline_job_name: str,
-    stage: str,
-    encryption_key: str,
-    output_uri: str,
-    model_path: str,
-    poll_interval_s: float,
-) -> dict[str, Any]:
-    """What every Vertex tuning job of this method is given: where, labels, CMEK, outputs, re-attach state."""
-    from tunekit.components.model_clients.vertex import make_genai_client
-
-    return {
-        "project": project,
-        "location": location,
-        "labels": run_labels(labels or {}, pipeline_job_name, stage),
-        "encryption_key": encryption_key or None,
-        "output_uri": output_uri or None,
-        "state_path": os.path.join(model_path, STATE_FILE),
-        "client": make_genai_client(project, location),
-        "poll_interval_s": poll_interval_s,
-    }
-
-
 def local_config(options: dict, **overrides: Any):
     """The local trainer's config from ``local_options`` and the pipeline's own parameters.
 
@@ -245,25 +206,16 @@ def run_warm_start(
             "sft_steps": log["steps"],
         }
     else:
-        from tunekit.components.tuning.gemini import tune_gemini
+        from tunekit.components.tuning.gemini import job_options, tune_gemini
 
         result = tune_gemini(
             base_model=base_model,
             training_dataset_uri=uris.fuse_to_gcs(sft_uri),
-            epoch_count=epoch_count or None,
-            learning_rate_multiplier=learning_rate_multiplier or None,
-            adapter_size=adapter_size or None,
-            tuned_model_display_name=f"{tuned_model_display_name}-sft" if tuned_model_display_name else None,
-            **_job_options(
-                project,
-                location,
-                labels,
-                pipeline_job_name,
-                "sft-warm-start",
-                encryption_key,
-                output_uri,
-                model_path,
-                poll_interval_s,
+            **job_options(
+                locals(),
+                method=METHOD,
+                stage="sft-warm-start",
+                tuned_model_display_name=f"{tuned_model_display_name}-sft" if tuned_model_display_name else "",
             ),
         )
         info = {"backend": "vertex", "warm_start": True, "model": result.tuned_model, **result.to_dict()}
@@ -349,29 +301,17 @@ def run_tune_preference(
             "reward_final_loss": record["reward_final_loss"],
         }
     else:
+        from tunekit.components.tuning.gemini import job_options
         from tunekit.components.tuning.preference.vertex import tune_gemini_preference
 
         result = tune_gemini_preference(
             start_model=start_model,
             base_model=start.get("base_model") or base_model,
             training_dataset_uri=uris.fuse_to_gcs(preference_uri),
-            validation_dataset_uri=uris.fuse_to_gcs(eval_uri) or None,
             beta=beta or None,
-            epoch_count=epoch_count or None,
-            adapter_size=adapter_size or None,
-            learning_rate_multiplier=learning_rate_multiplier or None,
             pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id or None,
-            tuned_model_display_name=tuned_model_display_name or None,
-            **_job_options(
-                project,
-                location,
-                labels,
-                pipeline_job_name,
-                "preference",
-                encryption_key,
-                output_uri,
-                model_path,
-                poll_interval_s,
+            **job_options(
+                locals(), method=METHOD, stage="preference", validation_dataset_uri=uris.fuse_to_gcs(eval_uri)
             ),
         )
         info = {"backend": "vertex", "reference_model": start_model, "algorithm": "PREFERENCE_TUNING"}

@@ -13,13 +13,12 @@ itself; this module adds the preference job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
 from typing import Any
 
 from google.genai import types
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.common.uris import is_gcs
 from tunekit.components.tuning import gemini as gv
 
 #: A tuned model's Model Registry name, with an optional version: what a preference job continues from.
@@ -27,19 +26,15 @@ _TUNED_MODEL_PREFIX = "projects/"
 
 
 def build_preference_config(
-    *,
-    beta: float | None = None,
-    epoch_count: int | None = None,
-    adapter_size: int | None = None,
-    learning_rate_multiplier: float | None = None,
-    pre_tuned_model_checkpoint_id: str | None = None,
-    validation_dataset_uri: str | None = None,
-    tuned_model_display_name: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    encryption_key: str | None = None,
-    output_uri: str | None = None,
+    *, beta: float | None = None, pre_tuned_model_checkpoint_id: str | None = None, **fields: Any
 ) -> types.CreateTuningJobConfig:
     """The ``CreateTuningJobConfig`` of a ``PREFERENCE_TUNING`` job, with only the fields that are set.
+
+    Args:
+        beta: The KL-divergence weight (Vertex chooses when unset).
+        pre_tuned_model_checkpoint_id: A checkpoint of the start model other than its default one.
+        fields: The fields of :func:`~tunekit.components.tuning.gemini.tuning_config` (validation data, epochs,
+            adapter size, learning-rate multiplier, display name, labels, CMEK key, output URI).
 
     Raises:
         UserError: ``beta`` is negative or the adapter size is not one Vertex accepts.
@@ -52,21 +47,12 @@ def build_preference_config(
         pre_tuned_model_checkpoint_id=str(pre_tuned_model_checkpoint_id)
         if pre_tuned_model_checkpoint_id
         else None,
-        epoch_count=epoch_count,
-        adapter_size=adapter_size,
-        learning_rate_multiplier=learning_rate_multiplier,
-        validation_dataset_uri=validation_dataset_uri,
-        tuned_model_display_name=tuned_model_display_name,
-        labels=labels,
-        encryption_key=encryption_key,
-        output_uri=output_uri,
+        **fields,
     )
 
 
-def check_preference_args(
-    *, start_model: str, training_dataset_uri: str, validation_dataset_uri: str | None
-) -> str:
-    """Checks a preference job's inputs before any paid call; returns the model to send as ``base_model``.
+def check_start_model(start_model: str) -> str:
+    """Checks where a preference job starts, before any paid call; returns the model to send as ``base_model``.
 
     ``start_model`` is a tunable Gemini id (preference tuning from the base model) or a tuned model's resource
     name ``projects/P/locations/L/models/M[@V]`` (continuing from the SFT warm start).
@@ -77,71 +63,34 @@ def check_preference_args(
     start_model = start_model.strip()
     if not start_model.startswith(_TUNED_MODEL_PREFIX):
         gv.check_base_model(start_model)
-        start_model = gv.normalize_base_model(start_model)
-    elif "/models/" not in start_model:
+        return gv.normalize_base_model(start_model)
+    if "/models/" not in start_model:
         raise UserError(
             f"'{start_model}' is not a tuned model's resource name (projects/P/locations/L/models/M@V)",
             field="start_model",
         )
-    for name, uri in (
-        ("training_dataset_uri", training_dataset_uri),
-        ("validation_dataset_uri", validation_dataset_uri),
-    ):
-        if uri and not is_gcs(uri):
-            raise UserError(
-                f"Vertex AI reads tuning data from Cloud Storage: '{uri}' must be a gs:// URI", field=name
-            )
-    if not training_dataset_uri:
-        raise UserError("a preference dataset is required", field="training_dataset_uri")
     return start_model
 
 
 def tune_gemini_preference(
     *,
-    project: str,
-    location: str,
     start_model: str,
     base_model: str,
-    training_dataset_uri: str,
-    state_path: str,
-    validation_dataset_uri: str | None = None,
     beta: float | None = None,
-    epoch_count: int | None = None,
-    adapter_size: int | None = None,
-    learning_rate_multiplier: float | None = None,
     pre_tuned_model_checkpoint_id: str | None = None,
-    tuned_model_display_name: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    encryption_key: str | None = None,
-    output_uri: str | None = None,
-    client: Any = None,
-    poll_interval_s: float = 30.0,
-    max_poll_interval_s: float = 300.0,
-    timeout_s: float | None = None,
+    **job: Any,
 ) -> gv.TunedGemini:
     """Runs one ``PREFERENCE_TUNING`` job from ``start_model`` and waits for it, creating at most one job.
 
     Args:
-        project: The Google Cloud project.
-        location: The Vertex AI region.
         start_model: The SFT warm start's tuned model (``projects/.../models/M@V``), or a tunable Gemini id.
         base_model: The Gemini model underneath (recorded; the tuned model's lineage).
-        training_dataset_uri: ``gs://`` URI of the Gemini preference data (``contents`` + scored ``completions``).
-        state_path: The state file that lets a retried step re-attach to its job.
-        validation_dataset_uri: ``gs://`` URI of held-out preference rows, if any.
         beta: The KL-divergence weight (Vertex chooses when unset).
-        epoch_count: Epochs (Vertex chooses when unset).
-        adapter_size: LoRA adapter size 1, 2, 4, 8 or 16 (Vertex chooses when unset).
-        learning_rate_multiplier: Learning-rate multiplier (Vertex chooses when unset).
         pre_tuned_model_checkpoint_id: A checkpoint of ``start_model`` other than its default one.
-        tuned_model_display_name: The tuned model's display name.
-        labels: Job labels (cleaned to Google Cloud's label rules).
-        encryption_key: Cloud KMS key for CMEK.
-        output_uri: ``gs://`` prefix for the job's outputs.
-        client: A google-genai client (default: ``make_genai_client(project, location)``).
-        poll_interval_s: First wait between polls.
-        max_poll_interval_s: Cap on the wait between polls.
-        timeout_s: Give up waiting after this long (the job keeps running; a retry re-attaches).
+        job: The job's other arguments, those of :func:`~tunekit.components.tuning.gemini.tune_gemini`
+            (``project``, ``location``, ``training_dataset_uri``: the Gemini preference data, ``contents`` +
+            scored ``completions``; ``state_path``, held-out rows as ``validation_dataset_uri``, epochs, adapter
+            size, learning-rate multiplier, labels, client, polling).
 
     Returns:
         The tuned model, its endpoint and the job.
@@ -150,35 +99,15 @@ def tune_gemini_preference(
         UserError: Bad arguments (before any call), a state file of another request, or Vertex refused the job.
         TuningJobFailed: The job failed, was cancelled or expired.
     """
+    start = check_start_model(start_model)
+    gv.check_job_args(**job)
     return gv.run_tuning_job(
-        client,
-        project=project,
-        location=location,
-        state_path=state_path,
-        base_model=check_preference_args(
-            start_model=start_model,
-            training_dataset_uri=training_dataset_uri,
-            validation_dataset_uri=validation_dataset_uri,
+        functools.partial(
+            build_preference_config, beta=beta, pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id
         ),
-        training_dataset_uri=training_dataset_uri,
-        validation_dataset_uri=validation_dataset_uri,
-        labels=labels,
-        build_config=lambda job_labels: build_preference_config(
-            beta=beta,
-            epoch_count=epoch_count,
-            adapter_size=adapter_size,
-            learning_rate_multiplier=learning_rate_multiplier,
-            pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id,
-            validation_dataset_uri=validation_dataset_uri,
-            tuned_model_display_name=tuned_model_display_name,
-            labels=job_labels,
-            encryption_key=encryption_key,
-            output_uri=output_uri,
-        ),
-        poll_interval_s=poll_interval_s,
-        max_poll_interval_s=max_poll_interval_s,
-        timeout_s=timeout_s,
+        base_model=start,
         state_fields={"method": "PREFERENCE_TUNING", "gemini_base_model": base_model},
         tuned_base_model=base_model,
         kind="Preference tuning job",
+        **job,
     )

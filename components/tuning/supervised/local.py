@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from typing import Any
@@ -38,10 +37,17 @@ from tunekit.components.tuning.lora import (
     LocalTuningConfig,
     ProgressCallback,
     _Features,
+    add_lora,
+    autocast,
     collate,
     featurize,
+    load_for_training,
+    optimizer_and_schedule,
+    optimizer_step,
+    planned_steps,
     read_prompt_completions,
     resolve_precision,
+    trainable_parameters,
 )
 
 
@@ -54,7 +60,7 @@ def _evaluate(model: Any, features: list[_Features], pad_id: int, device: str, c
     with torch.inference_mode():
         for start in range(0, len(features), config.eval_batch_size):
             batch = collate(features[start : start + config.eval_batch_size], pad_id, device)
-            with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
+            with autocast(dtype):
                 logits = model(**{k: v for k, v in batch.items() if k != "labels"}, labels=batch["labels"]).logits
             labels = batch["labels"]
             if not model.config.is_encoder_decoder:
@@ -97,8 +103,6 @@ def tune_local(
         UserError: A path is missing, a file is malformed, or a setting is invalid.
     """
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     if not os.path.isdir(base_model):
         raise UserError("base model directory not found; give a local model directory", path=base_model)
@@ -109,49 +113,16 @@ def tune_local(
     train_rows = read_prompt_completions(train_path)
     validation_rows = read_prompt_completions(validation_path) if validation_path else []
 
-    torch.manual_seed(config.seed)
-    model_config = AutoConfig.from_pretrained(base_model)
-    is_encoder_decoder = bool(model_config.is_encoder_decoder)
-    auto_model = AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM
-    model = auto_model.from_pretrained(base_model, **({"dtype": dtype} if dtype is not None else {}))
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise UserError("the tokenizer has neither a pad nor an eos token", path=base_model)
-
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules,
-        modules_to_save=config.modules_to_save,
-        task_type="SEQ_2_SEQ_LM" if is_encoder_decoder else "CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for parameter in trainable:
-        # Adapter weights stay in float32 under 16-bit autocast: their updates are too small for bf16.
-        parameter.data = parameter.data.float()
-    model.to(device).train()
+    model, tokenizer, pad_id, is_encoder_decoder = load_for_training(base_model, dtype, config.seed)
+    model = add_lora(model, config, is_encoder_decoder)
+    trainable = trainable_parameters(model, device)
 
     train_features = featurize(train_rows, tokenizer, is_encoder_decoder=is_encoder_decoder, config=config)
     validation_features = featurize(
         validation_rows, tokenizer, is_encoder_decoder=is_encoder_decoder, config=config
     )
-    per_step = config.batch_size * config.gradient_accumulation_steps
-    steps_per_epoch = max(1, math.ceil(len(train_features) / per_step))
-    total_steps = config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * steps_per_epoch))
-    warmup = int(config.warmup_ratio * total_steps)
-
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    total_steps = planned_steps(config, len(train_features))
+    optimizer, scheduler, scaler = optimizer_and_schedule(trainable, config, total_steps, dtype)
     generator = torch.Generator().manual_seed(config.seed)
 
     def batches():
@@ -172,18 +143,12 @@ def tune_local(
         for _ in range(config.gradient_accumulation_steps):
             features = next(stream)
             batch = collate(features, pad_id, device)
-            with torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None):
+            with autocast(dtype):
                 loss = model(**batch).loss / config.gradient_accumulation_steps
             scaler.scale(loss).backward()
             step_loss += loss.item()
             examples_seen += len(features)
-        if config.max_grad_norm > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, scheduler, scaler, trainable, config)
         window_loss += step_loss
         window_steps += 1
         if step % config.logging_steps == 0 or step == total_steps:

@@ -14,8 +14,6 @@ from tunekit.components.common.errors import UserError
 from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.tuning import defaults, prepare
 
-STATE_FILE = "tuning_state.json"
-
 
 def run_prepare(
     *,
@@ -52,18 +50,6 @@ def run_prepare(
     )
     validation_metadata.update(rows=result.validation_rows, layout=layout, held_out=result.held_out)
     return result
-
-
-def _run_labels(labels: dict, pipeline_job_name: str) -> dict[str, str]:
-    # Vertex labels: lowercase letters, digits, '-' and '_', at most 63 characters.
-    def clean(value: str) -> str:
-        return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(value).lower())[:63]
-
-    merged = {clean(k): clean(v) for k, v in (labels or {}).items()}
-    if pipeline_job_name and not pipeline_job_name.startswith("{{"):
-        merged.setdefault("tunekit-pipeline-run", clean(pipeline_job_name))
-    merged.setdefault("tunekit-method", "supervised-tuning")
-    return merged
 
 
 def run_tune(
@@ -103,25 +89,14 @@ def run_tune(
     defaults.check_task(task)
     os.makedirs(model_path, exist_ok=True)
     if backend == "vertex":
-        from tunekit.components.model_clients.vertex import make_genai_client
-        from tunekit.components.tuning.gemini import tune_gemini
+        from tunekit.components.tuning.gemini import job_options, tune_gemini
 
         result = tune_gemini(
-            project=project,
-            location=location,
             base_model=base_model,
             training_dataset_uri=uris.fuse_to_gcs(train_uri),
-            validation_dataset_uri=uris.fuse_to_gcs(validation_uri) or None,
-            epoch_count=epoch_count or None,
-            learning_rate_multiplier=learning_rate_multiplier or None,
-            adapter_size=adapter_size or None,
-            tuned_model_display_name=tuned_model_display_name or None,
-            labels=_run_labels(labels or {}, pipeline_job_name),
-            encryption_key=encryption_key or None,
-            output_uri=output_uri or None,
-            state_path=os.path.join(model_path, STATE_FILE),
-            client=make_genai_client(project, location),
-            poll_interval_s=poll_interval_s,
+            **job_options(
+                locals(), method="supervised-tuning", validation_dataset_uri=uris.fuse_to_gcs(validation_uri)
+            ),
         )
         summary = {"backend": "vertex", **result.to_dict()}
     elif backend == "local":
