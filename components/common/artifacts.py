@@ -10,7 +10,8 @@ is written in the wrapper's signature and the step's, not a third time in the bo
     call(run_tune, locals(), train_path=train_dataset.path, model_path=tuned_model.path)
 
 Artifacts are handed over explicitly (``.path``, ``.uri``, ``.metadata``), since their names differ on the two
-sides. This module does not import kfp: it only reads names and values.
+sides. Logic uses it the same way where a function hands a group of its parameters on under the same names
+(``call(dedicated_resources, locals())``). This module does not import kfp: it only reads names and values.
 """
 
 from __future__ import annotations

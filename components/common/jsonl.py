@@ -17,6 +17,14 @@ from typing import Any
 from tunekit.components.common.errors import UserError
 
 
+def dataset_file(path: str, split: str = "train") -> str:
+    """The JSON Lines file of a dataset artifact: the file itself, or ``<folder>/<split>.jsonl``.
+
+    Data validation's normalised output is a folder of ``train.jsonl`` and ``validation.jsonl``.
+    """
+    return os.path.join(path, f"{split}.jsonl") if os.path.isdir(path) else path
+
+
 def iter_jsonl(path: str) -> Iterator[tuple[int, dict]]:
     """Yields ``(line_number, object)`` for each non-blank line of a JSON Lines file.
 

@@ -20,6 +20,8 @@ instruction-bearing text (system text and user turns), ``output`` the target tex
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from tunekit.components.data_validation import formats
 from tunekit.components.data_validation.findings import Findings
 from tunekit.components.data_validation.limits import TOKENS_PER_FILE_PART, estimate_tokens
@@ -124,6 +126,34 @@ class RowChecker:
         self._add("wrong_type", line, field, f"expected a string, found a {json_type(value)}")
         return None
 
+    def _is_object(self, value: object, line: int, field: str, kind: str = "wrong_type") -> TypeGuard[dict]:
+        """Whether ``value`` is a JSON object; reports ``kind`` otherwise."""
+        if type(value) is dict:
+            return True
+        self._add(kind, line, field, f"expected an object, found a {json_type(value)}")
+        return False
+
+    def _non_empty_list(self, value: object, line: int, field: str, items: str) -> TypeGuard[list]:
+        """Whether ``value`` is a non-empty list (of ``items``, for the message); reports why not."""
+        if type(value) is not list:
+            kind = "missing_field" if value is None else "wrong_type"
+            self._add(kind, line, field, f"expected a non-empty list of {items}")
+            return False
+        if not value:
+            self._add("empty_text", line, field, f"the list of {items} is empty")
+            return False
+        return True
+
+    def _turn_order(self, role: str, previous: str | None, line: int, field: str) -> bool:
+        """Whether a ``role`` turn may follow a ``previous`` one (None: it comes first); reports why not."""
+        if role == previous:
+            self._add("role_order", line, field, f"two {role} turns in a row; turns must alternate")
+            return False
+        if previous is None and role != "user":
+            self._add("role_order", line, field, "the conversation must start with a user turn")
+            return False
+        return True
+
     # -- text pairs ----------------------------------------------------------------------------------------
 
     def text_pair(self, obj: dict, line: int) -> Row | None:
@@ -145,20 +175,14 @@ class RowChecker:
         self, messages: object, line: int, *, preference: bool
     ) -> tuple[str, list[tuple[str, str]]] | None:
         """Checks a ``messages`` list; returns the system text and the (role, text) turns, or None."""
-        if type(messages) is not list:
-            kind = "missing_field" if messages is None else "wrong_type"
-            self._add(kind, line, "messages", "expected a non-empty list of messages")
-            return None
-        if not messages:
-            self._add("empty_text", line, "messages", "the list of messages is empty")
+        if not self._non_empty_list(messages, line, "messages", "messages"):
             return None
         system: list[str] = []
         turns: list[tuple[str, str]] = []
         ok = True
         for index, message in enumerate(messages):
             name = f"messages[{index}]"
-            if type(message) is not dict:
-                self._add("wrong_type", line, name, f"expected an object, found a {json_type(message)}")
+            if not self._is_object(message, line, name):
                 ok = False
                 continue
             if len(message) > 2:
@@ -185,11 +209,7 @@ class RowChecker:
                     ok = False
                 system.append(text)
                 continue
-            if turns and turns[-1][0] == role:
-                self._add("role_order", line, f"{name}.role", f"two {role} turns in a row; turns must alternate")
-                ok = False
-            elif not turns and role != "user":
-                self._add("role_order", line, f"{name}.role", "the conversation must start with a user turn")
+            if not self._turn_order(role, turns[-1][0] if turns else None, line, f"{name}.role"):
                 ok = False
             turns.append((role, text))
         if not ok:
@@ -240,12 +260,7 @@ class RowChecker:
         self, contents: object, line: int, *, text_only: bool
     ) -> tuple[list[tuple[str, str]], int] | None:
         """Checks a ``contents`` list; returns the (role, text) turns and the number of file parts, or None."""
-        if type(contents) is not list:
-            kind = "missing_field" if contents is None else "wrong_type"
-            self._add(kind, line, "contents", "expected a non-empty list of turns")
-            return None
-        if not contents:
-            self._add("empty_text", line, "contents", "the list of turns is empty")
+        if not self._non_empty_list(contents, line, "contents", "turns"):
             return None
         turns: list[tuple[str, str]] = []
         files = 0
@@ -277,18 +292,7 @@ class RowChecker:
                         "invalid_role", line, f"contents[{index}].role", f"role {raw_role!r}; use user or model"
                     )
                 ok = False
-            elif role == previous:
-                self._add(
-                    "role_order",
-                    line,
-                    f"contents[{index}].role",
-                    f"two {role} turns in a row; turns must alternate",
-                )
-                ok = False
-            elif previous is None and role != "user":
-                self._add(
-                    "role_order", line, f"contents[{index}].role", "the conversation must start with a user turn"
-                )
+            elif not self._turn_order(role, previous, line, f"contents[{index}].role"):
                 ok = False
             previous = role
             parts = content.get("parts")
@@ -305,8 +309,7 @@ class RowChecker:
             turn_files = 0
             for pindex, part in enumerate(parts):
                 name = f"contents[{index}].parts[{pindex}]"
-                if type(part) is not dict:
-                    self._add("wrong_type", line, name, f"expected an object, found a {json_type(part)}")
+                if not self._is_object(part, line, name):
                     ok = False
                     continue
                 value = part.get("text")
@@ -346,8 +349,7 @@ class RowChecker:
         return turns, files
 
     def _file_data(self, data: object, line: int, field: str) -> bool:
-        if type(data) is not dict:
-            self._add("invalid_file_data", line, field, f"expected an object, found a {json_type(data)}")
+        if not self._is_object(data, line, field, "invalid_file_data"):
             return False
         uri = data.get("fileUri", data.get("file_uri"))
         mime = data.get("mimeType", data.get("mime_type"))

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from tunekit.components.common.artifacts import call
 from tunekit.components.common.errors import UserError
 from tunekit.components.data_validation import checks, limits
 
@@ -157,17 +158,7 @@ def _run(args: argparse.Namespace) -> int:
         from tunekit.components.data_validation.tokens import vertex_token_counter
 
         counter = vertex_token_counter(args.project, args.location, args.model or limits.TUNABLE_GEMINI[1])
-    report = validate_dataset(
-        paths,
-        method=method,
-        fmt=args.fmt,
-        task=args.task,
-        model=args.model,
-        strict=args.strict,
-        dedupe=args.dedupe,
-        normalised_dir=args.normalised_dir,
-        token_counter=counter,
-    )
+    report = call(validate_dataset, vars(args), paths=paths, method=method, token_counter=counter)
     report_path = args.report or os.path.join(
         tempfile.gettempdir(), f"tunekit-validation-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
     )

@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 
+from tunekit.components.common.artifacts import call
 from tunekit.components.common.errors import UserError
 from tunekit.components.data_validation import checks, formats, limits
 from tunekit.components.data_validation.findings import Findings
@@ -111,17 +112,7 @@ def validate_dataset(
     _check_model(method, model, findings)
     if "train" not in paths:
         findings.add("missing_file", "", None, "train", "no training file given")
-    validator = _DatasetValidator(
-        findings=findings,
-        report=report,
-        method=method,
-        fmt=fmt,
-        task=task,
-        model=model,
-        dedupe=dedupe,
-        normalised_dir=normalised_dir,
-        token_counter=token_counter,
-    )
+    validator = call(_DatasetValidator, locals())
     # Validation first: its inputs are what the training rows are compared with for overlap.
     for role in ("validation", "train"):
         if role in paths:
@@ -159,6 +150,20 @@ def _check_model(method: str, model: str | None, findings: Findings) -> None:
             "base_model",
             f"'{model}' is not among the tunable Gemini models ({', '.join(limits.TUNABLE_GEMINI)})",
         )
+
+
+def _truncated(findings: Findings, path: str, line: int, side: str, tokens: int, limit: int | None) -> int:
+    """1 when a row's ``side`` (``input`` or ``output``) is over the ``limit`` tuning truncates at (a finding), else 0."""
+    if limit is None or tokens <= limit:
+        return 0
+    findings.add(
+        f"truncated_{side}",
+        path,
+        line,
+        f"{side}_text",
+        f"about {tokens:,} tokens (estimate); {side}s over {limit:,} tokens are truncated",
+    )
+    return 1
 
 
 class _FileStats:
@@ -292,24 +297,8 @@ class _DatasetValidator:
                 stats.near_limit_count += 1
                 if len(stats.near_limit) < MAX_NEAR_LIMIT_ROWS:
                     stats.near_limit.append((line, total))
-            if max_in is not None and tin > max_in:
-                stats.truncated_inputs += 1
-                findings.add(
-                    "truncated_input",
-                    path,
-                    line,
-                    "input_text",
-                    f"about {tin:,} tokens (estimate); inputs over {max_in:,} tokens are truncated",
-                )
-            if max_out is not None and tout > max_out:
-                stats.truncated_outputs += 1
-                findings.add(
-                    "truncated_output",
-                    path,
-                    line,
-                    "output_text",
-                    f"about {tout:,} tokens (estimate); outputs over {max_out:,} tokens are truncated",
-                )
+            stats.truncated_inputs += _truncated(findings, path, line, "input", tin, max_in)
+            stats.truncated_outputs += _truncated(findings, path, line, "output", tout, max_out)
             dup_add(input_key, line)
             if validation_keys:
                 other = validation_keys.get(hash(input_key))

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 import os
 from typing import Any
 
 from tunekit.components.common import vertex_jobs
+from tunekit.components.common.artifacts import call
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.state import read_state, write_state
-from tunekit.components.deployment import champion, local_registry
+from tunekit.components.deployment import champion
 from tunekit.components.deployment.registry import make_endpoint_client, register_champion
-from tunekit.components.deployment.rollout import create_endpoint, dedicated_resources, deploy_model
+from tunekit.components.deployment.rollout import create_endpoint, dedicated_resources, deploy_once
+from tunekit.components.deployment.steps import STATE_FILE, record_deployment
 from tunekit.components.model_clients.vertex import sanitize_labels
 
-STATE_FILE = "deployment_state.json"
 CHAMPION_STATE_FILE = "champion_state.json"
 
 
@@ -69,8 +69,6 @@ def deploy_to_endpoint(
         The record: ``model``, ``endpoint``, ``deployed_model_id``, ``project``, ``location``, ``labels``,
         ``deployed_at``.
     """
-    from google.cloud import aiplatform_v1
-
     if not tuned_model.startswith("projects/") or "/models/" not in tuned_model:
         raise UserError(f"'{tuned_model}' is not a Model Registry resource name", field="tuned_model")
     client = client if client is not None else make_endpoint_client(location)
@@ -93,26 +91,10 @@ def deploy_to_endpoint(
         )
         write_state(state_path, state)
     endpoint = client.get_endpoint(name=state["endpoint"])
-    deployed = next((d for d in endpoint.deployed_models if d.model == tuned_model), None)
-    if deployed is not None:
-        deployed_model_id = deployed.id
-    else:
-        deployed_model_id = deploy_model(
-            client,
-            lro,
-            endpoint=endpoint.name,
-            deployed_model=aiplatform_v1.DeployedModel(
-                model=tuned_model,
-                dedicated_resources=dedicated_resources(
-                    machine_type=machine_type,
-                    accelerator_type=accelerator_type,
-                    accelerator_count=accelerator_count,
-                    min_replica_count=min_replica_count,
-                    max_replica_count=max_replica_count,
-                ),
-            ),
-            traffic_split={"0": 100},
-        ).id
+    resources = call(dedicated_resources, locals())
+    deployed_model_id = deploy_once(
+        client, lro, endpoint, tuned_model, resources=resources, traffic_split={"0": 100}
+    )
     state["deployed_model_id"] = deployed_model_id
     write_state(state_path, state)
     return {
@@ -167,32 +149,10 @@ def run_deploy_embedding(
         data_fingerprint: The fingerprint of the training data (local field ``data_fingerprint``, Vertex label
             ``tunekit-data-fp``).
         model_client: Vertex: a ``ModelServiceClient`` (tests); the deployed model gets the ``champion`` alias
-            and lineage labels in the Model Registry (see :func:`.vertex.register_champion`).
+            and lineage labels in the Model Registry (see :func:`.registry.register_champion`).
     """
-    lineage = {"tunekit-pipeline-run": pipeline_job_name, "tunekit-purpose": champion.purpose_label(purpose)}
-    if data_fingerprint:
-        lineage[champion.DATA_FP_LABEL] = champion.fingerprint_label(data_fingerprint)
-    if backend == "local":
-        if not local_registry_path:
-            raise UserError(
-                "local deployments need a local registry path (the CLI sets one)", field="local_registry"
-            )
-        record = local_registry.register_model(
-            local_registry_path,
-            {
-                "model_dir": model_path,
-                "kind": "sentence-transformers",
-                "base_model": model_info.get("base_model", ""),
-                "data_fingerprint": data_fingerprint,
-                "pipeline_job_name": pipeline_job_name,
-                "metrics": metrics,
-                "gate": gate_reason,
-                "labels": lineage,
-            },
-            purpose=purpose,
-        )
-        record["registry"] = local_registry_path
-    elif backend == "vertex":
+
+    def deploy_vertex(lineage: dict[str, str]) -> dict[str, Any]:
         tuned_model = model_info.get("tuned_model", "")
         if not tuned_model:
             raise UserError(
@@ -224,10 +184,11 @@ def run_deploy_embedding(
                 base_model=str(model_info.get("base_model", "")),
             )
         )
-        record.update(metrics=metrics, gate=gate_reason, purpose=purpose)
-    else:
-        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
-    os.makedirs(os.path.dirname(os.path.abspath(deployment_path)), exist_ok=True)
-    with open(deployment_path, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2)
-    return record
+        return record
+
+    return record_deployment(
+        locals(),
+        kind="sentence-transformers",
+        base_model=model_info.get("base_model", ""),
+        deploy_vertex=deploy_vertex,
+    )

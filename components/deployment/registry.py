@@ -370,6 +370,34 @@ def _current_champion(
     return models, current
 
 
+def _previous_of(current: Any, project: str, location: str) -> str:
+    """The version the champion ``current`` replaced (its ``tunekit-previous`` label); '' for none."""
+    ref = current.extra["labels"].get(champions.PREVIOUS_LABEL, "")
+    return _ref_to_name(ref, project, location) if ref else ""
+
+
+def _on_endpoint(current: Any, location: str, endpoint_client: Any) -> tuple[Any, Any, Any]:
+    """The endpoint client, the champion ``current``'s endpoint, and its ``DeployedModel`` there (or None)."""
+    endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
+    endpoint = endpoints.get_endpoint(name=current.endpoint)
+    return endpoints, endpoint, deployed_version(endpoint, current.model)
+
+
+def _all_traffic_to(endpoints: Any, endpoint: Any, winner: Any, loser: Any, timeout_s: float) -> tuple[bool, str]:
+    """Gives ``winner`` all of ``endpoint``'s traffic, then undeploys ``loser`` (a ``DeployedModel`` or None).
+
+    Returns:
+        Whether anything changed, and the undeployed model's id ('' when none was undeployed).
+    """
+    changed = False
+    if dict(endpoint.traffic_split) != {winner.id: 100}:
+        _set_traffic(endpoints, endpoint.name, {winner.id: 100})
+        changed = True
+    if loser is not None and undeploy(endpoints, endpoint.name, loser.id, {winner.id: 100}, timeout_s):
+        return True, loser.id
+    return changed, ""
+
+
 def rollback_vertex(
     purpose: str,
     *,
@@ -414,10 +442,9 @@ def rollback_vertex(
         f" (no model labelled {champions.PURPOSE_LABEL}={champions.purpose_label(purpose)} with the alias "
         f"'{champions.CHAMPION}')",
     )
-    ref = current.extra["labels"].get(champions.PREVIOUS_LABEL, "")
-    if not ref:
+    previous_name = _previous_of(current, project, location)
+    if not previous_name:
         raise UserError(f"{current.model} is the first champion of '{purpose}': there is no previous champion")
-    previous_name = _ref_to_name(ref, project, location)
     try:
         previous = models.get_model(name=previous_name)
     except exceptions.NotFound:
@@ -425,9 +452,7 @@ def rollback_vertex(
     previous_name = version_name(previous)
     endpoint_name, traffic = "", {}
     if current.endpoint:
-        endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
-        endpoint = endpoints.get_endpoint(name=current.endpoint)
-        mine = deployed_version(endpoint, current.model)
+        endpoints, endpoint, mine = _on_endpoint(current, location, endpoint_client)
         theirs = deployed_version(endpoint, previous_name)
         elsewhere = any(r.endpoint != endpoint.name for r in previous.deployed_models)
         if theirs is None and not elsewhere and mine is not None:
@@ -444,9 +469,7 @@ def rollback_vertex(
                 operation, what=f"deployment of {previous_name} to {endpoint.name}", timeout_s=timeout_s
             ).deployed_model
         if theirs is not None:
-            _set_traffic(endpoints, endpoint.name, {theirs.id: 100})
-            if mine is not None:
-                undeploy(endpoints, endpoint.name, mine.id, {theirs.id: 100}, timeout_s)
+            _all_traffic_to(endpoints, endpoint, theirs, mine, timeout_s)
             endpoint_name = endpoint.name
             traffic = dict(endpoints.get_endpoint(name=endpoint.name).traffic_split)
     rolled = models.get_model(name=current.model)
@@ -502,23 +525,13 @@ def promote_vertex(
     _, current = _current_champion(purpose, project, location, model_client, ": nothing to promote")
     if not current.endpoint:
         raise UserError(f"the champion {current.model} of '{purpose}' is not deployed: nothing to promote")
-    endpoints = endpoint_client if endpoint_client is not None else make_endpoint_client(location)
-    endpoint = endpoints.get_endpoint(name=current.endpoint)
-    mine = deployed_version(endpoint, current.model)
+    endpoints, endpoint, mine = _on_endpoint(current, location, endpoint_client)
     if mine is None:
         raise UserError(
             f"the champion {current.model} of '{purpose}' is not deployed on {endpoint.name}: nothing to promote"
         )
-    ref = current.extra["labels"].get(champions.PREVIOUS_LABEL, "")
-    previous = _ref_to_name(ref, project, location) if ref else ""
-    theirs = deployed_version(endpoint, previous)
-    changed = False
-    if dict(endpoint.traffic_split) != {mine.id: 100}:
-        _set_traffic(endpoints, endpoint.name, {mine.id: 100})
-        changed = True
-    undeployed = ""
-    if theirs is not None and undeploy(endpoints, endpoint.name, theirs.id, {mine.id: 100}, timeout_s):
-        undeployed, changed = theirs.id, True
+    theirs = deployed_version(endpoint, _previous_of(current, project, location))
+    changed, undeployed = _all_traffic_to(endpoints, endpoint, mine, theirs, timeout_s)
     return {
         "purpose": purpose,
         "champion": current.model,

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunekit.components.common import vertex_jobs
+from tunekit.components.common.artifacts import call
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.state import read_state, write_state
 from tunekit.components.deployment.registry import (
@@ -93,7 +94,14 @@ def create_endpoint(
 
 
 def deploy_model(
-    endpoints: Any, lro: Callable[..., Any], *, endpoint: str, deployed_model: Any, traffic_split: dict
+    endpoints: Any,
+    lro: Callable[..., Any],
+    *,
+    endpoint: str,
+    model: str,
+    resources: Any,
+    traffic_split: dict,
+    display_name: str = "",
 ) -> Any:
     """Deploys a model on ``endpoint`` once per step (a billed long-running operation); returns the deployed model.
 
@@ -101,19 +109,36 @@ def deploy_model(
         endpoints: An ``EndpointServiceClient``.
         lro: :func:`~tunekit.components.common.vertex_jobs.run_operation` bound to the step's state file.
         endpoint: The endpoint's resource name.
-        deployed_model: The ``DeployedModel`` to deploy.
+        model: The model (version) to deploy.
+        resources: The ``DedicatedResources`` it runs on (see :func:`dedicated_resources`).
         traffic_split: The endpoint's traffic split afterwards (``"0"`` is the model being deployed).
+        display_name: The deployed model's display name (cut to 128 characters; '' for none).
     """
     from google.cloud import aiplatform_v1
 
+    deployed_model = aiplatform_v1.DeployedModel(
+        model=model, display_name=display_name[:128], dedicated_resources=resources
+    )
     return lro(
         "deploy",
         start=lambda: endpoints.deploy_model(
             endpoint=endpoint, deployed_model=deployed_model, traffic_split=traffic_split
         ),
         resume=vertex_jobs.operation_resumer(endpoints, aiplatform_v1.DeployModelResponse),
-        what=f"deployment of {deployed_model.model} to {endpoint}",
+        what=f"deployment of {model} to {endpoint}",
     ).deployed_model
+
+
+def deploy_once(endpoints: Any, lro: Callable[..., Any], endpoint: Any, model: str, **options: Any) -> str:
+    """The id of ``model``'s deployment on ``endpoint`` (an ``Endpoint``): deployed now unless it already is there.
+
+    A retried step finds the model it deployed before and deploys nothing; ``options`` are :func:`deploy_model`'s
+    (``resources``, ``traffic_split``, ``display_name``).
+    """
+    deployed = deployed_version(endpoint, model)
+    if deployed is not None:
+        return deployed.id
+    return deploy_model(endpoints, lro, endpoint=endpoint.name, model=model, **options).id
 
 
 def _upload_key(pipeline_job_name: str, artifact_uri: str) -> str:
@@ -270,30 +295,18 @@ def deploy_open_model(
         write_state(state_path, state)
     endpoint = endpoints.get_endpoint(name=state["endpoint"])
     previous_deployed = deployed_version(endpoint, previous)
-    mine = deployed_version(endpoint, model)
-    if mine is None:
-        split = {"0": 100}
-        if previous_deployed is not None and canary < 100:
-            split = {"0": canary, previous_deployed.id: 100 - canary}
-        deployed_id = deploy_model(
-            endpoints,
-            lro,
-            endpoint=endpoint.name,
-            deployed_model=aiplatform_v1.DeployedModel(
-                model=model,
-                display_name=f"{clean.get('tunekit-purpose', 'model')}-{model.rsplit('/', 1)[-1]}"[:128],
-                dedicated_resources=dedicated_resources(
-                    machine_type=machine_type,
-                    accelerator_type=accelerator_type,
-                    accelerator_count=accelerator_count,
-                    min_replica_count=min_replica_count,
-                    max_replica_count=max_replica_count,
-                ),
-            ),
-            traffic_split=split,
-        ).id
-    else:
-        deployed_id = mine.id
+    split = {"0": 100}
+    if previous_deployed is not None and canary < 100:
+        split = {"0": canary, previous_deployed.id: 100 - canary}
+    deployed_id = deploy_once(
+        endpoints,
+        lro,
+        endpoint,
+        model,
+        resources=call(dedicated_resources, locals()),
+        traffic_split=split,
+        display_name=f"{clean.get('tunekit-purpose', 'model')}-{model.rsplit('/', 1)[-1]}",
+    )
     state["deployed_model_id"] = deployed_id
     write_state(state_path, state)
     if canary == 100 and previous_deployed is not None:

@@ -1,9 +1,14 @@
-"""The deploy step as a plain function of paths and values (the KFP wrapper calls it)."""
+"""The deploy step as a plain function of paths and values (the KFP wrapper calls it).
+
+:func:`record_deployment` is the course every deploy step shares (this one and ``deployment.embedding``'s):
+lineage labels, the local registry or the step's Vertex deployment, the deployment record.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tunekit.components.common.errors import UserError
@@ -43,6 +48,68 @@ def merged_serving_dir(model_path: str, output_dir: str) -> str:
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+def record_deployment(
+    step: Mapping[str, Any],
+    *,
+    kind: str,
+    base_model: str,
+    deploy_vertex: Callable[[dict[str, str]], dict[str, Any]],
+    labels: dict[str, str] | None = None,
+) -> dict:
+    """Makes a deploy step's model the one serving its purpose (local registry, or ``deploy_vertex``); writes the record.
+
+    The step's arguments pass on by name: ``backend`` (``local`` or ``vertex``), ``model_path`` (what the local
+    registry serves), ``metrics``, ``gate_reason``, ``purpose``, ``pipeline_job_name``, ``local_registry_path``,
+    ``deployment_path`` (where the record goes; its folder holds the Vertex state files) and ``data_fingerprint``
+    (local field ``data_fingerprint``, label ``tunekit-data-fp``).
+
+    Args:
+        step: The deploy step's arguments (its ``locals()``).
+        kind: Local: the entry's kind (``seq2seq``, ``causal``, ``sentence-transformers``).
+        base_model: The model it was tuned from.
+        deploy_vertex: Vertex: deploys the model given its lineage labels; returns the record.
+        labels: More lineage labels (the step's own).
+
+    Returns:
+        The record: Vertex's with ``metrics``, ``gate`` and ``purpose``, or the local entry with ``registry``.
+    """
+    purpose, fingerprint, registry_path = step["purpose"], step["data_fingerprint"], step["local_registry_path"]
+    lineage = {
+        "tunekit-pipeline-run": step["pipeline_job_name"],
+        **(labels or {}),
+        "tunekit-purpose": champion.purpose_label(purpose),
+    }
+    if fingerprint:
+        lineage[champion.DATA_FP_LABEL] = champion.fingerprint_label(fingerprint)
+    if step["backend"] == "local":
+        if not registry_path:
+            raise UserError(
+                "local deployments need a local registry path (the CLI sets one under the output root)",
+                field="local_registry",
+            )
+        entry = {
+            "model_dir": step["model_path"],
+            "kind": kind,
+            "base_model": base_model,
+            "data_fingerprint": fingerprint,
+            "pipeline_job_name": step["pipeline_job_name"],
+            "metrics": step["metrics"],
+            "gate": step["gate_reason"],
+            "labels": lineage,
+        }
+        record = local_registry.register_model(registry_path, entry, purpose=purpose)
+        record["registry"] = registry_path
+    elif step["backend"] == "vertex":
+        record = deploy_vertex(lineage)
+        record.update(metrics=step["metrics"], gate=step["gate_reason"], purpose=purpose)
+    else:
+        raise UserError(f"unknown backend '{step['backend']}'; use 'vertex' or 'local'", field="backend")
+    os.makedirs(os.path.dirname(os.path.abspath(step["deployment_path"])), exist_ok=True)
+    with open(step["deployment_path"], "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=2)
+    return record
 
 
 def run_deploy(
@@ -104,83 +171,54 @@ def run_deploy(
         endpoint_client: Vertex: an ``EndpointServiceClient`` (tests).
     """
     info = ModelRecord.read(model_path, model_metadata).to_dict()
-    lineage = {
-        "tunekit-pipeline-run": pipeline_job_name,
-        "tunekit-dataset-fingerprint": dataset_fingerprint[:16],
-        "tunekit-purpose": champion.purpose_label(purpose),
-    }
-    if data_fingerprint:
-        lineage[champion.DATA_FP_LABEL] = champion.fingerprint_label(data_fingerprint)
     output_dir = os.path.dirname(os.path.abspath(deployment_path))
-    if backend == "local":
-        if not local_registry_path:
-            raise UserError(
-                "local deployments need a local registry path (the CLI sets one under the output root)",
-                field="local_registry",
-            )
-        record = local_registry.register_model(
-            local_registry_path,
-            {
-                "model_dir": model_path,
-                "kind": champion.local_kind({"model_dir": model_path}),
-                "base_model": info.get("base_model", ""),
-                "data_fingerprint": data_fingerprint,
-                "pipeline_job_name": pipeline_job_name,
-                "metrics": metrics,
-                "gate": gate_reason,
-                "labels": lineage,
-            },
-            purpose=purpose,
-        )
-        record["registry"] = local_registry_path
-    elif backend == "vertex":
+
+    def deploy_vertex(lineage: dict[str, str]) -> dict[str, Any]:
         from tunekit.components.deployment import registry as vertex
         from tunekit.components.deployment import rollout
 
         labels = {**lineage, **vertex.lineage_labels(purpose=purpose, base_model=str(info.get("base_model", "")))}
         state_path = os.path.join(output_dir, STATE_FILE)
         if info.get("endpoint") or info.get("tuned_model"):
-            record = vertex.deploy_gemini(
+            return vertex.deploy_gemini(
                 info, purpose=purpose, labels=labels, metrics=metrics, state_path=state_path, client=model_client
             )
+        if not project or not location:
+            raise UserError("deploying an open model to Vertex needs the project and location", field="project")
+        serving = merged_serving_dir(model_path, output_dir)
+        if serving == model_path:
+            artifact_uri = model_uri
         else:
-            if not project or not location:
-                raise UserError(
-                    "deploying an open model to Vertex needs the project and location", field="project"
-                )
-            serving = merged_serving_dir(model_path, output_dir)
-            if serving == model_path:
-                artifact_uri = model_uri
-            else:
-                artifact_uri = deployment_uri.rsplit("/", 1)[0] + "/" + SERVING_DIR if deployment_uri else ""
-            options: dict[str, Any] = {}
-            if serving_image:
-                options["serving_image"] = serving_image
-            if machine_type:
-                options["machine_type"] = machine_type
-            if accelerator_type:
-                options["accelerator_type"] = accelerator_type
-            if accelerator_count:
-                options["accelerator_count"] = accelerator_count
-            record = rollout.deploy_open_model(
-                artifact_uri=artifact_uri,
-                purpose=purpose,
-                project=project,
-                location=location,
-                state_path=state_path,
-                labels=labels,
-                metrics=metrics,
-                pipeline_job_name=pipeline_job_name,
-                base_model=str(info.get("base_model", "")),
-                canary_traffic_percent=canary_traffic_percent,
-                model_client=model_client,
-                endpoint_client=endpoint_client,
-                **options,
-            )
-        record.update(metrics=metrics, gate=gate_reason)
-    else:
-        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
-    os.makedirs(output_dir, exist_ok=True)
-    with open(deployment_path, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2)
-    return record
+            artifact_uri = deployment_uri.rsplit("/", 1)[0] + "/" + SERVING_DIR if deployment_uri else ""
+        options: dict[str, Any] = {}
+        if serving_image:
+            options["serving_image"] = serving_image
+        if machine_type:
+            options["machine_type"] = machine_type
+        if accelerator_type:
+            options["accelerator_type"] = accelerator_type
+        if accelerator_count:
+            options["accelerator_count"] = accelerator_count
+        return rollout.deploy_open_model(
+            artifact_uri=artifact_uri,
+            purpose=purpose,
+            project=project,
+            location=location,
+            state_path=state_path,
+            labels=labels,
+            metrics=metrics,
+            pipeline_job_name=pipeline_job_name,
+            base_model=str(info.get("base_model", "")),
+            canary_traffic_percent=canary_traffic_percent,
+            model_client=model_client,
+            endpoint_client=endpoint_client,
+            **options,
+        )
+
+    return record_deployment(
+        locals(),
+        kind=champion.local_kind({"model_dir": model_path}),
+        base_model=info.get("base_model", ""),
+        deploy_vertex=deploy_vertex,
+        labels={"tunekit-dataset-fingerprint": dataset_fingerprint[:16]},
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 # Statuses of a generation. Everything but OK is counted in reports.
 OK = "ok"
@@ -81,6 +82,22 @@ class GenerationConfig:
     top_p: float = 1.0
     candidate_count: int = 1
     seed: int | None = None
+
+    def request_fields(self, *, max_tokens: str, count: str) -> dict[str, Any]:
+        """The settings as a generation API's request fields (its names of the token budget and the sample count).
+
+        ``top_p`` is sent only when sampling (greedy decoding ignores it), ``seed`` only when set.
+        """
+        fields: dict[str, Any] = {
+            max_tokens: self.max_output_tokens,
+            "temperature": self.temperature,
+            count: self.candidate_count,
+        }
+        if self.temperature > 0:
+            fields["top_p"] = self.top_p
+        if self.seed is not None:
+            fields["seed"] = self.seed
+        return fields
 
 
 @dataclass

@@ -39,18 +39,11 @@ def prompt_to_messages(prompt: Prompt) -> list[dict[str, str]]:
 
 def request_body(model: str, prompt: Prompt, config: GenerationConfig) -> dict[str, Any]:
     """The ``/chat/completions`` request body for one prompt."""
-    body: dict[str, Any] = {
+    return {
         "model": model,
         "messages": prompt_to_messages(prompt),
-        "max_tokens": config.max_output_tokens,
-        "temperature": config.temperature,
-        "n": config.candidate_count,
+        **config.request_fields(max_tokens="max_tokens", count="n"),
     }
-    if config.temperature > 0:
-        body["top_p"] = config.top_p
-    if config.seed is not None:
-        body["seed"] = config.seed
-    return body
 
 
 def response_to_generation(payload: dict[str, Any]) -> Generation:

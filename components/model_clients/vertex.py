@@ -216,16 +216,7 @@ def generation_config_to_genai(
         system: The prompt's system instruction, if any.
         timeout_s: Per-request timeout in seconds, if any.
     """
-    kwargs: dict[str, Any] = {
-        "max_output_tokens": config.max_output_tokens,
-        "temperature": config.temperature,
-        "candidate_count": config.candidate_count,
-    }
-    if config.temperature > 0:
-        # top_p only matters when sampling; greedy decoding ignores it.
-        kwargs["top_p"] = config.top_p
-    if config.seed is not None:
-        kwargs["seed"] = config.seed
+    kwargs = config.request_fields(max_tokens="max_output_tokens", count="candidate_count")
     if system:
         kwargs["system_instruction"] = system
     if timeout_s:

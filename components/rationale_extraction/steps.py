@@ -13,7 +13,7 @@ from typing import Any
 
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
-from tunekit.components.common.jsonl import read_jsonl, write_jsonl
+from tunekit.components.common.jsonl import dataset_file, read_jsonl, write_jsonl
 from tunekit.components.model_clients.base import GenerationConfig, ModelClient
 from tunekit.components.model_clients.teachers import make_teacher
 from tunekit.components.rationale_extraction.extract import extract_rationales
@@ -34,11 +34,6 @@ def rationale_task_type(task: str, task_type: str = "") -> str:
     if chosen not in TASK_TYPES:
         raise UserError(f"unknown rationale task type '{chosen}'; use one of {', '.join(TASK_TYPES)}")
     return chosen
-
-
-def dataset_file(path: str, split: str = "train") -> str:
-    """The JSONL file of an input artifact: the file itself, or ``<folder>/<split>.jsonl``."""
-    return os.path.join(path, f"{split}.jsonl") if os.path.isdir(path) else path
 
 
 def read_rows(path: str) -> list[dict]:

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from tunekit.components.common import uris
-from tunekit.components.common.jsonl import read_jsonl, write_jsonl
+from tunekit.components.common.jsonl import dataset_file, read_jsonl, write_jsonl
 from tunekit.components.teacher_labelling.label import (
     LabellingConfig,
     label_rows,
@@ -62,9 +62,7 @@ def run_labelling(
     """
     from tunekit.components.model_clients.teachers import make_teacher
 
-    if os.path.isdir(input_path):
-        input_path = os.path.join(input_path, "train.jsonl")
-    rows = read_jsonl(input_path)
+    rows = read_jsonl(dataset_file(input_path))
     if not enabled or config is None:
         write_jsonl(output_path, rows)
         report: dict[str, Any] = {"rows": len(rows), "asked": 0, "enabled": False}

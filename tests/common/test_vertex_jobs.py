@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 import requests
-from fake_vertex import FakeVertex, allow_loopback_only
+from fake_vertex import FakeVertex, loopback_only
 from fake_vertex_pipelines import LOCATION, PROJECT, serve_fake_pipelines
 from google.api_core import exceptions as core
 from google.genai import errors as genai_errors
@@ -374,9 +374,7 @@ def test_a_timeout_leaves_the_job_to_a_retry(state_path):
 
 @pytest.fixture
 def loopback(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    yield
-    assert refused == []
+    yield from loopback_only(monkeypatch)
 
 
 def test_batch_job_killed_before_its_name_was_written_is_found_by_display_name(loopback, tmp_path, monkeypatch):
@@ -428,8 +426,6 @@ def pipelines(monkeypatch):
 
 
 def _deploy(state_path, state, endpoint_name):
-    from google.cloud import aiplatform_v1
-
     from tunekit.components.deployment import rollout
     from tunekit.components.deployment.registry import make_endpoint_client
 
@@ -439,10 +435,8 @@ def _deploy(state_path, state, endpoint_name):
         client,
         lro,
         endpoint=endpoint_name,
-        deployed_model=aiplatform_v1.DeployedModel(
-            model=f"projects/{PROJECT}/locations/{LOCATION}/models/1@1",
-            dedicated_resources=rollout.dedicated_resources(machine_type="g2-standard-12"),
-        ),
+        model=f"projects/{PROJECT}/locations/{LOCATION}/models/1@1",
+        resources=rollout.dedicated_resources(machine_type="g2-standard-12"),
         traffic_split={"0": 100},
     )
 

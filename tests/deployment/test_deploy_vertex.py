@@ -6,21 +6,16 @@ import os
 from urllib.parse import unquote
 
 import pytest
-from fake_vertex_pipelines import LOCATION, PROJECT, serve_fake_pipelines
+from deployment_helpers import deploy_step
+from fake_vertex_pipelines import LOCATION, PROJECT
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.deployment import registry as vertex
 from tunekit.components.deployment import rollout
 from tunekit.components.deployment.champion import find_champion
-from tunekit.components.deployment.steps import run_deploy
 
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 FP = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    yield from serve_fake_pipelines(monkeypatch)
 
 
 def champion(purpose="Support Routing"):
@@ -48,17 +43,13 @@ def deploy_gemini(fake, tmp_path, name, accuracy):
 
 
 def _run_deploy(tmp_path, name, tuned, accuracy, dataset_fingerprint=""):
-    return run_deploy(
-        backend="vertex",
-        model_path=str(tmp_path / name),
+    return deploy_step(
+        tmp_path,
+        name,
+        accuracy,
         model_metadata=tuned,
         dataset_fingerprint=dataset_fingerprint,
-        metrics={"tuned_accuracy": accuracy},
-        gate_reason="better",
-        purpose="Support Routing",
         pipeline_job_name=f"Run-{name}",
-        local_registry_path="",
-        deployment_path=str(tmp_path / name / "deployment.json"),
         data_fingerprint=FP,
     )
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import yaml
-from fake_vertex_pipelines import LOCATION, PROJECT, serve_fake_pipelines
+from fake_vertex_pipelines import LOCATION, PROJECT
 from kfp import compiler
 
 from tunekit.components.common.image import GPU_IMAGE, IMAGE
@@ -33,11 +33,6 @@ from tunekit.components.deployment.steps import run_deploy
 )
 def test_open_models_deploy_where_they_were_trained(training_backend, model_uri, expected):
     assert deploy_backend(training_backend, model_uri) == expected
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    yield from serve_fake_pipelines(monkeypatch)
 
 
 def test_open_student_trained_on_vertex_is_uploaded_and_deployed_to_an_endpoint(fake, tmp_path):

@@ -7,28 +7,24 @@ import subprocess
 import sys
 
 import pytest
+from deployment_helpers import deploy_step
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.deployment import local_registry
 from tunekit.components.deployment.champion import Champion, find_champion, purpose_label
-from tunekit.components.deployment.steps import run_deploy
 
 
 def deploy(tmp_path, registry, name, accuracy, fingerprint):
     model_dir = tmp_path / name
     model_dir.mkdir()
     (model_dir / "training_log.json").write_text(json.dumps({"is_encoder_decoder": True}))
-    return run_deploy(
+    return deploy_step(
+        tmp_path,
+        name,
+        accuracy,
         backend="local",
-        model_path=str(model_dir),
         model_metadata={"base_model": "base-dir"},
-        dataset_fingerprint="",
-        metrics={"tuned_accuracy": accuracy},
-        gate_reason="better",
-        purpose="Support Routing",
-        pipeline_job_name=f"run-{name}",
         local_registry_path=registry,
-        deployment_path=str(tmp_path / name / "deploy.json"),
         data_fingerprint=fingerprint,
     )
 

@@ -16,6 +16,7 @@ PROJECT, LOCATION = "test-project", "us-central1"
 
 @pytest.fixture
 def fake(monkeypatch):
+    """The fake with tuning jobs (FakeVertex), in place of conftest's endpoints-and-registry fake."""
     yield from serve_fake_vertex(monkeypatch, polls_to_finish=1)
 
 

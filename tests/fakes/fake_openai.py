@@ -15,16 +15,12 @@ Usage::
 
 from __future__ import annotations
 
-import collections
-import hashlib
 import json
-import random
-import socket
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from fake_vertex import LoadFeatures, read_body
 
 #: A responder returns the answer's text, or ``(text, finish_reason)`` (``stop``, ``length``, ``content_filter``).
 Responder = Callable[[str], "str | tuple[str, str]"]
@@ -34,32 +30,13 @@ def _count(text: str) -> int:
     return len(text.split())
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        # A client that was killed or timed out resets its connection: expected, not worth a traceback.
-        import sys
-
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class FakeOpenAI:
+class FakeOpenAI(LoadFeatures):
     """A local fake of an OpenAI-compatible ``/v1/chat/completions`` server.
 
     Args:
         responder: ``last user message -> answer``; defaults to ``"echo: " + text``.
         api_key: When set, requests must carry ``Authorization: Bearer <api_key>`` (401 otherwise).
-        latency_s: Seconds every completion takes before it answers.
-        quota_qpm: Queries per minute allowed (a token bucket holding ``quota_burst_s`` seconds); None for none.
-        quota_burst_s: Seconds of quota the bucket holds.
-        retry_after_s: When set, 429 answers carry ``Retry-After``.
-        fault_rate: Share of completions answering 500 or 503 at random.
-        drop_rate: Share of completions whose connection is closed without an answer.
-        seed: Seed of the random faults.
+        **load: :class:`~fake_vertex.LoadFeatures` of the completions (``latency_s``, ``quota_qpm``, ``seed``...).
 
     Attributes:
         url: ``http://127.0.0.1:PORT`` once started (the OpenAI base URL is ``url + "/v1"``).
@@ -68,121 +45,21 @@ class FakeOpenAI:
         counters: ``requests``, ``generate``, ``billed``, ``quota_429``, ``faults``, ``drops``.
     """
 
-    def __init__(
-        self,
-        responder: Responder | None = None,
-        *,
-        api_key: str | None = None,
-        latency_s: float = 0.0,
-        quota_qpm: float | None = None,
-        quota_burst_s: float = 1.0,
-        retry_after_s: float | None = None,
-        fault_rate: float = 0.0,
-        drop_rate: float = 0.0,
-        seed: int = 0,
-    ):
+    thread_name = "fake-openai"
+
+    def __init__(self, responder: Responder | None = None, *, api_key: str | None = None, **load):
+        super().__init__(**load)
         self.responder: Responder = responder or (lambda text: f"echo: {text}")
         self.api_key = api_key
-        self.latency_s = latency_s
-        self.quota_qpm = quota_qpm
-        self.quota_burst_s = quota_burst_s
-        self.retry_after_s = retry_after_s
-        self.fault_rate = fault_rate
-        self.drop_rate = drop_rate
-        self.url = ""
-        self.requests: list[tuple[str, str, Any]] = []
-        self.billed: collections.Counter[str] = collections.Counter()
-        self.counters: collections.Counter[str] = collections.Counter()
         self._failures: list[int] = []
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
-        self._bucket = 0.0
-        self._bucket_time = 0.0
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> FakeOpenAI:
-        """Starts serving on a random loopback port; returns self."""
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self):  # noqa: N802
-                fake._handle(self, "GET")
-
-            def do_POST(self):  # noqa: N802
-                fake._handle(self, "POST")
-
-            def log_message(self, format, *args):  # noqa: A002
-                return None
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        if self.quota_qpm:
-            self._bucket, self._bucket_time = self._capacity(), time.monotonic()
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-openai", daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        """Stops serving."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def fail_next(self, n: int, status: int = 503) -> None:
         """Makes the next ``n`` completions answer ``status``."""
         with self._lock:
             self._failures.extend([status] * n)
 
-    def stats(self) -> dict[str, Any]:
-        """Counters plus ``billed_calls``, ``billed_prompts`` and ``duplicate_billed``."""
-        with self._lock:
-            billed = dict(self.billed)
-            counters = dict(self.counters)
-        return {
-            **counters,
-            "billed_calls": sum(billed.values()),
-            "billed_prompts": len(billed),
-            "duplicate_billed": sum(n - 1 for n in billed.values() if n > 1),
-        }
-
-    def _capacity(self) -> float:
-        return max(1.0, (self.quota_qpm or 0) / 60.0 * self.quota_burst_s)
-
-    def _inject(self) -> str | None:
-        # Called with the lock held; nothing injected here is billed.
-        self.counters["generate"] += 1
-        if self._failures:
-            return str(self._failures.pop(0))
-        if self.drop_rate and self._random.random() < self.drop_rate:
-            self.counters["drops"] += 1
-            return "drop"
-        if self.quota_qpm:
-            now = time.monotonic()
-            self._bucket = min(self._capacity(), self._bucket + (now - self._bucket_time) * self.quota_qpm / 60.0)
-            self._bucket_time = now
-            if self._bucket < 1.0:
-                self.counters["quota_429"] += 1
-                return "429"
-            self._bucket -= 1.0
-        if self.fault_rate and self._random.random() < self.fault_rate:
-            self.counters["faults"] += 1
-            return str(self._random.choice((500, 503)))
-        return None
-
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
+        raw = read_body(handler)
         try:
             body = json.loads(raw) if raw else None
         except json.JSONDecodeError:
@@ -205,16 +82,14 @@ class FakeOpenAI:
             self._send(handler, 404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}})
             return
         with self._lock:
-            injected = self._inject()
+            # Nothing injected here is billed.
+            self.counters["generate"] += 1
+            injected = str(self._failures.pop(0)) if self._failures else self._load_fault()
         if injected == "drop":
-            handler.close_connection = True
-            try:
-                handler.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._drop(handler)
             return
         if injected is not None:
-            status = int(injected)
+            status = 429 if injected == "quota" else int(injected)
             headers = {"Retry-After": f"{self.retry_after_s:g}"} if status == 429 and self.retry_after_s else None
             kind = "rate_limit_exceeded" if status == 429 else "server_error"
             self._send(handler, status, {"error": {"message": f"injected {status}", "type": kind}}, headers)
@@ -241,10 +116,7 @@ class FakeOpenAI:
             )
         usage_in = sum(_count(str(m.get("content", ""))) for m in messages)
         usage_out = sum(_count(c["message"]["content"]) for c in choices)
-        key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
-        with self._lock:
-            self.billed[key] += 1
-            self.counters["billed"] += 1
+        self._bill(messages)
         return 200, {
             "id": f"chatcmpl-{time.monotonic_ns()}",
             "object": "chat.completion",
@@ -257,19 +129,3 @@ class FakeOpenAI:
                 "total_tokens": usage_in + usage_out,
             },
         }
-
-    @staticmethod
-    def _send(
-        handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict[str, str] | None = None
-    ) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        try:
-            handler.send_response(status)
-            for key, value in (headers or {}).items():
-                handler.send_header(key, value)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass

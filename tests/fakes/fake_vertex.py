@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlparse
 
 PROJECT = "test-project"
@@ -120,96 +120,65 @@ def _echo(text: str) -> str:
     return f"echo: {text}"
 
 
-class FakeVertex:
-    """A local fake of the Vertex AI REST API.
+def send_json(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    payload: dict,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> None:
+    """Answers ``payload`` as JSON; a client that gave up (a timeout test) is not an error."""
+    data = json.dumps(payload).encode("utf-8")
+    try:
+        handler.send_response(status)
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
-    Args:
-        responder: ``prompt text -> answer`` (a string or a :class:`FakeAnswer`) for generateContent; the prompt
-            text is the text of the last user turn. Defaults to ``"echo: " + text``.
-        polls_to_finish: The GET of a tuning job on which it reaches its final state (1 = the first GET).
-        project: The project in the resource names the fake makes.
-        location: The location in the resource names the fake makes.
-        latency_s: Seconds every generateContent call takes before it answers (errors answer at once).
-        quota_qpm: A generateContent quota in queries per minute, as a token bucket holding ``quota_burst_s``
-            seconds of quota; a call over it answers 429 ``RESOURCE_EXHAUSTED``. None for no quota.
-        quota_burst_s: How many seconds of quota the bucket holds (and starts with).
-        retry_after_s: When set, 429 answers carry a ``Retry-After`` header with this many seconds.
-        fault_rate: The share of generateContent calls that answer 500 or 503 at random.
-        drop_rate: The share of generateContent calls whose connection is closed without an answer.
-        seed: Seed of the random faults and drops.
-        gcs_root: A local directory standing for Cloud Storage: ``gs://b/o`` is ``gcs_root/b/o`` (batch jobs).
+
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request's body (``Content-Length`` bytes)."""
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
+def label_filter(query: dict[str, list[str]]) -> dict[str, str]:
+    """The label equalities of a list call's ``filter`` (aiplatform sends ``labels.tunekit-purpose="x"``)."""
+    return dict(re.findall(r'labels\.([\w-]+)\s*=\s*"?([\w-]*)"?', (query.get("filter") or [""])[0]))
+
+
+class LoopbackFake:
+    """What every fake server shares: :meth:`_handle` served on a random loopback port, ``with`` or start/stop.
 
     Attributes:
         url: ``http://127.0.0.1:PORT`` once started.
         requests: ``(method, path, json body or None)`` for every request, in arrival order; ``path`` is the
             URL path with query string.
-        jobs: Tuning jobs by resource name, as the fake stores them (Vertex JSON).
-        models: Model Registry entries by resource name (without version), as Vertex JSON.
-        batch_jobs: Batch prediction jobs by resource name, as Vertex JSON.
-        billed: Billed (answered, not injected-error) generateContent calls per prompt fingerprint.
-        counters: ``requests``, ``generate``, ``billed``, ``quota_429``, ``faults``, ``drops``.
     """
 
-    def __init__(
-        self,
-        responder: Responder | None = None,
-        *,
-        polls_to_finish: int = 2,
-        project: str = PROJECT,
-        location: str = LOCATION,
-        latency_s: float = 0.0,
-        quota_qpm: float | None = None,
-        quota_burst_s: float = 1.0,
-        retry_after_s: float | None = None,
-        fault_rate: float = 0.0,
-        drop_rate: float = 0.0,
-        seed: int = 0,
-        gcs_root: str | None = None,
-    ):
-        self.responder: Responder = responder or _echo
-        self.responders: dict[str, Responder] = {}
-        #: Gen AI evaluation service: ``json instance (prompt, response, baseline_model_response) -> choice``
-        #: (``CANDIDATE``, ``BASELINE`` or ``TIE``) for ``:evaluateInstances`` pairwise requests.
-        self.judge: Callable[[dict], str] = lambda instance: "TIE"
-        self.polls_to_finish = polls_to_finish
-        self.project = project
-        self.location = location
+    #: The serving thread's name.
+    thread_name = "fake"
+    #: The ``Content-Type`` of the answers.
+    content_type = "application/json"
+
+    def __init__(self):
         self.url = ""
         self.requests: list[tuple[str, str, Any]] = []
-        self.jobs: dict[str, dict] = {}
-        self.models: dict[str, dict] = {}
-        self._polls: dict[str, int] = {}
-        self._job_failures: dict[str, dict] = {}
-        self._next_job_failure: dict | None = None
-        self._failures: list[tuple[int, str, str | None, bool]] = []
-        self._stalls: list[tuple[float, str | None]] = []
-        self._counter = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.latency_s = latency_s
-        self.quota_qpm = quota_qpm
-        self.quota_burst_s = quota_burst_s
-        self.retry_after_s = retry_after_s
-        self.fault_rate = fault_rate
-        self.drop_rate = drop_rate
-        self.gcs_root = gcs_root
-        self.batch_jobs: dict[str, dict] = {}
-        self.billed: collections.Counter[str] = collections.Counter()
-        self.counters: collections.Counter[str] = collections.Counter()
-        self._random = random.Random(seed)
-        self._bucket = 0.0
-        self._bucket_time = 0.0
-        self._batch_counter = 0
 
-    # --- lifecycle -------------------------------------------------------------------------------------------
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        raise NotImplementedError
 
-    def start(self) -> FakeVertex:
+    def start(self) -> Self:
         """Starts serving on a random loopback port; returns self."""
-        self._server, self._thread = serve_http(self._handle, "fake-vertex")
+        self._server, _ = serve_http(self._handle, self.thread_name)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        if self.quota_qpm:
-            self._bucket, self._bucket_time = self._quota_capacity(), time.monotonic()
         return self
 
     def stop(self) -> None:
@@ -219,11 +188,187 @@ class FakeVertex:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> FakeVertex:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def env(self) -> dict[str, str]:
+        """The environment that aims tunekit's Vertex clients at this fake (``monkeypatch.setenv`` each)."""
+        return {"TUNEKIT_VERTEX_BASE_URL": self.url}
+
+    def requests_to(self, pattern: str, method: str | None = None) -> list[tuple[str, str, Any]]:
+        """Recorded requests whose path matches the regular expression ``pattern`` (and ``method``, if given)."""
+        return [r for r in list(self.requests) if re.search(pattern, r[1]) and (method is None or r[0] == method)]
+
+    def _send(
+        self, handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict[str, str] | None = None
+    ) -> None:
+        send_json(handler, status, payload, headers, self.content_type)
+
+
+class LoadFeatures(LoopbackFake):
+    """A fake that answers generation calls, with load features for benchmarks (nothing injected is billed).
+
+    Args:
+        latency_s: Seconds every generation call takes before it answers (errors answer at once).
+        quota_qpm: A generation quota in queries per minute, as a token bucket holding ``quota_burst_s`` seconds
+            of quota; a call over it answers 429. None for no quota.
+        quota_burst_s: How many seconds of quota the bucket holds (and starts with).
+        retry_after_s: When set, 429 answers carry a ``Retry-After`` header with this many seconds.
+        fault_rate: The share of generation calls that answer 500 or 503 at random.
+        drop_rate: The share of generation calls whose connection is closed without an answer.
+        seed: Seed of the random faults and drops.
+
+    Attributes:
+        billed: Billed (answered, not injected-error) generation calls per prompt fingerprint.
+        counters: ``requests``, ``generate``, ``billed``, ``quota_429``, ``faults``, ``drops``.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency_s: float = 0.0,
+        quota_qpm: float | None = None,
+        quota_burst_s: float = 1.0,
+        retry_after_s: float | None = None,
+        fault_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.latency_s = latency_s
+        self.quota_qpm = quota_qpm
+        self.quota_burst_s = quota_burst_s
+        self.retry_after_s = retry_after_s
+        self.fault_rate = fault_rate
+        self.drop_rate = drop_rate
+        self.billed: collections.Counter[str] = collections.Counter()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._random = random.Random(seed)
+        self._bucket = 0.0
+        self._bucket_time = 0.0
+
+    def start(self) -> Self:
+        """Starts serving on a random loopback port, with a full quota bucket; returns self."""
+        super().start()
+        if self.quota_qpm:
+            self._bucket, self._bucket_time = self._quota_capacity(), time.monotonic()
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and billed calls.
+
+        Returns:
+            ``counters`` plus ``billed_calls``, ``billed_prompts`` and ``duplicate_billed`` (calls beyond the first
+            for the same prompt).
+        """
+        with self._lock:
+            billed = dict(self.billed)
+            counters = dict(self.counters)
+        return {
+            **counters,
+            "billed_calls": sum(billed.values()),
+            "billed_prompts": len(billed),
+            "duplicate_billed": sum(n - 1 for n in billed.values() if n > 1),
+        }
+
+    def _quota_capacity(self) -> float:
+        return max(1.0, (self.quota_qpm or 0) / 60.0 * self.quota_burst_s)
+
+    def _load_fault(self) -> str | None:
+        """``drop``, ``quota``, ``500`` or ``503`` for a generation call that fails, else None (lock held).
+
+        Order: drops, then quota, then faults.
+        """
+        if self.drop_rate and self._random.random() < self.drop_rate:
+            self.counters["drops"] += 1
+            return "drop"
+        if self.quota_qpm:
+            now = time.monotonic()
+            self._bucket = min(
+                self._quota_capacity(), self._bucket + (now - self._bucket_time) * self.quota_qpm / 60.0
+            )
+            self._bucket_time = now
+            if self._bucket < 1.0:
+                self.counters["quota_429"] += 1
+                return "quota"
+            self._bucket -= 1.0
+        if self.fault_rate and self._random.random() < self.fault_rate:
+            self.counters["faults"] += 1
+            return str(self._random.choice((500, 503)))
+        return None
+
+    def _bill(self, prompt: Any) -> None:
+        """Counts an answered call for ``prompt`` (JSON-able: what makes two calls the same)."""
+        key = hashlib.sha256(json.dumps(prompt, sort_keys=True).encode()).hexdigest()[:16]
+        with self._lock:
+            self.billed[key] += 1
+            self.counters["billed"] += 1
+
+    @staticmethod
+    def _drop(handler: BaseHTTPRequestHandler) -> None:
+        # The connection goes away without an answer, as when a load balancer resets it.
+        handler.close_connection = True
+        try:
+            handler.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class FakeVertex(LoadFeatures):
+    """A local fake of the Vertex AI REST API.
+
+    Args:
+        responder: ``prompt text -> answer`` (a string or a :class:`FakeAnswer`) for generateContent; the prompt
+            text is the text of the last user turn. Defaults to ``"echo: " + text``.
+        polls_to_finish: The GET of a tuning job on which it reaches its final state (1 = the first GET).
+        project: The project in the resource names the fake makes.
+        location: The location in the resource names the fake makes.
+        gcs_root: A local directory standing for Cloud Storage: ``gs://b/o`` is ``gcs_root/b/o`` (batch jobs).
+        **load: :class:`LoadFeatures` of the generateContent calls (``latency_s``, ``quota_qpm``, ...; over the
+            quota a call answers 429 ``RESOURCE_EXHAUSTED``).
+
+    Attributes:
+        jobs: Tuning jobs by resource name, as the fake stores them (Vertex JSON).
+        models: Model Registry entries by resource name (without version), as Vertex JSON.
+        batch_jobs: Batch prediction jobs by resource name, as Vertex JSON.
+    """
+
+    thread_name = "fake-vertex"
+    content_type = "application/json; charset=UTF-8"
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        polls_to_finish: int = 2,
+        project: str = PROJECT,
+        location: str = LOCATION,
+        gcs_root: str | None = None,
+        **load: Any,
+    ):
+        super().__init__(**load)
+        self.responder: Responder = responder or _echo
+        self.responders: dict[str, Responder] = {}
+        #: Gen AI evaluation service: ``json instance (prompt, response, baseline_model_response) -> choice``
+        #: (``CANDIDATE``, ``BASELINE`` or ``TIE``) for ``:evaluateInstances`` pairwise requests.
+        self.judge: Callable[[dict], str] = lambda instance: "TIE"
+        self.polls_to_finish = polls_to_finish
+        self.project = project
+        self.location = location
+        self.jobs: dict[str, dict] = {}
+        self.models: dict[str, dict] = {}
+        self._polls: dict[str, int] = {}
+        self._job_failures: dict[str, dict] = {}
+        self._next_job_failure: dict | None = None
+        self._failures: list[tuple[int, str, str | None, bool]] = []
+        self._stalls: list[tuple[float, str | None]] = []
+        self._counter = 0
+        self.gcs_root = gcs_root
+        self.batch_jobs: dict[str, dict] = {}
+        self._batch_counter = 0
 
     # --- scripting ---------------------------------------------------------------------------------------------
 
@@ -301,31 +446,10 @@ class FakeVertex:
         With a ``gcs_root``, ``STORAGE_EMULATOR_HOST`` too: google-cloud-storage clients then talk to this fake's
         Cloud Storage routes, anonymously.
         """
-        env = {"TUNEKIT_VERTEX_BASE_URL": self.url, "TUNEKIT_VERTEX_TOKEN": "fake-token"}
+        env = {**super().env(), "TUNEKIT_VERTEX_TOKEN": "fake-token"}
         if self.gcs_root:
             env["STORAGE_EMULATOR_HOST"] = self.url
         return env
-
-    def requests_to(self, pattern: str, method: str | None = None) -> list[tuple[str, str, Any]]:
-        """Recorded requests whose path matches the regular expression ``pattern`` (and ``method``, if given)."""
-        return [r for r in list(self.requests) if re.search(pattern, r[1]) and (method is None or r[0] == method)]
-
-    def stats(self) -> dict[str, Any]:
-        """Counters and billed calls.
-
-        Returns:
-            ``counters`` plus ``billed_calls``, ``billed_prompts`` and ``duplicate_billed`` (calls beyond the first
-            for the same prompt).
-        """
-        with self._lock:
-            billed = dict(self.billed)
-            counters = dict(self.counters)
-        return {
-            **counters,
-            "billed_calls": sum(billed.values()),
-            "billed_prompts": len(billed),
-            "duplicate_billed": sum(n - 1 for n in billed.values() if n > 1),
-        }
 
     def gcs_path(self, uri: str) -> str:
         """The local file standing for ``gs://bucket/object`` under ``gcs_root``."""
@@ -407,8 +531,7 @@ class FakeVertex:
     # --- serving -----------------------------------------------------------------------------------------------
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
+        raw = read_body(handler)
         try:
             body = json.loads(raw) if raw else None
         except json.JSONDecodeError:
@@ -468,39 +591,12 @@ class FakeVertex:
             status, payload = failure[0], self._error(failure[0], failure[1])
         self._send(handler, status, payload)
 
-    def _quota_capacity(self) -> float:
-        return max(1.0, (self.quota_qpm or 0) / 60.0 * self.quota_burst_s)
-
     def _inject(self, generate: bool) -> str | None:
-        # Called with the lock held. Order: drops, then quota, then faults; none of them is billed.
+        # Called with the lock held; only generateContent calls get load faults.
         if not generate:
             return None
         self.counters["generate"] += 1
-        if self.drop_rate and self._random.random() < self.drop_rate:
-            self.counters["drops"] += 1
-            return "drop"
-        if self.quota_qpm:
-            now = time.monotonic()
-            capacity = self._quota_capacity()
-            self._bucket = min(capacity, self._bucket + (now - self._bucket_time) * self.quota_qpm / 60.0)
-            self._bucket_time = now
-            if self._bucket < 1.0:
-                self.counters["quota_429"] += 1
-                return "quota"
-            self._bucket -= 1.0
-        if self.fault_rate and self._random.random() < self.fault_rate:
-            self.counters["faults"] += 1
-            return str(self._random.choice((500, 503)))
-        return None
-
-    @staticmethod
-    def _drop(handler: BaseHTTPRequestHandler) -> None:
-        # The connection goes away without an answer, as when a load balancer resets it.
-        handler.close_connection = True
-        try:
-            handler.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        return self._load_fault()
 
     @staticmethod
     def _take(queue: list, path: str, key: Callable[[Any], str | None]):
@@ -513,22 +609,6 @@ class FakeVertex:
     @staticmethod
     def _error(status: int, message: str) -> dict:
         return {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
-
-    @staticmethod
-    def _send(
-        handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict[str, str] | None = None
-    ) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        try:
-            handler.send_response(status)
-            for key, value in (headers or {}).items():
-                handler.send_header(key, value)
-            handler.send_header("Content-Type", "application/json; charset=UTF-8")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
-            pass
 
     def _route(self, method: str, path: str, body: Any, query: dict[str, list[str]]) -> tuple[int, dict]:
         if method == "POST" and (m := _JOBS.match(path)):
@@ -601,12 +681,16 @@ class FakeVertex:
             name = f"projects/{m['project']}/locations/{m['location']}/tuningJobs/{job_id}"
             job = dict(body)
             job.update(name=name, state="JOB_STATE_PENDING", createTime=_now(), updateTime=_now())
-            self.jobs[name] = job
-            self._polls[name] = 0
-            if self._next_job_failure is not None:
-                self._job_failures[name] = self._next_job_failure
-                self._next_job_failure = None
-            return 200, json.loads(json.dumps(job))
+            return self._new_job(self.jobs, name, job)
+
+    def _new_job(self, store: dict[str, dict], name: str, job: dict) -> tuple[int, dict]:
+        """Stores a pending job, failing as :meth:`fail_next_job` asked (lock held); the create call's answer."""
+        store[name] = job
+        self._polls[name] = 0
+        if self._next_job_failure is not None:
+            self._job_failures[name] = self._next_job_failure
+            self._next_job_failure = None
+        return 200, json.loads(json.dumps(job))
 
     def _list_jobs(self, path: str, query: dict[str, list[str]]) -> tuple[int, dict]:
         parent = path.rsplit("/", 1)[0] + "/"
@@ -681,12 +765,7 @@ class FakeVertex:
             self._batch_counter += 1
             name = f"projects/{m['project']}/locations/{m['location']}/batchPredictionJobs/{5000 + self._batch_counter}"
             job = dict(body, name=name, state="JOB_STATE_PENDING", createTime=_now(), updateTime=_now())
-            self.batch_jobs[name] = job
-            self._polls[name] = 0
-            if self._next_job_failure is not None:
-                self._job_failures[name] = self._next_job_failure
-                self._next_job_failure = None
-            return 200, json.loads(json.dumps(job))
+            return self._new_job(self.batch_jobs, name, job)
 
     def _get_batch(self, name: str) -> tuple[int, dict]:
         with self._lock:
@@ -749,12 +828,6 @@ class FakeVertex:
         short = model.rsplit("/", 1)[-1]
         return self.responders.get(model) or self.responders.get(short) or self.responder
 
-    def _bill(self, body: dict) -> None:
-        key = hashlib.sha256(json.dumps(body.get("contents"), sort_keys=True).encode()).hexdigest()[:16]
-        with self._lock:
-            self.billed[key] += 1
-            self.counters["billed"] += 1
-
     def _generate(self, model: str, body: dict) -> tuple[int, dict]:
         if "/endpoints/" in model:
             with self._lock:
@@ -776,7 +849,7 @@ class FakeVertex:
             if not isinstance(answer, FakeAnswer):
                 answer = FakeAnswer(text=str(answer))
             if answer.block_reason:
-                self._bill(body)
+                self._bill(body.get("contents"))
                 return 200, {
                     "promptFeedback": {"blockReason": answer.block_reason},
                     "usageMetadata": {"promptTokenCount": usage_in, "totalTokenCount": usage_in},
@@ -794,7 +867,7 @@ class FakeVertex:
                 ]
             candidates.append(candidate)
         usage_out = sum(_count(self._texts(c["content"])) for c in candidates)
-        self._bill(body)
+        self._bill(body.get("contents"))
         return 200, {
             "candidates": candidates,
             "usageMetadata": {
@@ -811,7 +884,7 @@ class FakeVertex:
 
     def _list_models(self, parent: str, query: dict[str, list[str]]) -> tuple[int, dict]:
         # aiplatform sends filters such as labels.tunekit-purpose="x"; only label equality is understood.
-        wanted = dict(re.findall(r'labels\.([\w-]+)\s*=\s*"?([\w-]*)"?', (query.get("filter") or [""])[0]))
+        wanted = label_filter(query)
         with self._lock:
             found = [
                 json.loads(json.dumps(model))
@@ -936,8 +1009,27 @@ def serve_fake_vertex(monkeypatch, fake_class: type[FakeVertex] | None = None, *
         fake_class: A subclass of :class:`FakeVertex` to serve instead (one that accepts more requests).
         **options: :class:`FakeVertex` arguments (``polls_to_finish``, ...).
     """
+    yield from serve_fake(monkeypatch, (fake_class or FakeVertex)(**options))
+
+
+def loopback_only(monkeypatch) -> Iterator[None]:
+    """A pytest fixture body: only loopback connections while the test runs (any other fails it afterwards).
+
+    Use as ``yield from loopback_only(monkeypatch)``.
+    """
     refused = allow_loopback_only(monkeypatch)
-    with (fake_class or FakeVertex)(**options) as server:
+    yield
+    assert refused == [], f"connections to other hosts than loopback: {refused}"
+
+
+def serve_fake(monkeypatch, fake: LoopbackFake) -> Iterator[Any]:
+    """A pytest fixture body: ``fake`` started, with tunekit's clients aimed at it (its :meth:`LoopbackFake.env`).
+
+    Only loopback connections are allowed while it runs (anything else fails the test afterwards). Use as
+    ``yield from serve_fake(monkeypatch, fake)``.
+    """
+    refused = allow_loopback_only(monkeypatch)
+    with fake as server:
         for key, value in server.env().items():
             monkeypatch.setenv(key, value)
         yield server

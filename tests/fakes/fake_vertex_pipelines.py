@@ -39,13 +39,12 @@ import hashlib
 import json
 import math
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from fake_vertex import allow_loopback_only, serve_http
+from fake_vertex import LoopbackFake, label_filter, read_body, serve_fake
 
 PROJECT = "test-project"
 LOCATION = "us-central1"
@@ -75,7 +74,7 @@ def hash_embedding(text: str, dim: int = 64) -> list[float]:
     return [v / norm for v in vector]
 
 
-class FakeVertexPipelines:
+class FakeVertexPipelines(LoopbackFake):
     """The fake server; use as a context manager.
 
     Args:
@@ -85,8 +84,6 @@ class FakeVertexPipelines:
             the N-th GET of the operation (the work itself is carried out at once).
 
     Attributes:
-        url: ``http://127.0.0.1:PORT`` once started.
-        requests: ``(method, path with query, JSON body or None)`` in arrival order.
         jobs: Pipeline jobs by resource name (Vertex JSON).
         endpoints: Endpoints by resource name (Vertex JSON).
         models: Model Registry entries by resource name (without version): their versions, oldest first.
@@ -94,15 +91,16 @@ class FakeVertexPipelines:
         operations: Long-running operations by resource name, as they are once done (Vertex JSON).
     """
 
+    thread_name = "fake-vertex-pipelines"
+
     def __init__(
         self, *, polls_to_finish: int = 2, metrics: dict[str, float] | None = None, operation_polls: int = 0
     ):
+        super().__init__()
         self.polls_to_finish = polls_to_finish
         self.operation_polls = operation_polls
         self.operations: dict[str, dict] = {}
         self.metrics = metrics if metrics is not None else {"test/ndcg@10": 0.81}
-        self.url = ""
-        self.requests: list[tuple[str, str, Any]] = []
         self.jobs: dict[str, dict] = {}
         self.endpoints: dict[str, dict] = {}
         self.models: dict[str, list[dict]] = {}
@@ -111,18 +109,6 @@ class FakeVertexPipelines:
         self._fail_jobs: dict[str, str] = {}
         self._fail_next_create: int = 0
         self._counter = 0
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def __enter__(self) -> FakeVertexPipelines:
-        self._server, _ = serve_http(self._handle, "fake-vertex-pipelines")
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     # --- scripting -------------------------------------------------------------------------------------------
 
@@ -164,10 +150,6 @@ class FakeVertexPipelines:
         base, _, version = name.partition("@")
         return self._find_version(base, version)
 
-    def requests_to(self, pattern: str, method: str | None = None) -> list[tuple[str, str, Any]]:
-        """The recorded requests whose path matches ``pattern`` (a regular expression), optionally by method."""
-        return [r for r in self.requests if re.search(pattern, r[1]) and (method is None or r[0] == method)]
-
     def creates(self) -> list[tuple[str, str, Any]]:
         """The create calls received (accepted or refused)."""
         return [r for r in self.requests if r[0] == "POST" and urlparse(r[1]).path.endswith("/pipelineJobs")]
@@ -175,19 +157,13 @@ class FakeVertexPipelines:
     # --- serving ---------------------------------------------------------------------------------------------
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
+        raw = read_body(handler)
         body = json.loads(raw) if raw else None
         with self._lock:
             self.requests.append((method, handler.path, body))
             parsed = urlparse(handler.path)
             status, payload = self._route(method, unquote(parsed.path), body, parse_qs(parsed.query))
-        data = json.dumps(payload).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        self._send(handler, status, payload)
 
     @staticmethod
     def _error(code: int, status: str, message: str) -> tuple[int, dict]:
@@ -390,7 +366,7 @@ class FakeVertexPipelines:
 
     def _list_models(self, m: re.Match, query: dict) -> tuple[int, dict]:
         prefix = f"projects/{m['project']}/locations/{m['location']}/models/"
-        wanted = dict(re.findall(r'labels\.([\w-]+)\s*=\s*"?([\w-]*)"?', (query.get("filter") or [""])[0]))
+        wanted = label_filter(query)
         found = [
             versions[-1]
             for name, versions in self.models.items()
@@ -516,8 +492,4 @@ def serve_fake_pipelines(monkeypatch, **options) -> Iterator[FakeVertexPipelines
         monkeypatch: pytest's fixture.
         **options: :class:`FakeVertexPipelines` arguments (``polls_to_finish``, ``operation_polls``...).
     """
-    refused = allow_loopback_only(monkeypatch)
-    with FakeVertexPipelines(**options) as server:
-        monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", server.url)
-        yield server
-    assert refused == [], f"connections to other hosts than loopback: {refused}"
+    yield from serve_fake(monkeypatch, FakeVertexPipelines(**options))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fake_vertex import FakeAnswer, FakeVertex, allow_loopback_only
+from fake_vertex import FakeAnswer, FakeVertex, allow_loopback_only, serve_fake
 from google.genai import errors, types
 
 PARENT = "projects/test-project/locations/us-central1"
@@ -11,10 +11,7 @@ PARENT = "projects/test-project/locations/us-central1"
 
 @pytest.fixture
 def fake(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    with FakeVertex(polls_to_finish=2) as server:
-        yield server
-    assert refused == []
+    yield from serve_fake(monkeypatch, FakeVertex(polls_to_finish=2))
 
 
 def _create(client, **config):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from fake_openai import FakeOpenAI
-from fake_vertex import FakeAnswer, FakeVertex, allow_loopback_only
+from fake_vertex import FakeAnswer, FakeVertex, loopback_only
 
 from tunekit.components.model_clients import pricing
 from tunekit.components.model_clients.backends import ClientBackend, VertexOnlineBackend, make_engine
@@ -40,9 +40,7 @@ FAST = {"initial_backoff_s": 0.01, "max_backoff_s": 0.05}
 
 @pytest.fixture
 def loopback(monkeypatch):
-    refused = allow_loopback_only(monkeypatch)
-    yield
-    assert refused == []
+    yield from loopback_only(monkeypatch)
 
 
 def _vertex_engine(fake, tmp_path=None, **config) -> Engine:

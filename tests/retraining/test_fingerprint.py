@@ -1,11 +1,9 @@
 """The data fingerprint (local files and Cloud Storage objects) and the retrain-or-skip decision."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
+from fake_vertex import LoopbackFake
 from google.auth.credentials import AnonymousCredentials
 
 from tunekit.components.common.errors import UserError
@@ -13,12 +11,14 @@ from tunekit.components.deployment.champion import Champion
 from tunekit.components.retraining.fingerprint import check_data, decide, fingerprint_uris, fingerprints_match
 
 
-class FakeGcs:
+class FakeGcs(LoopbackFake):
     """Answers the Cloud Storage JSON API's object get and list with metadata (no content is ever read)."""
 
+    thread_name = "fake-gcs"
+
     def __init__(self):
+        super().__init__()
         self.objects: dict[tuple[str, str], dict] = {}
-        self.requests: list[str] = []
 
     def put(self, bucket, name, *, md5="", crc32c="AAAAAA==", generation=1, size=10):
         meta = {"bucket": bucket, "name": name, "generation": str(generation), "size": str(size), "crc32c": crc32c}
@@ -26,50 +26,28 @@ class FakeGcs:
             meta["md5Hash"] = md5
         self.objects[(bucket, name)] = meta
 
-    def __enter__(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                fake.requests.append(self.path)
-                parsed = urlparse(self.path)
-                parts = parsed.path.split("/")  # ['', 'storage', 'v1', 'b', BUCKET, 'o', NAME?]
-                bucket = parts[4]
-                if len(parts) > 6 and parts[6]:
-                    meta = fake.objects.get((bucket, unquote("/".join(parts[6:]))))
-                    status, body = (
-                        (200, meta) if meta else (404, {"error": {"code": 404, "message": "No such object"}})
-                    )
-                else:
-                    prefix = parse_qs(parsed.query).get("prefix", [""])[0]
-                    items = [
-                        m for (b, n), m in sorted(fake.objects.items()) if b == bucket and n.startswith(prefix)
-                    ]
-                    status, body = 200, {"kind": "storage#objects", "items": items}
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def start(self):
         from google.cloud import storage
 
+        super().start()
         self.client = storage.Client(
-            project="test-project",
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": f"http://127.0.0.1:{self.server.server_address[1]}"},
+            project="test-project", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
         )
         return self
 
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def _handle(self, handler, method):
+        self.requests.append((method, handler.path, None))
+        parsed = urlparse(handler.path)
+        parts = parsed.path.split("/")  # ['', 'storage', 'v1', 'b', BUCKET, 'o', NAME?]
+        bucket = parts[4]
+        if len(parts) > 6 and parts[6]:
+            meta = self.objects.get((bucket, unquote("/".join(parts[6:]))))
+            status, body = (200, meta) if meta else (404, {"error": {"code": 404, "message": "No such object"}})
+        else:
+            prefix = parse_qs(parsed.query).get("prefix", [""])[0]
+            items = [m for (b, n), m in sorted(self.objects.items()) if b == bucket and n.startswith(prefix)]
+            status, body = 200, {"kind": "storage#objects", "items": items}
+        self._send(handler, status, body)
 
 
 def test_local_fingerprint_follows_content_not_path(tmp_path):
@@ -115,7 +93,7 @@ def test_gcs_fingerprint_reads_metadata_only():
         assert (
             fingerprint_uris(["gs://data/train.jsonl", "gs://data/composite.jsonl"], client=gcs.client) != second
         )
-        assert not any("alt=media" in path for path in gcs.requests)  # nothing downloaded
+        assert not any("alt=media" in path for _, path, _ in gcs.requests)  # nothing downloaded
 
 
 def test_gcs_prefix_and_missing_object():
