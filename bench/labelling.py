@@ -28,7 +28,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fakes"))
 
 PROJECT, LOCATION, MODEL = "test-project", "us-central1", "gemini-2.5-flash"
 
@@ -128,6 +128,25 @@ def sequential_seconds_per_prompt(kind: str, url: str, sample: int) -> float:
         engine.close()
 
 
+def quota_share(run: dict, qpm: float) -> float:
+    """A timed run's calls per minute as a share of the quota."""
+    return (run["calls"] / run["elapsed_s"] * 60) / qpm
+
+
+def run_column(run: dict, stats: dict, n: int, throughput: str, *, extra: dict, billed: str) -> dict[str, str]:
+    """The table's column for a timed run against one server: rows and time, ``extra``, retries and billing."""
+    return {
+        "rows ok": f"{run['ok']}/{n}",
+        "elapsed s": f"{run['elapsed_s']:.1f}",
+        "throughput / quota": throughput,
+        **extra,
+        "429 answers": str(stats.get("quota_429", 0)),
+        "retries": str(run["retries"]),
+        "billed calls": billed,
+        "duplicate billed": str(stats["duplicate_billed"]),
+    }
+
+
 _CHILD = """
 import sys
 sys.path.insert(0, {bench!r})
@@ -189,35 +208,32 @@ def main() -> int:
             seq = sequential_seconds_per_prompt(kind, server.url, args.sequential_sample)
             run = timed_run(kind, server.url, n, c, qpm)
             stats = server.stats()
-        share = (run["calls"] / run["elapsed_s"] * 60) / qpm
-        columns[f"clean ({kind})"] = {
-            "rows ok": f"{run['ok']}/{n}",
-            "elapsed s": f"{run['elapsed_s']:.1f}",
-            "throughput / quota": f"{share:.3f}",
-            "speed-up vs sequential": f"{seq * n / run['elapsed_s']:.1f}x",
-            "429 answers": str(stats.get("quota_429", 0)),
-            "retries": str(run["retries"]),
-            "billed calls": f"{stats['billed_calls'] - args.sequential_sample} (+{args.sequential_sample} sequential)",
-            "duplicate billed": str(stats["duplicate_billed"]),
-        }
+        share = quota_share(run, qpm)
+        columns[f"clean ({kind})"] = run_column(
+            run,
+            stats,
+            n,
+            f"{share:.3f}",
+            extra={"speed-up vs sequential": f"{seq * n / run['elapsed_s']:.1f}x"},
+            billed=f"{stats['billed_calls'] - args.sequential_sample} (+{args.sequential_sample} sequential)",
+        )
         verdicts.append((f"clean ({kind}) throughput >= 0.95 of quota", share >= 0.95))
 
     with Server("vertex", args.latency, qpm, args.fault_rate, args.drop_rate) as server:
         run = timed_run("vertex", server.url, n, c, qpm)
         stats = server.stats()
-    share = (run["calls"] / run["elapsed_s"] * 60) / qpm
     injected = stats.get("faults", 0) + stats.get("drops", 0)
-    columns["10% faults (vertex)"] = {
-        "rows ok": f"{run['ok']}/{n}",
-        "elapsed s": f"{run['elapsed_s']:.1f}",
-        "throughput / quota": f"{share:.3f} (rows)",
-        "calls sent / quota": f"{(run['calls'] + run['retries']) / run['elapsed_s'] * 60 / qpm:.3f} (retries included)",
-        "injected faults": f"{injected} ({stats.get('faults', 0)} 5xx, {stats.get('drops', 0)} drops)",
-        "429 answers": str(stats.get("quota_429", 0)),
-        "retries": str(run["retries"]),
-        "billed calls": str(stats["billed_calls"]),
-        "duplicate billed": str(stats["duplicate_billed"]),
-    }
+    columns["10% faults (vertex)"] = run_column(
+        run,
+        stats,
+        n,
+        f"{quota_share(run, qpm):.3f} (rows)",
+        extra={
+            "calls sent / quota": f"{(run['calls'] + run['retries']) / run['elapsed_s'] * 60 / qpm:.3f} (retries included)",
+            "injected faults": f"{injected} ({stats.get('faults', 0)} 5xx, {stats.get('drops', 0)} drops)",
+        },
+        billed=str(stats["billed_calls"]),
+    )
     verdicts.append(("faults: every row completed", run["ok"] == n))
     verdicts.append(("faults: zero duplicate billed calls", stats["duplicate_billed"] == 0))
 

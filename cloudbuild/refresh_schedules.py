@@ -15,13 +15,13 @@ import sys
 import yaml
 
 REQUIRED = ("method", "config", "cron")
-OPTIONAL = {
-    "name": "--name",
-    "max_concurrent_runs": "--max-concurrent-runs",
-    "max_runs": "--max-runs",
-    "start_time": "--start-time",
-    "end_time": "--end-time",
-}
+#: Entry fields passed on as the ``tunekit schedule create`` option of the same name (see :func:`flag`).
+OPTIONAL = ("name", "max_concurrent_runs", "max_runs", "start_time", "end_time")
+
+
+def flag(key: str) -> str:
+    """The command-line option of a field: ``max_runs`` -> ``--max-runs``."""
+    return "--" + key.replace("_", "-")
 
 
 def load(path: str) -> list[dict]:
@@ -54,9 +54,9 @@ def commands(entries: list[dict], args: argparse.Namespace) -> list[list[str]]:
         argv += ["--template", template, "--replace"]
         if args.service_account:
             argv += ["--service-account", args.service_account]
-        for key, flag in OPTIONAL.items():
+        for key in OPTIONAL:
             if entry.get(key) not in (None, ""):
-                argv += [flag, str(entry[key])]
+                argv += [flag(key), str(entry[key])]
         if entry.get("allow_queueing"):
             argv.append("--allow-queueing")
         for key, value in (entry.get("labels") or {}).items():
@@ -82,11 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run and env("REFRESH_SCHEDULES", "true") != "true":
         print(f"schedule refresh skipped (REFRESH_SCHEDULES={env('REFRESH_SCHEDULES')})")
         return 0
-    missing = [
-        f"--{k.replace('_', '-')}"
-        for k in ("project", "kfp_repo", "version", "pipeline_root")
-        if not getattr(args, k)
-    ]
+    missing = [flag(k) for k in ("project", "kfp_repo", "version", "pipeline_root") if not getattr(args, k)]
     if missing:
         print(f"error: {', '.join(missing)} not set", file=sys.stderr)
         return 2

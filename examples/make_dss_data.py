@@ -18,9 +18,10 @@ Files:
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import random
+
+from tunekit.components.common.jsonl import write_jsonl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "data", "dss")
@@ -35,9 +36,7 @@ def _generator():
 
 
 def _write(name: str, rows: list[dict]) -> None:
-    with open(os.path.join(OUT, name), "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(os.path.join(OUT, name), rows)
 
 
 def main() -> None:

@@ -18,9 +18,10 @@ Everything is generated from a seed: ``python examples/make_embedding_data.py`` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
+
+from tunekit.components.common.jsonl import write_jsonl
 
 #: Unit code -> what customers call it.
 PRODUCTS = {
@@ -246,9 +247,7 @@ def write(out_dir: str, seed: int = 7, queries_per_doc: int = 3) -> dict[str, st
     os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, f"{name}.jsonl") for name in ("corpus", "queries")}
     for name, rows in (("corpus", corpus), ("queries", queries)):
-        with open(paths[name], "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_jsonl(paths[name], rows)
     for name, rows in split_by_query(labels, seed).items():
         paths[name] = os.path.join(out_dir, f"{name}.tsv")
         with open(paths[name], "w", encoding="utf-8") as handle:

@@ -26,6 +26,8 @@ import json
 import os
 import random
 
+from tunekit.components.common.jsonl import write_jsonl
+
 #: Product -> problems customers report and the one action that helps, in the training split.
 TRAIN_TOPICS = {
     "router": [
@@ -150,13 +152,6 @@ def make_rows(topics: dict, per_case: int, rng: random.Random) -> tuple[list[dic
 def _key(row: dict) -> str:
     prompt = row.get("input_text") or json.dumps(row.get("messages"))
     return json.dumps([prompt, sorted((row["candidate_0"], row["candidate_1"]))])
-
-
-def write_jsonl(path: str, rows: list[dict]) -> None:
-    """One JSON object per line."""
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:

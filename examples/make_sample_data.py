@@ -13,9 +13,10 @@ never repeat a training row's ``input_text``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
+
+from tunekit.components.common.jsonl import write_jsonl
 
 LABELS = ("billing", "technical", "shipping", "account")
 
@@ -123,13 +124,6 @@ def make_split(rng: random.Random, per_label: int, seen: set[str]) -> list[dict]
     return rows
 
 
-def write_jsonl(rows: list[dict], path: str) -> None:
-    """Writes one JSON object per line."""
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Generates and writes the train and validation files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -143,8 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     train = make_split(rng, args.train_per_label, seen)
     validation = make_split(rng, args.validation_per_label, seen)
     os.makedirs(args.out_dir, exist_ok=True)
-    write_jsonl(train, os.path.join(args.out_dir, "support_tickets_train.jsonl"))
-    write_jsonl(validation, os.path.join(args.out_dir, "support_tickets_validation.jsonl"))
+    write_jsonl(os.path.join(args.out_dir, "support_tickets_train.jsonl"), train)
+    write_jsonl(os.path.join(args.out_dir, "support_tickets_validation.jsonl"), validation)
     print(f"wrote {len(train)} training and {len(validation)} validation rows to {args.out_dir}")
 
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from tunekit.components.common.errors import UserError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: The local registry file of ``tunekit run --local``'s default output folder (serve, rollback, promote).
+LOCAL_REGISTRY = os.path.join("runs", "registry.json")
 
 
 def _console():
@@ -99,9 +101,7 @@ def _print_run(console, method, result) -> None:
     from rich.table import Table
 
     for task in sorted(t for t in result.task_outputs if t.startswith("evaluate-")):
-        metrics_meta: dict = {}
-        for artifact in result.task_outputs[task].get("artifacts", {}).get("metrics", {}).get("artifacts", []):
-            metrics_meta = artifact.get("metadata", {})
+        metrics_meta = result.metadata(task)
         if not metrics_meta:
             continue
         columns = [p for p in MODEL_PREFIXES if any(k.startswith(p + "_") for k in metrics_meta)]
@@ -428,24 +428,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a local model directory, or registry:PURPOSE for the local champion")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--registry", default=os.path.join("runs", "registry.json"), help="local registry file")
+    p.add_argument("--registry", default=LOCAL_REGISTRY, help="local registry file")
     p.add_argument("--name", help="the model id the server reports (default: the purpose or folder name)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("rollback", help="make the previous champion of a purpose the champion again")
-    p.add_argument("purpose")
-    p.add_argument("--registry", default=os.path.join("runs", "registry.json"), help="local registry file")
-    p.add_argument("--project", help="Vertex AI: roll back in this project's Model Registry")
-    p.add_argument("--region", help="Vertex AI: the region")
-    p.set_defaults(func=cmd_rollback)
-
-    p = sub.add_parser("promote", help="Vertex AI: give a canary champion all of its endpoint's traffic")
-    p.add_argument("purpose")
-    p.add_argument("--registry", default=os.path.join("runs", "registry.json"), help="local registry file")
-    p.add_argument("--project", help="Vertex AI: promote in this project")
-    p.add_argument("--region", help="Vertex AI: the region")
-    p.set_defaults(func=cmd_promote)
+    for name, func, help_text, project_help in (
+        (
+            "rollback",
+            cmd_rollback,
+            "make the previous champion of a purpose the champion again",
+            "Vertex AI: roll back in this project's Model Registry",
+        ),
+        (
+            "promote",
+            cmd_promote,
+            "Vertex AI: give a canary champion all of its endpoint's traffic",
+            "Vertex AI: promote in this project",
+        ),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("purpose")
+        p.add_argument("--registry", default=LOCAL_REGISTRY, help="local registry file")
+        p.add_argument("--project", help=project_help)
+        p.add_argument("--region", help="Vertex AI: the region")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("validate", help="validate datasets (see 'tunekit validate --help')", add_help=False)
     p.set_defaults(func=None)

@@ -26,7 +26,8 @@ from tunekit.components.tuning.distillation.component import (
     gpu_training_op,
     tune_student_model,
 )
-from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+from tunekit.pipelines import shared_fields as shared
+from tunekit.pipelines.config import field
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import DEFAULT, Parameters, wire
@@ -38,11 +39,8 @@ PIPELINE_NAME = "distilling-step-by-step"
 class DistillingStepByStepConfig:
     """Everything a distilling step-by-step run takes; the fields are the pipeline's parameters, one for one."""
 
-    train_dataset_uri: str = field(
-        "",
-        "Training inputs as text pairs (input_text, output_text optional: labelled, unlabelled or mixed); a local "
-        "path or gs:// URI. Required.",
-        required=True,
+    train_dataset_uri: str = shared.required_data(
+        "Training inputs as text pairs (input_text, output_text optional: labelled, unlabelled or mixed)"
     )
     validation_dataset_uri: str = field(
         "", "Labelled evaluation rows (text pairs); '' holds out `validation_split` of the gold-labelled rows."
@@ -131,12 +129,12 @@ class DistillingStepByStepConfig:
     lora_rank: int = field(0, "Local: LoRA rank (0: the trainer's default).")
     finetuning: str = field("lora", "Local: lora, or full (every weight; small students, students from scratch).")
     local_options: dict = field({}, "Local: further DistillTuningConfig fields (precision, device, seed...).")
-    epoch_count: int = field(0, "Vertex: epochs (0 lets Vertex choose).")
-    learning_rate_multiplier: float = field(0.0, "Vertex: learning-rate multiplier (0 lets Vertex choose).")
-    adapter_size: int = field(0, "Vertex: LoRA adapter size 1, 2, 4, 8 or 16 (0 lets Vertex choose).")
+    epoch_count: int = shared.epoch_count()
+    learning_rate_multiplier: float = shared.learning_rate_multiplier()
+    adapter_size: int = shared.adapter_size()
     tuned_model_display_name: str = field("", "Vertex: display name of the tuned student.")
-    labels: dict = field({}, "Labels for tuning jobs and the deployed model (lineage labels are added).")
-    output_uri: str = field("", "Vertex: gs:// folder for the tuning job's outputs ('' for the default).")
+    labels: dict = shared.labels("tuning jobs")
+    output_uri: str = shared.output_uri()
     evaluate_teacher: bool = field(True, "Score the teacher on the evaluation rows too (teacher calls are paid).")
     max_eval_examples: int = field(200, "Evaluation rows scored (0 for all).")
     max_prediction_tokens: int = field(64, "Tokens a student generates per answer (at least 256 for cot).")
@@ -146,26 +144,20 @@ class DistillingStepByStepConfig:
     min_improvement_over_baseline: float = field(
         0.0, "Gate, with a baseline: the student must beat it by at least this much."
     )
-    beat_champion: bool = field(
-        True, "Gate: the student must also beat the model now deployed for `purpose` on the same rows."
-    )
-    require_significant: bool = field(
-        False, "Gate: each required improvement's 95% paired bootstrap interval must lie above 0."
-    )
+    beat_champion: bool = shared.beat_champion("the student")
+    require_significant: bool = shared.require_significant()
     price_table: dict = field(
         {}, "Prices per million tokens by model ({model: {input: $, output: $}}) over the built-in list prices."
     )
     student_cost_per_hour: float = field(
         0.75, "Open student: assumed serving machine price (USD/hour) for its cost per 1,000 predictions."
     )
-    purpose: str = field(PIPELINE_NAME, "What the model serves; the deployed student becomes its champion.")
-    local_registry: str = field("", "Local: registry JSON file (the CLI sets one under the output root).")
-    strict_validation: bool = field(False, "Fail validation on warnings too, not only on errors.")
-    force: bool = field(
-        False, "Train even when the data's fingerprint equals the one the champion was trained on."
-    )
-    project: str = field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
-    location: str = field(LOCATION_PLACEHOLDER, "Google Cloud region; by default the pipeline job's own.")
+    purpose: str = shared.purpose(PIPELINE_NAME, "the deployed student becomes its champion")
+    local_registry: str = shared.local_registry()
+    strict_validation: bool = shared.strict_validation()
+    force: bool = shared.force()
+    project: str = shared.project()
+    location: str = shared.location()
 
 
 def build_pipeline(gpu: dict | None = None):
@@ -249,13 +241,10 @@ def build_pipeline(gpu: dict | None = None):
                 "student": p.student_model,
                 "student backend": p.student_backend,
                 "mode": p.mode,
-                "purpose": p.purpose,
             },
             validation=validation,
             evaluation=evaluation,
             tuned_model=tuning.outputs["student"],
-            # The deploy backend is the tuning step's answer; an open student trained on Vertex is uploaded and
-            # deployed to an endpoint in the run's project and region (both wired by name).
             deploy={"backend": tuning.outputs["Output"], "train_dataset": student_dataset},
             report={
                 "labelling_metrics": labelling.outputs["metrics"],

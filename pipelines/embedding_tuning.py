@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from tunekit.components.data_validation.component import validate_embedding_data
 from tunekit.components.evaluation.embedding.component import evaluate_embedding
 from tunekit.components.tuning.embedding.component import tune_embedding
-from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+from tunekit.pipelines import shared_fields as shared
+from tunekit.pipelines.config import field
 from tunekit.pipelines.graphs import (
     deploy_and_report,
     evaluation_step,
@@ -32,9 +33,7 @@ PIPELINE_NAME = "embedding-tuning"
 class EmbeddingTuningConfig:
     """Everything an embedding-tuning run takes; the fields are the pipeline's parameters, one for one."""
 
-    corpus_uri: str = field(
-        "", "Corpus JSONL (`_id`, `title` optional, `text`); a local path or gs:// URI. Required.", required=True
-    )
+    corpus_uri: str = shared.required_data("Corpus JSONL (`_id`, `title` optional, `text`)")
     queries_uri: str = field("", "Queries JSONL (`_id`, `text`). Required.", required=True)
     train_labels_uri: str = field(
         "", "Train labels TSV (`query-id`, `corpus-id`, `score`). Required.", required=True
@@ -66,28 +65,18 @@ class EmbeddingTuningConfig:
     )
     labels: dict = field({}, "Vertex: labels of the template's job and the endpoint (lineage labels are added).")
     encryption_key: str = field("", "Vertex: Cloud KMS key name for the template's job ('' for Google-managed).")
-    min_improvement: float = field(
-        0.0, "Gate: tuned nDCG@10 must beat the base by more than this (absolute, 0-1 scale; 0.05 = 5 points)."
-    )
-    beat_champion: bool = field(
-        True, "Gate: the tuned model must also beat the model now deployed for `purpose` on the same queries."
-    )
-    require_significant: bool = field(
-        False, "Gate: each required improvement's 95% paired bootstrap interval (over queries) must lie above 0."
-    )
+    min_improvement: float = shared.min_improvement("tuned nDCG@10", " (absolute, 0-1 scale; 0.05 = 5 points)")
+    beat_champion: bool = shared.beat_champion(rows="queries")
+    require_significant: bool = shared.require_significant(" (over queries)")
     machine_type: str = field("a2-highgpu-1g", "Vertex: serving machine type of the endpoint.")
     accelerator_type: str = field("NVIDIA_TESLA_A100", "Vertex: serving accelerator ('' for none).")
     accelerator_count: int = field(1, "Vertex: accelerators per serving replica.")
-    purpose: str = field(
-        PIPELINE_NAME, "What the model serves; the deployed model becomes this purpose's champion."
-    )
-    local_registry: str = field("", "Local: registry JSON file (the CLI sets one under the output root).")
-    strict_validation: bool = field(False, "Fail validation on warnings too, not only on errors.")
-    force: bool = field(
-        False, "Train even when the data's fingerprint equals the one the champion was trained on."
-    )
-    project: str = field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
-    location: str = field(LOCATION_PLACEHOLDER, "Google Cloud region; by default the pipeline job's own.")
+    purpose: str = shared.purpose(PIPELINE_NAME)
+    local_registry: str = shared.local_registry()
+    strict_validation: bool = shared.strict_validation()
+    force: bool = shared.force()
+    project: str = shared.project()
+    location: str = shared.location()
 
 
 @retrain_on_new_data(
@@ -111,7 +100,7 @@ def embedding_tuning_pipeline(p: Parameters):
         gate_and_deploy_embedding,
         p,
         pipeline_name=PIPELINE_NAME,
-        summary={"backend": p.backend, "base model": p.base_model, "purpose": p.purpose},
+        summary={"backend": p.backend, "base model": p.base_model},
         validation=validation,
         evaluation=evaluation,
         tuned_model=tuned_model,

@@ -108,17 +108,19 @@ def deploy_and_report(
     """How every pipeline ends: the gate's deploy step, and beside it the run report.
 
     ``gate`` (a :func:`gated_deploy` sub-graph) deploys ``tuned_model`` if the evaluation's gate passed; the report
-    is written after the evaluation whether or not it passed.
+    is written after the evaluation whether or not it passed, and shows ``summary`` and then the run's ``purpose``.
 
     Args:
         gate: The sub-graph; its inputs are wired by name from ``params``, then ``deploy``.
         params: The pipeline's parameters.
         pipeline_name: The report's pipeline name.
-        summary: The parameters the report shows (label → value).
+        summary: The parameters the report shows (label → value) before the ``purpose``.
         validation: The validation task (its ``report``).
         evaluation: The evaluation task (its ``Output`` decision and ``metrics``).
         tuned_model: The candidate model (deployed and reported).
-        deploy: Further deploy inputs: task outputs such as ``train_dataset``, or overrides such as ``backend``.
+        deploy: Further deploy inputs: task outputs such as ``train_dataset``, or overrides such as ``backend``
+            (the tuning step's answer where it decides: an open model trained on Vertex is uploaded and deployed to
+            an endpoint in the run's project and region, both wired by name).
         report: Further report artifacts (``baseline_model``, ``teacher_metrics``...).
 
     Returns:
@@ -137,7 +139,7 @@ def deploy_and_report(
         make_run_report,
         {},
         pipeline_name=pipeline_name,
-        parameters=summary,
+        parameters={**summary, "purpose": params.purpose},
         validation_report=validation.outputs["report"],
         tuned_model=tuned_model,
         evaluation_metrics=metrics,

@@ -41,6 +41,11 @@ class LocalRunResult:
         """The path of one output artifact of one task."""
         return os.path.join(self.run_dir, task, artifact)
 
+    def metadata(self, task: str, artifact: str = "metrics") -> dict:
+        """The metadata of one output artifact of one task (``{}`` when the task did not run or wrote none)."""
+        found = self.task_outputs.get(task, {}).get("artifacts", {}).get(artifact, {}).get("artifacts", [])
+        return found[-1].get("metadata", {}) if found else {}
+
 
 def resolve_base_model(base_model: str, output_root: str) -> str:
     """Builds the demo's tiny model for ``tiny-random:<kind>`` values; returns real model names unchanged."""

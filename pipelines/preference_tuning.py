@@ -20,8 +20,6 @@ No ``from __future__ import annotations`` here: KFP reads the pipeline's paramet
 
 from dataclasses import dataclass
 
-from kfp import dsl
-
 from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.preference.component import evaluate_preference
 from tunekit.components.tuning.preference.component import (
@@ -30,10 +28,11 @@ from tunekit.components.tuning.preference.component import (
     tune_preference,
     warm_start_supervised,
 )
-from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+from tunekit.pipelines import shared_fields as shared
+from tunekit.pipelines.config import field
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
-from tunekit.pipelines.wiring import Parameters, wire
+from tunekit.pipelines.wiring import Parameters, config_pipeline, wire
 
 PIPELINE_NAME = "preference-tuning"
 LEGACY_RLHF_NAME = "preference-tuning-legacy-rlhf"
@@ -43,11 +42,9 @@ LEGACY_RLHF_NAME = "preference-tuning-legacy-rlhf"
 class PreferenceTuningConfig:
     """Everything a preference-tuning run takes; the fields are the pipeline's parameters, one for one."""
 
-    train_dataset_uri: str = field(
-        "",
+    train_dataset_uri: str = shared.required_data(
         "Preference pairs: human preferences (`input_text` or `messages`, `candidate_0`, `candidate_1`, `choice`) "
-        "or the Gemini preference format (`contents`, scored `completions`); a local path or gs:// URI. Required.",
-        required=True,
+        "or the Gemini preference format (`contents`, scored `completions`)"
     )
     eval_dataset_uri: str = field(
         "", "Held-out preference pairs for evaluation; '' holds out `eval_split` of the training pairs."
@@ -69,24 +66,24 @@ class PreferenceTuningConfig:
     beta: float = field(
         0.0, "KL weight: Vertex preference tuning's beta, RLOO's KL coefficient, DPO's beta (0 for the default)."
     )
-    epoch_count: int = field(0, "Vertex: epochs of the preference job (0 lets Vertex choose).")
-    sft_epoch_count: int = field(0, "Vertex: epochs of the SFT warm start (0 lets Vertex choose).")
-    adapter_size: int = field(0, "Vertex: LoRA adapter size 1, 2, 4, 8 or 16 (0 lets Vertex choose).")
-    learning_rate_multiplier: float = field(0.0, "Vertex: learning-rate multiplier (0 lets Vertex choose).")
+    epoch_count: int = shared.epoch_count(" of the preference job")
+    sft_epoch_count: int = shared.epoch_count(" of the SFT warm start")
+    adapter_size: int = shared.adapter_size()
+    learning_rate_multiplier: float = shared.learning_rate_multiplier()
     pre_tuned_model_checkpoint_id: str = field(
         "", "Vertex: the warm start's checkpoint to continue from ('' for its default checkpoint)."
     )
-    tuned_model_display_name: str = field("", "Vertex: display name of the tuned model ('' lets Vertex name it).")
-    labels: dict = field({}, "Labels for the tuning jobs and the deployed model (lineage labels are added).")
-    encryption_key: str = field("", "Vertex: Cloud KMS key name for CMEK ('' for Google-managed keys).")
-    output_uri: str = field("", "Vertex: gs:// folder for the tuning jobs' outputs ('' for the default).")
+    tuned_model_display_name: str = shared.tuned_model_display_name()
+    labels: dict = shared.labels("the tuning jobs")
+    encryption_key: str = shared.encryption_key()
+    output_uri: str = shared.output_uri("jobs'")
     sft_steps: int = field(0, "Local: warm-start optimizer steps (0 for the default, 100).")
     reward_steps: int = field(0, "Local: reward-model optimizer steps (0 for the default).")
     rl_steps: int = field(0, "Local: RLOO or DPO optimizer steps (0 for the default).")
     batch_size: int = field(0, "Local: pairs or prompts per step (0 for the default).")
     local_options: dict = field({}, "Local: further PreferenceLocalConfig fields (see docs/preference_tuning.md).")
     max_eval_examples: int = field(200, "Held-out pairs (and their prompts) scored (0 for all).")
-    max_output_tokens: int = field(64, "Tokens generated per evaluation answer.")
+    max_output_tokens: int = shared.max_output_tokens()
     min_win_rate: float = field(
         0.5, "Gate: the tuned model's win rate against the base on held-out prompts must exceed this."
     )
@@ -96,18 +93,12 @@ class PreferenceTuningConfig:
         "`purpose`, judged on the same held-out prompts.",
     )
     judge_model: str = field("gemini-2.5-flash", "Vertex: the autorater that compares tuned and base answers.")
-    purpose: str = field(
-        PIPELINE_NAME, "What the model serves; the deployed model becomes this purpose's champion."
-    )
-    local_registry: str = field("", "Local: registry JSON file (the CLI sets one under the output root).")
-    strict_validation: bool = field(False, "Fail validation on warnings too, not only on errors.")
-    force: bool = field(
-        False, "Train even when the data's fingerprint equals the one the champion was trained on."
-    )
-    project: str = field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
-    location: str = field(
-        LOCATION_PLACEHOLDER, "Google Cloud region for tuning and prediction; by default the pipeline job's own."
-    )
+    purpose: str = shared.purpose(PIPELINE_NAME)
+    local_registry: str = shared.local_registry()
+    strict_validation: bool = shared.strict_validation()
+    force: bool = shared.force()
+    project: str = shared.project()
+    location: str = shared.location(" for tuning and prediction")
 
 
 def build_pipeline(gpu: dict | None = None):
@@ -171,17 +162,10 @@ def build_pipeline(gpu: dict | None = None):
             gate_and_deploy,
             p,
             pipeline_name=PIPELINE_NAME,
-            summary={
-                "backend": p.backend,
-                "base model": p.base_model,
-                "algorithm": p.algorithm,
-                "purpose": p.purpose,
-            },
+            summary={"backend": p.backend, "base model": p.base_model, "algorithm": p.algorithm},
             validation=validation,
             evaluation=evaluation,
             tuned_model=outputs["tuned_model"],
-            # The deploy backend is the tuning step's answer; an open model trained on Vertex is uploaded and
-            # deployed to an endpoint in the run's project and region (both wired by name).
             deploy={"backend": outputs["Output"], "train_dataset": data["preference_dataset"]},
         )
 
@@ -189,6 +173,43 @@ def build_pipeline(gpu: dict | None = None):
 
 
 preference_tuning_pipeline = build_pipeline()
+
+
+@dataclass
+class LegacyRlhfConfig:
+    """The parameters of :func:`build_legacy_rlhf_pipeline`: the legacy RLHF template's, plus our validation's."""
+
+    preference_dataset: str = field(
+        "",
+        "Human-preference pairs in Cloud Storage (`input_text` or `messages`, `candidate_0`, `candidate_1`, "
+        "`choice`): the reward model's training data. Required.",
+        required=True,
+    )
+    prompt_dataset: str = field(
+        "", "Prompts in Cloud Storage (`input_text` or `messages`) for the RL step. Required.", required=True
+    )
+    large_model_reference: str = field(
+        "llama-2-7b", "The template's base model: t5-small ... t5-xxl, or a llama-2-7b / llama-2-13b reference."
+    )
+    eval_dataset: str = field("", "Pairs for the reward model's train-time metrics ('' for none).")
+    model_display_name: str = field(
+        "", "Display name of the tuned model in the Model Registry ('' for a default)."
+    )
+    prompt_sequence_length: int = field(512, "The most tokens of an input (at most 8192).")
+    target_sequence_length: int = field(64, "The most tokens of a target (at most 1024).")
+    reward_model_train_steps: int = field(1000, "Training steps of the reward model.")
+    reinforcement_learning_train_steps: int = field(1000, "Reinforcement-learning steps of the policy.")
+    reward_model_learning_rate_multiplier: float = field(1.0, "Learning-rate multiplier of the reward model.")
+    reinforcement_learning_rate_multiplier: float = field(1.0, "Learning-rate multiplier of the RL step.")
+    kl_coeff: float = field(0.1, "KL penalty against the initial policy (0: no reference model is loaded).")
+    instruction: str = field(
+        "", "The task's instruction, the default context of every row ('' when inputs carry it)."
+    )
+    deploy_model: bool = field(True, "Deploy the tuned model to an endpoint.")
+    strict_validation: bool = shared.strict_validation()
+    project: str = shared.project()
+    location: str = shared.location()
+    encryption_spec_key_name: str = field("", "Cloud KMS key name for CMEK ('' for Google-managed keys).")
 
 
 def build_legacy_rlhf_pipeline():
@@ -204,46 +225,28 @@ def build_legacy_rlhf_pipeline():
     """
     from google_cloud_pipeline_components.preview.llm import rlhf_pipeline
 
-    @dsl.pipeline(
+    @config_pipeline(
+        LegacyRlhfConfig,
         name=LEGACY_RLHF_NAME,
         description="Validate preference and prompt data, then Vertex's legacy RLHF template (T5, Llama 2).",
     )
-    def legacy_rlhf(
-        preference_dataset: str,
-        prompt_dataset: str,
-        large_model_reference: str = "llama-2-7b",
-        eval_dataset: str = "",
-        model_display_name: str = "",
-        prompt_sequence_length: int = 512,
-        target_sequence_length: int = 64,
-        reward_model_train_steps: int = 1000,
-        reinforcement_learning_train_steps: int = 1000,
-        reward_model_learning_rate_multiplier: float = 1.0,
-        reinforcement_learning_rate_multiplier: float = 1.0,
-        kl_coeff: float = 0.1,
-        instruction: str = "",
-        deploy_model: bool = True,
-        strict_validation: bool = False,
-        project: str = PROJECT_PLACEHOLDER,
-        location: str = LOCATION_PLACEHOLDER,
-        encryption_spec_key_name: str = "",
-    ):
-        params = dict(locals())  # the parameters by name, for the template's inputs
+    def legacy_rlhf(p: Parameters):
         validations = []
         for data, eval_data, display_name in (
-            (preference_dataset, "", "validate-preference-data"),
-            (prompt_dataset, eval_dataset, "validate-prompt-data"),
+            (p.preference_dataset, "", "validate-preference-data"),
+            (p.prompt_dataset, p.eval_dataset, "validate-prompt-data"),
         ):
             check = validate_data(
                 train_dataset_uri=data,
                 validation_dataset_uri=eval_data,
                 method="preference",
                 task="generic",
-                base_model=large_model_reference,
-                strict=strict_validation,
+                base_model=p.large_model_reference,
+                strict=p.strict_validation,
             ).set_display_name(display_name)
             check.set_caching_options(False)
             validations.append(check)
-        wire(rlhf_pipeline, params).after(*validations).set_display_name("vertex-rlhf")
+        # The template's inputs are filled by name from the parameters.
+        wire(rlhf_pipeline, p).after(*validations).set_display_name("vertex-rlhf")
 
     return legacy_rlhf

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.supervised.component import evaluate_supervised
 from tunekit.components.tuning.supervised.component import prepare_supervised_data, tune_supervised
-from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+from tunekit.pipelines import shared_fields as shared
+from tunekit.pipelines.config import field
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import DEFAULT, Parameters, wire
@@ -24,10 +25,8 @@ PIPELINE_NAME = "supervised-tuning"
 class SupervisedTuningConfig:
     """Everything a supervised-tuning run takes; the fields are the pipeline's parameters, one for one."""
 
-    train_dataset_uri: str = field(
-        "",
-        "Training data (JSON Lines: text pairs, chat messages or Gemini contents); a local path or gs:// URI. Required.",
-        required=True,
+    train_dataset_uri: str = shared.required_data(
+        "Training data (JSON Lines: text pairs, chat messages or Gemini contents)"
     )
     validation_dataset_uri: str = field(
         "", "Validation data in any supported format; '' holds out `validation_split` of the training rows."
@@ -44,15 +43,13 @@ class SupervisedTuningConfig:
         "gemini-2.5-flash",
         "Vertex: a tunable Gemini model id. Local: a model directory (or 'tiny-random:t5' for the demo's tiny model).",
     )
-    tuned_model_display_name: str = field("", "Vertex: display name of the tuned model ('' lets Vertex name it).")
-    epoch_count: int = field(0, "Vertex: epochs (0 lets Vertex choose).")
-    learning_rate_multiplier: float = field(0.0, "Vertex: learning-rate multiplier (0 lets Vertex choose).")
-    adapter_size: int = field(
-        0, "Vertex: LoRA adapter size 1, 2, 4, 8 or 16 (0 lets Vertex choose; 2.5 Pro at most 8)."
-    )
-    labels: dict = field({}, "Labels for the tuning job and the deployed model (lineage labels are added).")
-    encryption_key: str = field("", "Vertex: Cloud KMS key name for CMEK ('' for Google-managed keys).")
-    output_uri: str = field("", "Vertex: gs:// folder for the tuning job's outputs ('' for the default).")
+    tuned_model_display_name: str = shared.tuned_model_display_name()
+    epoch_count: int = shared.epoch_count()
+    learning_rate_multiplier: float = shared.learning_rate_multiplier()
+    adapter_size: int = shared.adapter_size("; 2.5 Pro at most 8")
+    labels: dict = shared.labels()
+    encryption_key: str = shared.encryption_key()
+    output_uri: str = shared.output_uri()
     train_steps: int = field(
         0, "Local: optimizer steps (0 takes the middle of the SPEC's recommended range for the task)."
     )
@@ -61,33 +58,21 @@ class SupervisedTuningConfig:
     lora_rank: int = field(0, "Local: LoRA rank (0 for the trainer's default).")
     local_options: dict = field({}, "Local: further LocalTuningConfig fields (see docs/configuration.md).")
     max_eval_examples: int = field(200, "Held-out rows scored for the base and tuned models (0 for all).")
-    max_output_tokens: int = field(64, "Tokens generated per evaluation answer.")
-    min_improvement: float = field(
-        0.0, "Gate: the tuned model's primary metric must beat the base by more than this."
-    )
-    beat_champion: bool = field(
-        True, "Gate: the tuned model must also beat the model now deployed for `purpose` on the same rows."
-    )
-    require_significant: bool = field(
-        False, "Gate: each required improvement's 95% paired bootstrap interval must lie above 0."
-    )
+    max_output_tokens: int = shared.max_output_tokens()
+    min_improvement: float = shared.min_improvement("the tuned model's primary metric")
+    beat_champion: bool = shared.beat_champion()
+    require_significant: bool = shared.require_significant()
     model_based_evaluation: bool = field(
         False,
         "Vertex: also ask the Gen AI evaluation service's pairwise autorater whether the tuned model's answers beat "
         "the base's and the champion's (reported as win rates; does not gate; judge calls are billed).",
     )
-    purpose: str = field(
-        PIPELINE_NAME, "What the model serves; the deployed model becomes this purpose's champion."
-    )
-    local_registry: str = field("", "Local: registry JSON file (the CLI sets one under the output root).")
-    strict_validation: bool = field(False, "Fail validation on warnings too, not only on errors.")
-    force: bool = field(
-        False, "Train even when the data's fingerprint equals the one the champion was trained on."
-    )
-    project: str = field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
-    location: str = field(
-        LOCATION_PLACEHOLDER, "Google Cloud region for tuning and prediction; by default the pipeline job's own."
-    )
+    purpose: str = shared.purpose(PIPELINE_NAME)
+    local_registry: str = shared.local_registry()
+    strict_validation: bool = shared.strict_validation()
+    force: bool = shared.force()
+    project: str = shared.project()
+    location: str = shared.location(" for tuning and prediction")
 
 
 @retrain_on_new_data(
@@ -115,7 +100,7 @@ def supervised_tuning_pipeline(p: Parameters):
         gate_and_deploy,
         p,
         pipeline_name=PIPELINE_NAME,
-        summary={"task": p.task, "backend": p.backend, "base model": p.base_model, "purpose": p.purpose},
+        summary={"task": p.task, "backend": p.backend, "base model": p.base_model},
         validation=validation,
         evaluation=evaluation,
         tuned_model=tuned_model,

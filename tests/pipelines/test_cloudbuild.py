@@ -10,25 +10,18 @@ import sys
 
 import pytest
 import yaml
+from pipeline_helpers import ROOT, load_script
 
 from tunekit.pipelines.cli import build_parser
 from tunekit.pipelines.registry import METHODS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = ["cloudbuild.yaml", "cloudbuild/pr-checks.yaml", "cloudbuild/retrain-on-new-data.yaml"]
 BUILT_IN = {"PROJECT_ID", "PROJECT_NUMBER", "LOCATION", "BUILD_ID", "COMMIT_SHA", "SHORT_SHA", "REVISION_ID"}
 BUILT_IN |= {"REPO_NAME", "REPO_FULL_NAME", "BRANCH_NAME", "TAG_NAME", "REF_NAME", "TRIGGER_NAME"}
 SUBSTITUTION = re.compile(r"(?<!\$)\$(?:\{([A-Z_][A-Z0-9_]*)\}|([A-Z_][A-Z0-9_]*))")
 
 
-def load_module(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "cloudbuild", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ci_local = load_module("ci_local")
+ci_local = load_script("cloudbuild/ci_local.py")
 
 
 def read(path):
@@ -258,7 +251,7 @@ def test_publish_uploads_every_spec_with_its_tags(tmp_path):
 
 
 def test_schedule_refresh_commands_are_valid_cli_calls():
-    refresh = load_module("refresh_schedules")
+    refresh = load_script("cloudbuild/refresh_schedules.py")
     entries = refresh.load(os.path.join(ROOT, "cloudbuild", "schedules.yaml"))
     assert entries
     args = refresh.argparse.Namespace(

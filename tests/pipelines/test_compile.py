@@ -1,12 +1,10 @@
 import os
 
-import yaml
+from pipeline_helpers import ROOT, compile_spec, spec_tasks
 
 from tunekit.components.common.image import GPU_IMAGE, IMAGE, VERSION
-from tunekit.pipelines.compile import compile_all, compile_method
+from tunekit.pipelines.compile import compile_all
 from tunekit.pipelines.registry import METHODS
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def images(spec: dict) -> set[str]:
@@ -31,23 +29,19 @@ def test_compile_is_deterministic(tmp_path):
 
 
 def test_images_pinned_to_the_version_and_overridable(tmp_path):
-    method = METHODS["supervised-tuning"]
-    spec = yaml.safe_load(open(compile_method(method, str(tmp_path / "a.yaml"))))
+    spec = compile_spec("supervised-tuning", tmp_path / "a.yaml")
     assert images(spec) <= {IMAGE, GPU_IMAGE}
     assert all(image.endswith(":" + VERSION) for image in images(spec))
     assert spec["sdkVersion"] == "kfp-2.17.0"
     custom = "europe-docker.pkg.dev/p/r/components:abc123"
-    spec = yaml.safe_load(open(compile_method(method, str(tmp_path / "b.yaml"), image=custom)))
+    spec = compile_spec("supervised-tuning", tmp_path / "b.yaml", image=custom)
     assert images(spec) == {custom}
 
 
 def test_spec_starts_with_validation_and_gates_deployment(tmp_path):
-    spec = yaml.safe_load(open(compile_method(METHODS["supervised-tuning"], str(tmp_path / "s.yaml"))))
-    # The steps sit in nested graphs (a fingerprint check around the run, a gate-and-deploy sub-graph).
+    spec = compile_spec("supervised-tuning", tmp_path / "s.yaml")
     components = spec["components"]
-    tasks = {
-        n: t for c in [spec["root"], *components.values()] if "dag" in c for n, t in c["dag"]["tasks"].items()
-    }
+    tasks = spec_tasks(spec)
     assert "validate-data" in tasks
     assert tasks["prepare-supervised-data"]["dependentTasks"] == ["validate-data"]
     assert "evaluate-supervised" in tasks["gate-and-deploy"]["dependentTasks"]

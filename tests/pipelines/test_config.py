@@ -2,6 +2,7 @@ import dataclasses
 import inspect
 
 import pytest
+from pipeline_helpers import field_default
 
 from tunekit.components.common.errors import UserError
 from tunekit.pipelines.config import describe, load_config, parameter_values
@@ -13,12 +14,12 @@ def test_config_fields_are_the_pipeline_parameters(name):
     pipeline_func, config_cls = METHODS[name].load()
     signature = inspect.signature(pipeline_func.pipeline_func)
     params = {n: p.default for n, p in signature.parameters.items()}
+    inputs = pipeline_func.component_spec.inputs  # what KFP read from the signature
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    assert list(params) == list(fields)
+    assert list(params) == list(fields) == list(inputs)
     for field_name, f in fields.items():
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if params[field_name] is not inspect.Parameter.empty:
-            assert params[field_name] == default, field_name
+            assert params[field_name] == field_default(f) == inputs[field_name].default, field_name
         assert f.metadata.get("help"), f"{field_name} has no documented meaning"
 
 

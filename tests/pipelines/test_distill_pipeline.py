@@ -6,43 +6,24 @@ import json
 import os
 
 import pytest
-import yaml
+from pipeline_helpers import EXAMPLES, compile_spec, load_script, spec_tasks
 
 from tunekit.components.common.image import GPU_IMAGE
+from tunekit.components.common.jsonl import write_jsonl
 from tunekit.components.rationale_extraction.steps import run_extract_rationales
-from tunekit.pipelines.compile import compile_method
 from tunekit.pipelines.config import load_config
 from tunekit.pipelines.distilling_step_by_step import DistillingStepByStepConfig, build_pipeline
 from tunekit.pipelines.registry import get_method
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLE = os.path.join(ROOT, "examples", "distilling_step_by_step.yaml")
-DATA = os.path.join(ROOT, "examples", "data", "dss")
+EXAMPLE = os.path.join(EXAMPLES, "distilling_step_by_step.yaml")
+DATA = os.path.join(EXAMPLES, "data", "dss")
 
-
-def test_config_fields_are_the_pipeline_parameters_one_for_one():
-    method = get_method("distilling-step-by-step")
-    pipeline, config_cls = method.load()
-    parameters = pipeline.component_spec.inputs
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    assert list(parameters) == list(fields)
-    for name, spec in parameters.items():
-        default = (
-            fields[name].default
-            if fields[name].default is not dataclasses.MISSING
-            else fields[name].default_factory()
-        )
-        if name != "train_dataset_uri":
-            assert spec.default == default, name
-    assert all(f.metadata.get("help") for f in fields.values())
+# That the config's fields are the pipeline's parameters, one for one, is test_config's, for every method.
 
 
 def test_compiled_graph_validates_first_and_gates_deployment(tmp_path):
-    path = compile_method(get_method("distilling-step-by-step"), str(tmp_path / "d.yaml"))
-    spec = yaml.safe_load(open(path))
-    # The steps may sit in nested graphs (a fingerprint check around the run, a gate-and-deploy sub-graph).
-    graphs = [spec["root"]] + [c for c in spec["components"].values() if "dag" in c]
-    tasks = {name: task for graph in graphs for name, task in graph["dag"]["tasks"].items()}
+    path = tmp_path / "d.yaml"
+    tasks = spec_tasks(compile_spec("distilling-step-by-step", path))
     # validate -> teacher labelling (a pass-through unless label_mode is 'separate') -> rationale extraction
     assert tasks["label-with-teacher"]["dependentTasks"] == ["validate-data"]
     assert tasks["extract-rationales"]["dependentTasks"] == ["label-with-teacher"]
@@ -56,7 +37,7 @@ def test_compiled_graph_validates_first_and_gates_deployment(tmp_path):
         "tune-student-model-2",
         "evaluate-distillation",
     }
-    assert "{{$.pipeline_google_cloud_project_id}}" in open(path).read()
+    assert "{{$.pipeline_google_cloud_project_id}}" in path.read_text()
 
 
 def test_gpu_variant_trains_in_a_custom_job_with_the_gpu_image(tmp_path):
@@ -74,25 +55,25 @@ def test_example_config_loads_and_says_its_teacher_is_scripted():
     assert os.path.exists(config.train_dataset_uri) and os.path.exists(config.teacher_script_uri)
     assert "SCRIPTED" in open(EXAMPLE).read()
     for name in ("distilling_step_by_step_vertex.yaml", "distilling_step_by_step_openai.yaml"):
-        other = load_config(DistillingStepByStepConfig, os.path.join(ROOT, "examples", name))
+        other = load_config(DistillingStepByStepConfig, os.path.join(EXAMPLES, name))
         assert other.teacher_backend in ("vertex", "openai")
 
 
 def test_rationale_extraction_step_with_the_scripted_teacher(tmp_path):
     metrics = {}
     out = tmp_path / "rationales.jsonl"
-    counts = run_extract_rationales(
+    scripted = dict(
         dataset_path=os.path.join(DATA, "train.jsonl"),
-        output_path=str(out),
         task="generic",
         task_type="math",
         exemplars_uri=os.path.join(DATA, "exemplars.jsonl"),
-        num_exemplars=4,
         teacher_backend="scripted",
         teacher_model="gemini-2.5-pro",
         teacher_script_uri=os.path.join(DATA, "teacher_script.jsonl"),
         cache_dir=str(tmp_path / "cache"),
-        log_metric=metrics.__setitem__,
+    )
+    counts = run_extract_rationales(
+        **scripted, output_path=str(out), num_exemplars=4, log_metric=metrics.__setitem__
     )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == counts["total"] == 120
@@ -101,17 +82,7 @@ def test_rationale_extraction_step_with_the_scripted_teacher(tmp_path):
     assert counts["estimated_cost_usd"] > 0 and metrics["kept"] == counts["kept"]
     assert all("rationale" in r and "teacher_answer" in r for r in rows)
     # A second run answers every prompt from the cache: the same rows.
-    again = run_extract_rationales(
-        dataset_path=os.path.join(DATA, "train.jsonl"),
-        output_path=str(tmp_path / "again.jsonl"),
-        task="generic",
-        task_type="math",
-        exemplars_uri=os.path.join(DATA, "exemplars.jsonl"),
-        teacher_backend="scripted",
-        teacher_model="gemini-2.5-pro",
-        teacher_script_uri=os.path.join(DATA, "teacher_script.jsonl"),
-        cache_dir=str(tmp_path / "cache"),
-    )
+    again = run_extract_rationales(**scripted, output_path=str(tmp_path / "again.jsonl"))
     assert again["kept"] == counts["kept"] and (tmp_path / "again.jsonl").read_text() == out.read_text()
 
 
@@ -141,7 +112,7 @@ def _separate_labelling_rows(tmp_path):
     paths = {}
     for name, data in (("train", rows), ("script", script), ("exemplars", exemplars)):
         paths[name] = tmp_path / f"{name}.jsonl"
-        paths[name].write_text("".join(json.dumps(r) + "\n" for r in data))
+        write_jsonl(str(paths[name]), data)
     return rows, paths
 
 
@@ -244,13 +215,7 @@ def test_local_parameters_clear_cloud_placeholders_only_without_vertex_backends(
 
 
 def test_sample_data_is_what_the_generator_writes(tmp_path, monkeypatch):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "make_dss_data", os.path.join(ROOT, "examples", "make_dss_data.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("examples/make_dss_data.py")
     monkeypatch.setattr(module, "OUT", str(tmp_path))
     module.main()
     for name in os.listdir(tmp_path):
@@ -265,7 +230,7 @@ def test_example_runs_end_to_end_in_the_local_runner(tmp_path):
     config = load_config(DistillingStepByStepConfig, EXAMPLE)
     result = run_local(method, config, str(tmp_path))
     assert result.succeeded, result.failure
-    metrics = result.task_outputs["evaluate-distillation"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    metrics = result.metadata("evaluate-distillation")
     assert {"teacher_accuracy", "baseline_accuracy", "student_accuracy"} <= set(metrics)
     assert "deploy-model" in result.task_outputs
     assert inspect.isfunction(build_pipeline)
@@ -285,13 +250,9 @@ def test_separate_label_mode_runs_label_with_teacher_in_the_local_runner(tmp_pat
     )
     result = run_local(method, config, str(tmp_path))
     assert result.succeeded, result.failure
-
-    def metrics(task):
-        return result.task_outputs[task]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
-
-    labelling = metrics("label-with-teacher")
+    labelling = result.metadata("label-with-teacher")
     # 40 gold rows kept as they are; the 80 unlabelled ones asked with the label prompt, all answered.
     assert labelling["rows"] == 120 and labelling["asked"] == 80 and labelling["labelled_by_teacher"] == 80
-    rationales = metrics("extract-rationales")
+    rationales = result.metadata("extract-rationales")
     assert rationales["total"] == 120 and rationales["teacher_labelled"] == 80
     assert rationales["kept"] + rationales["dropped"] == 120

@@ -1,23 +1,19 @@
 """The embedding-tuning pipeline: its config, its compiled shape, and local runs with the real MiniLM."""
 
-import dataclasses
-import inspect
 import json
 import os
 
 import pytest
-import yaml
+from pipeline_helpers import EXAMPLES, ROOT, compile_spec, spec_tasks
 from test_embedding_tuning import QUERIES, write_set
 
 from tunekit.components.deployment import local_registry
-from tunekit.pipelines.compile import compile_method
 from tunekit.pipelines.config import load_config
 from tunekit.pipelines.embedding_tuning import EmbeddingTuningConfig, embedding_tuning_pipeline
 from tunekit.pipelines.registry import METHODS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLE = os.path.join(ROOT, "examples", "embedding_tuning.yaml")
+EXAMPLE = os.path.join(EXAMPLES, "embedding_tuning.yaml")
 
 
 def tiny_config(tmp_path, **overrides) -> EmbeddingTuningConfig:
@@ -41,17 +37,8 @@ def tiny_config(tmp_path, **overrides) -> EmbeddingTuningConfig:
     return EmbeddingTuningConfig(**values)
 
 
-def test_config_fields_are_the_pipeline_parameters():
-    fields = {f.name: f for f in dataclasses.fields(EmbeddingTuningConfig)}
-    parameters = inspect.signature(embedding_tuning_pipeline.pipeline_func).parameters
-    assert list(fields) == list(parameters)
-    for name, parameter in parameters.items():
-        if parameter.default is not inspect.Parameter.empty:
-            default = fields[name].default
-            if default is dataclasses.MISSING:
-                default = fields[name].default_factory()
-            assert default == parameter.default, name
-        assert fields[name].metadata["help"], name
+def test_registry_names_the_pipeline_and_its_config():
+    # That its fields are the pipeline's parameters is test_config's, for every method.
     assert METHODS["embedding-tuning"].load() == (embedding_tuning_pipeline, EmbeddingTuningConfig)
 
 
@@ -63,13 +50,10 @@ def test_example_config_loads_with_paths_next_to_it():
 
 
 def test_compiled_spec_validates_first_and_gates_deployment(tmp_path):
-    path = compile_method(METHODS["embedding-tuning"], str(tmp_path / "e.yaml"))
-    spec = yaml.safe_load(open(path))
-    # The steps sit in nested graphs (a fingerprint check around the run, a gate-and-deploy sub-graph).
+    path = tmp_path / "e.yaml"
+    spec = compile_spec("embedding-tuning", path)
     components = spec["components"]
-    tasks = {
-        n: t for c in [spec["root"], *components.values()] if "dag" in c for n, t in c["dag"]["tasks"].items()
-    }
+    tasks = spec_tasks(spec)
     assert spec["pipelineInfo"]["name"] == "embedding-tuning"
     assert tasks["tune-embedding"]["dependentTasks"] == ["validate-embedding-data"]
     assert "evaluate-embedding" in tasks["gate-and-deploy-embedding"]["dependentTasks"]
@@ -80,7 +64,7 @@ def test_compiled_spec_validates_first_and_gates_deployment(tmp_path):
     deploy = components[condition["componentRef"]["name"]]["dag"]["tasks"]
     assert list(deploy) == ["deploy-embedding-model"]
     assert tasks["tune-embedding"]["retryPolicy"]["maxRetryCount"] == 2
-    text = open(path).read()
+    text = path.read_text()
     assert "{{$.pipeline_google_cloud_project_id}}" in text and ROOT not in text
 
 
@@ -101,7 +85,7 @@ def test_local_runner_end_to_end_on_tiny_data(tmp_path):
     assert champion["kind"] == "sentence-transformers"
     training = json.load(open(os.path.join(champion["model_dir"], "tunekit_model.json")))["training"]
     assert training["steps"] == 2 and training["queries"] == len(QUERIES)
-    metrics = result.task_outputs["evaluate-embedding"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    metrics = result.metadata("evaluate-embedding")
     assert metrics["tuned_queries"] == 3 and 0 <= metrics["tuned_ndcg_at_10"] <= 1
     assert "ndcg_at_10 (gate)" in open(result.artifact_dir("evaluate-embedding", "summary")).read()
 
@@ -112,7 +96,7 @@ def test_local_runner_example_meets_the_gate(tmp_path):
     config = load_config(EmbeddingTuningConfig, EXAMPLE)
     result = _run_local(config, tmp_path)
     assert result.succeeded, result.failure
-    metrics = result.task_outputs["evaluate-embedding"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    metrics = result.metadata("evaluate-embedding")
     assert metrics["tuned_ndcg_at_10"] >= metrics["base_ndcg_at_10"] + 0.05
     assert "deploy-embedding-model" in result.task_outputs
     deployment = json.load(open(result.artifact_dir("deploy-embedding-model", "deployment")))

@@ -7,6 +7,7 @@ import typing
 import pytest
 import yaml
 from kfp import compiler, dsl
+from pipeline_helpers import field_default
 
 from tunekit.pipelines.config import field
 from tunekit.pipelines.registry import METHODS
@@ -20,12 +21,7 @@ def _expected(config_cls, *, exclude=()):
     for f in dataclasses.fields(config_cls):
         if f.name in exclude:
             continue
-        if f.metadata.get("required"):
-            default = inspect.Parameter.empty
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = f.default
+        default = inspect.Parameter.empty if f.metadata.get("required") else field_default(f)
         expected.append((f.name, hints[f.name], default))
     return expected
 

@@ -5,41 +5,25 @@ import os
 
 import pytest
 import yaml
+from pipeline_helpers import EXAMPLES, compile_spec, spec_tasks
 
 from tunekit.pipelines.config import load_config, parameter_values
-from tunekit.pipelines.registry import METHODS, get_method
-
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-
-
-def compiled(tmp_path):
-    from tunekit.pipelines.compile import compile_method
-
-    return yaml.safe_load(open(compile_method(METHODS["preference-tuning"], str(tmp_path / "p.yaml"))))
-
-
-def graph_of(spec):
-    """The inner graph's tasks (the outer pipeline checks the data fingerprint first)."""
-    for component in spec["components"].values():
-        tasks = component.get("dag", {}).get("tasks", {})
-        if "tune-preference" in tasks:
-            return tasks
-    raise AssertionError("no tune-preference task")
+from tunekit.pipelines.registry import get_method
 
 
 def test_example_configs_load():
     _, cls = get_method("preference-tuning").load()
-    local = load_config(cls, os.path.join(ROOT, "examples", "preference_tuning.yaml"))
+    local = load_config(cls, os.path.join(EXAMPLES, "preference_tuning.yaml"))
     assert local.backend == "local" and local.algorithm == "rloo" and os.path.exists(local.train_dataset_uri)
     assert os.path.exists(local.eval_dataset_uri) and os.path.exists(local.prompt_dataset_uri)
-    vertex = load_config(cls, os.path.join(ROOT, "examples", "preference_tuning_vertex.yaml"))
+    vertex = load_config(cls, os.path.join(EXAMPLES, "preference_tuning_vertex.yaml"))
     assert vertex.backend == "vertex" and vertex.train_dataset_uri.startswith("gs://")
     assert parameter_values(vertex)["beta"] == 0.1
 
 
 def test_spec_validates_first_then_warm_start_then_preference_then_gate(tmp_path):
-    spec = compiled(tmp_path)
-    tasks = graph_of(spec)
+    spec = compile_spec("preference-tuning", tmp_path / "p.yaml")
+    tasks = spec_tasks(spec)
     assert {"validate-data", "prepare-preference-data", "warm-start-supervised", "tune-preference"} <= set(tasks)
     assert "validate-data" in tasks["prepare-preference-data"]["dependentTasks"]
     assert tasks["tune-preference"]["dependentTasks"] == sorted(
@@ -109,7 +93,7 @@ def test_local_run_end_to_end(tmp_path):
     _, cls = method.load()
     config = load_config(
         cls,
-        os.path.join(ROOT, "examples", "preference_tuning.yaml"),
+        os.path.join(EXAMPLES, "preference_tuning.yaml"),
         ["sft_steps=4", "reward_steps=20", "rl_steps=2", "max_eval_examples=6", "max_output_tokens=12"],
     )
     result = run_local(method, config, str(tmp_path))

@@ -1,70 +1,33 @@
 """Scheduled retraining against the fake Vertex server: the request bodies aiplatform sends, and the CLI."""
 
-import json
-
 import pytest
-from fake_vertex_pipelines import FakeVertexPipelines
 from google.auth.credentials import AnonymousCredentials
+from pipeline_helpers import fake_options, supervised_config
 
 from tunekit.components.common.errors import UserError
 from tunekit.pipelines import schedule as sched
 from tunekit.pipelines.cli import main
-from tunekit.pipelines.config import load_config
 from tunekit.pipelines.registry import get_method
 from tunekit.pipelines.submit import SubmitOptions
 
 SA = "retrain@test-project.iam.gserviceaccount.com"
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    from tunekit.pipelines.compile import compile_method
-
-    return compile_method(get_method("supervised-tuning"), str(tmp_path_factory.mktemp("c") / "s.yaml"))
-
-
-@pytest.fixture
-def vertex(monkeypatch):
-    from google.cloud.aiplatform import initializer
-
-    saved = dict(initializer.global_config.__dict__)
-    with FakeVertexPipelines() as fake:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.url)
-        yield fake
-    initializer.global_config.__dict__.clear()
-    initializer.global_config.__dict__.update(saved)
-
-
-def config(**overrides):
-    _, cls = get_method("supervised-tuning").load()
-    items = {"train_dataset_uri": "gs://bucket/train.jsonl", "task": "classification", **overrides}
-    return load_config(cls, None, [f"{k}={json.dumps(v)}" for k, v in items.items()])
-
-
-def options(fake, template, **overrides):
-    values = dict(
-        project="test-project",
-        region="us-central1",
-        pipeline_root="gs://bucket/root",
-        template_path=template,
-        service_account=SA,
-        labels={"team": "nlp"},
-        api_endpoint=fake.url,
-    )
-    values.update(overrides)
-    return SubmitOptions(**values)
+def options(fake):
+    """The schedules' submit options against the fake server (conftest's ``vertex``): a service account, a label."""
+    return fake_options(fake, service_account=SA, labels={"team": "nlp"})
 
 
 def schedule_creates(fake):
     return [r for r in fake.requests if r[0] == "POST" and r[1].split("?")[0].endswith("/schedules")]
 
 
-def test_create_sends_template_parameters_cron_and_service_account(vertex, template):
+def test_create_sends_template_parameters_cron_and_service_account(vertex):
     method = get_method("supervised-tuning")
     created = sched.create_schedule(
         method,
-        config(epoch_count=2),
-        options(vertex, template),
+        supervised_config(epoch_count=2),
+        options(vertex),
         sched.ScheduleOptions(
             cron="TZ=Europe/Paris 0 3 * * 1",
             max_concurrent_runs=2,
@@ -99,11 +62,13 @@ def test_create_sends_template_parameters_cron_and_service_account(vertex, templ
     }
 
 
-def test_list_pause_resume_delete(vertex, template):
+def test_list_pause_resume_delete(vertex):
     method = get_method("supervised-tuning")
-    opts = options(vertex, template)
-    sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 3 * * *"))
-    sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 4 * * *", name="hourly-check"))
+    opts = options(vertex)
+    sched.create_schedule(method, supervised_config(), opts, sched.ScheduleOptions(cron="0 3 * * *"))
+    sched.create_schedule(
+        method, supervised_config(), opts, sched.ScheduleOptions(cron="0 4 * * *", name="hourly-check")
+    )
     listed = sched.list_schedules(method, opts)
     assert sorted(s.display_name for s in listed) == ["hourly-check", "tunekit-supervised-tuning"]
     assert sched.list_schedules(get_method("embedding-tuning"), opts) == []
@@ -125,13 +90,15 @@ def test_list_pause_resume_delete(vertex, template):
         sched.pause_schedule(method, opts)
 
 
-def test_existing_name_needs_replace(vertex, template):
+def test_existing_name_needs_replace(vertex):
     method = get_method("supervised-tuning")
-    opts = options(vertex, template)
-    first = sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 3 * * *"))
+    opts = options(vertex)
+    first = sched.create_schedule(method, supervised_config(), opts, sched.ScheduleOptions(cron="0 3 * * *"))
     with pytest.raises(UserError, match="--replace"):
-        sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 5 * * *"))
-    second = sched.create_schedule(method, config(), opts, sched.ScheduleOptions(cron="0 5 * * *"), replace=True)
+        sched.create_schedule(method, supervised_config(), opts, sched.ScheduleOptions(cron="0 5 * * *"))
+    second = sched.create_schedule(
+        method, supervised_config(), opts, sched.ScheduleOptions(cron="0 5 * * *"), replace=True
+    )
     assert list(vertex.schedules) == [second.resource_name] != [first.resource_name]
     assert vertex.schedules[second.resource_name]["cron"] == "0 5 * * *"
 
@@ -150,7 +117,7 @@ def test_bad_schedule_options_are_user_errors(schedule_options, message):
     method = get_method("supervised-tuning")
     opts = SubmitOptions(project="p", region="r", pipeline_root="gs://b/r")
     with pytest.raises(UserError, match=message):
-        sched.create_schedule(method, config(), opts, sched.ScheduleOptions(**schedule_options))
+        sched.create_schedule(method, supervised_config(), opts, sched.ScheduleOptions(**schedule_options))
 
 
 def test_cli_schedule_commands(vertex, template, monkeypatch, capsys):

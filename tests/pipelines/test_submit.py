@@ -1,11 +1,8 @@
-import json
-
 import pytest
-from fake_vertex_pipelines import FakeVertexPipelines
 from google.auth.credentials import AnonymousCredentials
+from pipeline_helpers import fake_options, supervised_config
 
 from tunekit.components.common.errors import UserError
-from tunekit.pipelines.config import load_config
 from tunekit.pipelines.registry import get_method
 from tunekit.pipelines.submit import (
     FINAL_STATES,
@@ -15,17 +12,6 @@ from tunekit.pipelines.submit import (
     vertex_parameters,
     wait_for_job,
 )
-
-
-def make_config(**overrides):
-    _, cls = get_method("supervised-tuning").load()
-    items = {
-        "train_dataset_uri": "gs://bucket/train.jsonl",
-        "task": "classification",
-        "epoch_count": 4,
-        **overrides,
-    }
-    return load_config(cls, None, [f"{k}={json.dumps(v)}" for k, v in items.items()])
 
 
 def test_pipeline_job_carries_the_config_as_parameter_values(tmp_path):
@@ -38,7 +24,10 @@ def test_pipeline_job_carries_the_config_as_parameter_values(tmp_path):
         image="europe-docker.pkg.dev/p/r/components:abc",
     )
     job = build_pipeline_job(
-        method, make_config(labels={"use-case": "routing"}), options, credentials=AnonymousCredentials()
+        method,
+        supervised_config(epoch_count=4, labels={"use-case": "routing"}),
+        options,
+        credentials=AnonymousCredentials(),
     )
     runtime = job._gca_resource.runtime_config
     values = {k: v for k, v in runtime.parameter_values.items()}
@@ -59,7 +48,7 @@ def test_pipeline_job_carries_the_config_as_parameter_values(tmp_path):
 
 
 def test_explicit_project_is_sent():
-    values = vertex_parameters(make_config(project="other", location="us-central1"))
+    values = vertex_parameters(supervised_config(project="other", location="us-central1"))
     assert values["project"] == "other" and values["location"] == "us-central1"
 
 
@@ -67,53 +56,27 @@ def test_pipeline_root_must_be_gcs():
     with pytest.raises(UserError, match="gs://"):
         build_pipeline_job(
             get_method("supervised-tuning"),
-            make_config(),
+            supervised_config(),
             SubmitOptions(project="p", region="r", pipeline_root="/tmp/root"),
             credentials=AnonymousCredentials(),
         )
 
 
-# --- submission against the fake Vertex server: --wait, re-attach, options in the request body ------------------
+# --- submission against the fake Vertex server (conftest's `vertex`): --wait, re-attach, the request body ----------
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    """The supervised pipeline compiled from the code now (compiled/ may lag behind while it is edited)."""
-    from tunekit.pipelines.compile import compile_method
-
-    return compile_method(get_method("supervised-tuning"), str(tmp_path_factory.mktemp("c") / "s.yaml"))
-
-
-@pytest.fixture
-def vertex(monkeypatch, template):
-    """The fake Vertex server, with aiplatform's global settings restored afterwards."""
-    from google.cloud.aiplatform import initializer
-
-    # aiplatform.init is bound to the global config object: save and restore its settings, not the object.
-    saved = dict(initializer.global_config.__dict__)
-    with FakeVertexPipelines(polls_to_finish=3) as fake:
-        # PipelineJob.submit checks the pipeline root's bucket through the storage client: aim it at the fake.
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.url)
-        fake.template = template
-        yield fake
-    initializer.global_config.__dict__.clear()
-    initializer.global_config.__dict__.update(saved)
-
-
-def fake_options(fake, **overrides):
-    values = dict(
-        project="test-project",
-        region="us-central1",
-        pipeline_root="gs://bucket/root",
-        template_path=fake.template,
-        api_endpoint=fake.url,
+def submit_supervised(vertex, **options):
+    """Submits the supervised pipeline to the fake server with ``options`` (``job_id``...)."""
+    return submit(
+        get_method("supervised-tuning"),
+        supervised_config(),
+        fake_options(vertex, **options),
+        credentials=AnonymousCredentials(),
     )
-    values.update(overrides)
-    return SubmitOptions(**values)
 
 
 def test_submit_sends_options_and_waits_to_success(vertex):
-    options = fake_options(
+    job = submit_supervised(
         vertex,
         job_id="nightly-1",
         labels={"team": "nlp"},
@@ -122,7 +85,6 @@ def test_submit_sends_options_and_waits_to_success(vertex):
         encryption_key="projects/p/locations/us-central1/keyRings/r/cryptoKeys/k",
         enable_caching=False,
     )
-    job = submit(get_method("supervised-tuning"), make_config(), options, credentials=AnonymousCredentials())
     assert job.resource_name.endswith("/pipelineJobs/nightly-1")
     (create,) = vertex.creates()
     assert "pipelineJobId=nightly-1" in create[1]
@@ -146,12 +108,7 @@ def test_submit_sends_options_and_waits_to_success(vertex):
 
 def test_wait_reports_failure(vertex):
     vertex.fail_job("broken", "The replica workerpool0-0 exited with a non-zero status of 1.")
-    job = submit(
-        get_method("supervised-tuning"),
-        make_config(),
-        fake_options(vertex, job_id="broken-1"),
-        credentials=AnonymousCredentials(),
-    )
+    job = submit_supervised(vertex, job_id="broken-1")
     lines = []
     assert wait_for_job(job, poll_seconds=0, echo=lines.append, sleep=lambda s: None) == "PIPELINE_STATE_FAILED"
     assert FINAL_STATES["PIPELINE_STATE_FAILED"] == 1
@@ -160,31 +117,16 @@ def test_wait_reports_failure(vertex):
 
 def test_lost_create_reply_reattaches_instead_of_starting_a_second_job(vertex):
     vertex.lose_next_create_reply()
-    job = submit(
-        get_method("supervised-tuning"),
-        make_config(),
-        fake_options(vertex, job_id="retry-1"),
-        credentials=AnonymousCredentials(),
-    )
+    job = submit_supervised(vertex, job_id="retry-1")
     assert job.resource_name.endswith("/pipelineJobs/retry-1")
     assert len(vertex.jobs) == 1  # one job exists, one will be billed
     # Submitting the same id again re-attaches too.
-    again = submit(
-        get_method("supervised-tuning"),
-        make_config(),
-        fake_options(vertex, job_id="retry-1"),
-        credentials=AnonymousCredentials(),
-    )
+    again = submit_supervised(vertex, job_id="retry-1")
     assert again.resource_name == job.resource_name and len(vertex.jobs) == 1
 
 
 def test_wait_gives_up_after_its_timeout_without_cancelling(vertex):
-    job = submit(
-        get_method("supervised-tuning"),
-        make_config(),
-        fake_options(vertex, job_id="slow-1"),
-        credentials=AnonymousCredentials(),
-    )
+    job = submit_supervised(vertex, job_id="slow-1")
     vertex.polls_to_finish = 100
     ticks = iter(range(0, 1000, 10))
     lines = []

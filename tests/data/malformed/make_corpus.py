@@ -28,6 +28,11 @@ def case(name: str, files: dict, method: str, expect: list, **options) -> None:
     CASES.append({"name": name, "files": files, "method": method, "expect": expect, **options})
 
 
+def train_case(name: str, file: str, rows: list, method: str, expect: list, **options) -> None:
+    """A case whose one file is its training data: ``rows`` written to ``file``."""
+    case(name, {"train": write(file, rows)}, method, expect, **options)
+
+
 def pair(i: int, label: str = "billing") -> dict:
     return {
         "input_text": f"Route the message to one team: billing, shipping or account.\nMessage: case {i}\nTeam:",
@@ -61,89 +66,78 @@ case("json_array", {"train": "sft_json_array.jsonl"}, "supervised", [E("json_arr
 with open(os.path.join(HERE, "sft_bom.jsonl"), "wb") as f:
     f.write(b"\xef\xbb\xbf" + b"\n".join(json.dumps(r).encode() for r in GOOD) + b"\n")
 case("bom", {"train": "sft_bom.jsonl"}, "supervised", [E("bom", 1)])
-case(
+train_case(
     "invalid_utf8",
-    {
-        "train": write(
-            "sft_invalid_utf8.jsonl", [GOOD[0], b'{"input_text": "caf\xe9", "output_text": "x"}', GOOD[1]]
-        )
-    },
+    "sft_invalid_utf8.jsonl",
+    [GOOD[0], b'{"input_text": "caf\xe9", "output_text": "x"}', GOOD[1]],
     "supervised",
     [E("invalid_utf8", 2)],
 )
-case(
+train_case(
     "invalid_json",
-    {"train": write("sft_invalid_json.jsonl", [GOOD[0], GOOD[1], '{"input_text": "a", "output_text": '])},
+    "sft_invalid_json.jsonl",
+    [GOOD[0], GOOD[1], '{"input_text": "a", "output_text": '],
     "supervised",
     [E("invalid_json", 3)],
 )
-case(
+train_case(
     "not_object",
-    {"train": write("sft_not_object.jsonl", [GOOD[0], "[1, 2]", '"text"'])},
+    "sft_not_object.jsonl",
+    [GOOD[0], "[1, 2]", '"text"'],
     "supervised",
     [E("not_object", 2), E("not_object", 3)],
 )
-case(
-    "blank_line",
-    {"train": write("sft_blank_line.jsonl", [GOOD[0], "", GOOD[1]])},
-    "supervised",
-    [E("blank_line", 2)],
+train_case("blank_line", "sft_blank_line.jsonl", [GOOD[0], "", GOOD[1]], "supervised", [E("blank_line", 2)])
+train_case(
+    "missing_output", "sft_missing_output.jsonl", [{"input_text": "hello"}], "supervised", [E("missing_field", 1)]
 )
-case(
-    "missing_output",
-    {"train": write("sft_missing_output.jsonl", [{"input_text": "hello"}])},
-    "supervised",
-    [E("missing_field", 1)],
-)
-case(
+train_case(
     "wrong_type",
-    {"train": write("sft_wrong_type.jsonl", [GOOD[0], {"input_text": "a", "output_text": 5}])},
+    "sft_wrong_type.jsonl",
+    [GOOD[0], {"input_text": "a", "output_text": 5}],
     "supervised",
     [E("wrong_type", 2)],
 )
-case(
+train_case(
     "null_text",
-    {"train": write("sft_null_text.jsonl", [{"input_text": None, "output_text": "b"}])},
+    "sft_null_text.jsonl",
+    [{"input_text": None, "output_text": "b"}],
     "supervised",
     [E("wrong_type", 1)],
 )
-case(
+train_case(
     "empty_text",
-    {"train": write("sft_empty_text.jsonl", [GOOD[0], {"input_text": "  \n ", "output_text": "b"}])},
+    "sft_empty_text.jsonl",
+    [GOOD[0], {"input_text": "  \n ", "output_text": "b"}],
     "supervised",
     [E("empty_text", 2)],
 )
-case(
-    "unknown_field",
-    {"train": write("sft_unknown_field.jsonl", [dict(GOOD[0], label="x")])},
-    "supervised",
-    [E("unknown_field", 1)],
+train_case(
+    "unknown_field", "sft_unknown_field.jsonl", [dict(GOOD[0], label="x")], "supervised", [E("unknown_field", 1)]
 )
-case(
+train_case(
     "unknown_format",
-    {"train": write("sft_unknown_format.jsonl", [{"prompt": "a", "completion": "b"}])},
+    "sft_unknown_format.jsonl",
+    [{"prompt": "a", "completion": "b"}],
     "supervised",
     [E("unknown_format", 1)],
 )
-case(
+train_case(
     "mixed_formats",
-    {"train": write("sft_mixed_formats.jsonl", [GOOD[0], chat(("user", "a"), ("model", "b"))])},
+    "sft_mixed_formats.jsonl",
+    [GOOD[0], chat(("user", "a"), ("model", "b"))],
     "supervised",
     [E("mixed_formats", 2)],
 )
-case("empty_file", {"train": write("sft_empty_file.jsonl", [])}, "supervised", [E("empty_file")])
+train_case("empty_file", "sft_empty_file.jsonl", [], "supervised", [E("empty_file")])
 case("missing_file", {"train": "does_not_exist.jsonl"}, "supervised", [E("file_unreadable")])
 
 # -- supervised: quality --------------------------------------------------------------------------------------
-case(
-    "duplicate",
-    {"train": write("sft_duplicate.jsonl", [GOOD[0], GOOD[1], GOOD[0]])},
-    "supervised",
-    [E("duplicate", 3)],
-)
-case(
+train_case("duplicate", "sft_duplicate.jsonl", [GOOD[0], GOOD[1], GOOD[0]], "supervised", [E("duplicate", 3)])
+train_case(
     "conflicting_duplicate",
-    {"train": write("sft_conflicting.jsonl", [GOOD[0], GOOD[1], dict(GOOD[0], output_text="shipping")])},
+    "sft_conflicting.jsonl",
+    [GOOD[0], GOOD[1], dict(GOOD[0], output_text="shipping")],
     "supervised",
     [E("conflicting_duplicate", 3)],
 )
@@ -156,54 +150,45 @@ case(
     "supervised",
     [E("train_validation_overlap", 3)],
 )
-case(
-    "too_few_examples",
-    {"train": write("sft_too_few.jsonl", GOOD)},
-    "supervised",
-    [E("too_few_examples")],
-    task="classification",
+train_case(
+    "too_few_examples", "sft_too_few.jsonl", GOOD, "supervised", [E("too_few_examples")], task="classification"
 )
-case(
+train_case(
     "class_not_in_instruction",
-    {"train": write("sft_class_not_listed.jsonl", GOOD + [pair(7, "refunds")])},
+    "sft_class_not_listed.jsonl",
+    GOOD + [pair(7, "refunds")],
     "supervised",
     [E("class_not_in_instruction", 7)],
     task="classification",
 )
-case(
+train_case(
     "rare_class",
-    {"train": write("sft_rare_class.jsonl", [pair(i, "billing") for i in range(20)] + [pair(99, "account")])},
+    "sft_rare_class.jsonl",
+    [pair(i, "billing") for i in range(20)] + [pair(99, "account")],
     "supervised",
     [E("rare_class")],
     task="classification",
 )
-case(
+train_case(
     "instruction_inconsistent",
-    {
-        "train": write(
-            "sft_inconsistent.jsonl",
-            GOOD + [{"input_text": "Which team handles this? case 9", "output_text": "billing"}],
-        )
-    },
+    "sft_inconsistent.jsonl",
+    GOOD + [{"input_text": "Which team handles this? case 9", "output_text": "billing"}],
     "supervised",
     [E("instruction_inconsistent"), E("instruction_inconsistent", 7)],
 )
 QA = "Answer from the context.\ncontext: The parcel left Lyon on Monday.\nquestion: Where did it leave from?"
-case(
+train_case(
     "answer_not_in_context",
-    {
-        "train": write(
-            "sft_qa_not_substring.jsonl",
-            [{"input_text": QA, "output_text": "Lyon"}, {"input_text": QA, "output_text": "Paris"}],
-        )
-    },
+    "sft_qa_not_substring.jsonl",
+    [{"input_text": QA, "output_text": "Lyon"}, {"input_text": QA, "output_text": "Paris"}],
     "supervised",
     [E("answer_not_in_context", 2)],
     task="extractive_qa",
 )
-case(
+train_case(
     "missing_context",
-    {"train": write("sft_qa_missing_context.jsonl", [{"input_text": "question: where?", "output_text": "Lyon"}])},
+    "sft_qa_missing_context.jsonl",
+    [{"input_text": "question: where?", "output_text": "Lyon"}],
     "supervised",
     [E("missing_context", 1)],
     task="extractive_qa",
@@ -219,226 +204,223 @@ case(
     "supervised",
     [E("validation_too_large")],
 )
-case(
+train_case(
     "too_many_tokens",
-    {"train": write("sft_too_many_tokens.jsonl", [{"input_text": "word " * 120_000, "output_text": "a"}])},
+    "sft_too_many_tokens.jsonl",
+    [{"input_text": "word " * 120_000, "output_text": "a"}],
     "supervised",
     [E("too_many_tokens", 1)],
 )
-case(
+train_case(
     "near_token_limit",
-    {"train": write("sft_near_token_limit.jsonl", [{"input_text": "word " * 90_000, "output_text": "a"}])},
+    "sft_near_token_limit.jsonl",
+    [{"input_text": "word " * 90_000, "output_text": "a"}],
     "supervised",
     [E("near_token_limit", 1)],
 )
 
 # -- chat -----------------------------------------------------------------------------------------------------
-case(
+train_case(
     "chat_system_not_first",
-    {"train": write("chat_system_not_first.jsonl", [chat(("user", "a"), ("system", "be brief"), ("model", "b"))])},
+    "chat_system_not_first.jsonl",
+    [chat(("user", "a"), ("system", "be brief"), ("model", "b"))],
     "supervised",
     [E("role_order", 1)],
 )
-case(
+train_case(
     "chat_not_alternating",
-    {"train": write("chat_not_alternating.jsonl", [chat(("user", "a"), ("user", "b"), ("model", "c"))])},
+    "chat_not_alternating.jsonl",
+    [chat(("user", "a"), ("user", "b"), ("model", "c"))],
     "supervised",
     [E("role_order", 1)],
 )
-case(
+train_case(
     "chat_ends_with_user",
-    {"train": write("chat_ends_with_user.jsonl", [chat(("user", "a"), ("model", "b"), ("user", "c"))])},
+    "chat_ends_with_user.jsonl",
+    [chat(("user", "a"), ("model", "b"), ("user", "c"))],
     "supervised",
     [E("last_turn", 1)],
 )
-case(
+train_case(
     "chat_invalid_role",
-    {"train": write("chat_invalid_role.jsonl", [chat(("user", "a"), ("bot", "b"))])},
+    "chat_invalid_role.jsonl",
+    [chat(("user", "a"), ("bot", "b"))],
     "supervised",
     [E("invalid_role", 1)],
 )
-case(
+train_case(
     "chat_messages_not_list",
-    {"train": write("chat_messages_not_list.jsonl", [{"messages": "hello"}])},
+    "chat_messages_not_list.jsonl",
+    [{"messages": "hello"}],
     "supervised",
     [E("wrong_type", 1)],
 )
-case(
+train_case(
     "chat_missing_content",
-    {
-        "train": write(
-            "chat_missing_content.jsonl", [{"messages": [{"role": "user"}, {"role": "model", "content": "b"}]}]
-        )
-    },
+    "chat_missing_content.jsonl",
+    [{"messages": [{"role": "user"}, {"role": "model", "content": "b"}]}],
     "supervised",
     [E("missing_field", 1)],
 )
 
 # -- Gemini contents -------------------------------------------------------------------------------------------
 FILE_PART = lambda uri, mime="image/png": {"fileData": {"mimeType": mime, "fileUri": uri}}  # noqa: E731
-case(
+train_case(
     "gemini_file_uri_not_gcs",
-    {
-        "train": write(
-            "gemini_file_uri_not_gcs.jsonl",
-            [gemini(("user", [FILE_PART("https://example.com/a.png"), {"text": "what?"}]), ("model", "a cat"))],
-        )
-    },
+    "gemini_file_uri_not_gcs.jsonl",
+    [gemini(("user", [FILE_PART("https://example.com/a.png"), {"text": "what?"}]), ("model", "a cat"))],
     "supervised",
     [E("file_uri_not_gcs", 1)],
 )
-case(
+train_case(
     "gemini_invalid_file_data",
-    {
-        "train": write(
-            "gemini_invalid_file_data.jsonl",
-            [gemini(("user", [{"fileData": {"fileUri": "gs://b/a.png"}}]), ("model", "a cat"))],
-        )
-    },
+    "gemini_invalid_file_data.jsonl",
+    [gemini(("user", [{"fileData": {"fileUri": "gs://b/a.png"}}]), ("model", "a cat"))],
     "supervised",
     [E("invalid_file_data", 1)],
 )
-case(
+train_case(
     "gemini_system_role_in_contents",
-    {"train": write("gemini_system_role.jsonl", [gemini(("system", "be brief"), ("user", "a"), ("model", "b"))])},
+    "gemini_system_role.jsonl",
+    [gemini(("system", "be brief"), ("user", "a"), ("model", "b"))],
     "supervised",
     [E("invalid_role", 1)],
 )
-case(
+train_case(
     "gemini_starts_with_model",
-    {"train": write("gemini_starts_with_model.jsonl", [gemini(("model", "hi"), ("user", "a"), ("model", "b"))])},
+    "gemini_starts_with_model.jsonl",
+    [gemini(("model", "hi"), ("user", "a"), ("model", "b"))],
     "supervised",
     [E("role_order", 1)],
 )
-case(
+train_case(
     "gemini_ends_with_user",
-    {"train": write("gemini_ends_with_user.jsonl", [gemini(("user", "a"), ("model", "b"), ("user", "c"))])},
+    "gemini_ends_with_user.jsonl",
+    [gemini(("user", "a"), ("model", "b"), ("user", "c"))],
     "supervised",
     [E("last_turn", 1)],
 )
-case(
+train_case(
     "gemini_part_without_text",
-    {"train": write("gemini_part_without_text.jsonl", [gemini(("user", [{"inlineData": {}}]), ("model", "b"))])},
+    "gemini_part_without_text.jsonl",
+    [gemini(("user", [{"inlineData": {}}]), ("model", "b"))],
     "supervised",
     [E("missing_field", 1)],
 )
-case(
+train_case(
     "gemini_bad_system_instruction",
-    {
-        "train": write(
-            "gemini_bad_system_instruction.jsonl",
-            [dict(gemini(("user", "a"), ("model", "b")), systemInstruction="be brief")],
-        )
-    },
+    "gemini_bad_system_instruction.jsonl",
+    [dict(gemini(("user", "a"), ("model", "b")), systemInstruction="be brief")],
     "supervised",
     [E("wrong_type", 1)],
 )
-case(
+train_case(
     "gemini_empty_turn",
-    {"train": write("gemini_empty_turn.jsonl", [gemini(("user", "a"), ("model", ""))])},
+    "gemini_empty_turn.jsonl",
+    [gemini(("user", "a"), ("model", ""))],
     "supervised",
     [E("empty_text", 1)],
 )
-case(
+train_case(
     "gemini_text_not_string",
-    {"train": write("gemini_text_not_string.jsonl", [gemini(("user", [{"text": ["a"]}]), ("model", "b"))])},
+    "gemini_text_not_string.jsonl",
+    [gemini(("user", [{"text": ["a"]}]), ("model", "b"))],
     "supervised",
     [E("wrong_type", 1)],
 )
-case(
+train_case(
     "gemini_unknown_part_field",
-    {
-        "train": write(
-            "gemini_unknown_part_field.jsonl", [gemini(("user", [{"text": "a", "thought": True}]), ("model", "b"))]
-        )
-    },
+    "gemini_unknown_part_field.jsonl",
+    [gemini(("user", [{"text": "a", "thought": True}]), ("model", "b"))],
     "supervised",
     [E("unknown_field", 1)],
 )
 
 # -- distillation ---------------------------------------------------------------------------------------------
-case(
+train_case(
     "distill_truncated_input",
-    {"train": write("distill_truncated_input.jsonl", [{"input_text": "word " * 6_000, "output_text": "a"}])},
+    "distill_truncated_input.jsonl",
+    [{"input_text": "word " * 6_000, "output_text": "a"}],
     "distillation",
     [E("truncated_input", 1)],
 )
-case(
+train_case(
     "distill_truncated_output",
-    {"train": write("distill_truncated_output.jsonl", [{"input_text": "q", "output_text": "word " * 1_000}])},
+    "distill_truncated_output.jsonl",
+    [{"input_text": "q", "output_text": "word " * 1_000}],
     "distillation",
     [E("truncated_output", 1)],
 )
-case(
+train_case(
     "distill_few_unlabelled",
-    {"train": write("distill_few_unlabelled.jsonl", [{"input_text": f"q {i}"} for i in range(5)])},
+    "distill_few_unlabelled.jsonl",
+    [{"input_text": f"q {i}"} for i in range(5)],
     "distillation",
     [E("few_unlabelled")],
 )
-case(
+train_case(
     "distill_labelled_mix",
-    {
-        "train": write(
-            "distill_labelled_mix.jsonl", [{"input_text": "q 1"}, {"input_text": "q 2", "output_text": "a"}]
-        )
-    },
+    "distill_labelled_mix.jsonl",
+    [{"input_text": "q 1"}, {"input_text": "q 2", "output_text": "a"}],
     "distillation",
     [E("labelled_mix")],
 )
-case(
+train_case(
     "distill_output_wrong_type",
-    {"train": write("distill_output_wrong_type.jsonl", [{"input_text": "q", "output_text": ["a"]}])},
+    "distill_output_wrong_type.jsonl",
+    [{"input_text": "q", "output_text": ["a"]}],
     "distillation",
     [E("wrong_type", 1)],
 )
 
 # -- human preference and RLHF prompts --------------------------------------------------------------------------
 PREF = {"input_text": "Say hi", "candidate_0": "Hi!", "candidate_1": "Go away.", "choice": 0}
-case(
+train_case(
     "pref_invalid_choice",
-    {"train": write("pref_invalid_choice.jsonl", [PREF, dict(PREF, choice=2)])},
+    "pref_invalid_choice.jsonl",
+    [PREF, dict(PREF, choice=2)],
     "preference",
     [E("invalid_choice", 2)],
 )
-case(
+train_case(
     "pref_choice_string",
-    {"train": write("pref_choice_string.jsonl", [dict(PREF, choice="1")])},
+    "pref_choice_string.jsonl",
+    [dict(PREF, choice="1")],
     "preference",
     [E("invalid_choice", 1)],
 )
-case(
+train_case(
     "pref_identical_candidates",
-    {"train": write("pref_identical.jsonl", [dict(PREF, candidate_1="Hi! ")])},
+    "pref_identical.jsonl",
+    [dict(PREF, candidate_1="Hi! ")],
     "preference",
     [E("identical_candidates", 1)],
 )
-case(
+train_case(
     "pref_missing_candidate",
-    {"train": write("pref_missing_candidate.jsonl", [PREF, {"input_text": "x", "candidate_0": "a", "choice": 1}])},
+    "pref_missing_candidate.jsonl",
+    [PREF, {"input_text": "x", "candidate_0": "a", "choice": 1}],
     "preference",
     [E("missing_field", 2)],
 )
-case(
+train_case(
     "pref_messages_end_with_assistant",
-    {
-        "train": write(
-            "pref_messages_end.jsonl",
-            [
-                {
-                    "messages": [{"author": "user", "content": "a"}, {"author": "assistant", "content": "b"}],
-                    "candidate_0": "x",
-                    "candidate_1": "y",
-                    "choice": 1,
-                }
-            ],
-        )
-    },
+    "pref_messages_end.jsonl",
+    [
+        {
+            "messages": [{"author": "user", "content": "a"}, {"author": "assistant", "content": "b"}],
+            "candidate_0": "x",
+            "candidate_1": "y",
+            "choice": 1,
+        }
+    ],
     "preference",
     [E("last_turn", 1)],
 )
-case(
+train_case(
     "rlhf_prompt_empty",
-    {"train": write("rlhf_prompt_empty.jsonl", [{"input_text": "Say hi"}, {"input_text": ""}])},
+    "rlhf_prompt_empty.jsonl",
+    [{"input_text": "Say hi"}, {"input_text": ""}],
     "preference",
     [E("empty_text", 2)],
     format="prompt",
@@ -446,82 +428,71 @@ case(
 
 
 # -- Gemini preference ----------------------------------------------------------------------------------------
+def completion(score: int, text: str) -> dict:
+    return {"score": score, "completion": {"role": "model", "parts": [{"text": text}]}}
+
+
 def gpref(*turns, completions=None):
     row = gemini(*turns)
     row["completions"] = (
-        completions
-        if completions is not None
-        else [
-            {"score": 1, "completion": {"role": "model", "parts": [{"text": "Hi!"}]}},
-            {"score": 0, "completion": {"role": "model", "parts": [{"text": "Go away."}]}},
-        ]
+        completions if completions is not None else [completion(1, "Hi!"), completion(0, "Go away.")]
     )
     return row
 
 
-case(
+train_case(
     "gpref_ends_with_model",
-    {"train": write("gpref_ends_with_model.jsonl", [gpref(("user", "a"), ("model", "b"))])},
+    "gpref_ends_with_model.jsonl",
+    [gpref(("user", "a"), ("model", "b"))],
     "preference",
     [E("last_turn", 1)],
 )
-case(
+train_case(
     "gpref_file_data",
-    {"train": write("gpref_file_data.jsonl", [gpref(("user", [FILE_PART("gs://b/a.png")]))])},
+    "gpref_file_data.jsonl",
+    [gpref(("user", [FILE_PART("gs://b/a.png")]))],
     "preference",
     [E("text_only", 1)],
 )
-case(
+train_case(
     "gpref_one_completion",
-    {
-        "train": write(
-            "gpref_one_completion.jsonl",
-            [
-                gpref(
-                    ("user", "a"),
-                    completions=[{"score": 1, "completion": {"role": "model", "parts": [{"text": "x"}]}}],
-                )
-            ],
+    "gpref_one_completion.jsonl",
+    [
+        gpref(
+            ("user", "a"),
+            completions=[completion(1, "x")],
         )
-    },
+    ],
     "preference",
     [E("invalid_completions", 1)],
 )
-case(
+train_case(
     "gpref_same_score",
-    {
-        "train": write(
-            "gpref_same_score.jsonl",
-            [
-                gpref(
-                    ("user", "a"),
-                    completions=[
-                        {"score": 1, "completion": {"role": "model", "parts": [{"text": "x"}]}},
-                        {"score": 1, "completion": {"role": "model", "parts": [{"text": "y"}]}},
-                    ],
-                )
+    "gpref_same_score.jsonl",
+    [
+        gpref(
+            ("user", "a"),
+            completions=[
+                completion(1, "x"),
+                completion(1, "y"),
             ],
         )
-    },
+    ],
     "preference",
     [E("invalid_completions", 1)],
 )
-case(
+train_case(
     "gpref_identical",
-    {
-        "train": write(
-            "gpref_identical.jsonl",
-            [
-                gpref(
-                    ("user", "a"),
-                    completions=[
-                        {"score": 1, "completion": {"role": "model", "parts": [{"text": "x"}]}},
-                        {"score": 0, "completion": {"role": "model", "parts": [{"text": "x"}]}},
-                    ],
-                )
+    "gpref_identical.jsonl",
+    [
+        gpref(
+            ("user", "a"),
+            completions=[
+                completion(1, "x"),
+                completion(0, "x"),
             ],
         )
-    },
+    ],
     "preference",
     [E("identical_candidates", 1)],
 )

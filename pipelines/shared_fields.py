@@ -1,0 +1,122 @@
+"""The config fields that several methods share, each default and meaning written once.
+
+Each method's config dataclass still lists every one of its fields, in its own order, so it stays the one readable
+list of the method's parameters; a field that means the same in several methods takes its definition from here::
+
+    from tunekit.pipelines import shared_fields as shared
+
+    purpose: str = shared.purpose(PIPELINE_NAME)
+    force: bool = shared.force()
+
+Each function returns a fresh :func:`~tunekit.pipelines.config.field`; its arguments fill in what differs between
+methods (the candidate's name, what is resampled, which jobs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+
+# -- the run's data ---------------------------------------------------------------------------------------------
+
+
+def required_data(what: str) -> Any:
+    """The run's first, required data field (``train_dataset_uri``, ``corpus_uri``): ``what`` it holds."""
+    return field("", f"{what}; a local path or gs:// URI. Required.", required=True)
+
+
+# -- Vertex AI tuning jobs --------------------------------------------------------------------------------------
+
+
+def tuned_model_display_name() -> Any:
+    """``tuned_model_display_name``: the display name of the tuned model."""
+    return field("", "Vertex: display name of the tuned model ('' lets Vertex name it).")
+
+
+def epoch_count(of: str = "") -> Any:
+    """``epoch_count``: epochs of a tuning job (``of``: which job, e.g. " of the preference job")."""
+    return field(0, f"Vertex: epochs{of} (0 lets Vertex choose).")
+
+
+def learning_rate_multiplier() -> Any:
+    """``learning_rate_multiplier``: the tuning job's learning-rate multiplier."""
+    return field(0.0, "Vertex: learning-rate multiplier (0 lets Vertex choose).")
+
+
+def adapter_size(note: str = "") -> Any:
+    """``adapter_size``: the LoRA adapter size (``note``: a model's own limit, e.g. "; 2.5 Pro at most 8")."""
+    return field(0, f"Vertex: LoRA adapter size 1, 2, 4, 8 or 16 (0 lets Vertex choose{note}).")
+
+
+def labels(jobs: str = "the tuning job") -> Any:
+    """``labels``: the labels of ``jobs`` and of the deployed model."""
+    return field({}, f"Labels for {jobs} and the deployed model (lineage labels are added).")
+
+
+def encryption_key() -> Any:
+    """``encryption_key``: the Cloud KMS key of the tuning jobs (CMEK)."""
+    return field("", "Vertex: Cloud KMS key name for CMEK ('' for Google-managed keys).")
+
+
+def output_uri(jobs: str = "job's") -> Any:
+    """``output_uri``: the folder of the tuning ``jobs``' outputs ("job's" or "jobs'")."""
+    return field("", f"Vertex: gs:// folder for the tuning {jobs} outputs ('' for the default).")
+
+
+# -- evaluation and the gate ------------------------------------------------------------------------------------
+
+
+def max_output_tokens() -> Any:
+    """``max_output_tokens``: the answer length of the evaluation's generations."""
+    return field(64, "Tokens generated per evaluation answer.")
+
+
+def min_improvement(metric: str, note: str = "") -> Any:
+    """``min_improvement``: how much ``metric`` (e.g. "the tuned model's primary metric") must beat the base by."""
+    return field(0.0, f"Gate: {metric} must beat the base by more than this{note}.")
+
+
+def beat_champion(candidate: str = "the tuned model", rows: str = "rows") -> Any:
+    """``beat_champion``: the candidate must also beat the purpose's champion on the same ``rows``."""
+    return field(
+        True, f"Gate: {candidate} must also beat the model now deployed for `purpose` on the same {rows}."
+    )
+
+
+def require_significant(over: str = "") -> Any:
+    """``require_significant``: improvements must be significant (``over``: what the bootstrap resamples)."""
+    return field(False, f"Gate: each required improvement's 95% paired bootstrap interval{over} must lie above 0.")
+
+
+# -- what every pipeline ends with: the champion's purpose, the registry, the data checks, the cloud -----------
+
+
+def purpose(pipeline_name: str, champion: str = "the deployed model becomes this purpose's champion") -> Any:
+    """``purpose``: what the model serves, by default the pipeline's name; ``champion`` says what it becomes."""
+    return field(pipeline_name, f"What the model serves; {champion}.")
+
+
+def local_registry() -> Any:
+    """``local_registry``: the local registry file."""
+    return field("", "Local: registry JSON file (the CLI sets one under the output root).")
+
+
+def strict_validation() -> Any:
+    """``strict_validation``: warnings fail validation too."""
+    return field(False, "Fail validation on warnings too, not only on errors.")
+
+
+def force() -> Any:
+    """``force``: train on unchanged data too (see :mod:`tunekit.pipelines.retraining`)."""
+    return field(False, "Train even when the data's fingerprint equals the one the champion was trained on.")
+
+
+def project() -> Any:
+    """``project``: the Google Cloud project, by default the pipeline job's own."""
+    return field(PROJECT_PLACEHOLDER, "Google Cloud project; by default the pipeline job's own.")
+
+
+def location(used_for: str = "") -> Any:
+    """``location``: the Google Cloud region, by default the job's (``used_for``: " for tuning and prediction")."""
+    return field(LOCATION_PLACEHOLDER, f"Google Cloud region{used_for}; by default the pipeline job's own.")
