@@ -79,3 +79,5 @@ def label_with_teacher(
         output_metadata=labelled_dataset.metadata,
         enabled=label_mode == "separate",
     )
+    for name, value in report["metrics"].items():
+        metrics.log_metric(name, value)
