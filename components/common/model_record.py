@@ -94,8 +94,12 @@ class ModelRecord:
         """
         record = self.to_dict()
         os.makedirs(model_path, exist_ok=True)
-        with open(os.path.join(model_path, RECORD_FILE), "w", encoding="utf-8") as handle:
+        # Atomic (temporary file + os.replace): a step killed mid-write leaves the old record or none, never half.
+        path = os.path.join(model_path, RECORD_FILE)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(record, handle, indent=2)
+        os.replace(tmp, path)
         if metadata is not None:
             metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})
         return record
