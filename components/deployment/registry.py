@@ -149,14 +149,33 @@ def version_ref(name: str) -> str:
     return f"{base.rsplit('/', 1)[-1]}_{version or '1'}".lower()
 
 
+def _model_key(name: str, version_id: str = "") -> tuple[str, str]:
+    """``(model id, version)`` of ``projects/P/locations/L/models/ID[@VERSION]``: the project-free identity.
+
+    Vertex answers with the project NUMBER in resource names (``projects/123456789012/...``) even when the request
+    named the project by its ID, so whole names built from the ID never equal the API's. A model's id is unique
+    in its region, so the last path segment and the version identify it. Sources: issue 14, item C (the first
+    real run: the names Vertex returned carried the project number and promote undeployed nothing); the REST
+    reference names the segment only ``{project}``
+    (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.endpoints, ``DeployedModel.model``),
+    and aiplatform itself treats the project Vertex gives as a number it has to translate back to an ID
+    (google/cloud/aiplatform/initializer.py: "Try to convert project number to project ID").
+    """
+    base, _, version = name.partition("@")
+    return base.rsplit("/", 1)[-1], version or version_id
+
+
 def _is_version(deployed: Any, name: str) -> bool:
-    """Whether a ``DeployedModel`` serves the version ``name`` (``MODEL@VERSION``)."""
+    """Whether a ``DeployedModel`` serves the version ``name`` (``MODEL@VERSION``), compared by model id.
+
+    The project part is ignored (:func:`_model_key`): ``name`` may be built from the project ID while
+    ``deployed.model`` carries the project number.
+    """
     if not name:
         return False
-    if deployed.model == name:
-        return True
-    base, _, version = name.partition("@")
-    return deployed.model.split("@", 1)[0] == base and bool(version) and deployed.model_version_id == version
+    want_id, want_version = _model_key(name)
+    got_id, got_version = _model_key(deployed.model, deployed.model_version_id)
+    return want_id == got_id and (not want_version or want_version == got_version)
 
 
 def _ref_to_name(ref: str, project: str, location: str) -> str:

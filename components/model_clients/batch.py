@@ -132,11 +132,14 @@ class LocalGcsIO:
         return sorted(out)
 
 
-def batch_request(prompt: Prompt, config: GenerationConfig, row: int) -> dict[str, Any]:
-    """One line of a Gemini batch input file (Vertex REST JSON, camelCase)."""
+def batch_request(prompt: Prompt, config: GenerationConfig, row: int, model: str = "") -> dict[str, Any]:
+    """One line of a Gemini batch input file (Vertex REST JSON, camelCase), for ``model``'s thinking setting."""
     contents = [c.model_dump(mode="json", exclude_none=True) for c in prompt_to_contents(prompt)]
-    # The online request's decoding settings, in the REST field names (google-genai's models alias to camelCase).
-    generation = generation_config_to_genai(config).model_dump(mode="json", by_alias=True, exclude_none=True)
+    # The online request's decoding settings (thinking included), in the REST field names (google-genai's models
+    # alias to camelCase).
+    generation = generation_config_to_genai(config, model=model).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
     request: dict[str, Any] = {
         "contents": contents,
         "generationConfig": generation,
@@ -223,7 +226,9 @@ class VertexBatchBackend(Backend):
             JobTimeout: The job did not end within ``max_wait_s`` (a ``TimeoutError``: the engine tries again,
                 and re-attaches).
         """
-        lines = [json.dumps(batch_request(p, config, i), sort_keys=True) for i, p in enumerate(prompts)]
+        lines = [
+            json.dumps(batch_request(p, config, i, self.model), sort_keys=True) for i, p in enumerate(prompts)
+        ]
         fingerprint = hashlib.sha256((self.model + "\n" + "\n".join(lines)).encode("utf-8")).hexdigest()[:20]
         input_uri = f"{self.staging_uri}/{fingerprint}/input.jsonl"
         state_path = self.job_state_path(fingerprint) if self.state_path else None

@@ -206,17 +206,91 @@ def prompt_to_contents(prompt: Prompt) -> list[types.Content]:
     return contents
 
 
+#: 2.5 Pro's smallest thinking budget: it cannot turn thinking off (budget range 128-32,768; "cannot disable").
+#: Source: Vertex AI "Thinking" page, https://cloud.google.com/vertex-ai/generative-ai/docs/thinking (thinking
+#: budgets per model: 2.5 Pro 128-32,768; 2.5 Flash 0-24,576 with 0 turning thinking off; 2.5 Flash-Lite 0 or
+#: 512-24,576), and google-genai 2.34 ``types.ThinkingConfig.thinking_budget`` ("0 is DISABLED. -1 is AUTOMATIC").
+PRO_25_MIN_THINKING_BUDGET = 128
+#: Output headroom added on Gemini 3 Pro, whose lowest thinking level (``LOW``) has no documented token cap: a
+#: tunekit choice, not a Google number (thinking tokens count against ``maxOutputTokens``, same "Thinking" page).
+GEMINI_3_PRO_HEADROOM = 1024
+
+_ENDPOINT_NAME = re.compile(r"(^|/)endpoints/[^/]+$")
+_GEMINI_VERSION = re.compile(r"gemini-(\d+)(?:\.(\d+))?-([a-z-]+)")
+
+
+def thinking_for(model: str, base_model: str = "") -> tuple[types.ThinkingConfig | None, int]:
+    """The thinking setting of a Gemini model family, and the output tokens to add for what it still thinks.
+
+    On Gemini 2.5+ thinking is on and dynamic unless the request says otherwise, and thinking tokens count
+    against ``maxOutputTokens``: a short answer budget (the judge's 8 tokens) is spent thinking and the answer
+    comes back empty with ``MAX_TOKENS``. So every Gemini request states its thinking, the least each family
+    allows:
+
+    - 2.5 Flash and Flash-Lite: ``thinking_budget=0`` (off);
+    - 2.5 Pro: ``thinking_budget=128`` (it cannot be turned off), and 128 more output tokens;
+    - Gemini 3.x: ``thinking_level`` instead of a budget (a budget is the 2.5 control): ``MINIMAL`` on Flash /
+      Flash-Lite, ``LOW`` on Pro (Gemini 3 Pro accepts only ``LOW`` and ``HIGH``), plus
+      :data:`GEMINI_3_PRO_HEADROOM` output tokens on Pro;
+    - older Gemini models (1.5, 2.0), which do not think: nothing (they reject a thinking config).
+
+    Sources: https://cloud.google.com/vertex-ai/generative-ai/docs/thinking and
+    https://cloud.google.com/vertex-ai/generative-ai/docs/start/get-started-with-gemini-3 ("By default, Gemini 3
+    Pro and Gemini 3 Flash use dynamic thinking ... you can constrain the model's thinking_level"); the levels are
+    google-genai 2.34's ``types.ThinkingLevel`` (``MINIMAL``, ``LOW``, ``MEDIUM``, ``HIGH``).
+
+    Args:
+        model: A publisher model id (``gemini-2.5-flash``, ``publishers/google/models/gemini-2.5-pro``) or an
+            endpoint resource name (a tuned model).
+        base_model: For an endpoint, the model it was tuned from: a tuned model thinks as its base family. Without
+            it an endpoint's family is unknown and nothing is set (a non-thinking base would reject the field).
+
+    Returns:
+        ``(ThinkingConfig or None, extra output tokens)``.
+    """
+    name = base_model if (_ENDPOINT_NAME.search(model) and base_model) else model
+    found = _GEMINI_VERSION.search(name.rsplit("/", 1)[-1].lower())
+    if not found:
+        return None, 0
+    major, minor, variant = int(found.group(1)), int(found.group(2) or 0), found.group(3)
+    pro = variant.startswith("pro")
+    if major >= 3:
+        if pro:
+            return types.ThinkingConfig(thinking_level=types.ThinkingLevel.LOW), GEMINI_3_PRO_HEADROOM
+        return types.ThinkingConfig(thinking_level=types.ThinkingLevel.MINIMAL), 0
+    if (major, minor) >= (2, 5):
+        if pro:
+            return types.ThinkingConfig(thinking_budget=PRO_25_MIN_THINKING_BUDGET), PRO_25_MIN_THINKING_BUDGET
+        return types.ThinkingConfig(thinking_budget=0), 0
+    return None, 0
+
+
 def generation_config_to_genai(
-    config: GenerationConfig, system: str | None = None, timeout_s: float | None = None
+    config: GenerationConfig,
+    system: str | None = None,
+    timeout_s: float | None = None,
+    *,
+    model: str = "",
+    base_model: str = "",
 ) -> types.GenerateContentConfig:
     """Maps the backend-neutral :class:`GenerationConfig` to google-genai's ``GenerateContentConfig``.
+
+    This is the one place a Gemini request's config is built, its thinking setting included
+    (:func:`thinking_for`): ``max_output_tokens`` stays the answer's budget, raised by what the family still
+    thinks.
 
     Args:
         config: Decoding settings.
         system: The prompt's system instruction, if any.
         timeout_s: Per-request timeout in seconds, if any.
+        model: The model the request goes to (its family decides the thinking setting); '' sets none.
+        base_model: For a tuned model's endpoint, the model it was tuned from.
     """
     kwargs = config.request_fields(max_tokens="max_output_tokens", count="candidate_count")
+    thinking, extra_tokens = thinking_for(model, base_model)
+    if thinking is not None:
+        kwargs["thinking_config"] = thinking
+        kwargs["max_output_tokens"] = config.max_output_tokens + extra_tokens
     if system:
         kwargs["system_instruction"] = system
     if timeout_s:
@@ -244,6 +318,8 @@ class VertexGeminiClient(ModelClient):
         max_attempts: Tries per prompt, the first included.
         initial_backoff_s: The first retry's nominal delay; it doubles each retry.
         max_backoff_s: The cap on one retry's delay.
+        base_model: For an endpoint, the model it was tuned from (its thinking setting is the base family's,
+            :func:`thinking_for`).
     """
 
     backend = "vertex"
@@ -260,12 +336,14 @@ class VertexGeminiClient(ModelClient):
         max_attempts: int = 5,
         initial_backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
+        base_model: str = "",
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.model = model
+        self.base_model = base_model
         self.project = project
         self.location = location
         self._owns_client = client is None
@@ -299,7 +377,9 @@ class VertexGeminiClient(ModelClient):
             return list(pool.map(lambda p: self._generate_one(p, config), prompts))
 
     def _generate_one(self, prompt: Prompt, config: GenerationConfig) -> Generation:
-        request_config = generation_config_to_genai(config, prompt.system, self.timeout_s)
+        request_config = generation_config_to_genai(
+            config, prompt.system, self.timeout_s, model=self.model, base_model=self.base_model
+        )
         contents = prompt_to_contents(prompt)
         for attempt in range(1, self.max_attempts + 1):
             try:

@@ -308,3 +308,24 @@ def test_promote_cli(fake, tmp_path, capsys):
     assert main(["promote", "support-routing", *region]) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert len(fake.requests_to(r":undeployModel\?")) == 1
+
+
+@pytest.fixture
+def numbered_fake(monkeypatch):
+    """The fake answering as Vertex does: resource names carry the project number, not the ID (issue 14, C)."""
+    from fake_vertex_pipelines import serve_fake_pipelines
+
+    yield from serve_fake_pipelines(monkeypatch, project_number="123456789012")
+
+
+def test_promote_undeploys_the_previous_champion_named_by_project_number(numbered_fake, tmp_path):
+    first = deploy_open(tmp_path, "a", 100)
+    second = deploy_open(tmp_path, "b", 10)
+    # What Vertex returns: the number, although every request named the project by its ID.
+    assert second["model"].startswith("projects/123456789012/")
+    result = vertex.promote_vertex("support-routing", project=PROJECT, location=LOCATION)
+    # The previous champion (named by its tunekit-previous label, rebuilt with the project ID) is found on the
+    # endpoint by its model id and version, and its GPU is given back.
+    assert result["undeployed"] == first["deployed_model_id"]
+    endpoint = numbered_fake.endpoints[first["endpoint"]]
+    assert [d["id"] for d in endpoint["deployedModels"]] == [second["deployed_model_id"]]

@@ -327,6 +327,8 @@ class FakeVertex(LoadFeatures):
         project: The project in the resource names the fake makes.
         location: The location in the resource names the fake makes.
         gcs_root: A local directory standing for Cloud Storage: ``gs://b/o`` is ``gcs_root/b/o`` (batch jobs).
+        thinking: Whether Gemini 2.5+ models think as Vertex's do (:meth:`FakeVertex._thoughts`): thinking tokens
+            are spent out of ``maxOutputTokens`` unless the request's ``thinkingConfig`` turns thinking off.
         **load: :class:`LoadFeatures` of the generateContent calls (``latency_s``, ``quota_qpm``, ...; over the
             quota a call answers 429 ``RESOURCE_EXHAUSTED``).
 
@@ -347,9 +349,11 @@ class FakeVertex(LoadFeatures):
         project: str = PROJECT,
         location: str = LOCATION,
         gcs_root: str | None = None,
+        thinking: bool = False,
         **load: Any,
     ):
         super().__init__(**load)
+        self.thinking = thinking
         self.responder: Responder = responder or _echo
         self.responders: dict[str, Responder] = {}
         #: Gen AI evaluation service: ``json instance (prompt, response, baseline_model_response) -> choice``
@@ -828,6 +832,57 @@ class FakeVertex(LoadFeatures):
         short = model.rsplit("/", 1)[-1]
         return self.responders.get(model) or self.responders.get(short) or self.responder
 
+    #: Thinking tokens a Gemini 2.5+ model spends when thinking is dynamic (no ``thinkingConfig``, or a budget of
+    #: -1) or at a level above ``LOW``; ``LOW`` spends :data:`FAKE_LOW_THOUGHTS`.
+    FAKE_DYNAMIC_THOUGHTS = 200
+    FAKE_LOW_THOUGHTS = 40
+
+    def _family(self, model: str) -> tuple[tuple[int, int], bool] | None:
+        """``((major, minor), is_pro)`` of a Gemini model id, or of an endpoint's tuning base model; None if not Gemini."""
+        name = model
+        if "/endpoints/" in model:
+            with self._lock:
+                job = next(
+                    (j for j in self.jobs.values() if (j.get("tunedModel") or {}).get("endpoint") == model), {}
+                )
+            name = job.get("baseModel") or ""
+        found = re.search(r"gemini-(\d+)(?:\.(\d+))?-([a-z-]+)", name.rsplit("/", 1)[-1].lower())
+        if not found:
+            return None
+        return (int(found.group(1)), int(found.group(2) or 0)), found.group(3).startswith("pro")
+
+    def _thoughts(self, model: str, config: dict) -> tuple[int, str | None]:
+        """Thinking tokens spent on one answer, or an error as Vertex gives it for a setting the model refuses.
+
+        As on Vertex (https://cloud.google.com/vertex-ai/generative-ai/docs/thinking): Gemini 2.5+ models think
+        by default, dynamically; thinking tokens count against ``maxOutputTokens``; ``thinkingBudget`` 0 turns it
+        off on 2.5 Flash / Flash-Lite, while 2.5 Pro cannot turn it off (budgets 128-32,768); Gemini 3 takes
+        ``thinkingLevel`` (https://cloud.google.com/vertex-ai/generative-ai/docs/start/get-started-with-gemini-3;
+        Gemini 3 Pro: ``LOW`` or ``HIGH`` only). Older models (1.5, 2.0) do not think.
+        """
+        family = self._family(model) if self.thinking else None
+        if family is None or family[0] < (2, 5):
+            return 0, None
+        version, pro = family
+        thinking = config.get("thinkingConfig") or config.get("thinking_config") or {}
+        # google-genai 2.34 copies ThinkingConfig's fields unrenamed (models.py: ``setv(to_object,
+        # ['thinkingConfig'], getv(from_object, ['thinking_config']))``), so the wire has ``thinking_budget``;
+        # Vertex's proto JSON parser accepts a field's original name and its lowerCamelCase name alike.
+        budget = thinking.get("thinkingBudget", thinking.get("thinking_budget"))
+        level = thinking.get("thinkingLevel", thinking.get("thinking_level"))
+        if level is not None:
+            if version < (3, 0):
+                return 0, "thinking_level is not supported by this model; use thinking_budget."
+            if pro and level in ("MINIMAL", "MEDIUM"):
+                return 0, f"thinking_level {level} is not supported by this model."
+            return {"MINIMAL": 0, "LOW": self.FAKE_LOW_THOUGHTS}.get(level, self.FAKE_DYNAMIC_THOUGHTS), None
+        if budget is None or int(budget) == -1:
+            return self.FAKE_DYNAMIC_THOUGHTS, None
+        budget = int(budget)
+        if version < (3, 0) and pro and budget < 128:
+            return 0, "The thinking budget must be between 128 and 32768 for this model (it cannot be disabled)."
+        return min(budget, self.FAKE_DYNAMIC_THOUGHTS), None
+
     def _generate(self, model: str, body: dict) -> tuple[int, dict]:
         if "/endpoints/" in model:
             with self._lock:
@@ -841,6 +896,13 @@ class FakeVertex(LoadFeatures):
         prompt = self._texts(user_turns[-1]) if user_turns else ""
         config = body.get("generationConfig") or {}
         max_tokens = config.get("maxOutputTokens")
+        thoughts, refused = self._thoughts(model, config)
+        if refused:
+            return 400, self._error(400, refused)
+        if max_tokens is not None and thoughts:
+            # Thinking is spent first, out of the same maxOutputTokens; what is left is the answer's.
+            thoughts = min(thoughts, int(max_tokens))
+            max_tokens = int(max_tokens) - thoughts
         usage_in = self._count_request(body)
         responder = self._responder_for(model)
         candidates = []
@@ -857,7 +919,7 @@ class FakeVertex(LoadFeatures):
                 }
             text, reason = answer.text, answer.finish_reason
             if max_tokens is not None and _count(text) > int(max_tokens):
-                # Vertex cuts the answer where the budget ends and says so.
+                # Vertex cuts the answer where the budget ends and says so (an empty text when thinking took it all).
                 text, reason = " ".join(text.split()[: int(max_tokens)]), "MAX_TOKENS"
             candidate: dict[str, Any] = {"index": index, "finishReason": reason}
             candidate["content"] = {"role": "model", "parts": [{"text": text}] if text else []}
@@ -873,7 +935,8 @@ class FakeVertex(LoadFeatures):
             "usageMetadata": {
                 "promptTokenCount": usage_in,
                 "candidatesTokenCount": usage_out,
-                "totalTokenCount": usage_in + usage_out,
+                **({"thoughtsTokenCount": thoughts * len(candidates)} if thoughts else {}),
+                "totalTokenCount": usage_in + usage_out + thoughts * len(candidates),
             },
             "modelVersion": model,
             "createTime": _now(),

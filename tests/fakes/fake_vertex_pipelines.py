@@ -82,6 +82,11 @@ class FakeVertexPipelines(LoopbackFake):
         metrics: The evaluator metrics a succeeded job reports.
         operation_polls: 0 answers long-running operations done at once; N answers them not done, and done on
             the N-th GET of the operation (the work itself is carried out at once).
+        project_number: When set, the fake answers as Vertex does: requests may name the project by its ID
+            (:data:`PROJECT`) or its number, and every resource name it returns carries the NUMBER
+            (``projects/123456789012/locations/...``), as the real service did on issue 14's first run (item C);
+            aiplatform expects the number too (google/cloud/aiplatform/initializer.py converts "project number to
+            project ID").
 
     Attributes:
         jobs: Pipeline jobs by resource name (Vertex JSON).
@@ -94,9 +99,15 @@ class FakeVertexPipelines(LoopbackFake):
     thread_name = "fake-vertex-pipelines"
 
     def __init__(
-        self, *, polls_to_finish: int = 2, metrics: dict[str, float] | None = None, operation_polls: int = 0
+        self,
+        *,
+        polls_to_finish: int = 2,
+        metrics: dict[str, float] | None = None,
+        operation_polls: int = 0,
+        project_number: str = "",
     ):
         super().__init__()
+        self.project_number = project_number
         self.polls_to_finish = polls_to_finish
         self.operation_polls = operation_polls
         self.operations: dict[str, dict] = {}
@@ -136,6 +147,7 @@ class FakeVertexPipelines(LoopbackFake):
         """
         with self._lock:
             self._counter += 1
+            project = self._number(project)
             name = f"projects/{project}/locations/{location}/models/{8000 + self._counter}"
             self.models[name] = [self._new_version(name, {"displayName": display_name, "labels": labels or {}})]
             if with_endpoint:
@@ -156,13 +168,28 @@ class FakeVertexPipelines(LoopbackFake):
 
     # --- serving ---------------------------------------------------------------------------------------------
 
+    def _number(self, project: str) -> str:
+        """The project as Vertex names it in responses: its number when ``project_number`` is set."""
+        return self.project_number if self.project_number and project == PROJECT else project
+
+    def _by_number(self, value: Any) -> Any:
+        """``value`` (a path or a JSON body) with ``projects/PROJECT/`` read as ``projects/NUMBER/``."""
+        if not self.project_number or value is None:
+            return value
+        old, new = f"projects/{PROJECT}/", f"projects/{self.project_number}/"
+        if isinstance(value, str):
+            return value.replace(old, new)
+        return json.loads(json.dumps(value).replace(old, new))
+
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         raw = read_body(handler)
         body = json.loads(raw) if raw else None
         with self._lock:
             self.requests.append((method, handler.path, body))
             parsed = urlparse(handler.path)
-            status, payload = self._route(method, unquote(parsed.path), body, parse_qs(parsed.query))
+            status, payload = self._route(
+                method, self._by_number(unquote(parsed.path)), self._by_number(body), parse_qs(parsed.query)
+            )
         self._send(handler, status, payload)
 
     @staticmethod

@@ -103,6 +103,8 @@ def test_request_carries_system_history_and_config(fake):
         "topP": 0.9,
         "seed": 11,
         "candidateCount": 1,
+        # gemini-2.5-flash: thinking off (google-genai sends ThinkingConfig's fields unrenamed).
+        "thinkingConfig": {"thinking_budget": 0},
     }
     # Input tokens: system (3) + history (2) + prompt (2).
     assert result.input_tokens == 7
