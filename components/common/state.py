@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from typing import Any
 
 from tunekit.components.common import uris
@@ -74,8 +75,10 @@ def read_state(path: str, *, what: str = "state file") -> dict[str, Any]:
 def write_state(path: str, state: dict[str, Any]) -> None:
     """Writes a JSON state file whole.
 
-    A local file is written to a temporary file in the same folder, then ``os.replace``-d; a ``gs://`` object is
-    one upload (Cloud Storage replaces an object whole).
+    A local file is written to a temporary file in the same folder, flushed to disk (``fsync``), then
+    ``os.replace``-d, so a reader sees the old file or the new one, never half of one. A file that is replaced
+    keeps its mode; a new one gets the mode the user's umask gives (``0644`` under umask ``022``), as
+    ``open()`` would. A ``gs://`` object is one upload (Cloud Storage replaces an object whole).
 
     Args:
         path: The state file (local, ``/gcs/...`` or ``gs://``); a local folder is created if needed.
@@ -85,19 +88,55 @@ def write_state(path: str, state: dict[str, Any]) -> None:
     if uris.is_gcs(path):
         _blob(path).upload_from_string(json.dumps(state, sort_keys=True), content_type="application/json")
         return
+    text = json.dumps(state, indent=2, sort_keys=True)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=directory, prefix=os.path.basename(path) + ".tmp-", delete=False, encoding="utf-8"
-    ) as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
     try:
-        os.replace(handle.name, path)
+        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    temporary, fd = _create_temporary(directory, os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None and stat.S_IMODE(os.stat(temporary).st_mode) != mode:
+            try:
+                os.chmod(temporary, mode)
+            except OSError:  # a file system without modes (some mounts): the write still counts
+                pass
+        os.replace(temporary, path)
     except BaseException:
-        os.unlink(handle.name)
+        if os.path.exists(temporary):
+            os.unlink(temporary)
         raise
+    _fsync_directory(directory)
+
+
+def _create_temporary(directory: str, name: str) -> tuple[str, int]:
+    """A new file ``<name>.tmp-<random>`` in ``directory``, opened for writing with mode ``0666`` less the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        temporary = os.path.join(directory, f"{name}.tmp-{secrets.token_hex(6)}")
+        try:
+            return temporary, os.open(temporary, flags, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _fsync_directory(directory: str) -> None:
+    """Flushes a folder's entries (the rename) to disk, where the platform and file system allow it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def delete_state(path: str) -> None:

@@ -73,10 +73,10 @@ def fingerprint_label(fingerprint: str) -> str:
 
 def local_kind(entry: dict) -> str:
     """``seq2seq``, ``causal`` or ``embedding`` for a local registry entry ('' when unknown)."""
-    kind = str(entry.get("kind", ""))
+    kind = str(entry.get("kind") or "")
     if kind:
         return _KINDS.get(kind, kind)
-    model_dir = str(entry.get("model_dir", ""))
+    model_dir = str(entry.get("model_dir") or "")
     log = os.path.join(model_dir, "training_log.json")
     if os.path.isfile(log):
         try:
@@ -94,12 +94,12 @@ def local_kind(entry: dict) -> str:
 def champion_from_entry(entry: dict) -> Champion:
     """A :class:`Champion` from a local registry entry."""
     return Champion(
-        purpose=str(entry.get("purpose", "")),
-        model=str(entry.get("model_dir", "")),
-        base_model=str(entry.get("base_model", "") or ""),
+        purpose=str(entry.get("purpose") or ""),
+        model=str(entry.get("model_dir") or ""),
+        base_model=str(entry.get("base_model") or ""),
         metrics=dict(entry.get("metrics") or {}),
-        data_fingerprint=str(entry.get("data_fingerprint", "") or ""),
-        registry_id=str(entry.get("id", "")),
+        data_fingerprint=str(entry.get("data_fingerprint") or ""),
+        registry_id=str(entry.get("id") or ""),
         backend="local",
         extra={"kind": local_kind(entry), "entry": entry},
     )

@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 
 import pytest
 
@@ -30,3 +31,30 @@ def test_a_broken_file_is_a_user_error_naming_it(tmp_path, text, message):
         read_state(str(path), what="tuning state file")
     assert caught.value.path == str(path)
     assert "tuning state file" in caught.value.message
+
+
+@pytest.fixture
+def umask():
+    """Sets the process's umask for one test and restores it afterwards."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_a_new_file_gets_the_mode_the_umask_gives(tmp_path, umask, mask, expected):
+    umask(mask)
+    path = tmp_path / "state.json"
+    write_state(str(path), {"a": 1})
+    assert stat.S_IMODE(os.stat(path).st_mode) == expected
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path, umask):
+    path = tmp_path / "state.json"
+    write_state(str(path), {"a": 1})
+    os.chmod(path, 0o640)
+    umask(0o002)
+    write_state(str(path), {"a": 2})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    assert read_state(str(path)) == {"a": 2}
+    assert os.listdir(tmp_path) == ["state.json"]
