@@ -15,6 +15,7 @@ unexpected failure is reported in one line and exits 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -147,8 +148,41 @@ def _guess_method(path: str) -> str:
     return "supervised"
 
 
+_FILE_ARGS = ("validation", "corpus", "queries", "train_labels", "test_labels", "validation_labels")
+
+
+def _readable_args(args: argparse.Namespace, stack: contextlib.ExitStack) -> dict[str, str]:
+    """Replaces pipes among the file arguments by temporary copies; returns copy -> the path given.
+
+    A pipe is read once, so ``<(cat f)`` and ``/dev/stdin`` are seen whole.
+    """
+    from tunekit.components.data_validation.reader import UnreadableFile, readable_copy
+
+    given_by_copy: dict[str, str] = {}
+
+    def readable(path: str) -> str:
+        try:
+            copy = stack.enter_context(readable_copy(path))
+        except UnreadableFile as exc:
+            raise UserError(f"{path}: {exc}") from None
+        if copy != path:
+            given_by_copy[copy] = path
+        return copy
+
+    args.files = [readable(path) for path in args.files]
+    for name in _FILE_ARGS:
+        if getattr(args, name):
+            setattr(args, name, readable(getattr(args, name)))
+    return given_by_copy
+
+
 def _run(args: argparse.Namespace) -> int:
-    from tunekit.components.data_validation.validate import validate_dataset
+    with contextlib.ExitStack() as stack:
+        return _run_readable(args, _readable_args(args, stack))
+
+
+def _run_readable(args: argparse.Namespace, given_by_copy: dict[str, str]) -> int:
+    from tunekit.components.data_validation.validate import restore_paths, validate_dataset
 
     method, paths = _paths(args)
     if method == "embedding" and args.fmt:
@@ -159,6 +193,7 @@ def _run(args: argparse.Namespace) -> int:
 
         counter = vertex_token_counter(args.project, args.location, args.model or limits.TUNABLE_GEMINI[1])
     report = call(validate_dataset, vars(args), paths=paths, method=method, token_counter=counter)
+    restore_paths(report, given_by_copy)
     report_path = args.report or os.path.join(
         tempfile.gettempdir(), f"tunekit-validation-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
     )

@@ -30,6 +30,7 @@ KINDS: dict[str, tuple[str, str]] = {
     # Encoding and JSON Lines structure
     "bom": (ERROR, "re-save the file as UTF-8 without a byte-order mark"),
     "invalid_utf8": (ERROR, "re-save the file as UTF-8"),
+    "lone_surrogate": (ERROR, "fix the encoding: a \\uD800-\\uDFFF escape must be half of a surrogate pair"),
     "json_array": (ERROR, "write one JSON object per line (JSON Lines), not one JSON array"),
     "invalid_json": (ERROR, "fix the JSON syntax of this line (one complete object per line)"),
     "not_object": (ERROR, 'each line must be a JSON object such as {"input_text": ...}'),
@@ -73,6 +74,11 @@ KINDS: dict[str, tuple[str, str]] = {
         "give every prompt the same instruction template; prediction-time prompts must match training prompts",
     ),
     "class_not_in_instruction": (WARNING, "the output must be one of the classes the instruction lists"),
+    "missing_instruction": (
+        WARNING,
+        "give every training prompt the instruction (and class list) used at prediction time, e.g. "
+        "'Classify the following text into one of the following classes: [a, b] Text: ...'",
+    ),
     "rare_class": (WARNING, "add examples of this class, or merge it into another"),
     "too_many_classes": (WARNING, "check the task: a classification output is one of a few classes"),
     "answer_not_in_context": (WARNING, "an extractive-QA answer must be a substring of its context"),

@@ -163,12 +163,28 @@ _CLASS_LIST = re.compile(
 _SPLIT = re.compile(r"\s*(?:,|\||/|;|\bor\b)\s*")
 
 
+#: Where a one-line list of classes ends: a ``Text:``-like section label after it on the same line.
+_NEXT_SECTION = re.compile(r"(?:[.;]\s*|\s+)(?=[A-Z][A-Za-z]{0,20}(?: [A-Za-z]{1,20})?\s*:)")
+
+
 def class_list(prompt: str) -> tuple[str, ...] | None:
-    """The classes an instruction lists (``... one team: billing, technical or account``), lower-cased."""
+    """The classes an instruction lists, lower-cased.
+
+    On their own line (``... one team: billing, technical or account``) or on one line with the text, as in
+    Google's tuning guides (``Classify the following text into one of the following classes: [business,
+    entertainment] Text: 5 stocks to buy now``): a ``[...]`` list, or the list up to the next ``Label:``.
+    """
     match = _CLASS_LIST.search(prompt[:HEAD])
     if not match:
         return None
-    items = [normalise_label(item) for item in _SPLIT.split(match.group(1))]
+    listed = match.group(1).strip()
+    if listed.startswith("[") and "]" in listed:
+        listed = listed[1 : listed.index("]")]
+    else:
+        end = _NEXT_SECTION.search(listed)
+        if end:
+            listed = listed[: end.start()]
+    items = [normalise_label(item) for item in _SPLIT.split(listed)]
     items = [item for item in items if item and len(item.split()) <= 4]
     return tuple(items) if len(items) >= 2 else None
 
@@ -179,12 +195,18 @@ def normalise_label(text: str) -> str:
 
 
 _CONTEXT = re.compile(r"(?i)(?:^|\n)[ \t]*context[ \t]*:")
-_AFTER_CONTEXT = re.compile(r"(?i)\n[ \t]*(?:question|q|answer|a)[ \t]*:")
+#: ``context:`` inside a line, as in the one-line ``question: ... context: ...`` prompts of Google's guides.
+_INLINE_CONTEXT = re.compile(r"(?i)(?:^|\s)context[ \t]*:")
+_AFTER_CONTEXT = re.compile(r"(?i)\n[ \t]*(?:question|q|answer|a)[ \t]*:|\s(?:question|answer)[ \t]*:")
 
 
 def qa_context(prompt: str) -> str | None:
-    """The ``context:`` section of an extractive-QA prompt (up to a following ``question:``/``answer:``)."""
-    match = _CONTEXT.search(prompt)
+    """The ``context:`` section of an extractive-QA prompt (up to a following ``question:``/``answer:``).
+
+    The section starts a line (``Context: ...`` then ``Question: ...`` on the next line) or follows on the same line
+    (``question: ... context: ...``).
+    """
+    match = _CONTEXT.search(prompt) or _INLINE_CONTEXT.search(prompt)
     if not match:
         return None
     rest = prompt[match.end() :]

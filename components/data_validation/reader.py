@@ -5,14 +5,24 @@ Memory does not grow with the file: lines are read one at a time through a large
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import select
+import shutil
+import stat
+import tempfile
 from collections.abc import Iterable, Iterator
 
 from tunekit.components.data_validation.findings import Findings
 
 BOM = b"\xef\xbb\xbf"
 _BUFFER = 1 << 20
+#: How long a named pipe (FIFO) may stay without a writer or data before validation gives up on it.
+FIFO_WAIT_SECONDS = 30.0
+#: A ``\\uD800``-``\\uDFFF`` escape: the only way a lone surrogate gets into a decoded JSON string.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class UnreadableFile(Exception):
@@ -33,6 +43,82 @@ def open_binary(path: str):
         raise UnreadableFile("file not found; check the path") from None
     except OSError as exc:
         raise UnreadableFile(f"cannot be read ({exc.strerror or exc}); check its permissions") from None
+
+
+@contextlib.contextmanager
+def readable_copy(path: str) -> Iterator[str]:
+    """Yields a path that can be read more than once holding what ``path`` holds.
+
+    A regular file (or a missing one, or a directory: reported later) is yielded as is. Anything else (a pipe
+    such as ``<(cat f)`` or ``/dev/stdin``, a FIFO, a character device) can be read only once, so it is copied
+    to a temporary file first, deleted afterwards. A FIFO that gets no writer within :data:`FIFO_WAIT_SECONDS`
+    and a terminal are :class:`UnreadableFile` instead of a hang.
+
+    Raises:
+        UnreadableFile: The input is a terminal, or a pipe nobody writes to, or cannot be read.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        yield path
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        yield path
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UnreadableFile(f"cannot be read ({exc.strerror or exc}); check its permissions") from None
+    try:
+        if os.isatty(fd):
+            raise UnreadableFile("is a terminal; pipe the data in (e.g. `cat data.jsonl | tunekit validate -`)")
+        if stat.S_ISFIFO(mode):
+            # Opened without blocking; wait (bounded) until a writer sends data or closes its end.
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLHUP)
+            if not poller.poll(int(FIFO_WAIT_SECONDS * 1000)):
+                raise UnreadableFile(
+                    f"is a named pipe (FIFO) with no data after {FIFO_WAIT_SECONDS:g} s; pipe data into it "
+                    "(e.g. `cat data.jsonl > FIFO`) or give a regular file"
+                )
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb", buffering=_BUFFER)
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle, tempfile.NamedTemporaryFile(prefix="tunekit-input-", suffix=".jsonl", delete=False) as copy:
+        try:
+            shutil.copyfileobj(handle, copy, _BUFFER)
+        except OSError as exc:
+            os.unlink(copy.name)
+            raise UnreadableFile(f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        yield copy.name
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(copy.name)
+
+
+def lone_surrogate(value: object, field: str = "") -> tuple[str, str] | None:
+    """``(field, escape)`` of the first string (or key) in ``value`` holding a lone UTF-16 surrogate, or None."""
+    if type(value) is str:
+        for char in value:
+            if "\ud800" <= char <= "\udfff":
+                return field or "value", f"\\u{ord(char):04x}"
+        return None
+    if type(value) is dict:
+        for key, item in value.items():
+            found = lone_surrogate(key, field or "key") or lone_surrogate(
+                item, f"{field}.{key}" if field else str(key)
+            )
+            if found:
+                return found
+    elif type(value) is list:
+        for index, item in enumerate(value):
+            found = lone_surrogate(item, f"{field}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _starts_with_array(path: str) -> bool:
@@ -91,6 +177,18 @@ def read_jsonl(path: str, findings: Findings) -> Iterator[tuple[int, dict]]:
             if type(obj) is not dict:
                 findings.add("not_object", path, number, None, f"a JSON {_json_type(obj)}, not an object")
                 continue
+            if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw):
+                found = lone_surrogate(obj)
+                if found:
+                    field, escape = found
+                    findings.add(
+                        "lone_surrogate",
+                        path,
+                        number,
+                        field,
+                        f"text holds a lone surrogate ({escape}); fix the encoding",
+                    )
+                    continue
             yield number, obj
 
 

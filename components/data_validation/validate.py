@@ -16,6 +16,7 @@ errors are left out, and exact duplicates too when ``dedupe`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
@@ -35,7 +36,7 @@ from tunekit.components.data_validation.quality import (
     qa_context,
     template_signature,
 )
-from tunekit.components.data_validation.reader import UnreadableFile, read_jsonl, reread
+from tunekit.components.data_validation.reader import UnreadableFile, read_jsonl, readable_copy, reread
 from tunekit.components.data_validation.report import Report
 
 #: Counts the tokens of one row exactly (e.g. through Vertex count-tokens); called only for rows near a limit.
@@ -95,11 +96,60 @@ def validate_dataset(
     report = Report(method=method, task=task, model=model, strict=strict, findings=findings)
     if task not in limits.TASKS:
         findings.add("unknown_task", "", None, "task", f"unknown task '{task}'; no task-specific checks run")
+    with contextlib.ExitStack() as stack:
+        copies = readable_paths(paths, stack, findings, report)
+        _validate(report, findings, {role: copy for role, (copy, _) in copies.items()}, locals())
+        restore_paths(report, {copy: given for copy, given in copies.values() if copy != given})
+    return report
+
+
+def readable_paths(
+    paths: dict[str, str], stack: contextlib.ExitStack, findings: Findings, report: Report
+) -> dict[str, tuple[str, str]]:
+    """Role -> (a path that can be read more than once, the path given).
+
+    Pipes are copied (see :func:`.reader.readable_copy`) until ``stack`` closes; an unreadable pipe is a
+    ``file_unreadable`` finding.
+    """
+    copies = {}
+    for role, path in paths.items():
+        try:
+            copies[role] = (stack.enter_context(readable_copy(path)), path)
+        except UnreadableFile as exc:
+            findings.add("file_unreadable", path, None, None, str(exc))
+            report.summary.setdefault("files", {})[role] = {"path": path, "format": None}
+            report.unreadable = True
+    return copies
+
+
+def restore_paths(report: Report, given_by_copy: dict[str, str]) -> None:
+    """Names the files given in ``report`` where it names the temporary copies of pipes."""
+    if not given_by_copy:
+        return
+    for finding in report.findings_collector.kept:
+        finding.path = given_by_copy.get(finding.path, finding.path)
+    for stats in report.summary.get("files", {}).values():
+        if stats.get("path") in given_by_copy:
+            stats["path"] = given_by_copy[stats["path"]]
+    notes = report.summary.get("notes")
+    if notes:
+        for copy, given in given_by_copy.items():
+            notes[:] = [note.replace(copy, given) for note in notes]
+
+
+def _validate(report: Report, findings: Findings, paths: dict[str, str], given: dict) -> None:
+    method, fmt, task, model = given["method"], given["fmt"], given["task"], given["model"]
+    strict, dedupe, normalised_dir, token_counter = (
+        given["strict"],
+        given["dedupe"],
+        given["normalised_dir"],
+        given["token_counter"],
+    )
     if method == "embedding":
         from tunekit.components.data_validation.embedding import validate_embedding
 
         validate_embedding(paths, findings, report)
-        return report
+        return
     allowed = checks.FORMATS_BY_METHOD[method]
     if fmt is not None and fmt not in allowed:
         raise UserError(f"format '{fmt}' does not fit method '{method}'; use one of {', '.join(allowed)}")
@@ -110,19 +160,22 @@ def validate_dataset(
             "give 'train' and optionally 'validation'"
         )
     _check_model(method, model, findings)
-    if "train" not in paths:
+    if "train" not in given["paths"]:
         findings.add("missing_file", "", None, "train", "no training file given")
     validator = call(_DatasetValidator, locals())
     # Validation first: its inputs are what the training rows are compared with for overlap.
-    for role in ("validation", "train"):
-        if role in paths:
-            validator.scan(role, paths[role])
+    try:
+        for role in ("validation", "train"):
+            if role in paths:
+                validator.scan(role, paths[role])
+    finally:
+        for writer in validator.writers:
+            writer.abort()
     report.summary["files"] = {
         role: report.summary["files"][role] for role in ROLE_ORDER if role in report.summary["files"]
     }
     if "train" in paths and "validation" not in paths and method == "supervised":
         findings.add("no_validation_set", paths["train"], None, None, "no validation set given")
-    return report
 
 
 def _check_model(method: str, model: str | None, findings: Findings) -> None:
@@ -211,6 +264,7 @@ class _DatasetValidator:
         self.normalised_dir = normalised_dir
         self.token_counter = token_counter
         self.validation_keys: dict[int, int] = {}
+        self.writers: list[_AtomicWriter] = []
         self.report.summary.setdefault("files", {})
 
     def scan(self, role: str, path: str) -> None:
@@ -312,9 +366,10 @@ class _DatasetValidator:
                     )
             elif keep_validation_keys and len(self.validation_keys) < MAX_VALIDATION_KEYS:
                 self.validation_keys.setdefault(hash(input_key), line)
-            templates_add(template_signature(prompt), line)
+            signature = template_signature(prompt)
+            templates_add(signature, line)
             if classification and output is not None:
-                self._classify(stats, path, line, prompt, output)
+                self._classify(stats, path, line, prompt, output, signature)
             if extractive and output is not None:
                 context = qa_context(prompt)
                 if context is None:
@@ -335,7 +390,7 @@ class _DatasetValidator:
                     seen_rows.add(key)
                 writer.write(json.dumps(self._normalise(obj, fmt), ensure_ascii=False) + "\n")
         if writer is not None:
-            writer.close()
+            writer.commit()
 
         summary["format"] = fmt
         summary["rows"] = stats.lines_with_objects
@@ -361,7 +416,9 @@ class _DatasetValidator:
             input_tokens=stats.input_tokens.nonzero(), output_tokens=stats.output_tokens.nonzero()
         )
 
-    def _classify(self, stats: _FileStats, path: str, line: int, prompt: str, output: str) -> None:
+    def _classify(
+        self, stats: _FileStats, path: str, line: int, prompt: str, output: str, signature: tuple
+    ) -> None:
         label = normalise_label(output)
         if label in stats.labels or len(stats.labels) < MAX_LABELS:
             stats.labels[label] += 1
@@ -369,6 +426,15 @@ class _DatasetValidator:
             stats.labels_other += 1
         classes = class_list(prompt)
         if classes is None:
+            if not signature[1]:
+                # Bare text (``5 stocks to buy now``): no class list and no ``Text:``-like section.
+                self.findings.add(
+                    "missing_instruction",
+                    path,
+                    line,
+                    "input",
+                    "the prompt is bare text: no instruction listing the classes and no 'Text:' section",
+                )
             return
         if stats.classes is None:
             stats.classes = classes
@@ -386,7 +452,9 @@ class _DatasetValidator:
         if not self.normalised_dir:
             return None
         os.makedirs(self.normalised_dir, exist_ok=True)
-        return open(os.path.join(self.normalised_dir, f"{role}.jsonl"), "w", encoding="utf-8")
+        writer = _AtomicWriter(os.path.join(self.normalised_dir, f"{role}.jsonl"))
+        self.writers.append(writer)
+        return writer
 
     def _normalise(self, obj: dict, fmt: str) -> dict:
         """The normalised form of a valid row (see the module docstring)."""
@@ -609,6 +677,31 @@ class _DatasetValidator:
                     None,
                     f"{unlabelled:,} unlabelled examples; more than {limits.MIN_UNLABELLED_DISTILLATION:,} are recommended",
                 )
+
+
+class _AtomicWriter:
+    """Writes a file through a temporary file in its folder; :meth:`commit` renames it into place.
+
+    A step that fails or is killed before the commit leaves no partial file at ``path`` (like
+    ``common.jsonl.write_jsonl``, which takes all rows at once; this one takes them as the scan finds them).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.tmp = f"{path}.tmp{os.getpid()}"
+        self.handle = open(self.tmp, "w", encoding="utf-8")
+        self.write = self.handle.write
+
+    def commit(self) -> None:
+        self.handle.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Removes the temporary file unless it was committed."""
+        if not self.handle.closed:
+            self.handle.close()
+            with contextlib.suppress(OSError):
+                os.remove(self.tmp)
 
 
 def _compatible(file_fmt: str, row_fmt: str) -> bool:

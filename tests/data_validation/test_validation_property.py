@@ -112,3 +112,81 @@ def test_random_embedding_sets_end_in_a_report(corpus, labels):
             with open(paths[role], "wb") as handle:
                 handle.write(data)
         validate_dataset(paths, method="embedding").render_html()
+
+
+# Lone surrogates (issue 15): a valid row per format and the paths of its text fields.
+_SURROGATE_ROWS = {
+    ("supervised", "text_pair"): ({"input_text": "q", "output_text": "a"}, [["input_text"], ["output_text"]]),
+    ("supervised", "chat"): (
+        {
+            "messages": [
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": "q"},
+                {"role": "model", "content": "a"},
+            ]
+        },
+        [["messages", 0, "content"], ["messages", 1, "content"], ["messages", 2, "content"]],
+    ),
+    ("supervised", "gemini"): (
+        {
+            "systemInstruction": {"parts": [{"text": "s"}]},
+            "contents": [{"role": "user", "parts": [{"text": "q"}]}, {"role": "model", "parts": [{"text": "a"}]}],
+        },
+        [
+            ["systemInstruction", "parts", 0, "text"],
+            ["contents", 0, "parts", 0, "text"],
+            ["contents", 1, "parts", 0, "text"],
+        ],
+    ),
+    ("preference", "human_preference"): (
+        {"input_text": "q", "candidate_0": "a", "candidate_1": "b", "choice": 0},
+        [["input_text"], ["candidate_0"], ["candidate_1"]],
+    ),
+    ("preference", "prompt"): ({"messages": [{"author": "user", "content": "q"}]}, [["messages", 0, "content"]]),
+    ("preference", "gemini_preference"): (
+        {
+            "contents": [{"role": "user", "parts": [{"text": "q"}]}],
+            "completions": [
+                {"score": 1, "completion": {"role": "model", "parts": [{"text": "a"}]}},
+                {"score": 0, "completion": {"role": "model", "parts": [{"text": "b"}]}},
+            ],
+        },
+        [["contents", 0, "parts", 0, "text"], ["completions", 0, "completion", "parts", 0, "text"]],
+    ),
+}
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.sampled_from(sorted(_SURROGATE_ROWS)),
+    st.data(),
+    st.integers(0xD800, 0xDFFF),
+    st.text(max_size=5),
+    st.text(max_size=5),
+)
+def test_lone_surrogates_in_any_text_field_are_findings(case, data, code, before, after):
+    import copy
+
+    method, fmt = case
+    valid, fields = _SURROGATE_ROWS[case]
+    field = data.draw(st.sampled_from(fields))
+    bad = copy.deepcopy(valid)
+    target = bad
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = before + chr(code) + after
+    lines = [json.dumps(valid), json.dumps(bad), json.dumps(valid)]  # json.dumps escapes it: \udXXX
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "train.jsonl")
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write("\n".join(lines) + "\n")
+        out = os.path.join(tmp, "out")
+        report = validate_dataset({"train": path}, method=method, fmt=fmt, normalised_dir=out)
+        found = [f for f in report.findings if f.kind == "lone_surrogate"]
+        assert [(f.line, f.severity) for f in found] == [(2, "error")]
+        assert f"\\u{code:04x}" in found[0].message and found[0].field.endswith(str(field[-1]))
+        with open(os.path.join(out, "train.jsonl"), encoding="utf-8") as handle:
+            assert len(handle.read().splitlines()) == 2
+        report.write_json(os.path.join(tmp, "r.json"))
+        report.render_html()
+        report.text_summary()
