@@ -64,6 +64,32 @@ _SCHEDULE = re.compile(rf"^/v1/(?P<name>{_PARENT}/schedules/[^/:]+)(?::(?P<verb>
 _OPERATION = re.compile(rf"^/(?:v1|ui)/(?P<name>{_PARENT}/.+/operations/[^/:]+)$")
 _TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
 
+#: Google's text-embedding tuning template and the parameters it declares (v1.1.3+), written out here rather than
+#: imported so that the fake checks tunekit instead of agreeing with it. Sources: Google's sample
+#: EmbeddingModelTuningSample.java (GoogleCloudPlatform/java-docs-samples, region tag
+#: ``generativeaionvertexai_sdk_embedding_model_tuning``) and aiplatform 1.165.1's
+#: vertexai/language_models/_language_models.py (``tune_model`` of text-embedding models).
+EMBEDDING_TEMPLATE = "https://us-kfp.pkg.dev/ml-pipeline/llm-text-embedding/tune-text-embedding-model"
+EMBEDDING_TEMPLATE_PARAMETERS = frozenset(
+    {
+        "base_model_version_id",
+        "task_type",
+        "queries_path",
+        "corpus_path",
+        "train_label_path",
+        "test_label_path",
+        "validation_label_path",
+        "learning_rate_multiplier",
+        "output_dimensionality",
+        "batch_size",
+        "train_steps",
+        "encryption_spec_key_name",
+        "machine_type",
+        "accelerator_type",
+        "accelerator_count",
+    }
+)
+
 
 def hash_embedding(text: str, dim: int = 64) -> list[float]:
     """A deterministic embedding: word hashes into ``dim`` buckets, L2-normalised."""
@@ -458,6 +484,16 @@ class FakeVertexPipelines(LoopbackFake):
             return self._error(409, "ALREADY_EXISTS", f"PipelineJob {name} already exists.")
         if not body.get("templateUri") and not body.get("pipelineSpec"):
             return self._error(400, "INVALID_ARGUMENT", "either pipelineSpec or templateUri is required.")
+        if (body.get("templateUri") or "").startswith(EMBEDDING_TEMPLATE):
+            # A parameter the template does not declare is refused, with aiplatform's own message
+            # (google/cloud/aiplatform/utils/pipeline_utils.py, PipelineRuntimeConfigBuilder._get_vertex_value).
+            given = (body.get("runtimeConfig") or {}).get("parameterValues") or {}
+            for key in sorted(set(given) - EMBEDDING_TEMPLATE_PARAMETERS):
+                return self._error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    f"The pipeline parameter {key} is not found in the pipeline job input definitions.",
+                )
         job = {**body, "name": name, "state": "PIPELINE_STATE_PENDING", "createTime": "2026-01-01T00:00:00Z"}
         self.jobs[name] = job
         self._polls[name] = 0

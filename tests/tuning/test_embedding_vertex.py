@@ -89,12 +89,11 @@ def test_submission_sends_template_and_parameters(fake, tmp_path):
         "train_label_path": DATA["train_labels_uri"],
         "test_label_path": "gs://bucket/data/test.tsv",
         "batch_size": 64,
-        "iterations": 300,
+        # The template declares train_steps, not iterations, and no project/location (issue 14, item B).
+        "train_steps": 300,
         "learning_rate_multiplier": 0.5,
         "output_dimensionality": 256,
         "task_type": "RETRIEVAL_QUERY",
-        "project": PROJECT,
-        "location": LOCATION,
     }
     assert body["labels"]["team"] == "search" and ev.REQUEST_LABEL in body["labels"]
     assert "pipelineJobId=tunekit-embedding-" in create[1]
@@ -195,3 +194,39 @@ def test_run_tune_embedding_vertex_writes_model_info(fake, tmp_path):
     assert body["labels"]["tunekit-pipeline-run"] == "embedding-tuning-20260101"
     assert metadata["tuned_model"] == summary["tuned_model"]
     assert os.path.exists(tmp_path / "model" / "tunekit_model.json")
+
+
+def test_fewer_than_30_train_steps_fail_before_any_call(fake, tmp_path):
+    # aiplatform's tune_model: "train_steps must be greater than or equal to 30".
+    with pytest.raises(UserError, match="at least 30") as caught:
+        tune(tmp_path, base_model="text-embedding-005", train_steps=29)
+    assert len(str(caught.value).splitlines()) == 1
+    with pytest.raises(UserError, match="at least 30"):
+        tune(tmp_path, base_model="text-embedding-005", iterations=10)
+    assert not fake.creates()
+
+
+def test_only_declared_parameters_and_the_cmek_key_as_a_template_parameter(fake, tmp_path):
+    key = f"projects/{PROJECT}/locations/{LOCATION}/keyRings/r/cryptoKeys/k"
+    tune(tmp_path, base_model="text-embedding-005", train_steps=100, encryption_key=key)
+    (create,) = fake.creates()
+    body = create[2]
+    values = body["runtimeConfig"]["parameterValues"]
+    assert set(values) <= ev.DECLARED_PARAMETERS
+    assert values["train_steps"] == 100 and values["encryption_spec_key_name"] == key
+    assert body["encryptionSpec"] == {"kmsKeyName": key}
+
+
+def test_the_fake_refuses_parameters_the_template_does_not_declare(fake):
+    from google.api_core import exceptions
+    from google.cloud import aiplatform_v1
+
+    client = ev.make_pipeline_client(LOCATION)
+    job = aiplatform_v1.PipelineJob(
+        template_uri=ev.template_uri("text-embedding-005"),
+        runtime_config=aiplatform_v1.PipelineJob.RuntimeConfig(
+            gcs_output_directory="gs://bucket/root", parameter_values={"iterations": 300}
+        ),
+    )
+    with pytest.raises(exceptions.BadRequest, match="iterations is not found"):
+        client.create_pipeline_job(parent=f"projects/{PROJECT}/locations/{LOCATION}", pipeline_job=job)

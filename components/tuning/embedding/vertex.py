@@ -64,6 +64,40 @@ DATA_PARAMETERS = {
     "test_labels_uri": "test_label_path",
     "validation_labels_uri": "validation_label_path",
 }
+#: The parameters Google's ``tune-text-embedding-model`` template (v1.1.3+) declares; nothing else is sent, since
+#: aiplatform refuses a parameter the template does not declare ("The pipeline parameter {} is not found in the
+#: pipeline job input definitions.", google/cloud/aiplatform/utils/pipeline_utils.py ``_get_vertex_value``).
+#: Sources: aiplatform 1.165.1's own embedding tuning, vertexai/language_models/_language_models.py
+#: (``_TunableModelMixin.tune_model``: ``batch_size``, ``train_steps``, ``output_dimensionality``,
+#: ``learning_rate_multiplier``, ``task_type``, ``machine_type``, ``accelerator_type``, ``accelerator_count``,
+#: ``corpus_path``, ``queries_path``, ``test_label_path``, ``validation_label_path``; ``base_model_version_id`` for
+#: this template, where ``project``/``location`` are sent only to the other templates; ``encryption_spec_key_name``
+#: from the CMEK key), and Google's sample EmbeddingModelTuningSample.java (GoogleCloudPlatform/java-docs-samples,
+#: region tag ``generativeaionvertexai_sdk_embedding_model_tuning``: template v1.1.3 with ``base_model_version_id``,
+#: ``task_type``, ``queries_path``, ``corpus_path``, ``train_label_path``, ``test_label_path``,
+#: ``learning_rate_multiplier``, ``output_dimensionality``, ``batch_size``, ``train_steps``).
+DECLARED_PARAMETERS = frozenset(
+    {
+        "base_model_version_id",
+        "task_type",
+        "queries_path",
+        "corpus_path",
+        "train_label_path",
+        "test_label_path",
+        "validation_label_path",
+        "learning_rate_multiplier",
+        "output_dimensionality",
+        "batch_size",
+        "train_steps",
+        "encryption_spec_key_name",
+        "machine_type",
+        "accelerator_type",
+        "accelerator_count",
+    }
+)
+#: The fewest tuning steps the template takes: aiplatform's ``tune_model`` refuses fewer ("train_steps must be
+#: greater than or equal to 30", vertexai/language_models/_language_models.py).
+MIN_TRAIN_STEPS = 30
 #: The data every run needs.
 REQUIRED_DATA = ("corpus_uri", "queries_uri", "train_labels_uri")
 #: The largest ``output_dimensionality`` of the tunable models.
@@ -154,17 +188,19 @@ def build_parameter_values(
     test_labels_uri: str = "",
     validation_labels_uri: str = "",
     batch_size: int = 128,
-    iterations: int = 1000,
+    train_steps: int | None = None,
+    iterations: int | None = None,
     learning_rate_multiplier: float = 1.0,
     output_dimensionality: int = 0,
     task_type: str = "DEFAULT",
+    encryption_key: str = "",
     project: str = "",
     location: str = "",
 ) -> dict[str, Any]:
-    """The template's parameter values (SPEC names), checked before any paid call.
+    """The template's parameter values (only names it declares: :data:`DECLARED_PARAMETERS`), checked first.
 
-    Optional inputs left empty (test and validation labels, ``output_dimensionality`` 0, project, location) are
-    not sent, so the template's own defaults apply.
+    Everything is checked before any paid call. Optional inputs left empty (test and validation labels, ``output_dimensionality`` 0, the CMEK key) are not
+    sent, so the template's own defaults apply.
 
     Args:
         base_model: ``text-embedding-005``, ``text-embedding-004`` or ``text-multilingual-embedding-002``.
@@ -174,12 +210,16 @@ def build_parameter_values(
         test_labels_uri: ``gs://`` test label TSV ('' for none).
         validation_labels_uri: ``gs://`` validation label TSV ('' for none).
         batch_size: Tuning batch size.
-        iterations: Tuning steps.
+        train_steps: Tuning steps (the template's ``train_steps``; at least :data:`MIN_TRAIN_STEPS`); 1,000 when
+            neither it nor ``iterations`` is given.
+        iterations: The former name of ``train_steps`` (the template has no ``iterations`` parameter).
         learning_rate_multiplier: Multiplier of the template's learning rate.
         output_dimensionality: Embedding size of the tuned model (0 for the model's own).
         task_type: The downstream task the tuned model is optimised for (see :data:`TASK_TYPES`).
-        project: The Google Cloud project the template's steps run in.
-        location: Their Vertex AI region.
+        encryption_key: Cloud KMS key, sent as the template's ``encryption_spec_key_name`` so that the resources
+            its steps create are encrypted with it too (not only the pipeline job).
+        project: Unused: the template declares no ``project`` parameter (aiplatform sends none to it).
+        location: Unused, likewise.
 
     Raises:
         UserError: Naming the argument and what to do.
@@ -204,8 +244,12 @@ def build_parameter_values(
             )
     if batch_size < 1:
         raise UserError(f"batch size must be positive, not {batch_size}", field="batch_size")
-    if iterations < 1:
-        raise UserError(f"iterations must be positive, not {iterations}", field="iterations")
+    steps = train_steps if train_steps is not None else iterations if iterations is not None else 1000
+    if steps < MIN_TRAIN_STEPS:
+        raise UserError(
+            f"train steps must be at least {MIN_TRAIN_STEPS} for Vertex AI embedding tuning, not {steps}",
+            field="train_steps",
+        )
     if not learning_rate_multiplier > 0:
         raise UserError(
             f"learning rate multiplier must be positive, not {learning_rate_multiplier}",
@@ -218,16 +262,20 @@ def build_parameter_values(
         )
     if task_type not in TASK_TYPES:
         raise UserError(f"unknown task type '{task_type}'; use one of {', '.join(TASK_TYPES)}", field="task_type")
-    optional = {"output_dimensionality": int(output_dimensionality), "project": project, "location": location}
-    return {
+    optional = {"output_dimensionality": int(output_dimensionality), "encryption_spec_key_name": encryption_key}
+    values = {
         "base_model_version_id": name,
         **{DATA_PARAMETERS[key]: uri for key, uri in data.items() if uri},
         "batch_size": int(batch_size),
-        "iterations": int(iterations),
+        "train_steps": int(steps),
         "learning_rate_multiplier": float(learning_rate_multiplier),
         "task_type": task_type,
         **{key: value for key, value in optional.items() if value},
     }
+    undeclared = sorted(set(values) - DECLARED_PARAMETERS)
+    if undeclared:  # a bug here, not the user's: the template would refuse the job
+        raise AssertionError(f"not parameters of the embedding tuning template: {', '.join(undeclared)}")
+    return values
 
 
 def make_pipeline_client(location: str):
@@ -331,7 +379,7 @@ def tune_text_embedding(
         progress: Called with the job after each poll.
         parameters: The template's data and settings, :func:`build_parameter_values`'s arguments
             (``corpus_uri``, ``queries_uri``, ``train_labels_uri``, ``test_labels_uri``,
-            ``validation_labels_uri``, ``batch_size``, ``iterations``, ``learning_rate_multiplier``,
+            ``validation_labels_uri``, ``batch_size``, ``train_steps``, ``learning_rate_multiplier``,
             ``output_dimensionality``, ``task_type``).
 
     Returns:
@@ -345,7 +393,7 @@ def tune_text_embedding(
     from google.api_core import exceptions as core_exceptions
     from google.cloud import aiplatform_v1
 
-    values = build_parameter_values(base_model=base_model, project=project, location=location, **parameters)
+    values = build_parameter_values(base_model=base_model, encryption_key=encryption_key, **parameters)
     if not is_gcs(pipeline_root):
         raise UserError("the template run needs a gs:// pipeline root for its artifacts", field="pipeline_root")
     name = normalize_base_model(base_model)
