@@ -177,7 +177,8 @@ def read_jsonl(path: str, findings: Findings) -> Iterator[tuple[int, dict]]:
             if type(obj) is not dict:
                 findings.add("not_object", path, number, None, f"a JSON {_json_type(obj)}, not an object")
                 continue
-            if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw):
+            # A single-byte search first (memchr): most lines have no escape at all.
+            if b"\\" in raw and _SURROGATE_ESCAPE.search(raw):
                 found = lone_surrogate(obj)
                 if found:
                     field, escape = found
