@@ -110,3 +110,16 @@ def test_a_tuned_endpoint_thinks_as_its_base(fake):
 def test_batch_requests_carry_the_thinking_setting():
     line = batch_request(Prompt("x"), JUDGE, 0, "gemini-2.5-flash")
     assert line["request"]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 0}
+
+
+def test_the_preference_judge_with_8_tokens_on_gemini_25_flash_decides(monkeypatch):
+    # The preference evaluation's judge (8 output tokens) on gemini-2.5-flash: before the thinking setting every
+    # verdict came back empty, counted as a tie (0.5), and the gate never deployed.
+    from tunekit.components.evaluation.preference.steps import model_judge
+
+    def better(text: str) -> str:
+        return "A" if text.split("Answer A:\n", 1)[1].startswith("good") else "B"
+
+    for fake in serve_fake_vertex(monkeypatch, thinking=True, responder=better):
+        client = VertexGeminiClient("gemini-2.5-flash", PROJECT, LOCATION, client=fake.genai_client())
+        assert model_judge(client)(["q1", "q2"], ["good one", "good two"], ["bad one", "bad two"]) == [1.0, 1.0]
