@@ -79,7 +79,7 @@ class VertexOnlineBackend(Backend):
             response = await self._client.aio.models.generate_content(
                 model=self.model,
                 contents=prompt_to_contents(prompt),
-                config=generation_config_to_genai(config, prompt.system, timeout_s),
+                config=generation_config_to_genai(config, prompt.system, timeout_s, model=self.model),
             )
         except Exception as exc:
             if is_transient(exc):

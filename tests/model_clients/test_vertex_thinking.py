@@ -123,3 +123,18 @@ def test_the_preference_judge_with_8_tokens_on_gemini_25_flash_decides(monkeypat
     for fake in serve_fake_vertex(monkeypatch, thinking=True, responder=better):
         client = VertexGeminiClient("gemini-2.5-flash", PROJECT, LOCATION, client=fake.genai_client())
         assert model_judge(client)(["q1", "q2"], ["good one", "good two"], ["bad one", "bad two"]) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-2.5-pro"])
+def test_the_engine_path_states_the_thinking_setting(fake, model):
+    # The engine (retries, rate limits, cache) is what the preference judge, the evaluation and teacher labelling
+    # use; its Vertex backend builds the request config with the model, so the family's setting is sent.
+    from tunekit.components.model_clients.backends import VertexOnlineBackend
+    from tunekit.components.model_clients.engine import Engine
+
+    engine = Engine(VertexOnlineBackend(model, PROJECT, LOCATION, client=fake.genai_client()))
+    try:
+        (answer,) = engine.generate([Prompt("Which answer is better, A or B?")], JUDGE)
+    finally:
+        engine.close()
+    assert (answer.status, answer.text) == (OK, "A")
