@@ -140,16 +140,18 @@ def load_eval_rows(path: str, limit: int = 0) -> list[EvalRow]:
     return rows
 
 
-def vertex_client(model: str, project: str, location: str, cache_dir: str = "") -> ModelClient:
+def vertex_client(
+    model: str, project: str, location: str, cache_dir: str = "", base_model: str = ""
+) -> ModelClient:
     """Gemini (a publisher model or an endpoint) through the model engine (retries, rate limits, cache).
 
-    With ``cache_dir`` answers go to the persistent response cache, so a retried step pays for none twice.
+    With ``cache_dir`` answers go to the persistent response cache, so a retried step pays for none twice. For a
+    tuned model's endpoint, ``base_model`` (the model it was tuned from) picks the thinking setting of its family.
     """
     from tunekit.components.model_clients.backends import make_engine
 
-    return make_engine(
-        "vertex", model, options={"project": project, "location": location}, cache_dir=cache_dir or None
-    )
+    options = {"project": project, "location": location, "base_model": base_model}
+    return make_engine("vertex", model, options=options, cache_dir=cache_dir or None)
 
 
 def champion_client(champion, *, project: str, location: str, cache_dir: str = "") -> ModelClient:
@@ -171,7 +173,7 @@ def champion_client(champion, *, project: str, location: str, cache_dir: str = "
         # An adapter directory names its base model in adapter_config.json; HFLocalClient loads both.
         return HFLocalClient(champion.model)
     endpoint = require_endpoint(champion.endpoint, champion.model)
-    return vertex_client(endpoint, project or "", location or "", cache_dir)
+    return vertex_client(endpoint, project or "", location or "", cache_dir, base_model=champion.base_model)
 
 
 def evaluate_models(

@@ -60,8 +60,10 @@ class VertexOnlineBackend(Backend):
     name = "vertex"
     cache_namespace = "vertex"
 
-    def __init__(self, model: str, project: str, location: str, client: Any = None):
+    def __init__(self, model: str, project: str, location: str, client: Any = None, base_model: str = ""):
         self.model = model
+        # A tuned model's endpoint thinks as the family it was tuned from (vertex.thinking_for).
+        self.base_model = base_model
         self.project = project
         self.location = location
         self._client = client if client is not None else make_genai_client(project, location)
@@ -79,7 +81,9 @@ class VertexOnlineBackend(Backend):
             response = await self._client.aio.models.generate_content(
                 model=self.model,
                 contents=prompt_to_contents(prompt),
-                config=generation_config_to_genai(config, prompt.system, timeout_s, model=self.model),
+                config=generation_config_to_genai(
+                    config, prompt.system, timeout_s, model=self.model, base_model=self.base_model
+                ),
             )
         except Exception as exc:
             if is_transient(exc):
@@ -184,7 +188,9 @@ def make_engine(
         staging = options.get("staging_uri", "")
         state_dir = cache_dir if cache_dir else None
         if backend == "vertex":
-            primary: Backend = VertexOnlineBackend(model, project, location)
+            primary: Backend = VertexOnlineBackend(
+                model, project, location, base_model=str(options.get("base_model", "") or "")
+            )
             batch_threshold = int(options.get("batch_threshold", 0) or 0)
             if staging and batch_threshold:
                 batch_backend = _batch_backend(model, project, location, staging, state_dir, options)

@@ -92,7 +92,7 @@ def test_the_fake_refuses_turning_25_pro_thinking_off(fake):
         )
 
 
-def test_a_tuned_endpoint_thinks_as_its_base(fake):
+def _tuned_endpoint(fake) -> str:
     genai = fake.genai_client()
     tuning = genai.tunings.tune(
         base_model="gemini-2.5-flash",
@@ -102,7 +102,11 @@ def test_a_tuned_endpoint_thinks_as_its_base(fake):
         tuning = genai.tunings.get(name=tuning.name)
         if tuning.tuned_model and tuning.tuned_model.endpoint:
             break
-    endpoint = tuning.tuned_model.endpoint
+    return tuning.tuned_model.endpoint
+
+
+def test_a_tuned_endpoint_thinks_as_its_base(fake):
+    endpoint = _tuned_endpoint(fake)
     assert _judge(fake, endpoint).status == TRUNCATED  # the base family unknown: no config, thinking eats it
     assert (_judge(fake, endpoint, base_model="gemini-2.5-flash").text) == "A"
 
@@ -133,6 +137,22 @@ def test_the_engine_path_states_the_thinking_setting(fake, model):
     from tunekit.components.model_clients.engine import Engine
 
     engine = Engine(VertexOnlineBackend(model, PROJECT, LOCATION, client=fake.genai_client()))
+    try:
+        (answer,) = engine.generate([Prompt("Which answer is better, A or B?")], JUDGE)
+    finally:
+        engine.close()
+    assert (answer.status, answer.text) == (OK, "A")
+
+
+def test_evaluation_scores_a_tuned_endpoint_with_its_base_familys_setting(fake, monkeypatch):
+    # The supervised, preference and champion clients name the base model, so a tuned 2.5 Flash endpoint gets
+    # thinking off instead of spending the answer's tokens on dynamic thinking.
+    from tunekit.components.evaluation.scoring import vertex_client
+    from tunekit.components.model_clients import backends
+
+    endpoint = _tuned_endpoint(fake)
+    monkeypatch.setattr(backends, "make_genai_client", lambda project, location: fake.genai_client())
+    engine = vertex_client(endpoint, PROJECT, LOCATION, base_model="gemini-2.5-flash")
     try:
         (answer,) = engine.generate([Prompt("Which answer is better, A or B?")], JUDGE)
     finally:

@@ -210,7 +210,7 @@ def _student_client(record: ModelRecord, model_path: str, project: str, location
     endpoint = require_endpoint(record.endpoint, model_path)
     from tunekit.components.model_clients.vertex import VertexGeminiClient
 
-    return VertexGeminiClient(endpoint, project, location)
+    return VertexGeminiClient(endpoint, project, location, base_model=record.base_model)
 
 
 def evaluate_student(

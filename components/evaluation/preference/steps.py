@@ -449,7 +449,7 @@ def run_evaluate_preference(
     else:
         tuned = ModelRecord.read(tuned_model_path)
         engines = {
-            name: scoring.vertex_client(model, project, location, cache_dir)
+            name: scoring.vertex_client(model, project, location, cache_dir, base_model=base_model)
             for name, model in (("judge", judge_model), (BASE, base_model), (CANDIDATE, tuned.endpoint))
         }
         champion_engine, champion_error = load_champion(

@@ -42,7 +42,7 @@ def _clients(
     if backend == "vertex":
         return {
             BASE: vertex_client(base_model, project, location, cache_dir),
-            CANDIDATE: vertex_client(tuned.endpoint, project, location, cache_dir),
+            CANDIDATE: vertex_client(tuned.endpoint, project, location, cache_dir, base_model=base_model),
         }
     raise ValueError(f"unknown backend '{backend}'")
 
