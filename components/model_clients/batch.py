@@ -59,6 +59,17 @@ BATCH_JOB = vertex_jobs.JobKind(
 )
 
 
+def read_response(response: dict) -> types.GenerateContentResponse:
+    """A batch output line's ``response``, read the way google-genai reads an online answer.
+
+    google-genai's models forbid unknown fields (``extra='forbid'`` in ``google/genai/_common.py``); for online
+    calls the SDK first strips the fields it does not model (``BaseModel._from_response`` ->
+    ``_remove_extra_fields``), so a field Google adds later does not break a client. Validating a batch line
+    strictly instead would fail the whole read on such a field, after the batch job was paid for.
+    """
+    return types.GenerateContentResponse._from_response(response=response, kwargs={})
+
+
 class StagingIO(Protocol):
     """Reads, writes and lists ``gs://`` objects."""
 
@@ -305,7 +316,7 @@ class VertexBatchBackend(Backend):
                 if not 0 <= row < count:
                     continue
                 if line.get("response"):
-                    response = types.GenerateContentResponse.model_validate(line["response"])
+                    response = read_response(line["response"])
                     results[row] = response_to_generation(response)
                 else:
                     results[row] = Generation(

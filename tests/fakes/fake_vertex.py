@@ -350,10 +350,14 @@ class FakeVertex(LoadFeatures):
         location: str = LOCATION,
         gcs_root: str | None = None,
         thinking: bool = False,
+        unmodelled_fields: bool = False,
         **load: Any,
     ):
         super().__init__(**load)
         self.thinking = thinking
+        #: Batch output responses carry fields google-genai 2.34 does not model, as a newer service version may
+        #: (the SDK strips those before validating online answers: google/genai/_common.py _from_response).
+        self.unmodelled_fields = unmodelled_fields
         self.responder: Responder = responder or _echo
         self.responders: dict[str, Responder] = {}
         #: Gen AI evaluation service: ``json instance (prompt, response, baseline_model_response) -> choice``
@@ -797,6 +801,10 @@ class FakeVertex(LoadFeatures):
             status, response = self._generate(model, dict(line.get("request") or {}))
             record = dict(line)
             if status == 200:
+                if self.unmodelled_fields:
+                    response = {**response, "fieldAddedLater": {"x": 1}}
+                    for candidate in response.get("candidates") or []:
+                        candidate["anotherNewField"] = True
                 record.update(response=response, status="")
             else:
                 record["status"] = (response.get("error") or {}).get("message", f"error {status}")
