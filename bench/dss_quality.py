@@ -157,6 +157,7 @@ def train_and_score(
     work: str,
     args: argparse.Namespace,
 ) -> dict:
+    from tunekit.components.common.jsonl import write_jsonl
     from tunekit.components.model_clients.base import GenerationConfig, Prompt
     from tunekit.components.model_clients.hf import HFLocalClient
     from tunekit.components.rationale_extraction.parsing import answer_from_cot
@@ -167,7 +168,6 @@ def train_and_score(
         DistillTuningConfig,
         serving_prefix,
         tune_student,
-        write_jsonl,
     )
     from tunekit.components.tuning.tiny import make_tiny_model
 
@@ -178,7 +178,7 @@ def train_and_score(
         else:
             make_tiny_model(model_dir, kind="seq2seq", seed=seed, **SIZES[args.size])
     train_file = os.path.join(work, f"{method}-{seed}-{len(train)}.jsonl")
-    write_jsonl(student_rows(train, method, args.alpha), train_file)
+    write_jsonl(train_file, student_rows(train, method, args.alpha))
     out_dir = os.path.join(work, f"student-{method}-{seed}-{len(train)}")
     config = DistillTuningConfig(
         finetuning="full",

@@ -23,6 +23,7 @@ from typing import Any
 
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import write_state
 
 #: The record's file name inside a model artifact's folder.
 RECORD_FILE = "tunekit_model.json"
@@ -93,13 +94,8 @@ class ModelRecord:
             The record's JSON form.
         """
         record = self.to_dict()
-        os.makedirs(model_path, exist_ok=True)
-        # Atomic (temporary file + os.replace): a step killed mid-write leaves the old record or none, never half.
-        path = os.path.join(model_path, RECORD_FILE)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, indent=2)
-        os.replace(tmp, path)
+        # The shared atomic writer: a step killed mid-write leaves the old record or none, never half of one.
+        write_state(os.path.join(model_path, RECORD_FILE), record)
         if metadata is not None:
             metadata.update({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))})
         return record

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tunekit.components.common.errors import UserError
-from tunekit.components.common.jsonl import iter_jsonl
+from tunekit.components.common.jsonl import iter_jsonl, write_jsonl
 from tunekit.components.data_validation import checks, formats
 from tunekit.components.model_clients.base import Turn, render_prompt
 
@@ -289,8 +289,6 @@ def convert_file(input_path: str, output_path: str, to: str) -> int:
     Raises:
         UserError: An unknown target, or a row that cannot be converted (file, line, field).
     """
-    import json
-
     targets = {
         GEMINI_PREFERENCE: lambda p: pair_to_gemini(p),
         HUMAN_PREFERENCE: lambda p: pair_to_human(p),
@@ -306,7 +304,4 @@ def convert_file(input_path: str, output_path: str, to: str) -> int:
             out.append(convert(row))
         except UserError as exc:
             raise UserError(exc.message, path=input_path, line=row.line, field=exc.field) from None
-    with open(output_path, "w", encoding="utf-8") as handle:
-        for record in out:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return len(out)
+    return write_jsonl(output_path, out)

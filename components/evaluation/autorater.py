@@ -120,7 +120,8 @@ def judge_pairwise(
 ) -> PairwiseResult:
     """Asks the Gen AI evaluation service, row by row, whether the candidate's answer beats the other's.
 
-    Transient errors (429, 5xx) are retried by the client library's retry policy with backoff; a row that still
+    Transient errors (:func:`~tunekit.components.common.vertex_jobs.is_transient`, the project's one definition)
+    are retried by the client library's retry policy with backoff; a row that still
     fails raises, failing the step. The service keeps no job to re-attach to, so every verdict goes to ``cache``
     as soon as it arrives: the step's retry asks only for the rows still missing.
 
@@ -137,17 +138,17 @@ def judge_pairwise(
         seed: Seed of the bootstrap interval.
         cache: Where verdicts are kept across tries and runs (the step's response cache); None keeps none.
     """
-    from google.api_core import exceptions, retry
+    from google.api_core import retry
     from google.cloud import aiplatform_v1
+
+    from tunekit.components.common.vertex_jobs import is_transient
 
     if not len(prompts) == len(candidate) == len(other):
         raise ValueError("prompts and both models' answers must have the same length")
     client = client or make_evaluation_client(location)
     parent = f"projects/{project}/locations/{location}"
     policy = retry.Retry(
-        predicate=retry.if_exception_type(
-            exceptions.TooManyRequests, exceptions.ServiceUnavailable, exceptions.InternalServerError
-        ),
+        predicate=is_transient,
         initial=1.0,
         maximum=30.0,
         timeout=300.0,

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tunekit.components.common.jsonl import write_jsonl
 from tunekit.components.evaluation.distillation.steps import run_evaluate_distillation
 from tunekit.components.model_clients.base import FakeClient
 from tunekit.components.tuning.distillation import local as distill
@@ -27,7 +28,7 @@ def tiny(tmp_path_factory):
 
 
 def write(path, rows):
-    distill.write_jsonl(rows, str(path))
+    write_jsonl(str(path), rows)
     return str(path)
 
 

@@ -326,11 +326,6 @@ def serving_prefix(mode: str, label_prefix: str = DEFAULT_LABEL_PREFIX) -> str:
     return label_prefix if mode == MULTITASK else ""
 
 
-def write_jsonl(rows: Iterable[Mapping], path: str) -> int:
-    """Writes rows as JSON Lines; returns how many (:func:`~tunekit.components.common.jsonl.write_jsonl`, rows first)."""
-    return jsonl.write_jsonl(path, rows)
-
-
 # --- the open-model student trainer ------------------------------------------------------------------------------
 
 LORA = "lora"
