@@ -478,6 +478,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # credentials, permission and quota errors of the Google clients: one line
+        from tunekit.components.common.errors import cloud_user_error
+
+        translated = cloud_user_error(exc, project=getattr(args, "project", None) or "")
+        if translated is None:
+            raise
+        print(f"error: {translated}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
