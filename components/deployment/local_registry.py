@@ -8,8 +8,9 @@ again goes one further step back.
 
 Several processes may share one registry (two pipelines deploying at once, a rollback during a deploy): every
 change holds an exclusive lock on the sidecar file ``<registry>.lock`` (``fcntl.flock``; POSIX only, and the file
-system must support it: local disks do, and so does NFS on Linux), re-reads the registry under the lock, allocates
-ids there, and replaces the file whole (:func:`~tunekit.components.common.state.write_state`), so no change is
+system must support it: local disks do, and so does NFS on Linux; where Python has no ``fcntl``, as on Windows,
+a change is a one-line :class:`~tunekit.components.common.errors.UserError`), re-reads the registry under the
+lock, allocates ids there, and replaces the file whole (:func:`~tunekit.components.common.state.write_state`), so no change is
 lost and no id is given twice. Readers take no lock: they see the old file or the new one. A file that is
 replaced keeps its mode; a new registry (and its lock file) gets the mode the user's umask gives.
 
@@ -84,9 +85,15 @@ def _read(path: str) -> dict:
 @contextlib.contextmanager
 def _locked(path: str) -> Iterator[None]:
     """Holds the exclusive lock of the registry at ``path`` (``<path>.lock``; created, and its folder, if needed)."""
-    import fcntl  # POSIX only
-
     lock_path = path + ".lock"
+    try:
+        import fcntl  # POSIX only: Windows has no flock
+    except ImportError:
+        raise UserError(
+            "the local registry needs POSIX file locks (fcntl), which this platform lacks; "
+            "run tunekit on Linux or macOS (on Windows, inside WSL)",
+            path=path,
+        ) from None
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         try:
