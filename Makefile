@@ -60,3 +60,15 @@ bench: install
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache .ruff_cache
+
+# The component images built into your Artifact Registry with Cloud Build (the default image is not published):
+# `make publish-image PROJECT=my-project REGION=us-central1`, then submit with the TUNEKIT_IMAGE it prints.
+.PHONY: publish-image test-cloud
+publish-image:
+	PROJECT=$(PROJECT) REGION=$(REGION) bash cloudbuild/publish_image.sh
+
+# tests/cloud against a real project (costs money; see each test's docstring). Without -m cloud they run against
+# the fakes in `make test`. `make test-cloud PROJECT=my-project REGION=us-central1 BUCKET=my-bucket`
+test-cloud: install
+	TUNEKIT_CLOUD_PROJECT=$(PROJECT) TUNEKIT_CLOUD_REGION=$(REGION) TUNEKIT_CLOUD_BUCKET=$(BUCKET) \
+		$(PY) -m pytest -q -m cloud tests/cloud

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default=env("PROJECT_ID", ""))
     parser.add_argument("--region", default=env("REGION", "us-central1"))
     parser.add_argument("--kfp-repo", default=env("KFP_REPO", ""))
-    parser.add_argument("--version", default=env("TAG_NAME") or env("SHORT_SHA", ""))
+    # publish.sh's version: the git tag, else cloudbuild/image_tag.sh's tag (manual-BUILD_ID without SHORT_SHA).
+    manual = f"manual-{env('BUILD_ID', '')}" if env("BUILD_ID", "") else ""
+    parser.add_argument("--version", default=env("TAG_NAME") or env("SHORT_SHA", "") or manual)
     parser.add_argument("--pipeline-root", default=env("PIPELINE_ROOT", ""))
     parser.add_argument("--service-account", default=env("SERVICE_ACCOUNT", ""))
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")

@@ -15,7 +15,12 @@ from pipeline_helpers import ROOT, load_script
 from tunekit.pipelines.cli import build_parser
 from tunekit.pipelines.registry import METHODS
 
-CONFIGS = ["cloudbuild.yaml", "cloudbuild/pr-checks.yaml", "cloudbuild/retrain-on-new-data.yaml"]
+CONFIGS = [
+    "cloudbuild.yaml",
+    "cloudbuild/pr-checks.yaml",
+    "cloudbuild/retrain-on-new-data.yaml",
+    "cloudbuild/images.yaml",
+]
 BUILT_IN = {"PROJECT_ID", "PROJECT_NUMBER", "LOCATION", "BUILD_ID", "COMMIT_SHA", "SHORT_SHA", "REVISION_ID"}
 BUILT_IN |= {"REPO_NAME", "REPO_FULL_NAME", "BRANCH_NAME", "TAG_NAME", "REF_NAME", "TRIGGER_NAME"}
 SUBSTITUTION = re.compile(r"(?<!\$)\$(?:\{([A-Z_][A-Z0-9_]*)\}|([A-Z_][A-Z0-9_]*))")
@@ -118,6 +123,7 @@ def test_full_tier_shape():
         assert step["waitFor"] == ["-"], "images build in parallel with the checks"
         assert step["args"][1] == target and re.search(rf"^FROM .* AS {target}$", dockerfile, flags=re.M)
         assert "SHORT_SHA=${SHORT_SHA}" in step["env"] and "TAG_NAME=${TAG_NAME}" in step["env"]
+        assert "BUILD_ID=${BUILD_ID}" in step["env"], "a manual build tags with BUILD_ID (no SHORT_SHA)"
     for check in ("lint", "test", "check-compiled"):
         assert steps[check]["waitFor"] == ["install"], "checks run in parallel after one install"
     assert set(steps["publish"]["waitFor"]) == {
@@ -128,25 +134,145 @@ def test_full_tier_shape():
         "image-cpu",
         "image-gpu",
     }
-    compile_script = steps["compile"]["args"][1]
-    assert "--image ${_IMAGE_REPO}/components:${SHORT_SHA}" in compile_script
-    assert "--gpu-image ${_IMAGE_REPO}/components-gpu:${SHORT_SHA}" in compile_script
-    assert "latest" not in compile_script
+    assert steps["compile"]["args"] == ["cloudbuild/compile_specs.sh"]
+    assert {"IMAGE_REPO=${_IMAGE_REPO}", "SHORT_SHA=${SHORT_SHA}", "BUILD_ID=${BUILD_ID}"} <= set(
+        steps["compile"]["env"]
+    )
+    assert "latest" not in read("cloudbuild/compile_specs.sh").split("set -euo pipefail")[1]
     assert steps["refresh-schedules"]["waitFor"] == ["publish"]
     pr = yaml.safe_load(read("cloudbuild/pr-checks.yaml"))
-    assert [s["id"] for s in pr["steps"]] == ["install", "lint", "test", "check-compiled"]
+    assert [s["id"] for s in pr["steps"]] == ["install-torch", "install", "lint", "test", "check-compiled"]
+
+
+@pytest.mark.parametrize("path", ["cloudbuild.yaml", "cloudbuild/pr-checks.yaml"])
+def test_torch_comes_from_the_cpu_index_in_a_step_of_its_own_before_the_install(path):
+    steps = {s["id"]: s for s in yaml.safe_load(read(path))["steps"]}
+    assert steps["install-torch"]["args"] == ["cloudbuild/install_torch_cpu.sh"]
+    assert steps["install-torch"]["waitFor"] == ["-"] and steps["install"]["waitFor"] == ["install-torch"]
+    script = read("cloudbuild/install_torch_cpu.sh")
+    assert '--index-url "${index}"' in script and 'index="https://download.pytorch.org/whl/cpu"' in script
+    # The same pin as the Dockerfile's CPU image.
+    dockerfile = read("components/Dockerfile")
+    pin = re.search(r"pip install torch==([\w.]+)", dockerfile)
+    assert "https://download.pytorch.org/whl/cpu" in dockerfile
+    assert f'version="${{TORCH_VERSION:-{pin.group(1)}}}"' in script
+
+
+def fake_venv(tmp_path, *, has_torch):
+    """A venv whose python logs its arguments and says whether torch 2.13.0 is installed."""
+    log = tmp_path / "python.log"
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(
+        f'#!/bin/sh\necho "python $*" >> {log}\nif [ "$1" = "-c" ]; then exit {0 if has_torch else 1}; fi\n'
+    )
+    python.chmod(0o755)
+    return str(tmp_path / "venv"), log
+
+
+@pytest.mark.parametrize("has_torch", [False, True])
+def test_install_torch_script_uses_the_cpu_index_unless_torch_is_there(tmp_path, has_torch):
+    venv, log = fake_venv(tmp_path, has_torch=has_torch)
+    result = run_script(["cloudbuild/install_torch_cpu.sh"], {"VENV": venv}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    installs = [line for line in log.read_text().splitlines() if " install " in line and "torch" in line]
+    if has_torch:
+        assert not installs and "already installed" in result.stdout
+    else:
+        assert installs == [
+            "python -m pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+        ]
+
+
+def test_a_manual_build_without_short_sha_tags_images_and_specs_alike(tmp_path):
+    log = tmp_path / "docker.log"
+    bin_dir = fake_tool(tmp_path, "docker", log)
+    fake_tool(tmp_path, "tunekit", tmp_path / "tunekit.log")
+    manual = {"IMAGE_REPO": "r.example/p/tunekit", "SHORT_SHA": "", "BUILD_ID": "b-123", "TAG_NAME": ""}
+    env = {"PATH": bin_dir + os.pathsep + os.environ["PATH"], **manual}
+    built = run_script(["cloudbuild/build_image.sh", "cpu", "components"], env, tmp_path)
+    assert built.returncode == 0, built.stderr
+    build = next(line for line in log.read_text().splitlines() if line.startswith("docker build"))
+    assert re.findall(r"-t r\.example/p/tunekit/components:(\S+)", build) == ["manual-b-123", "buildcache"]
+    assert "--label org.opencontainers.image.revision=manual-b-123" in build
+    compiled = run_script(["cloudbuild/compile_specs.sh"], {**env, "TUNEKIT": str(tmp_path / "tunekit")}, tmp_path)
+    assert compiled.returncode == 0, compiled.stderr
+    assert (tmp_path / "tunekit.log").read_text().split() == [
+        "tunekit", "compile", "--output-dir", "build/compiled",
+        "--image", "r.example/p/tunekit/components:manual-b-123",
+        "--gpu-image", "r.example/p/tunekit/components-gpu:manual-b-123",
+    ]  # fmt: skip
+    # Before: build_image.sh and publish.sh stopped at "SHORT_SHA: set SHORT_SHA".
+    python_log = tmp_path / "python.log"
+    fake_tool(tmp_path, "python", python_log)
+    published = run_script(
+        ["cloudbuild/publish.sh"],
+        {**manual, "KFP_REPO": "https://h", "PUBLISH": "true", "PYTHON": str(tmp_path / "python")},
+        tmp_path,
+    )
+    assert published.returncode == 0, published.stderr
+    assert "--tag manual-b-123 --tag latest" in python_log.read_text()
+    skipped_gpu = run_script(
+        ["cloudbuild/build_image.sh", "gpu", "components-gpu"], {**env, "BUILD": "false"}, tmp_path
+    )
+    assert skipped_gpu.returncode == 0 and "not built" in skipped_gpu.stdout
+
+
+def test_publish_image_builds_into_the_users_registry(tmp_path):
+    log = tmp_path / "gcloud.log"
+    gcloud = tmp_path / "gcloud"
+    # `artifacts repositories describe` fails: the repository does not exist yet, so it is created.
+    gcloud.write_text(f'#!/bin/sh\necho "gcloud $*" >> {log}\n[ "$2 $3" != "repositories describe" ]\n')
+    gcloud.chmod(0o755)
+    out = subprocess.run(
+        ["make", "-s", "publish-image", "PROJECT=my-project", "REGION=europe-west4"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "GCLOUD": str(gcloud)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    calls = log.read_text().splitlines()
+    assert (
+        calls[0]
+        == "gcloud services enable artifactregistry.googleapis.com cloudbuild.googleapis.com --project my-project"
+    )
+    assert (
+        "gcloud artifacts repositories create tunekit --repository-format=docker --location europe-west4"
+        in calls[2]
+    )
+    submit = calls[3].split()
+    assert submit[:3] == ["gcloud", "builds", "submit"] and "cloudbuild/images.yaml" in calls[3]
+    substitutions = dict(item.split("=", 1) for item in submit[submit.index("--substitutions") + 1].split(","))
+    from tunekit.components.common.image import VERSION
+
+    assert substitutions == {
+        "_REGION": "europe-west4",
+        "_IMAGE_REPO": "europe-west4-docker.pkg.dev/my-project/tunekit",
+        "_VERSION": VERSION,
+        "_GPU": "true",
+    }
+    assert (
+        f"export TUNEKIT_IMAGE=europe-west4-docker.pkg.dev/my-project/tunekit/components:{VERSION}" in out.stdout
+    )
 
 
 def test_ci_local_plan_runs_the_non_container_steps_in_order():
     steps = ci_local.plan(yaml.safe_load(read("cloudbuild.yaml")))
     local = [s["id"] for s in steps if s["local"]]
-    assert local == ["install", "lint", "test", "check-compiled", "compile", "publish", "refresh-schedules"]
+    assert local == [
+        "install-torch",
+        "install",
+        "lint",
+        "test",
+        "check-compiled",
+        "compile",
+        "publish",
+        "refresh-schedules",
+    ]
     assert [s["id"] for s in steps if not s["local"]] == ["image-cpu", "image-gpu"]
     by_id = {s["id"]: s for s in steps}
     assert by_id["test"]["argv"] == ["bash", "-c", "make test"]
     sha = ci_local.short_sha()
-    compile_line = by_id["compile"]["argv"][2]
-    assert f"us-central1-docker.pkg.dev/local-project/tunekit/components:{sha}" in compile_line
+    assert by_id["compile"]["env"]["IMAGE_REPO"] == "us-central1-docker.pkg.dev/local-project/tunekit"
+    assert by_id["compile"]["env"]["SHORT_SHA"] == sha
     # Nothing leaves the machine: publish and schedule refresh take their skip branches with the defaults.
     assert by_id["publish"]["env"]["PUBLISH"] == "auto" and by_id["publish"]["env"]["TAG_NAME"] == ""
     assert by_id["refresh-schedules"]["env"]["REFRESH_SCHEDULES"] == "false"
@@ -155,7 +281,7 @@ def test_ci_local_plan_runs_the_non_container_steps_in_order():
     overridden = {
         s["id"]: s for s in ci_local.plan(yaml.safe_load(read("cloudbuild.yaml")), {"_REGION": "europe-west4"})
     }
-    assert "europe-west4-docker.pkg.dev/local-project/tunekit/components:" in overridden["compile"]["argv"][2]
+    assert overridden["compile"]["env"]["IMAGE_REPO"] == "europe-west4-docker.pkg.dev/local-project/tunekit"
 
 
 def test_make_ci_local_calls_the_runner():
