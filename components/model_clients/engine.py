@@ -13,7 +13,10 @@ rest, the same way for every backend, and is itself a :class:`ModelClient`:
   and jitter; a ``Retry-After`` from the server is honoured, and on a 429 it holds every worker, not only the one
   told;
 - every answer is appended to the cache the moment it arrives, so a killed run loses at most what was in flight;
-- tokens, calls, retries, statuses and an estimated cost are counted in a :class:`RunReport`.
+- tokens, calls, retries, statuses and an estimated cost are counted in a :class:`RunReport`; a call that may
+  have been billed without an answer (it timed out, or its connection dropped, after it was sent) is counted as
+  billed, with estimated tokens (:func:`may_have_been_billed`);
+- progress (answered requests) is reported through :mod:`tunekit.components.common.progress`.
 
 :func:`dry_run` estimates tokens and cost without a single call.
 """
@@ -32,6 +35,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from tunekit.components.common import progress
 from tunekit.components.common.vertex_jobs import backoff_delay
 from tunekit.components.model_clients import pricing
 from tunekit.components.model_clients.base import (
@@ -177,13 +181,20 @@ class RunReport:
         unique_prompts: Distinct requests among them.
         cache_hits: Distinct requests answered from the cache (nothing paid).
         calls: Calls sent that got an answer (billed), retries excluded.
+        unanswered_billed: Calls that may have been billed without an answer: they timed out or their
+            connection dropped after the request was sent (:func:`may_have_been_billed`); counted as billed.
+        billed_calls: ``calls`` plus ``unanswered_billed``: the calls the provider may bill.
         attempts: Every call sent, retries included.
         retries: Calls sent again after a retryable failure.
         rate_limited: 429 answers received.
         timeouts: Calls that ran out of time.
         statuses: Prompts per generation status.
-        input_tokens: Input tokens of the answers paid for in this run.
-        output_tokens: Output tokens of the answers paid for in this run.
+        input_tokens: Input tokens paid for in this run: the answers' and the ``unanswered_input_tokens``.
+        output_tokens: Output tokens paid for in this run: the answers' and the ``unanswered_output_tokens``.
+        unanswered_input_tokens: Estimated input tokens of the unanswered billed calls (about four characters a
+            token).
+        unanswered_output_tokens: Estimated output tokens of the unanswered billed calls: the run's mean answer
+            length, or ``max_output_tokens`` when no answer came.
         cached_input_tokens: Input tokens of the answers taken from the cache (not paid again).
         cached_output_tokens: Output tokens of the answers taken from the cache.
         cost: Estimated dollars of this run's calls; None when the model has no price.
@@ -197,6 +208,8 @@ class RunReport:
     unique_prompts: int = 0
     cache_hits: int = 0
     calls: int = 0
+    unanswered_billed: int = 0
+    billed_calls: int = 0
     attempts: int = 0
     retries: int = 0
     rate_limited: int = 0
@@ -206,6 +219,8 @@ class RunReport:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cached_output_tokens: int = 0
+    unanswered_input_tokens: int = 0
+    unanswered_output_tokens: int = 0
     cost: float | None = None
     elapsed_s: float = 0.0
     rate_wait_s: float = 0.0
@@ -222,6 +237,8 @@ class RunReport:
             "unique_prompts": self.unique_prompts,
             "cache_hits": self.cache_hits,
             "calls": self.calls,
+            "unanswered_billed": self.unanswered_billed,
+            "billed_calls": self.billed_calls,
             "attempts": self.attempts,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
@@ -230,6 +247,8 @@ class RunReport:
             "output_tokens": self.output_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "cached_output_tokens": self.cached_output_tokens,
+            "unanswered_input_tokens": self.unanswered_input_tokens,
+            "unanswered_output_tokens": self.unanswered_output_tokens,
             "elapsed_s": round(self.elapsed_s, 3),
         }
         out.update({f"status_{k}": v for k, v in self.statuses.items()})
@@ -402,8 +421,10 @@ class Engine(ModelClient):
             backend = self.batch_backend
             report.backend = backend.name
         attempts: collections.Counter[str] = collections.Counter()
+        usage = _Usage()
         if todo:
-            await self._dispatch(backend, todo, config, answers, attempts, report)
+            await self._dispatch(backend, todo, config, answers, attempts, report, usage)
+        usage.settle(report)
 
         cost = 0.0
         priced = pricing.price_for(backend.model, self.prices)
@@ -437,6 +458,7 @@ class Engine(ModelClient):
         answers: dict[str, Generation],
         attempts: collections.Counter[str],
         report: RunReport,
+        usage: _Usage,
     ) -> None:
         items = list(todo.items())
         size = max(1, backend.max_batch)
@@ -444,18 +466,23 @@ class Engine(ModelClient):
         for start in range(0, len(items), size):
             groups.put_nowait(items[start : start + size])
         workers = min(self.config.concurrency, groups.qsize())
+        label = f"calls to {backend.model or backend.name}"
+        done = 0
 
         async def worker() -> None:
+            nonlocal done
             while True:
                 try:
                     group = groups.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                generations = await self._call_with_retries(backend, group, config, attempts, report)
+                generations = await self._call_with_retries(backend, group, config, attempts, report, usage)
                 for (key, _), generation in zip(group, generations, strict=True):
                     answers[key] = generation
                     if self.cache is not None:
                         self.cache.put(key, generation, {"backend": backend.name, "model": backend.model})
+                done += len(group)
+                progress.report(label, done, len(items))
 
         await asyncio.gather(*(worker() for _ in range(workers)))
 
@@ -466,13 +493,13 @@ class Engine(ModelClient):
         config: GenerationConfig,
         attempts: collections.Counter[str],
         report: RunReport,
+        usage: _Usage,
     ) -> list[Generation]:
         prompts = [p for _, p in group]
+        input_estimate = sum(pricing.estimate_tokens(_prompt_chars(p)) for p in prompts)
+        output_bound = config.max_output_tokens * config.candidate_count * len(prompts)
         # The token budget is charged with the worst case up front, then corrected from the real usage.
-        estimate = sum(
-            pricing.estimate_tokens(_prompt_chars(p)) + config.max_output_tokens * config.candidate_count
-            for p in prompts
-        )
+        estimate = input_estimate + output_bound
         timeout = backend.call_timeout_s if backend.call_timeout_s is not None else self.config.timeout_s
         error = ""
         for attempt in range(1, self.config.max_attempts + 1):
@@ -489,9 +516,12 @@ class Engine(ModelClient):
                 report.timeouts += 1
                 error = f"timed out after {timeout:g} s"
                 wait = None
+                usage.unanswered(len(prompts), input_estimate, output_bound)
             except RetryableError as exc:
                 error = str(exc)
                 wait = exc.retry_after_s
+                if may_have_been_billed(exc):
+                    usage.unanswered(len(prompts), input_estimate, output_bound)
                 if exc.status == 429:
                     report.rate_limited += 1
                     if wait:
@@ -509,6 +539,7 @@ class Engine(ModelClient):
                         report.input_tokens += generation.input_tokens
                         report.output_tokens += generation.output_tokens
                         used += generation.input_tokens + generation.output_tokens
+                        usage.answered += 1
                 if self.limiter.tokens_per_minute:
                     self.limiter.adjust(used - estimate)
                 return generations
@@ -518,6 +549,64 @@ class Engine(ModelClient):
                 await asyncio.sleep(max(delay, wait or 0.0))
         tries = f" after {self.config.max_attempts} attempts" if self.config.max_attempts > 1 else ""
         return [Generation(text="", status=FAILED, error=error + tries) for _ in prompts]
+
+
+#: Transport errors raised before a request left this machine (nothing can have been billed): httpx's (and
+#: httpx2's, google-genai's async client's when installed) failures to connect or to get a pooled connection.
+_NOT_SENT = ("ConnectError", "ConnectTimeout", "PoolTimeout")
+
+
+def may_have_been_billed(exc: BaseException) -> bool:
+    """Whether a failed call may still be billed: it was sent, and no error answer came back.
+
+    A timeout or a dropped connection after the request went out may have been processed (and billed) by the
+    provider; an error answer (429, 5xx) or a failure to connect was not. A :class:`RetryableError` is judged by
+    its status and by the transport error it was raised from.
+    """
+    if isinstance(exc, asyncio.TimeoutError):
+        return True
+    if getattr(exc, "status", None) is not None:
+        return False
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        module = type(cause).__module__.split(".")[0]
+        if module in ("httpx", "httpx2") and type(cause).__name__ in _NOT_SENT:
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
+
+
+@dataclass
+class _Usage:
+    """One run's billed calls without an answer, settled into the :class:`RunReport` at the end."""
+
+    answered: int = 0
+    calls: int = 0
+    prompts: int = 0
+    input_tokens: int = 0
+    output_bound: int = 0
+
+    def unanswered(self, prompts: int, input_tokens: int, output_bound: int) -> None:
+        self.calls += 1
+        self.prompts += prompts
+        self.input_tokens += input_tokens
+        self.output_bound += output_bound
+
+    def settle(self, report: RunReport) -> None:
+        """Adds the unanswered billed calls to ``report`` (output tokens at the run's mean answer length)."""
+        answered_output = report.output_tokens
+        if self.answered:
+            output = round(answered_output / self.answered * self.prompts)
+        else:
+            output = self.output_bound
+        report.unanswered_billed = self.calls
+        report.unanswered_input_tokens = self.input_tokens
+        report.unanswered_output_tokens = output
+        report.input_tokens += self.input_tokens
+        report.output_tokens += output
+        report.billed_calls = report.calls + self.calls
 
 
 def _prompt_chars(prompt: Prompt) -> str:
@@ -634,5 +723,6 @@ __all__ = [
     "RunReport",
     "backoff_delay",
     "dry_run",
+    "may_have_been_billed",
     "parse_retry_after",
 ]
