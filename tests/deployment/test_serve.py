@@ -49,8 +49,7 @@ class Running:
 
     def __init__(self, spec):
         self.model = load_model(spec)
-        self.server = make_server(self.model, "127.0.0.1", 0)
-        self.server.quiet = True
+        self.server = make_server(self.model, "127.0.0.1", 0, quiet=True)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def __enter__(self):
@@ -102,14 +101,19 @@ def test_registry_champion_with_a_lora_adapter(tiny_dirs, tmp_path):
         (result,) = ask(running.base_url, "support-routing", [Prompt("hello")], max_tokens=4)
         raw = httpx.post(
             running.base_url + "/chat/completions",
-            json={"model": "x", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, "n": 2},
+            json={
+                "model": "support-routing",
+                "messages": [{"role": "user", "content": "hello"}],
+                "max_tokens": 4,
+                "n": 2,
+            },
         ).json()
         bad = [
             httpx.post(running.base_url + "/chat/completions", content=b"{nope"),
             httpx.post(running.base_url + "/chat/completions", json={"messages": [], "max_tokens": 4}),
             httpx.post(
                 running.base_url + "/chat/completions",
-                json={"messages": [{"role": "user", "content": "x"}], "stream": True},
+                json={"messages": [{"role": "user", "content": "x"}], "logprobs": True},
             ),
             httpx.post(running.base_url + "/embeddings", json={"input": "x"}),
         ]
