@@ -52,7 +52,7 @@ def resolve_base_model(base_model: str, output_root: str) -> str:
     if not base_model.startswith(TINY_PREFIX):
         return base_model
     kind = base_model[len(TINY_PREFIX) :] or "t5"
-    from tunekit.components.tuning.tiny import make_tiny_model
+    from tunekit.components.tuning.tiny import ensure_tiny_model
 
     kinds = {"t5": "seq2seq", "seq2seq": "seq2seq", "causal": "causal", "llama": "causal"}
     if kind not in kinds:
@@ -60,9 +60,8 @@ def resolve_base_model(base_model: str, output_root: str) -> str:
             f"unknown tiny model kind '{kind}'; use {TINY_PREFIX}t5 or {TINY_PREFIX}causal", field="base_model"
         )
     target = os.path.join(os.path.abspath(output_root), "models", f"tiny-{kind}")
-    if not os.path.exists(os.path.join(target, "config.json")):
-        make_tiny_model(target, kind=kinds[kind])
-    return target
+    # A folder a killed run left half-written (older versions wrote in place) is rebuilt, not trusted.
+    return ensure_tiny_model(target, kind=kinds[kind])
 
 
 #: Backend values that call Google Cloud (``vertex``, ``vertex_batch``, ``vertex_distillation``...).

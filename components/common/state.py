@@ -12,10 +12,13 @@ container.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import stat
+from collections.abc import Iterator
 from typing import Any
 
 from tunekit.components.common import uris
@@ -88,7 +91,17 @@ def write_state(path: str, state: dict[str, Any]) -> None:
     if uris.is_gcs(path):
         _blob(path).upload_from_string(json.dumps(state, sort_keys=True), content_type="application/json")
         return
-    text = json.dumps(state, indent=2, sort_keys=True)
+    write_text(path, json.dumps(state, indent=2, sort_keys=True))
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes a local text file whole (UTF-8): what :func:`write_state` does for a local path, for any text.
+
+    The text goes to a temporary file in the same folder, is flushed to disk (``fsync``), then ``os.replace``-d
+    onto ``path``: a kill leaves the old file or the new one, and a symlink at ``path`` is replaced, not written
+    through. A replaced file keeps its mode; a new one gets the mode the user's umask gives. The folder is
+    created if needed.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     try:
@@ -112,6 +125,69 @@ def write_state(path: str, state: dict[str, Any]) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(directory)
+
+
+@contextlib.contextmanager
+def replace_directory(target: str) -> Iterator[str]:
+    """Yields a new, empty folder beside ``target``; when the block ends without error, it becomes ``target``.
+
+    For generated folders (a model saved with ``save_pretrained``, an adapter): whatever writes into the yielded
+    folder, a kill leaves either the old ``target`` (or none) or the complete new one, never half of one. The
+    files are flushed to disk before the rename. An existing ``target`` is moved aside, replaced, then deleted.
+    On an error the new folder is deleted and ``target`` is left as it was. The folder gets the mode the user's
+    umask gives (``tempfile.mkdtemp`` would give 0700).
+    """
+    target = os.path.abspath(target)
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    temporary = _create_temporary_directory(parent, os.path.basename(target))
+    try:
+        yield temporary
+        for folder, _, files in os.walk(temporary):
+            for name in files:
+                _fsync_file(os.path.join(folder, name))
+        _fsync_directory(temporary)
+        old = None
+        if os.path.lexists(target):
+            old = _create_temporary_directory(parent, os.path.basename(target) + ".old")
+            os.rmdir(old)  # only its unique name is wanted
+            os.rename(target, old)
+        try:
+            os.rename(temporary, target)
+        except BaseException:
+            if old is not None:
+                os.rename(old, target)
+            raise
+        _fsync_directory(parent)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _create_temporary_directory(directory: str, name: str) -> str:
+    """A new folder ``<name>.tmp-<random>`` in ``directory``, with mode ``0777`` less the umask."""
+    while True:
+        temporary = os.path.join(directory, f"{name}.tmp-{secrets.token_hex(6)}")
+        try:
+            os.mkdir(temporary, 0o777)
+            return temporary
+        except FileExistsError:
+            continue
+
+
+def _fsync_file(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _create_temporary(directory: str, name: str) -> tuple[str, int]:

@@ -4,13 +4,21 @@ Nothing is downloaded: the model comes from a config and the tokenizer is ByT5's
 needs no vocabulary file. Both are written with ``save_pretrained``, so the directory loads with the same
 ``AutoConfig``/``AutoModel*``/``AutoTokenizer`` code as a real model directory (e.g. a downloaded
 ``google/flan-t5-base``).
+
+The folder is written beside its target and renamed into place when complete
+(:func:`~tunekit.components.common.state.replace_directory`): a kill while it is being written leaves no folder
+at the target, so the next run builds it again instead of failing on a half-written one.
+:func:`ensure_tiny_model` also rebuilds a half-written folder that an older version left (a 0-byte
+``config.json``, truncated weights).
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import replace_directory
 
 SEQ2SEQ = "seq2seq"
 CAUSAL = "causal"
@@ -81,7 +89,60 @@ def make_tiny_model(output_dir: str, kind: str = SEQ2SEQ, seed: int = 0, **size:
     else:
         config = LlamaConfig(**special, **sizes, bos_token_id=None, tie_word_embeddings=False)
         model = LlamaForCausalLM(config)
-    os.makedirs(output_dir, exist_ok=True)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    _check_replaceable(output_dir)
+    with replace_directory(output_dir) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     return output_dir
+
+
+def ensure_tiny_model(output_dir: str, kind: str = SEQ2SEQ) -> str:
+    """``output_dir`` holding a complete tiny model of ``kind``: kept when it is one, else (re)built.
+
+    Returns:
+        ``output_dir``.
+
+    Raises:
+        UserError: ``kind`` is unknown, or ``output_dir`` holds files that are not a model's.
+    """
+    if not is_complete_model(output_dir):
+        make_tiny_model(output_dir, kind=kind)
+    return output_dir
+
+
+def is_complete_model(model_dir: str) -> bool:
+    """Whether ``model_dir`` holds a whole model as :func:`make_tiny_model` writes it.
+
+    Checked: ``config.json`` and ``tokenizer_config.json`` are JSON objects (``config.json`` names its
+    ``model_type``) and the weights' safetensors header is whole and covers the file (safetensors rejects a
+    truncated file when it is opened).
+    """
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            with open(os.path.join(model_dir, name), encoding="utf-8") as handle:
+                content = json.load(handle)
+        except (OSError, ValueError):
+            return False
+        if not isinstance(content, dict) or (name == "config.json" and "model_type" not in content):
+            return False
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.path.join(model_dir, "model.safetensors"), "pt") as weights:
+            return bool(list(weights.keys()))
+    except (OSError, SafetensorError):
+        return False
+
+
+def _check_replaceable(output_dir: str) -> None:
+    """Refuses to replace a folder that holds something other than a (possibly half-written) model."""
+    try:
+        entries = os.listdir(output_dir)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise UserError("is a file, not a folder; give a folder for the tiny model", path=output_dir) from None
+    if entries and "config.json" not in entries:
+        raise UserError(
+            "holds files that are not a model's; give a new or empty folder for the tiny model", path=output_dir
+        )

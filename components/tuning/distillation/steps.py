@@ -58,16 +58,13 @@ def resolve_student_model(student_model: str, work_dir: str) -> str:
     """
     if not student_model.startswith(TINY_PREFIX):
         return student_model
-    from tunekit.components.tuning.tiny import make_tiny_model
+    from tunekit.components.tuning.tiny import ensure_tiny_model
 
     kinds = {"t5": "seq2seq", "seq2seq": "seq2seq", "causal": "causal", "llama": "causal"}
     kind = student_model[len(TINY_PREFIX) :] or "t5"
     if kind not in kinds:
         raise UserError(f"unknown tiny student '{student_model}'; use {TINY_PREFIX}t5 or {TINY_PREFIX}causal")
-    target = os.path.join(work_dir, "base")
-    if not os.path.exists(os.path.join(target, "config.json")):
-        make_tiny_model(target, kind=kinds[kind])
-    return target
+    return ensure_tiny_model(os.path.join(work_dir, "base"), kind=kinds[kind])
 
 
 def _tokens_for(student_backend: str, student_model: str) -> distill.TokenCounter:
