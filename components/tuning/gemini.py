@@ -26,7 +26,7 @@ from typing import Any
 
 from google.genai import types
 
-from tunekit.components.common import vertex_jobs
+from tunekit.components.common import uris, vertex_jobs
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.state import write_state
 from tunekit.components.common.uris import is_gcs
@@ -285,6 +285,36 @@ def tuning_console_url(job_name: str) -> str:
             f"/tuning/tuningJob/{job_id}?project={project}"
         )
     return ""
+
+
+#: The name ending Vertex expects of a tuning dataset object: "TRAINING_DATASET_URI: Cloud Storage URI of your
+#: training dataset. The dataset must be formatted as a JSONL file" (Vertex AI, "Tune Gemini models by using
+#: supervised fine-tuning", https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-use-supervised-tuning);
+#: every Google sample names one ``*.jsonl``.
+JSONL_SUFFIX = ".jsonl"
+
+
+def jsonl_dataset_uri(uri: str, local_path: str = "") -> str:
+    """The ``gs://`` URI of a tuning dataset under a ``.jsonl`` name, copying the data there when it has none.
+
+    A KFP dataset artifact is named by its output (``.../prepare-supervised-data/train_dataset``), not as the JSONL
+    object Vertex checks for: such a URI gets a copy of its content at the same name plus ``.jsonl`` (the step's own
+    file ``local_path`` when it has one, else the object itself; on Vertex AI Pipelines both are read through the
+    ``/gcs`` mount), and that URI is the one sent. A retried step writes the same copy again. '' stays '', and a URI
+    that is not in Cloud Storage is returned as it is (:func:`check_job_args` refuses it, naming the field).
+
+    Args:
+        uri: The dataset artifact's URI (``gs://...`` or its ``/gcs/...`` mount path).
+        local_path: The step's local path of the same data, if it has one.
+    """
+    gcs = uris.fuse_to_gcs(uri or "")
+    if not is_gcs(gcs) or gcs.endswith(JSONL_SUFFIX):
+        return gcs
+    target = gcs + JSONL_SUFFIX
+    source = local_path if local_path and os.path.isfile(local_path) else gcs
+    with uris.local_copy(source) as path:
+        uris.upload(path, target)
+    return target
 
 
 def find_by_request_id(client: Any, request_id: str) -> types.TuningJob | None:

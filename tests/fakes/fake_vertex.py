@@ -683,6 +683,16 @@ class FakeVertex(LoadFeatures):
         spec = body.get(spec_name) or {}
         if "trainingDatasetUri" not in spec:
             return 400, self._error(400, f"{spec_name}.trainingDatasetUri is required.")
+        # Vertex reads tuning data as "a GCS object of type JSONL": "TRAINING_DATASET_URI: Cloud Storage URI of your
+        # training dataset. The dataset must be formatted as a JSONL file" (Vertex AI, "Tune Gemini models by using
+        # supervised fine-tuning", https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-use-supervised-tuning);
+        # every Google sample names the object *.jsonl, so the fake refuses any other name.
+        for key in ("trainingDatasetUri", "validationDatasetUri"):
+            uri = spec.get(key)
+            if uri is not None and not str(uri).endswith(".jsonl"):
+                return 400, self._error(
+                    400, f"{spec_name}.{key} must be a GCS object of type JSONL (a .jsonl file), not {uri}."
+                )
         with self._lock:
             self._counter += 1
             job_id = str(1000 + self._counter)

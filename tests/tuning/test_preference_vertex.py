@@ -26,8 +26,13 @@ PAIRS = [
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    yield from serve_fake_vertex(monkeypatch, polls_to_finish=2)
+def fake(monkeypatch, tmp_path):
+    # The prepared datasets in a Cloud Storage stand-in: the steps copy each to a .jsonl name before tuning.
+    gcs = tmp_path / "gcs"
+    (gcs / "bucket" / "root" / "prepare").mkdir(parents=True)
+    for name in ("sft_dataset", "preference_dataset", "eval_pairs"):
+        (gcs / "bucket" / "root" / "prepare" / name).write_text('{"contents": []}\n')
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=2, gcs_root=str(gcs))
 
 
 def prepare(tmp_path, rows=PAIRS, **kwargs):
@@ -155,7 +160,7 @@ def test_sft_then_preference_tuning_from_the_checkpoint(fake, tmp_path):
     sft_body, pref_body = created_jobs(fake)
     # 1. supervised tuning on the preferred answers
     assert sft_body["baseModel"] == "gemini-2.5-flash"
-    assert sft_body["supervisedTuningSpec"]["trainingDatasetUri"] == "gs://bucket/root/prepare/sft_dataset"
+    assert sft_body["supervisedTuningSpec"]["trainingDatasetUri"] == "gs://bucket/root/prepare/sft_dataset.jsonl"
     assert sft_body["supervisedTuningSpec"]["hyperParameters"]["epochCount"] == 3
     assert sft_body["labels"]["tunekit-stage"] == "sft-warm-start"
     # 2. preference tuning continuing from the tuned model the SFT job produced
@@ -168,8 +173,8 @@ def test_sft_then_preference_tuning_from_the_checkpoint(fake, tmp_path):
         "checkpointid": "3",
     }
     spec = pref_body["preferenceOptimizationSpec"]
-    assert spec["trainingDatasetUri"] == "gs://bucket/root/prepare/preference_dataset"
-    assert spec["validationDatasetUri"] == "gs://bucket/root/prepare/eval_pairs"
+    assert spec["trainingDatasetUri"] == "gs://bucket/root/prepare/preference_dataset.jsonl"
+    assert spec["validationDatasetUri"] == "gs://bucket/root/prepare/eval_pairs.jsonl"
     assert spec["hyperParameters"] == {"beta": 0.2, "epochCount": 2, "adapterSize": "ADAPTER_SIZE_FOUR"}
     assert "supervisedTuningSpec" not in pref_body
     assert pref_body["labels"]["tunekit-method"] == "preference-tuning"

@@ -15,8 +15,9 @@ ROWS = [{"input_text": f"Route this ticket: my invoice {i} is wrong", "output_te
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    yield from serve_fake_vertex(monkeypatch, polls_to_finish=1)
+def fake(monkeypatch, tmp_path):
+    # A Cloud Storage stand-in too: the tuning step copies each dataset to a .jsonl name there.
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=1, gcs_root=str(tmp_path / "gcs"))
 
 
 def tune_args(tmp_path, **overrides):
@@ -60,8 +61,14 @@ def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
     summary = run_tune(**kwargs)
     [body] = created_jobs(fake)
     spec = body["supervisedTuningSpec"]
-    assert spec["trainingDatasetUri"] == "gs://bucket/root/prepare/train_dataset"
-    assert spec["validationDatasetUri"] == "gs://bucket/root/prepare/validation_dataset"
+    # The artifacts have no .jsonl name, which Vertex requires: each was copied beside itself under one.
+    assert spec["trainingDatasetUri"] == "gs://bucket/root/prepare/train_dataset.jsonl"
+    assert spec["validationDatasetUri"] == "gs://bucket/root/prepare/validation_dataset.jsonl"
+    for uri, local in (
+        (spec["trainingDatasetUri"], "prepared_train.jsonl"),
+        (spec["validationDatasetUri"], "prepared_val.jsonl"),
+    ):
+        assert open(fake.gcs_path(uri), "rb").read() == (tmp_path / local).read_bytes()
     assert spec["hyperParameters"]["epochCount"] == 3
     assert spec["hyperParameters"]["adapterSize"] == "ADAPTER_SIZE_FOUR"
     assert "learningRateMultiplier" not in spec["hyperParameters"]  # unset: Vertex chooses
@@ -108,7 +115,29 @@ def test_prepare_tune_evaluate_deploy_on_vertex(tmp_path, fake):
     assert found is not None and found.model == record["model"] and found.endpoint == summary["endpoint"]
 
 
+def _prepared_files(tmp_path):
+    for name in ("prepared_train.jsonl", "prepared_val.jsonl"):
+        (tmp_path / name).write_text(
+            json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}) + "\n"
+        )
+
+
+def test_fake_refuses_a_dataset_uri_without_a_jsonl_name(tmp_path, fake):
+    """What the step sent before it copied its datasets to .jsonl names: Vertex wants "a JSONL file"."""
+    from tunekit.components.common.errors import UserError
+    from tunekit.components.tuning.gemini import tune_gemini
+
+    with pytest.raises(UserError, match="must be a GCS object of type JSONL"):
+        tune_gemini(
+            base_model="gemini-2.5-flash",
+            training_dataset_uri="gs://bucket/root/prepare/train_dataset",
+            state_path=str(tmp_path / "state.json"),
+            **ON_FAKE_VERTEX,
+        )
+
+
 def test_failed_tuning_job_surfaces_its_own_message(tmp_path, fake):
+    _prepared_files(tmp_path)
     fake.fail_next_job("Dataset row 7 exceeds the token limit", code=3)
     with pytest.raises(RuntimeError, match="row 7 exceeds the token limit"):
         run_tune(**tune_args(tmp_path, model_metadata={}))

@@ -206,11 +206,11 @@ def run_warm_start(
             "sft_steps": log["steps"],
         }
     else:
-        from tunekit.components.tuning.gemini import job_options, tune_gemini
+        from tunekit.components.tuning.gemini import job_options, jsonl_dataset_uri, tune_gemini
 
         result = tune_gemini(
             base_model=base_model,
-            training_dataset_uri=uris.fuse_to_gcs(sft_uri),
+            training_dataset_uri=jsonl_dataset_uri(sft_uri, sft_path),
             **job_options(
                 locals(),
                 method=METHOD,
@@ -301,17 +301,17 @@ def run_tune_preference(
             "reward_final_loss": record["reward_final_loss"],
         }
     else:
-        from tunekit.components.tuning.gemini import job_options
+        from tunekit.components.tuning.gemini import job_options, jsonl_dataset_uri
         from tunekit.components.tuning.preference.vertex import tune_gemini_preference
 
         result = tune_gemini_preference(
             start_model=start_model,
             base_model=start.get("base_model") or base_model,
-            training_dataset_uri=uris.fuse_to_gcs(preference_uri),
+            training_dataset_uri=jsonl_dataset_uri(preference_uri, preference_path),
             beta=beta or None,
             pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id or None,
             **job_options(
-                locals(), method=METHOD, stage="preference", validation_dataset_uri=uris.fuse_to_gcs(eval_uri)
+                locals(), method=METHOD, stage="preference", validation_dataset_uri=jsonl_dataset_uri(eval_uri)
             ),
         )
         info = {"backend": "vertex", "reference_model": start_model, "algorithm": "PREFERENCE_TUNING"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.tuning import defaults, prepare
@@ -89,13 +88,15 @@ def run_tune(
     defaults.check_task(task)
     os.makedirs(model_path, exist_ok=True)
     if backend == "vertex":
-        from tunekit.components.tuning.gemini import job_options, tune_gemini
+        from tunekit.components.tuning.gemini import job_options, jsonl_dataset_uri, tune_gemini
 
         result = tune_gemini(
             base_model=base_model,
-            training_dataset_uri=uris.fuse_to_gcs(train_uri),
+            training_dataset_uri=jsonl_dataset_uri(train_uri, train_path),
             **job_options(
-                locals(), method="supervised-tuning", validation_dataset_uri=uris.fuse_to_gcs(validation_uri)
+                locals(),
+                method="supervised-tuning",
+                validation_dataset_uri=jsonl_dataset_uri(validation_uri, validation_path),
             ),
         )
         summary = {"backend": "vertex", **result.to_dict()}
