@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunekit.components.common import progress
 from tunekit.components.common.errors import UserError
 from tunekit.components.data_validation import formats
 from tunekit.components.evaluation.gate import (
@@ -176,6 +177,25 @@ def champion_client(champion, *, project: str, location: str, cache_dir: str = "
     return vertex_client(endpoint, project or "", location or "", cache_dir, base_model=champion.base_model)
 
 
+#: The fewest rows one call of a client gets when the rows are asked in parts for progress (engine-backed clients
+#: answer a call's prompts concurrently: parts smaller than its concurrency would slow it down).
+MIN_PART_ROWS = 32
+#: Parts the rows of one model are asked in, at most (a progress line each).
+PROGRESS_PARTS = 20
+
+
+def generate_with_progress(
+    client: ModelClient, prompts: list[Prompt], config: GenerationConfig | None, label: str
+) -> list:
+    """``client.generate(prompts, config)`` in up to :data:`PROGRESS_PARTS` parts, reporting progress after each."""
+    size = max(MIN_PART_ROWS, -(-len(prompts) // PROGRESS_PARTS))
+    generations: list = []
+    for start in range(0, len(prompts), size):
+        generations.extend(client.generate(prompts[start : start + size], config))
+        progress.report(label, min(start + size, len(prompts)), len(prompts))
+    return generations
+
+
 def evaluate_models(
     rows: list[EvalRow],
     models: dict[str, ModelClient],
@@ -192,7 +212,9 @@ def evaluate_models(
     references = [row.reference for row in rows]
     report.predictions = [{"line": row.line, "reference": row.reference} for row in rows]
     for name, client in models.items():
-        generations = client.generate([row.prompt for row in rows], config)
+        generations = generate_with_progress(
+            client, [row.prompt for row in rows], config, f"evaluation rows ({name})"
+        )
         if len(generations) != len(rows):
             raise RuntimeError(f"model '{name}' returned {len(generations)} answers for {len(rows)} prompts")
         texts = [g.text if g.status == OK else (g.text or "") for g in generations]

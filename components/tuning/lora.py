@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunekit.components.common import progress
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.jsonl import iter_jsonl
 from tunekit.components.data_validation.formats import load_examples, to_prompt_completion
@@ -332,6 +333,10 @@ def trainable_parameters(model: Any, device: str) -> list[Any]:
     return trainable
 
 
+#: The progress label of optimizer steps.
+TRAINING_STEPS = "training steps"
+
+
 def planned_steps(config: LocalTuningConfig, units: int) -> int:
     """Optimizer steps: ``max_steps``, or ``epochs`` passes over ``units`` (examples or inputs) when it is 0."""
     per_step = config.batch_size * config.gradient_accumulation_steps
@@ -365,6 +370,7 @@ def optimizer_and_schedule(
 
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = warmup_then_decay(optimizer, steps, config.warmup_ratio)
+    scheduler.tunekit_total_steps = steps  # read by optimizer_step's progress report
     return optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
 
@@ -388,3 +394,6 @@ def optimizer_step(
     scaler.update()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    # The one progress hook of the local trainers (a Trainer callback would call the same with its state's
+    # global_step and max_steps); LambdaLR's last_epoch counts the scheduler's steps.
+    progress.report(TRAINING_STEPS, scheduler.last_epoch, getattr(scheduler, "tunekit_total_steps", 0))

@@ -100,3 +100,12 @@ def test_which_failures_count_as_billed(error, billed):
     assert report.output_tokens == (16 if billed else 8)  # unanswered calls at the mean answer length (4)
     price = pricing.price_for("gemini-2.5-flash", pricing.DEFAULT_PRICES)
     assert report.cost == pytest.approx(price.cost(report.input_tokens, report.output_tokens))
+
+
+def test_the_engine_reports_answered_requests_as_progress(capsys, monkeypatch):
+    monkeypatch.setenv("TUNEKIT_PROGRESS", "lines")
+    engine = Engine(_Transport(asyncio.TimeoutError()), EngineConfig(**FAST), seed=0)
+    engine.generate([Prompt(f"q{i}") for i in range(20)])
+    engine.close()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("progress: ")]
+    assert lines[-1] == "progress: calls to gemini-2.5-flash 20/20 (100%)" and len(lines) == 10
