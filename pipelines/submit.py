@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from tunekit.components.common import vertex_jobs
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.image import chosen_images, names_unpublished_image, unpublished_image_error
 from tunekit.pipelines.compile import compile_method
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, parameter_values
 from tunekit.pipelines.registry import Method
@@ -26,7 +27,9 @@ class SubmitOptions:
         region: Region of the pipeline job.
         pipeline_root: gs:// folder for the run's artifacts.
         template_path: A compiled spec to submit ('' compiles the method now, with ``image``).
-        image: Component image to compile with ('' for the package version's image).
+        image: Component image to compile with ('' for ``TUNEKIT_IMAGE``; the GPU image is ``TUNEKIT_GPU_IMAGE``
+            or the ``components-gpu`` image beside it). A spec that would name the unpublished default image is
+            refused before anything is sent (:func:`check_images`).
         display_name: The run's display name ('' for the method's name).
         labels: Labels of the pipeline job.
         service_account: Service account the steps run as.
@@ -93,6 +96,22 @@ def vertex_parameters(config) -> dict:
     return values
 
 
+def check_images(template: str, options: SubmitOptions) -> None:
+    """Refuses a compiled spec (a local file) that names the unpublished default image.
+
+    A template in Artifact Registry (``https://...``) is not read here: ``tunekit doctor`` checks its images.
+
+    Raises:
+        UserError: The spec names ``us-docker.pkg.dev/tunekit-oss/...``, with the command that builds the images.
+    """
+    if template.startswith(("https://", "http://")) or not os.path.isfile(template):
+        return
+    with open(template, encoding="utf-8") as handle:
+        if names_unpublished_image(handle.read()):
+            shown = None if template.startswith(tempfile.gettempdir()) else template
+            raise unpublished_image_error(options.project, options.region, path=shown)
+
+
 def build_pipeline_job(method: Method, config, options: SubmitOptions, *, credentials=None):
     """Builds (without submitting) the ``aiplatform.PipelineJob`` for ``config``."""
     from google.cloud import aiplatform
@@ -101,8 +120,12 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
         raise UserError("--pipeline-root must be a gs:// folder", field="pipeline_root")
     template = options.template_path
     if not template:
+        image, gpu_image = chosen_images(options.image)
+        if not image or names_unpublished_image(image):
+            raise unpublished_image_error(options.project, options.region)
         template = os.path.join(tempfile.mkdtemp(prefix="tunekit-"), method.compiled_name)
-        compile_method(method, template, image=options.image or None)
+        compile_method(method, template, image=image, gpu_image=gpu_image or None)
+    check_images(template, options)
     labels = {"tunekit-method": method.name, **(options.labels or {})}
     display_name = options.display_name or method.name
     return aiplatform.PipelineJob(

@@ -11,7 +11,12 @@ def template(tmp_path_factory):
     """The supervised pipeline compiled from the code now (compiled/ may lag behind while it is edited)."""
     from tunekit.pipelines.compile import compile_method
 
-    return compile_method(get_method("supervised-tuning"), str(tmp_path_factory.mktemp("c") / "s.yaml"))
+    # With an image in the test project's registry: a spec naming the unpublished default image is refused.
+    return compile_method(
+        get_method("supervised-tuning"),
+        str(tmp_path_factory.mktemp("c") / "s.yaml"),
+        image="us-central1-docker.pkg.dev/test-project/tunekit/components:test",
+    )
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
+import os
+
 import pytest
 from google.auth.credentials import AnonymousCredentials
-from pipeline_helpers import fake_options, supervised_config
+from pipeline_helpers import ROOT, fake_options, supervised_config
 
 from tunekit.components.common.errors import UserError
 from tunekit.pipelines.registry import get_method
@@ -60,6 +62,59 @@ def test_pipeline_root_must_be_gcs():
             SubmitOptions(project="p", region="r", pipeline_root="/tmp/root"),
             credentials=AnonymousCredentials(),
         )
+
+
+# --- the component image: the default is not published (issue 14 item 3) ----------------------------------------
+
+
+def build_supervised(**options):
+    values = dict(project="my-project", region="europe-west4", pipeline_root="gs://bucket/root")
+    return build_pipeline_job(
+        get_method("supervised-tuning"),
+        supervised_config(),
+        SubmitOptions(**{**values, **options}),
+        credentials=AnonymousCredentials(),
+    )
+
+
+def test_without_an_image_the_unpublished_default_is_refused_with_the_command_that_builds_one(monkeypatch):
+    monkeypatch.delenv("TUNEKIT_IMAGE", raising=False)
+    with pytest.raises(UserError) as refused:
+        build_supervised()
+    message = str(refused.value)
+    assert "make publish-image PROJECT=my-project REGION=europe-west4" in message
+    assert "--image europe-west4-docker.pkg.dev/my-project/tunekit/components:" in message
+    with pytest.raises(UserError, match="make publish-image"):
+        build_supervised(image="us-docker.pkg.dev/tunekit-oss/tunekit/components:0.1.0")
+
+
+def test_a_compiled_spec_naming_the_default_image_is_refused_before_any_call():
+    # compiled/ is compiled with the default image: submitting it as is would fail on image pull.
+    with pytest.raises(UserError) as refused:
+        build_supervised(template_path=os.path.join(ROOT, "compiled", "supervised_tuning.yaml"))
+    assert "compiled/supervised_tuning.yaml" in str(refused.value) and "make publish-image" in str(refused.value)
+
+
+def test_tunekit_image_from_the_environment_names_both_images(monkeypatch, tmp_path):
+    from tunekit.components.common.image import GPU_IMAGE, chosen_images, gpu_image_of
+    from tunekit.pipelines.compile import compile_method
+
+    monkeypatch.setenv("TUNEKIT_IMAGE", "europe-west4-docker.pkg.dev/my-project/tunekit/components:0.1.0")
+    job = build_supervised()
+    images = {
+        e["container"]["image"] for e in job._gca_resource.pipeline_spec["deploymentSpec"]["executors"].values()
+    }
+    assert images == {"europe-west4-docker.pkg.dev/my-project/tunekit/components:0.1.0"}
+    cpu, gpu = chosen_images()
+    assert gpu == "europe-west4-docker.pkg.dev/my-project/tunekit/components-gpu:0.1.0" == gpu_image_of(cpu)
+    monkeypatch.setenv("TUNEKIT_GPU_IMAGE", "r.example/p/gpu:1")
+    assert chosen_images("r.example/p/cpu:1") == ("r.example/p/cpu:1", "r.example/p/gpu:1")
+    # A spec whose only default image is the GPU one is refused too.
+    spec = compile_method(get_method("supervised-tuning"), str(tmp_path / "s.yaml"), image=cpu)
+    with open(spec, "a", encoding="utf-8") as handle:
+        handle.write(f"# image: {GPU_IMAGE}\n")
+    with pytest.raises(UserError, match="not published"):
+        build_supervised(template_path=spec)
 
 
 # --- submission against the fake Vertex server (conftest's `vertex`): --wait, re-attach, the request body ----------
