@@ -51,7 +51,7 @@ def readable_copy(path: str) -> Iterator[str]:
 
     A regular file (or a missing one, or a directory: reported later) is yielded as is. Anything else (a pipe
     such as ``<(cat f)`` or ``/dev/stdin``, a FIFO, a character device) can be read only once, so it is copied
-    to a temporary file first, deleted afterwards. A FIFO that gets no writer within :data:`FIFO_WAIT_SECONDS`
+    to a temporary folder first (private to the user), removed afterwards. A FIFO that gets no writer within :data:`FIFO_WAIT_SECONDS`
     and a terminal are :class:`UnreadableFile` instead of a hang.
 
     Raises:
@@ -86,17 +86,16 @@ def readable_copy(path: str) -> Iterator[str]:
     except BaseException:
         os.close(fd)
         raise
-    with handle, tempfile.NamedTemporaryFile(prefix="tunekit-input-", suffix=".jsonl", delete=False) as copy:
-        try:
-            shutil.copyfileobj(handle, copy, _BUFFER)
-        except OSError as exc:
-            os.unlink(copy.name)
-            raise UnreadableFile(f"cannot be read ({exc.strerror or exc})") from None
-    try:
-        yield copy.name
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(copy.name)
+    # The copy's folder is removed however this ends: a read error, an interrupt (Ctrl-C while a large pipe is
+    # copied), or the caller's block raising.
+    with handle, tempfile.TemporaryDirectory(prefix="tunekit-input-") as folder:
+        copy = os.path.join(folder, "input")
+        with open(copy, "wb") as out:
+            try:
+                shutil.copyfileobj(handle, out, _BUFFER)
+            except OSError as exc:
+                raise UnreadableFile(f"cannot be read ({exc.strerror or exc})") from None
+        yield copy
 
 
 def lone_surrogate(value: object, field: str = "") -> tuple[str, str] | None:

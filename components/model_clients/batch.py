@@ -88,12 +88,12 @@ class GcsIO:
 
     def write_text(self, uri: str, text: str) -> None:
         """Writes an object."""
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as handle:
-            handle.write(text)
-        try:
-            uris.upload(handle.name, uri)
-        finally:
-            os.unlink(handle.name)
+        # Removed however this ends (a text that cannot be encoded, a failed upload, an interrupt).
+        with tempfile.TemporaryDirectory(prefix="tunekit-batch-") as folder:
+            path = os.path.join(folder, "input.jsonl")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            uris.upload(path, uri)
 
     def read_text(self, uri: str) -> str:
         """Reads an object."""

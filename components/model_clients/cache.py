@@ -198,7 +198,10 @@ class ResponseCache:
     def _open_segment(self) -> None:
         name = f"responses-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}.jsonl"
         self._segment_path = os.path.join(self.directory, name)
-        self._handle = os.open(self._segment_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if self._remote is not None:
+            os.makedirs(self.directory, exist_ok=True)  # the local mirror is removed at close
+        # 0666 less the umask, as open() gives: a team's shared cache stays readable to the team (umask 002).
+        self._handle = os.open(self._segment_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         self._segment_count = 0
 
     def _close_segment(self) -> None:
@@ -210,9 +213,18 @@ class ResponseCache:
             self._upload(self._segment_path)
 
     def close(self) -> None:
-        """Closes (and, for ``gs://`` without the mount, uploads) the current segment."""
+        """Closes (and, for ``gs://`` without the mount, uploads) the current segment.
+
+        For ``gs://`` without the mount, the local mirror (a temporary folder) is removed too: every answer is in
+        Cloud Storage by then. The answers stay in memory, and a later :meth:`put` starts a new segment.
+        """
         with self._lock:
             self._close_segment()
+            self._remove_mirror()
+
+    def _remove_mirror(self) -> None:
+        if self._remote is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> ResponseCache:
         return self
@@ -238,8 +250,7 @@ class ResponseCache:
         bucket.blob(f"{prefix.rstrip('/')}/{os.path.basename(path)}").upload_from_filename(path)
 
     def __del__(self) -> None:
-        try:
-            if self._remote is not None and self.directory.startswith(tempfile.gettempdir()):
-                shutil.rmtree(self.directory, ignore_errors=True)
+        try:  # a cache that was never closed: its mirror goes with it
+            self._remove_mirror()
         except Exception:  # noqa: BLE001 (never raise from a finaliser)
             pass
