@@ -105,9 +105,11 @@ def write_text(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     try:
-        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+        status = os.lstat(path)
     except FileNotFoundError:
-        mode = None
+        status = None
+    # A symlink is replaced by a new file, which takes the umask's mode, not that of the file the link named.
+    mode = stat.S_IMODE(status.st_mode) if status is not None and not stat.S_ISLNK(status.st_mode) else None
     temporary, fd = _create_temporary(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

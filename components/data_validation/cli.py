@@ -19,17 +19,22 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 
 from tunekit.components.common.artifacts import call
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import write_text
 from tunekit.components.data_validation import checks, limits
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+
+#: The JSON report's name when no --report is given: in the current folder (where the user ran the command), or
+#: next to the normalised files. Written whole (common.state.write_text), so a symlink there is replaced, not
+#: followed, and the file gets the user's umask.
+DEFAULT_REPORT = "tunekit-validation.json"
+NORMALISED_REPORT = "validation_report.json"
 
 
 class _UsageError(Exception):
@@ -66,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="base model id; Gemini models get Vertex's limits (default: Gemini)")
     parser.add_argument("--strict", action="store_true", help="warnings fail validation too")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON instead of the summary")
-    parser.add_argument("--report", metavar="PATH", help="write the JSON report here (default: a temporary file)")
+    parser.add_argument(
+        "--report",
+        metavar="PATH",
+        help=f"write the JSON report here (default: {DEFAULT_REPORT} in the current folder, or "
+        f"{NORMALISED_REPORT} in --normalised-dir when given)",
+    )
     parser.add_argument("--html", metavar="PATH", help="also write the HTML report here")
     parser.add_argument("--normalised-dir", metavar="DIR", help="write the normalised valid rows here")
     parser.add_argument("--dedupe", action="store_true", help="leave exact duplicates out of the normalised files")
@@ -194,18 +204,20 @@ def _run_readable(args: argparse.Namespace, given_by_copy: dict[str, str]) -> in
         counter = vertex_token_counter(args.project, args.location, args.model or limits.TUNABLE_GEMINI[1])
     report = call(validate_dataset, vars(args), paths=paths, method=method, token_counter=counter)
     restore_paths(report, given_by_copy)
-    report_path = args.report or os.path.join(
-        tempfile.gettempdir(), f"tunekit-validation-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
+    report_path = args.report or (
+        os.path.join(args.normalised_dir, NORMALISED_REPORT) if args.normalised_dir else DEFAULT_REPORT
     )
     try:
         report.write_json(report_path)
     except OSError as exc:
-        print(f"error: cannot write the report to {report_path}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"error: cannot write the report to {report_path}: {exc.strerror or exc}; give --report PATH",
+            file=sys.stderr,
+        )
         report_path = None
     if args.html:
         try:
-            with open(args.html, "w", encoding="utf-8") as handle:
-                handle.write(report.render_html())
+            write_text(args.html, report.render_html())
         except OSError as exc:
             print(f"error: cannot write the HTML report to {args.html}: {exc.strerror or exc}", file=sys.stderr)
     if args.json:

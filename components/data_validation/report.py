@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 
+from tunekit.components.common.state import write_text
 from tunekit.components.data_validation.findings import ERROR, INFO, SEVERITIES, WARNING, Finding, Findings
 
 _SEVERITY_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
@@ -86,9 +87,8 @@ class Report:
         }
 
     def write_json(self, path: str) -> None:
-        """Writes :meth:`to_dict` to ``path``."""
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=2, ensure_ascii=False, default=str)
+        """Writes :meth:`to_dict` to ``path`` whole (:func:`~tunekit.components.common.state.write_text`)."""
+        write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False, default=str))
 
     def metrics(self) -> dict[str, float]:
         """Counts for KFP Metrics: errors, warnings, rows per file and findings per kind."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.state import write_text
 from tunekit.components.data_validation.report import Report
 from tunekit.components.data_validation.validate import validate_dataset
 
@@ -55,8 +56,7 @@ def run_validation(
         if directory:
             os.makedirs(directory, exist_ok=True)
     report.write_json(report_path)
-    with open(html_path, "w", encoding="utf-8") as handle:
-        handle.write(report.render_html())
+    write_text(html_path, report.render_html())
     for name, value in report.metrics().items():
         log_metric(name, value)
     if not report.ok:
