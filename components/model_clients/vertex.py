@@ -21,6 +21,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from tunekit.components.common.errors import UserError
 from tunekit.components.common.vertex_jobs import backoff_delay, describe_error, is_transient
 from tunekit.components.model_clients.base import (
     BLOCKED,
@@ -67,27 +68,62 @@ def static_credentials():
     return Credentials(token=os.environ.get(TOKEN_ENV, "fake-token"))
 
 
+#: The environment variables google-genai 2.34 reads to choose its API when the client is built without a flag
+#: (google/genai/_api_client.py, ``BaseApiClient.__init__``): "true" or "1" (any case) means the Gemini Enterprise
+#: Agent Platform API (formerly Vertex AI), anything else the Gemini Developer API; GOOGLE_GENAI_USE_ENTERPRISE, the
+#: new name, wins over the legacy GOOGLE_GENAI_USE_VERTEXAI when both are set.
+API_ENV_VARS = ("GOOGLE_GENAI_USE_ENTERPRISE", "GOOGLE_GENAI_USE_VERTEXAI")
+
+
+def check_enterprise_api() -> None:
+    """Fails when the environment asks google-genai for the Gemini Developer API, which tunekit cannot use.
+
+    Every Gemini call tunekit makes (tuning jobs, tuned-model endpoints, batch prediction, the evaluation service)
+    exists only on the Gemini Enterprise Agent Platform (Vertex AI) API, so its clients are built for it; a
+    variable of :data:`API_ENV_VARS` saying otherwise is read as google-genai reads it and refused, not ignored.
+
+    Raises:
+        UserError: The deciding variable is set to something other than true/1.
+    """
+    for name in API_ENV_VARS:
+        value = os.environ.get(name)
+        if value is None:
+            continue
+        if value.lower() not in ("true", "1"):
+            raise UserError(
+                f"{name}={value} selects the Gemini Developer API, but tunekit's Gemini calls (tuning, tuned "
+                f"endpoints, batch prediction) need the Gemini Enterprise Agent Platform (Vertex AI) API: unset "
+                f"{name} or set it to true",
+                field=name,
+            )
+        return
+
+
 def make_genai_client(project: str, location: str) -> genai.Client:
-    """Builds a google-genai client for Vertex AI.
+    """Builds a google-genai client for the Gemini Enterprise Agent Platform (Vertex AI) API.
+
+    ``GOOGLE_GENAI_USE_ENTERPRISE`` and ``GOOGLE_GENAI_USE_VERTEXAI`` are honoured as google-genai reads them
+    (:func:`check_enterprise_api`), and an empty ``project`` or ``location`` falls back to the SDK's own
+    ``GOOGLE_CLOUD_PROJECT`` / ``GOOGLE_CLOUD_LOCATION``.
 
     Args:
-        project: The Google Cloud project.
-        location: The Vertex AI region (``us-central1``...) or ``global``.
+        project: The Google Cloud project ('' for ``GOOGLE_CLOUD_PROJECT``).
+        location: The Vertex AI region (``us-central1``...) or ``global`` ('' for ``GOOGLE_CLOUD_LOCATION``).
 
     Returns:
         A client using Application Default Credentials, or, when ``TUNEKIT_VERTEX_BASE_URL`` is set, one that
         talks to that URL with a static token.
+
+    Raises:
+        UserError: The environment asks for the Gemini Developer API.
     """
+    check_enterprise_api()
+    # ``enterprise`` is google-genai 2.34's name of the flag; ``vertexai`` is its legacy alias.
+    options: dict[str, Any] = {"enterprise": True, "project": project or None, "location": location or None}
     base_url = base_url_override()
     if base_url:
-        return genai.Client(
-            vertexai=True,
-            project=project,
-            location=location,
-            credentials=static_credentials(),
-            http_options=types.HttpOptions(base_url=base_url),
-        )
-    return genai.Client(vertexai=True, project=project, location=location)
+        options.update(credentials=static_credentials(), http_options=types.HttpOptions(base_url=base_url))
+    return genai.Client(**options)
 
 
 def make_rest_client(client_class: type, location: str) -> Any:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -32,7 +34,10 @@ from tunekit.components.common.state import write_state
 from tunekit.components.common.uris import is_gcs
 from tunekit.components.model_clients.vertex import make_genai_client, sanitize_labels
 
-#: Gemini models Vertex AI can tune (SPEC, 2026).
+#: Gemini models known to be tunable on Vertex AI: the defaults and the per-model limits (:data:`MAX_ADAPTER_SIZE`)
+#: are known for these. The list is advisory, not the authority: Google adds tunable models ("Supported models",
+#: https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning), so another well-formed
+#: Gemini id of generation 2.5 or later passes :func:`check_base_model` with a warning and the service decides.
 TUNABLE_MODELS = (
     "gemini-2.5-pro",
     "gemini-2.5-flash",
@@ -40,6 +45,17 @@ TUNABLE_MODELS = (
     "gemini-3.1-flash-lite",
     "gemini-3.5-flash",
 )
+#: The base model tuned when a config names none. Not gemini-2.5-flash: Vertex's "Model versions and lifecycle"
+#: page gives it (and 2.5 Pro) a retirement date of June 17, 2026, with new access blocked a month before
+#: (https://cloud.google.com/vertex-ai/generative-ai/docs/learn/model-versions); gemini-3.5-flash is the current
+#: Flash in the supervised-tuning list. Its thinking setting (a ``thinking_level``, Gemini 3's control) is
+#: :func:`~tunekit.components.model_clients.vertex.thinking_for`'s.
+DEFAULT_BASE_MODEL = "gemini-3.5-flash"
+#: The oldest Gemini generation Vertex still tunes: an unknown id of an older one (gemini-1.0-pro, gemini-2.0-flash)
+#: is refused statically, since Google adds new tunable models, not old ones.
+OLDEST_TUNABLE_GENERATION = (2, 5)
+#: A well-formed Gemini model id: ``gemini-MAJOR[.MINOR]-VARIANT``, lowercase, an optional ``-NNN`` version.
+_GEMINI_ID = re.compile(r"^gemini-(\d+)(?:\.(\d+))?-[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 #: Adapter sizes Vertex accepts, and the enum google-genai sends for each.
 ADAPTER_SIZES = {
     1: types.AdapterSize.ADAPTER_SIZE_ONE,
@@ -55,6 +71,7 @@ MAX_ADAPTER_SIZE = {"gemini-2.5-pro": 8}
 REQUEST_LABEL = "tunekit-request-id"
 
 SUCCEEDED = vertex_jobs.JOB_SUCCEEDED
+_LOG = logging.getLogger("tunekit.tuning.gemini")
 _VERSION_SUFFIX = re.compile(r"-\d{3}$")
 
 
@@ -116,17 +133,34 @@ def normalize_base_model(base_model: str) -> str:
 def check_base_model(base_model: str) -> str:
     """Returns the tunable family of ``base_model`` (a version suffix such as ``-001`` is allowed).
 
+    A model of :data:`TUNABLE_MODELS` passes; so does another well-formed Gemini id of generation 2.5 or later
+    (``gemini-3.5-flash-lite``, a model Google added after this list was written), with a warning on the
+    ``tunekit`` logger: Vertex AI is the authority on what it tunes, and refuses the job itself if it cannot.
+
     Raises:
-        UserError: The model is not tunable on Vertex AI.
+        UserError: Not a Gemini model id (``gpt-4``, ``text-bison@002``, a typo such as ``gemni-2.5-flash``), or a
+            Gemini generation older than 2.5, which Vertex no longer tunes; with the closest known model.
     """
     name = normalize_base_model(base_model)
     family = _VERSION_SUFFIX.sub("", name)
-    if family not in TUNABLE_MODELS:
-        raise UserError(
-            f"'{base_model}' cannot be tuned on Vertex AI; choose one of: {', '.join(TUNABLE_MODELS)}",
-            field="base_model",
+    if family in TUNABLE_MODELS:
+        return family
+    found = _GEMINI_ID.match(family)
+    if found and (int(found.group(1)), int(found.group(2) or 0)) >= OLDEST_TUNABLE_GENERATION:
+        _LOG.warning(
+            "'%s' is not among the models tunekit knows to be tunable (%s); sending it anyway: Vertex AI decides "
+            "whether it can tune it, and no per-model limits are checked here",
+            base_model,
+            ", ".join(TUNABLE_MODELS),
         )
-    return family
+        return family
+    close = difflib.get_close_matches(family, TUNABLE_MODELS, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise UserError(
+        f"'{base_model}' cannot be tuned on Vertex AI; {hint}choose a Gemini model of generation 2.5 or later, "
+        f"e.g. one of: {', '.join(TUNABLE_MODELS)}",
+        field="base_model",
+    )
 
 
 def adapter_size_enum(adapter_size: int) -> types.AdapterSize:

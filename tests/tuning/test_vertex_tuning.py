@@ -250,3 +250,43 @@ def test_tunable_models_are_accepted(fake, state_path, base_model):
     tuned = _tune(fake, state_path, base_model=base_model, adapter_size=8)
     assert tuned.state == "JOB_STATE_SUCCEEDED"
     assert _creates(fake)[0][2]["baseModel"] == base_model.removeprefix("publishers/google/models/")
+
+
+@pytest.mark.parametrize(
+    "base_model", ["gemini-3.5-flash-lite", "gemini-4-flash-001", "gemini-3.5-pro-preview-06-2026"]
+)
+def test_a_gemini_model_added_after_the_list_is_sent_with_a_warning(fake, state_path, base_model, caplog):
+    """The known list is advisory: a newer Gemini id goes to Vertex, which decides (issue 14 item 12)."""
+    with caplog.at_level("WARNING", logger="tunekit"):
+        tuned = _tune(fake, state_path, base_model=base_model)
+    assert tuned.state == "JOB_STATE_SUCCEEDED"
+    assert _creates(fake)[0][2]["baseModel"] == base_model
+    assert f"'{base_model}' is not among the models tunekit knows to be tunable" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("base_model", "hint"),
+    [
+        ("gemni-2.5-flash", "did you mean gemini-2.5-flash?"),
+        ("Gemini-3.5-Flash", "did you mean gemini-3.5-flash?"),
+        ("gemini-2.0-flash", "generation 2.5 or later"),
+        ("gpt-4o", "choose a Gemini model"),
+    ],
+)
+def test_a_clearly_wrong_model_id_still_fails_statically(fake, state_path, base_model, hint):
+    with pytest.raises(UserError, match="cannot be tuned on Vertex AI") as caught:
+        _tune(fake, state_path, base_model=base_model)
+    assert hint in caught.value.message and caught.value.field == "base_model"
+    assert fake.requests == []
+
+
+def test_the_default_base_model_is_known_and_not_the_retiring_one():
+    from tunekit.components.model_clients.vertex import thinking_for
+    from tunekit.components.tuning.gemini import DEFAULT_BASE_MODEL, TUNABLE_MODELS, check_base_model
+
+    assert DEFAULT_BASE_MODEL in TUNABLE_MODELS and DEFAULT_BASE_MODEL != "gemini-2.5-flash"
+    assert check_base_model(DEFAULT_BASE_MODEL) == DEFAULT_BASE_MODEL
+    thinking, extra = thinking_for(DEFAULT_BASE_MODEL)  # a Gemini 3 model: a thinking level, not a budget
+    assert (
+        thinking.thinking_level == types.ThinkingLevel.MINIMAL and thinking.thinking_budget is None and extra == 0
+    )
