@@ -22,7 +22,8 @@ LOCAL_REGISTRY = os.path.join("runs", "registry.json")
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False, soft_wrap=True)
+    # Bound to this stdout: a local run puts its own sys.stdout in place while the steps run.
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +96,97 @@ def _skip_reason(result) -> str:
         return "skipped: data unchanged"
 
 
-def _print_run(console, method, result) -> None:
+def existing_outputs(result) -> list[tuple[str, str, str]]:
+    """``(task, output, path)`` of each output artifact of the run that exists on disk."""
+    found = []
+    for task in sorted(result.task_outputs):
+        for name, artifact_list in result.task_outputs[task].get("artifacts", {}).items():
+            for artifact in artifact_list.get("artifacts", []):
+                uri = artifact.get("uri", "")
+                if uri and os.path.exists(uri):
+                    found.append((task, name, uri))
+    return found
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 60 else f"{int(value // 60)} min {value % 60:.0f} s"
+
+
+def _print_steps(console, result) -> None:
+    """The steps that ran, their attempts and times."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not result.steps:
+        return
+    table = Table(title="Steps", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("step")
+    table.add_column("time", justify="right")
+    table.add_column("")
+    for step in result.steps:
+        note = "" if step.succeeded else "failed"
+        if step.attempts > 1:
+            note = f"{note} after {step.attempts} attempts".strip()
+        table.add_row(escape(step.name), _seconds(step.seconds), note)
+    console.print(table)
+
+
+class _RunDisplay:
+    """What ``tunekit run --local`` shows as it goes (a ``local_run.RunDisplay``).
+
+    On a terminal: a spinner per running step (its time when it ends) and a bar per progress label; elsewhere: the
+    steps' progress lines (every ``TUNEKIT_PROGRESS_EVERY`` percent) and retries. With ``verbose``, every line of
+    the runner and the steps instead (ANSI codes removed; the run's log file has them all either way).
+    """
+
+    def __init__(self, console, *, verbose: bool = False):
+        from tunekit.components.common import progress
+
+        self.console = console
+        self.verbose = verbose
+        self.live = console.is_terminal and not verbose
+        self.bars = progress.make_progress(console.file) if self.live else None
+        self.board = progress.Board(self.bars) if self.live else None
+        self.running: dict[str, object] = {}
+
+    def step_started(self, name: str) -> None:
+        if self.live:
+            if not self.board.started:
+                self.bars.start()
+                self.board.started = True
+            self.running[name] = self.bars.add_task(name, total=None)
+
+    def step_retrying(self, name: str, attempt: int, attempts: int, delay_s: float) -> None:
+        self._print(f"{name} failed (attempt {attempt} of {attempts}); next attempt in {delay_s:.0f} s")
+
+    def step_finished(self, step) -> None:
+        if self.live and step.name in self.running:
+            mark = "done" if step.succeeded else "failed"
+            description = f"{step.name} ({mark}, {_seconds(step.seconds)})"
+            self.bars.update(self.running.pop(step.name), description=description, total=1, completed=1)
+
+    def progress(self, name: str, label: str, done: int, total: int) -> None:
+        from tunekit.components.common.progress import format_line
+
+        if self.live:
+            self.board.update(name, label, done, total)
+        elif not self.verbose:
+            self._print(f"{name}: {format_line(label, done, total)}")
+
+    def line(self, name: str, text: str) -> None:
+        if self.verbose:
+            self._print(text)
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
+
+    def _print(self, text: str) -> None:
+        console = self.bars.console if self.live else self.console
+        console.print(text, markup=False, highlight=False)
+
+
+def _print_run(console, method, result, *, verbose: bool = False) -> None:
     # Metric names ("precision[billing]"), reasons ("[ok]") and paths are text, not rich markup.
     from rich.markup import escape
     from rich.table import Table
@@ -119,10 +210,10 @@ def _print_run(console, method, result) -> None:
         console.print(table)
         console.print(f"Gate: {escape(str(metrics_meta.get('gate_reason', '?')))}")
     console.print(f"\nRun folder: {escape(result.run_dir)}")
-    for task in sorted(result.task_outputs):
-        for name, artifact_list in result.task_outputs[task].get("artifacts", {}).items():
-            for artifact in artifact_list.get("artifacts", []):
-                console.print(escape(f"  {task}/{name}: {artifact.get('uri', '')}"))
+    if verbose:
+        # Only what is there: a step that failed or did not run leaves URIs with nothing behind them.
+        for task, name, path in existing_outputs(result):
+            console.print(escape(f"  {task}/{name}: {path}"))
     deployed = [t for t in result.task_outputs if t.startswith("deploy-")]
     if deployed:
         registry = next(
@@ -150,6 +241,23 @@ def _print_run(console, method, result) -> None:
         console.print(f"Report: {escape(report)}")
 
 
+def _print_failure(console, result) -> int:
+    """The failed step's one-line error as the last line (standard error): exit 2 for a user error, else 1."""
+    from tunekit.pipelines.local_run import strip_ansi
+
+    console.file.flush()
+    sys.stdout.flush()
+    step = result.failed_step or "a step"
+    failed = next((s for s in result.steps if s.name == result.failed_step), None)
+    if result.user_error:
+        print(f"error: {step}: {strip_ansi(result.user_error)}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    detail = strip_ansi(failed.error) if failed is not None and failed.error else strip_ansi(result.failure)
+    attempts = f" after {failed.attempts} attempts" if failed is not None and failed.attempts > 1 else ""
+    print(f"error: {step} failed{attempts}: {detail}", file=sys.stderr, flush=True)
+    return EXIT_FAILED
+
+
 def cmd_run(args) -> int:
     """Runs a pipeline with the local KFP runner."""
     if not args.local:
@@ -162,16 +270,19 @@ def cmd_run(args) -> int:
     console = _console()
     from rich.markup import escape
 
+    verbose = args.verbose or args.debug
     console.print(
         f"Running [bold]{method.name}[/bold] locally; outputs under {escape(os.path.abspath(args.output_dir))}"
     )
-    result = run_local(method, config, args.output_dir)
-    _print_run(console, method, result)
+    result = run_local(
+        method, config, args.output_dir, display=_RunDisplay(console, verbose=verbose), debug=args.debug
+    )
+    _print_steps(console, result)
+    _print_run(console, method, result, verbose=verbose)
+    if result.log_path:
+        console.print(f"Log: {escape(result.log_path)}" + ("" if verbose else " (--verbose shows it as it runs)"))
     if not result.succeeded:
-        console.print(
-            f"[red]The run failed:[/red] {escape(result.failure)} (the step's own error is printed above)"
-        )
-        return EXIT_FAILED
+        return _print_failure(console, result)
     if args.json:
         print(json.dumps({"run_dir": result.run_dir, "tasks": result.task_outputs}, indent=2))
     return EXIT_OK
@@ -390,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="run on this machine with the local KFP runner")
     p.add_argument("--output-dir", default="runs", help="where the run's outputs, models and registry go")
     p.add_argument("--json", action="store_true", help="also print the outputs as JSON")
+    p.add_argument("--verbose", action="store_true", help="print the local runner's full log as the run goes")
+    p.add_argument(
+        "--debug", action="store_true", help="like --verbose, and a step's user error shows its traceback"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("submit", help="submit a pipeline to Vertex AI Pipelines")

@@ -2,6 +2,21 @@
 
 Every step runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``), with the installed tunekit;
 outputs land under ``<output_root>/pipeline_root/<run>/<task>/``.
+
+**What the run prints, and how a step fails.** The runner prints each step's output line by line on this process's
+``sys.stdout`` (kfp/local/subprocess_task_handler.py ``run_local_subprocess``; its own log lines go to a
+``StreamHandler(sys.stdout)``: kfp/local/logging_utils.py ``local_logger_context``), from the thread that runs the
+step (the enhanced orchestrator runs a DAG's tasks on a thread pool). :func:`run_local` puts a :class:`_StepStream`
+there for the run: every line goes to the run's log file (ANSI codes removed), and is told to a
+:class:`RunDisplay` with the step it came from, as a progress update (:mod:`tunekit.components.common.progress`
+lines) or a plain line. Without a display the lines are printed as the runner would.
+
+The runner's retry loop (kfp/local/orchestrator/task_executor.py ``execute_single_task``: up to
+``max_retry_count`` more attempts, ``backoff_duration * backoff_factor ** attempt`` seconds apart, whatever the
+failure) is taken over for the run: each step's attempts are run one at a time with the same policy, and a step
+whose attempt stopped on a user error (the line of :data:`~tunekit.components.common.artifacts.USER_ERROR_PREFIX`,
+or a ``UserError`` traceback of a wrapper body) is not tried again: a typo fails once, in seconds, and its one
+line is :attr:`LocalRunResult.user_error`. Transient failures are retried as compiled.
 """
 
 from __future__ import annotations
@@ -10,15 +25,64 @@ import dataclasses
 import json
 import logging
 import os
+import re
+import sys
+import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 
+from tunekit.components.common.artifacts import DEBUG_ENV, USER_ERROR_PREFIX
 from tunekit.components.common.errors import UserError
 from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, parameter_values
 from tunekit.pipelines.registry import Method
 
 #: ``base_model`` values that make the CLI build a tiny randomly initialised model (no download), for demos.
 TINY_PREFIX = "tiny-random:"
+
+
+@dataclass
+class StepRecord:
+    """One step of a local run.
+
+    Attributes:
+        name: The task's name.
+        attempts: Attempts run (1 unless a transient failure was retried).
+        seconds: Wall-clock seconds, back-off waits included.
+        succeeded: Whether its last attempt succeeded.
+        user_error: The user error it stopped on ('' when none).
+        error: The one-line error of its last failed attempt: the user error, or the last exception line of a
+            traceback it printed ('' when it printed none).
+    """
+
+    name: str
+    attempts: int = 0
+    seconds: float = 0.0
+    succeeded: bool = False
+    user_error: str = ""
+    error: str = ""
+
+
+class RunDisplay:
+    """What a local run tells as it goes (the CLI's summary); every method does nothing here."""
+
+    def step_started(self, name: str) -> None:
+        """A step's first attempt starts."""
+
+    def step_retrying(self, name: str, attempt: int, attempts: int, delay_s: float) -> None:
+        """A step's attempt failed (not on a user error); the next starts after ``delay_s``."""
+
+    def step_finished(self, step: StepRecord) -> None:
+        """A step is done (succeeded, or failed for good)."""
+
+    def progress(self, name: str, label: str, done: int, total: int) -> None:
+        """A progress line of step ``name``."""
+
+    def line(self, name: str, text: str) -> None:
+        """Any other output line (``name``: the step it came from, '' for the runner's own)."""
+
+    def close(self) -> None:
+        """The run is over."""
 
 
 @dataclass
@@ -30,12 +94,20 @@ class LocalRunResult:
         succeeded: Whether every step that ran succeeded.
         task_outputs: ``task name -> executor output`` (artifact metadata and parameters) for each step that ran.
         failure: The runner's message when a step failed.
+        user_error: The failed step's one-line user error ('' when no step stopped on one).
+        failed_step: The step that failed ('' when none did).
+        steps: Each step that ran, in the order they finished.
+        log_path: The run's full log (every step's output and the runner's lines).
     """
 
     run_dir: str
     succeeded: bool
     task_outputs: dict[str, dict] = field(default_factory=dict)
     failure: str = ""
+    user_error: str = ""
+    failed_step: str = ""
+    steps: list[StepRecord] = field(default_factory=list)
+    log_path: str = ""
 
     def artifact_dir(self, task: str, artifact: str) -> str:
         """The path of one output artifact of one task."""
@@ -149,7 +221,17 @@ def run_local(method: Method, config, output_root: str) -> LocalRunResult:
         if os.path.exists(executor_output):
             with open(executor_output, encoding="utf-8") as handle:
                 outputs[task_name] = json.load(handle)
-    return LocalRunResult(run_dir=run_dir, succeeded=not failure, task_outputs=outputs, failure=failure)
+    failed = next((step for step in steps if not step.succeeded), None)
+    return LocalRunResult(
+        run_dir=run_dir,
+        succeeded=not failure,
+        task_outputs=outputs,
+        failure=failure,
+        user_error=failed.user_error if failed else "",
+        failed_step=failed.name if failed else "",
+        steps=steps,
+        log_path=log_path,
+    )
 
 
 def config_summary(config) -> dict:

@@ -172,6 +172,9 @@ def make_progress(stream: TextIO | None = None):
         TimeRemainingColumn(),
         console=console,
         transient=False,
+        # The CLI puts its own sys.stdout in place during a local run (tunekit.pipelines.local_run): leave it.
+        redirect_stdout=False,
+        redirect_stderr=False,
     )
 
 

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -107,3 +108,117 @@ def test_run_summary_prints_bracketed_metric_names_and_reasons_verbatim(tmp_path
     assert "0.7500" in text and "1.0000" in text
     assert "change +0.9 [ok]; no champion" in text
     assert "run[1]" in text
+
+
+# --- a step's user error fails once, and is the CLI's last line ------------------------------------------------
+
+import dataclasses  # noqa: E402
+import types  # noqa: E402
+
+from kfp import dsl  # noqa: E402
+
+from tunekit.components.common.image import IMAGE  # noqa: E402
+from tunekit.pipelines.graphs import retried  # noqa: E402
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def counted_step(counter: str, kind: str, out: dsl.Output[dsl.Artifact]):
+    """Appends a line to ``counter`` per attempt, then fails as ``kind`` says (a user error, or a crash)."""
+    from tunekit.components.common.artifacts import call
+    from tunekit.components.common.errors import UserError
+
+    def step(counter: str, kind: str, path: str) -> None:
+        with open(counter, "a", encoding="utf-8") as handle:
+            handle.write("attempt\n")
+        if kind == "user":
+            raise UserError("unknown task 'clasification'; use classification or generic", field="task")
+        if kind == "crash":
+            raise RuntimeError("the disk went away")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("ok")
+
+    call(step, locals(), path=out.path)
+
+
+@dsl.pipeline(name="counted-run")
+def counted_pipeline(counter: str, kind: str = "user"):
+    # The pipelines' own retry policy, back-off shortened so the crash case stays quick.
+    retried(counted_step(counter=counter, kind=kind), retries=2, backoff="0s")
+
+
+@dataclasses.dataclass
+class CountedConfig:
+    counter: str = ""
+    kind: str = "user"
+
+
+COUNTED = types.SimpleNamespace(name="counted-run", load=lambda: (counted_pipeline, CountedConfig))
+
+
+def _attempts(path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_user_error_inside_a_step_is_not_retried(tmp_path):
+    from tunekit.components.common.artifacts import RECORD_NAME
+    from tunekit.pipelines.local_run import run_local
+
+    counter = tmp_path / "attempts.txt"
+    result = run_local(COUNTED, CountedConfig(counter=str(counter)), str(tmp_path / "out"))
+    assert not result.succeeded
+    assert _attempts(counter) == 1  # before: 3 (the retry policy's 2 retries, with back-off)
+    assert result.failed_step == "counted-step" and result.steps[0].attempts == 1
+    assert result.user_error == "field 'task': unknown task 'clasification'; use classification or generic"
+    assert os.path.exists(os.path.join(result.run_dir, "counted-step", RECORD_NAME))
+    log = open(result.log_path, encoding="utf-8").read()
+    assert "Traceback" not in log and "\x1b" not in log
+
+
+def test_a_crash_inside_a_step_is_still_retried(tmp_path):
+    from tunekit.pipelines.local_run import run_local
+
+    counter = tmp_path / "attempts.txt"
+    result = run_local(COUNTED, CountedConfig(counter=str(counter), kind="crash"), str(tmp_path / "out"))
+    assert not result.succeeded and _attempts(counter) == 3 and result.steps[0].attempts == 3
+    assert result.user_error == "" and result.steps[0].error == "RuntimeError: the disk went away"
+
+
+def _run_counted(monkeypatch, capsys, tmp_path, *extra, kind="user"):
+    from tunekit.pipelines import cli
+
+    counter = tmp_path / "attempts.txt"
+    monkeypatch.setattr(cli, "_load", lambda args: (COUNTED, CountedConfig(counter=str(counter), kind=kind)))
+    code = main(["run", "supervised-tuning", "--local", "--output-dir", str(tmp_path / "out"), *extra])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err, _attempts(counter)
+
+
+def test_cli_prints_the_steps_one_line_error_last_without_tracebacks(monkeypatch, capsys, tmp_path):
+    code, out, err, attempts = _run_counted(monkeypatch, capsys, tmp_path)
+    assert code == 2 and attempts == 1
+    assert err.strip().splitlines()[-1] == (
+        "error: counted-step: field 'task': unknown task 'clasification'; use classification or generic"
+    )
+    assert "Traceback" not in out + err and "\x1b" not in out + err
+    assert "counted-step" in out and "failed" in out  # the steps table
+    # The short summary: no KFP log lines (they are in the log file, and behind --verbose).
+    assert "Executing task" not in out and "Log: " in out
+
+
+def test_cli_verbose_shows_the_runner_log_and_debug_the_traceback(monkeypatch, capsys, tmp_path):
+    code, out, err, _ = _run_counted(monkeypatch, capsys, tmp_path / "v", "--verbose")
+    assert code == 2 and "Executing task" in out and "Traceback" not in out
+    assert err.strip().splitlines()[-1].startswith("error: counted-step: field 'task'")
+    code, out, err, attempts = _run_counted(monkeypatch, capsys, tmp_path / "d", "--debug")
+    assert code == 2 and attempts == 1 and "Traceback" in out and "\x1b" not in out + err
+    assert err.strip().splitlines()[-1].startswith("error: counted-step: field 'task'")
+
+
+def test_cli_last_line_for_a_crash_names_the_step_and_its_attempts(monkeypatch, capsys, tmp_path):
+    code, out, err, attempts = _run_counted(monkeypatch, capsys, tmp_path, kind="crash")
+    assert code == 1 and attempts == 3
+    assert (
+        err.strip().splitlines()[-1]
+        == "error: counted-step failed after 3 attempts: RuntimeError: the disk went away"
+    )
+    assert "Traceback" not in out + err
