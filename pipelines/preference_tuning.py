@@ -29,7 +29,7 @@ from tunekit.components.tuning.preference.component import (
     warm_start_supervised,
 )
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import field
+from tunekit.pipelines.config import field, in_range, known_keys, model_folder
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import Parameters, config_pipeline, wire
@@ -46,25 +46,43 @@ class PreferenceTuningConfig:
         "Preference pairs: human preferences (`input_text` or `messages`, `candidate_0`, `candidate_1`, `choice`) "
         "or the Gemini preference format (`contents`, scored `completions`)"
     )
-    eval_dataset_uri: str = field(
-        "", "Held-out preference pairs for evaluation; '' holds out `eval_split` of the training pairs."
+    eval_dataset_uri: str = shared.optional_data(
+        "Held-out preference pairs for evaluation; '' holds out `eval_split` of the training pairs."
     )
-    eval_split: float = field(0.2, "Share of training pairs held out for evaluation when no eval data is given.")
-    prompt_dataset_uri: str = field(
-        "", "Local RLOO: prompts (`input_text` or `messages`) to sample from; '' uses the training pairs' prompts."
+    eval_split: float = field(
+        0.2,
+        "Share of training pairs held out for evaluation when no eval data is given.",
+        checks=[in_range(gt=0, lt=1, when={"eval_dataset_uri": ""})],
     )
-    sft_dataset_uri: str = field(
-        "", "Warm-start data in any supervised format; '' tunes on the training pairs' preferred answers."
+    prompt_dataset_uri: str = shared.optional_data(
+        "Local RLOO: prompts (`input_text` or `messages`) to sample from; '' uses the training pairs' prompts."
+    )
+    sft_dataset_uri: str = shared.optional_data(
+        "Warm-start data in any supervised format; '' tunes on the training pairs' preferred answers."
     )
     warm_start: bool = field(True, "Run supervised tuning before preference tuning (Google's recommendation).")
-    backend: str = field("vertex", "'vertex' (Gemini SFT + PREFERENCE_TUNING) or 'local' (TRL on an open model).")
+    backend: str = field(
+        "vertex",
+        "'vertex' (Gemini SFT + PREFERENCE_TUNING) or 'local' (TRL on an open model).",
+        choices="tunekit.components.tuning.preference.steps:BACKENDS",
+    )
     base_model: str = field(
         "gemini-2.5-flash",
         "Vertex: a tunable Gemini model id. Local: a causal model directory ('tiny-random:causal' builds a tiny one).",
+        checks=[
+            shared.gemini_base_model(),
+            model_folder(["tunekit.pipelines.local_run:TINY_PREFIX"], when={"backend": "local"}),
+        ],
     )
-    algorithm: str = field("rloo", "Local: 'rloo' (reward model, then RL with a KL penalty) or 'dpo' (one stage).")
+    algorithm: str = field(
+        "rloo",
+        "Local: 'rloo' (reward model, then RL with a KL penalty) or 'dpo' (one stage).",
+        choices="tunekit.components.tuning.preference.local:ALGORITHMS",
+    )
     beta: float = field(
-        0.0, "KL weight: Vertex preference tuning's beta, RLOO's KL coefficient, DPO's beta (0 for the default)."
+        0.0,
+        "KL weight: Vertex preference tuning's beta, RLOO's KL coefficient, DPO's beta (0 for the default).",
+        ge=0,
     )
     epoch_count: int = shared.epoch_count(" of the preference job")
     sft_epoch_count: int = shared.epoch_count(" of the SFT warm start")
@@ -77,15 +95,22 @@ class PreferenceTuningConfig:
     labels: dict = shared.labels("the tuning jobs")
     encryption_key: str = shared.encryption_key()
     output_uri: str = shared.output_uri("jobs'")
-    sft_steps: int = field(0, "Local: warm-start optimizer steps (0 for the default, 100).")
-    reward_steps: int = field(0, "Local: reward-model optimizer steps (0 for the default).")
-    rl_steps: int = field(0, "Local: RLOO or DPO optimizer steps (0 for the default).")
-    batch_size: int = field(0, "Local: pairs or prompts per step (0 for the default).")
-    local_options: dict = field({}, "Local: further PreferenceLocalConfig fields (see docs/preference_tuning.md).")
-    max_eval_examples: int = field(200, "Held-out pairs (and their prompts) scored (0 for all).")
+    sft_steps: int = field(0, "Local: warm-start optimizer steps (0 for the default, 100).", ge=0)
+    reward_steps: int = field(0, "Local: reward-model optimizer steps (0 for the default).", ge=0)
+    rl_steps: int = field(0, "Local: RLOO or DPO optimizer steps (0 for the default).", ge=0)
+    batch_size: int = field(0, "Local: pairs or prompts per step (0 for the default).", ge=0)
+    local_options: dict = field(
+        {},
+        "Local: further PreferenceLocalConfig fields (see docs/preference_tuning.md).",
+        checks=[known_keys("tunekit.components.tuning.preference.local:PreferenceLocalConfig")],
+    )
+    max_eval_examples: int = field(200, "Held-out pairs (and their prompts) scored (0 for all).", ge=0)
     max_output_tokens: int = shared.max_output_tokens()
     min_win_rate: float = field(
-        0.5, "Gate: the tuned model's win rate against the base on held-out prompts must exceed this."
+        0.5,
+        "Gate: the tuned model's win rate against the base on held-out prompts must exceed this.",
+        ge=0,
+        lt=1,
     )
     beat_champion: bool = field(
         True,
@@ -195,13 +220,16 @@ class LegacyRlhfConfig:
     model_display_name: str = field(
         "", "Display name of the tuned model in the Model Registry ('' for a default)."
     )
-    prompt_sequence_length: int = field(512, "The most tokens of an input (at most 8192).")
-    target_sequence_length: int = field(64, "The most tokens of a target (at most 1024).")
-    reward_model_train_steps: int = field(1000, "Training steps of the reward model.")
-    reinforcement_learning_train_steps: int = field(1000, "Reinforcement-learning steps of the policy.")
-    reward_model_learning_rate_multiplier: float = field(1.0, "Learning-rate multiplier of the reward model.")
-    reinforcement_learning_rate_multiplier: float = field(1.0, "Learning-rate multiplier of the RL step.")
-    kl_coeff: float = field(0.1, "KL penalty against the initial policy (0: no reference model is loaded).")
+    # The template's limits: google_cloud_pipeline_components 2.22.0, preview/llm/rlhf/component.py docstring.
+    prompt_sequence_length: int = field(512, "The most tokens of an input (at most 8192).", ge=1, le=8192)
+    target_sequence_length: int = field(64, "The most tokens of a target (at most 1024).", ge=1, le=1024)
+    reward_model_train_steps: int = field(1000, "Training steps of the reward model.", ge=1)
+    reinforcement_learning_train_steps: int = field(1000, "Reinforcement-learning steps of the policy.", ge=1)
+    reward_model_learning_rate_multiplier: float = field(
+        1.0, "Learning-rate multiplier of the reward model.", gt=0
+    )
+    reinforcement_learning_rate_multiplier: float = field(1.0, "Learning-rate multiplier of the RL step.", gt=0)
+    kl_coeff: float = field(0.1, "KL penalty against the initial policy (0: no reference model is loaded).", ge=0)
     instruction: str = field(
         "", "The task's instruction, the default context of every row ('' when inputs carry it)."
     )

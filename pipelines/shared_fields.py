@@ -16,14 +16,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, field
+from tunekit.pipelines.config import (
+    LOCATION_PLACEHOLDER,
+    PROJECT_PLACEHOLDER,
+    Check,
+    checked_by,
+    field,
+    one_of,
+)
 
 # -- the run's data ---------------------------------------------------------------------------------------------
 
 
 def required_data(what: str) -> Any:
     """The run's first, required data field (``train_dataset_uri``, ``corpus_uri``): ``what`` it holds."""
-    return field("", f"{what}; a local path or gs:// URI. Required.", required=True)
+    return field("", f"{what}; a local path or gs:// URI. Required.", required=True, exists=True)
+
+
+def optional_data(what: str) -> Any:
+    """An optional data field: ``what`` it holds and what '' means; a local path must exist."""
+    return field("", what, exists=True)
 
 
 # -- Vertex AI tuning jobs --------------------------------------------------------------------------------------
@@ -36,17 +48,31 @@ def tuned_model_display_name() -> Any:
 
 def epoch_count(of: str = "") -> Any:
     """``epoch_count``: epochs of a tuning job (``of``: which job, e.g. " of the preference job")."""
-    return field(0, f"Vertex: epochs{of} (0 lets Vertex choose).")
+    return field(0, f"Vertex: epochs{of} (0 lets Vertex choose).", ge=0)
 
 
 def learning_rate_multiplier() -> Any:
     """``learning_rate_multiplier``: the tuning job's learning-rate multiplier."""
-    return field(0.0, "Vertex: learning-rate multiplier (0 lets Vertex choose).")
+    return field(0.0, "Vertex: learning-rate multiplier (0 lets Vertex choose).", ge=0)
 
 
 def adapter_size(note: str = "") -> Any:
     """``adapter_size``: the LoRA adapter size (``note``: a model's own limit, e.g. "; 2.5 Pro at most 8")."""
-    return field(0, f"Vertex: LoRA adapter size 1, 2, 4, 8 or 16 (0 lets Vertex choose{note}).")
+    return field(
+        0,
+        f"Vertex: LoRA adapter size 1, 2, 4, 8 or 16 (0 lets Vertex choose{note}).",
+        checks=[one_of("tunekit.components.tuning.gemini:ADAPTER_SIZES", extra=(0,))],
+    )
+
+
+def gemini_base_model(backend: str = "backend", values: Any = "vertex") -> Check:
+    """The check of a Gemini model to tune when the field ``backend`` is ``values``: Vertex AI can tune it."""
+    return checked_by(
+        "tunekit.components.tuning.gemini:check_base_model",
+        "a Gemini model Vertex AI can tune (a version suffix such as -001 is allowed)",
+        listing="tunekit.components.tuning.gemini:TUNABLE_MODELS",
+        when={backend: values},
+    )
 
 
 def labels(jobs: str = "the tuning job") -> Any:
@@ -69,12 +95,13 @@ def output_uri(jobs: str = "job's") -> Any:
 
 def max_output_tokens() -> Any:
     """``max_output_tokens``: the answer length of the evaluation's generations."""
-    return field(64, "Tokens generated per evaluation answer.")
+    return field(64, "Tokens generated per evaluation answer.", ge=1)
 
 
 def min_improvement(metric: str, note: str = "") -> Any:
     """``min_improvement``: how much ``metric`` (e.g. "the tuned model's primary metric") must beat the base by."""
-    return field(0.0, f"Gate: {metric} must beat the base by more than this{note}.")
+    # Every metric the gates compare is a score in [0, 1] (components/evaluation/metrics.py, retrieval metrics).
+    return field(0.0, f"Gate: {metric} must beat the base by more than this{note}.", ge=-1, le=1)
 
 
 def beat_champion(candidate: str = "the tuned model", rows: str = "rows") -> Any:

@@ -13,7 +13,7 @@ from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.supervised.component import evaluate_supervised
 from tunekit.components.tuning.supervised.component import prepare_supervised_data, tune_supervised
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import field
+from tunekit.pipelines.config import field, in_range, known_keys, model_folder
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import DEFAULT, Parameters, wire
@@ -28,20 +28,31 @@ class SupervisedTuningConfig:
     train_dataset_uri: str = shared.required_data(
         "Training data (JSON Lines: text pairs, chat messages or Gemini contents)"
     )
-    validation_dataset_uri: str = field(
-        "", "Validation data in any supported format; '' holds out `validation_split` of the training rows."
+    validation_dataset_uri: str = shared.optional_data(
+        "Validation data in any supported format; '' holds out `validation_split` of the training rows."
     )
     validation_split: float = field(
-        0.1, "Share of training rows held out for evaluation when no validation data is given."
+        0.1,
+        "Share of training rows held out for evaluation when no validation data is given.",
+        checks=[in_range(gt=0, lt=1, when={"validation_dataset_uri": ""})],
     )
     task: str = field(
         "generic",
         "classification, summarization, extractive_qa, chat or generic: picks the recommended defaults and the metrics.",
+        choices="tunekit.components.evaluation.metrics:TASKS",
     )
-    backend: str = field("vertex", "'vertex' (Gemini managed tuning) or 'local' (Hugging Face + LoRA).")
+    backend: str = field(
+        "vertex",
+        "'vertex' (Gemini managed tuning) or 'local' (Hugging Face + LoRA).",
+        choices="tunekit.components.tuning.prepare:BACKENDS",
+    )
     base_model: str = field(
         "gemini-2.5-flash",
         "Vertex: a tunable Gemini model id. Local: a model directory (or 'tiny-random:t5' for the demo's tiny model).",
+        checks=[
+            shared.gemini_base_model(),
+            model_folder(["tunekit.pipelines.local_run:TINY_PREFIX"], when={"backend": "local"}),
+        ],
     )
     tuned_model_display_name: str = shared.tuned_model_display_name()
     epoch_count: int = shared.epoch_count()
@@ -51,13 +62,17 @@ class SupervisedTuningConfig:
     encryption_key: str = shared.encryption_key()
     output_uri: str = shared.output_uri()
     train_steps: int = field(
-        0, "Local: optimizer steps (0 takes the middle of the SPEC's recommended range for the task)."
+        0, "Local: optimizer steps (0 takes the middle of the SPEC's recommended range for the task).", ge=0
     )
-    learning_rate: float = field(0.0, "Local: learning rate (0 for the trainer's default).")
-    batch_size: int = field(0, "Local: examples per step (0 for the trainer's default).")
-    lora_rank: int = field(0, "Local: LoRA rank (0 for the trainer's default).")
-    local_options: dict = field({}, "Local: further LocalTuningConfig fields (see docs/configuration.md).")
-    max_eval_examples: int = field(200, "Held-out rows scored for the base and tuned models (0 for all).")
+    learning_rate: float = field(0.0, "Local: learning rate (0 for the trainer's default).", ge=0)
+    batch_size: int = field(0, "Local: examples per step (0 for the trainer's default).", ge=0)
+    lora_rank: int = field(0, "Local: LoRA rank (0 for the trainer's default).", ge=0)
+    local_options: dict = field(
+        {},
+        "Local: further LocalTuningConfig fields (see docs/configuration.md).",
+        checks=[known_keys("tunekit.components.tuning.lora:LocalTuningConfig")],
+    )
+    max_eval_examples: int = field(200, "Held-out rows scored for the base and tuned models (0 for all).", ge=0)
     max_output_tokens: int = shared.max_output_tokens()
     min_improvement: float = shared.min_improvement("the tuned model's primary metric")
     beat_champion: bool = shared.beat_champion()

@@ -48,11 +48,13 @@ def label_with_teacher(
     """
     from tunekit.components.common.artifacts import call
     from tunekit.components.common.errors import UserError
-    from tunekit.components.teacher_labelling.label import LabellingConfig
+    from tunekit.components.teacher_labelling.label import LABEL_MODES, LabellingConfig
     from tunekit.components.teacher_labelling.steps import run_labelling
 
-    if label_mode not in ("separate", "cot"):
-        raise UserError(f"unknown label_mode '{label_mode}'; use 'cot' or 'separate'", field="label_mode")
+    if label_mode not in LABEL_MODES:
+        raise UserError(
+            f"unknown label_mode '{label_mode}'; use one of {', '.join(LABEL_MODES)}", field="label_mode"
+        )
 
     options = dict(backend_options)
     options.setdefault("project", project)

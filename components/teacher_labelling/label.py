@@ -42,6 +42,8 @@ EXTRACTIVE_QA = "extractive_qa"
 OUT_OF_SET = "out_of_set"
 NOT_REQUESTED = "not_requested"
 DRY_RUN = "dry_run"
+#: ``label_mode`` values: ``cot`` passes rows through (rationale extraction labels them), ``separate`` labels them.
+LABEL_MODES = ("cot", "separate")
 
 DEFAULT_INSTRUCTIONS = {
     CLASSIFICATION: "Classify the input into exactly one of the classes below. Answer with the class name only.",

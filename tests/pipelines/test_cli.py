@@ -44,6 +44,8 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, setup, args, message):
 def test_local_run_with_vertex_backend_needs_a_project(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("train_dataset_uri: x.jsonl\nbackend: vertex\n")
+    # The data exists (load_config checks that): the project is what is missing.
+    (tmp_path / "x.jsonl").write_text("")
     assert main(["run", "supervised-tuning", "--local", "--config", str(cfg)]) == 2
     assert "set project and location" in capsys.readouterr().err
 
@@ -57,6 +59,8 @@ def test_compile_writes_every_pipeline(tmp_path, capsys):
 def test_submit_rejects_local_paths(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("train_dataset_uri: data/train.jsonl\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text("")  # it exists here (load_config checks that), not on Vertex
     code = main(
         [
             "submit",

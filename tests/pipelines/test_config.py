@@ -26,6 +26,8 @@ def test_config_fields_are_the_pipeline_parameters(name):
 def test_load_yaml_with_overrides_resolves_relative_uris(tmp_path):
     _, cls = get_method("supervised-tuning").load()
     (tmp_path / "c.yaml").write_text("train_dataset_uri: data/train.jsonl\ntask: classification\nepoch_count: 3\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text("")  # a local data path must exist (see test_preflight.py)
     config = load_config(cls, str(tmp_path / "c.yaml"), ["learning_rate_multiplier=2", "labels={team: nlp}"])
     assert config.train_dataset_uri == str(tmp_path / "data" / "train.jsonl")
     assert config.epoch_count == 3

@@ -38,6 +38,8 @@ from tunekit.components.model_clients.embeddings import (
 from tunekit.components.tuning.lora import warmup_then_decay
 
 SUMMARY_FILE = "training_summary.json"
+#: The ``backend`` values :func:`run_tune_embedding` dispatches on.
+BACKENDS = ("local", "vertex")
 
 
 @dataclass
@@ -343,5 +345,5 @@ def run_tune_embedding(
         )
         summary = {"backend": "vertex", **result.to_dict()}
     else:
-        raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
+        raise UserError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}", field="backend")
     return ModelRecord.from_dict(summary).write(model_path, model_metadata)
