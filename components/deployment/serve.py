@@ -505,13 +505,14 @@ def make_app(
         if not raw.strip():
             raise RequestError("the request body is empty; send a JSON object")
         try:
-            body = json.loads(raw)
+            # UTF-8 only, as JSON over HTTP is (RFC 8259 section 8.1); json.loads alone would guess UTF-16/32.
+            body = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise RequestError(f"the request body is not UTF-8 JSON (byte {exc.start})") from None
         except json.JSONDecodeError as exc:
             raise RequestError(
                 f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
             ) from None
-        except UnicodeDecodeError:
-            raise RequestError("the request body is not UTF-8 JSON") from None
         if not isinstance(body, dict):
             raise RequestError("the request body must be a JSON object")
         return body
