@@ -121,11 +121,30 @@ class SentenceTransformerEncoder:
         return self._encode(texts, "document")
 
 
+#: Texts per prediction request. A publisher text-embedding model takes many instances per request; a tuned
+#: embedding model is served on the endpoint's own GPU, and Google's tune-text-embeddings page advises small
+#: prediction batches there (5 on the A100 the tuning notebook deploys to:
+#: https://cloud.google.com/vertex-ai/generative-ai/docs/models/tune-embeddings).
+PUBLISHER_BATCH = 32
+TUNED_ENDPOINT_BATCH = 5
+
+
 class VertexEmbeddingEncoder:
     """A Vertex AI text-embedding model (publisher model or endpoint) as an :class:`Encoder`.
 
     Queries are sent with ``task_type`` ``RETRIEVAL_QUERY`` and documents with ``RETRIEVAL_DOCUMENT``, as Google
-    recommends for retrieval.
+    recommends for retrieval; a document's title (a :class:`CorpusText`'s ``heading``) goes in the instance's ``title``.
+
+    Two serving shapes, both read here:
+
+    - a publisher model (``text-embedding-005``) answers ``predictions[i].embeddings.values``;
+    - a tuned embedding model deployed on an endpoint (the champion of an embedding purpose) takes ``content``,
+      ``task_type`` and ``title`` in every instance and answers each prediction as the plain vector, as Google's
+      embedding-tuning notebook calls it (GoogleCloudPlatform/generative-ai, embeddings/intro_embeddings_tuning.ipynb:
+      ``endpoint.predict(instances=[{"content", "task_type", "title"}])``, then ``np.asarray(response.predictions)``)
+      and as aiplatform 1.165.1 parses it (vertexai/language_models/_language_models.py,
+      ``TextEmbedding._parse_text_embedding_response``: a mapping from a pretrained model, else the vector itself);
+      its requests carry at most :data:`TUNED_ENDPOINT_BATCH` texts.
 
     Args:
         model: A publisher model id (``text-embedding-005``) or an endpoint resource name.
@@ -141,6 +160,9 @@ class VertexEmbeddingEncoder:
             model = f"projects/{project}/locations/{location}/publishers/google/models/{model}"
         self.model = model
         self.output_dimensionality = output_dimensionality
+        #: Whether ``model`` is an endpoint (a tuned model) rather than a publisher model.
+        self.tuned = "/endpoints/" in model
+        self.max_instances = TUNED_ENDPOINT_BATCH if self.tuned else PUBLISHER_BATCH
         if client is None:
             from google.cloud import aiplatform_v1
 
@@ -154,6 +176,14 @@ class VertexEmbeddingEncoder:
             )
         self.client = client
 
+    def instance(self, text: str, task_type: str) -> dict:
+        """The prediction instance of one text: its content, task type and (documents, tuned models) title."""
+        title = text.heading if isinstance(text, CorpusText) else ""
+        instance = {"content": text.body if title else str(text), "task_type": task_type}
+        if self.tuned or title:
+            instance["title"] = title
+        return instance
+
     def _encode(self, texts: list[str], task_type: str) -> np.ndarray:
         from google.protobuf import json_format, struct_pb2
 
@@ -161,13 +191,15 @@ class VertexEmbeddingEncoder:
             return json_format.ParseDict(obj, struct_pb2.Value())
 
         parameters = {"outputDimensionality": self.output_dimensionality} if self.output_dimensionality else {}
-        response = self.client.predict(
-            endpoint=self.model,
-            instances=[value({"content": text, "task_type": task_type}) for text in texts],
-            parameters=value(parameters) if parameters else None,
-        )
-        rows = [json_format.MessageToDict(p) for p in response._pb.predictions]
-        return np.asarray([row["embeddings"]["values"] for row in rows], dtype=np.float32)
+        rows: list = []
+        for start in range(0, len(texts), self.max_instances):
+            response = self.client.predict(
+                endpoint=self.model,
+                instances=[value(self.instance(t, task_type)) for t in texts[start : start + self.max_instances]],
+                parameters=value(parameters) if parameters else None,
+            )
+            rows += [json_format.MessageToDict(p) for p in response._pb.predictions]
+        return np.asarray([_vector(row) for row in rows], dtype=np.float32)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         """Embeds queries."""
@@ -176,6 +208,13 @@ class VertexEmbeddingEncoder:
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         """Embeds documents."""
         return self._encode(texts, "RETRIEVAL_DOCUMENT")
+
+
+def _vector(prediction) -> list[float]:
+    """One prediction's embedding: a publisher model's ``embeddings.values``, or a tuned model's plain vector."""
+    if isinstance(prediction, dict):
+        return prediction["embeddings"]["values"]
+    return prediction
 
 
 # --- embedding and exact search ----------------------------------------------------------------------------------
@@ -286,10 +325,28 @@ def rank_documents(
 # --- data --------------------------------------------------------------------------------------------------------
 
 
-def document_text(title: str, text: str) -> str:
+class CorpusText(str):
+    """A corpus row's embedded text, its title on its own line before its text (just the text without a title).
+
+    It is that string everywhere (local models embed it whole), and keeps its parts, :attr:`heading` (the row's
+    ``title``; named so as not to hide ``str.title``) and :attr:`body` (its ``text``), for encoders that take
+    them apart (:class:`VertexEmbeddingEncoder` sends the title as the instance's ``title``).
+    """
+
+    heading: str
+    body: str
+
+    def __new__(cls, title: str, text: str) -> CorpusText:
+        """The embedded text of a row with ``title`` (stripped; '' for none) and ``text``."""
+        title = (title or "").strip()
+        value = super().__new__(cls, f"{title}\n{text}" if title else text)
+        value.heading, value.body = title, text
+        return value
+
+
+def document_text(title: str, text: str) -> CorpusText:
     """The text embedded for a corpus row: the title on its own line before the text, when there is one."""
-    title = (title or "").strip()
-    return f"{title}\n{text}" if title else text
+    return CorpusText(title, text)
 
 
 def _read_texts(path: str, kind: str, item: str) -> dict[str, dict]:
@@ -308,7 +365,7 @@ def _read_texts(path: str, kind: str, item: str) -> dict[str, dict]:
 
 
 def load_corpus(path: str) -> dict[str, str]:
-    """Reads a corpus JSONL file into ``{_id: title + text}`` (in file order).
+    """Reads a corpus JSONL file into ``{_id: title + text}`` (in file order; the values are :class:`CorpusText`).
 
     Raises:
         UserError: Missing file, bad JSON, a row without ``_id``/``text``, or a duplicate ``_id``.

@@ -1,5 +1,6 @@
 """Retrieval metrics on hand-made rankings, exact search, the label/corpus readers, the gate."""
 
+import json
 import math
 
 import numpy as np
@@ -112,3 +113,112 @@ def test_gate_and_template_metric_names():
     decision = gate(0.30, float("nan"))
     assert not decision.passed and "a figure is missing" in decision.reason
     assert r.template_metrics({"NDCG@10": 0.5, "test/ndcg@10": 0.6, "loss": 1.0}) == {"ndcg_at_10": 0.6}
+
+
+# --- a tuned embedding champion on Vertex (issue 14 item 5) ----------------------------------------------------
+
+
+@pytest.fixture
+def pipelines_fake(monkeypatch):
+    """The fake Vertex AI of endpoints, the Model Registry and prediction; loopback only."""
+    from fake_vertex_pipelines import serve_fake_pipelines
+
+    yield from serve_fake_pipelines(monkeypatch)
+
+
+WORDS = [
+    "printer",
+    "router",
+    "invoice",
+    "password",
+    "laptop",
+    "monitor",
+    "refund",
+    "shipping",
+    "keyboard",
+    "badge",
+]
+
+
+def _search_data(tmp_path):
+    corpus = [
+        {"_id": f"d{i}", "title": f"{w} guide", "text": f"how to fix the {w} issue"} for i, w in enumerate(WORDS)
+    ]
+    queries = [{"_id": f"q{i}", "text": f"my {w} is broken"} for i, w in enumerate(WORDS)]
+    for name, rows in (("corpus", corpus), ("queries", queries)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    labels = "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(WORDS)))
+    (tmp_path / "test.tsv").write_text(labels)
+    return {k: str(tmp_path / f) for k, f in (("corpus_uri", "corpus.jsonl"), ("queries_uri", "queries.jsonl"))}
+
+
+def test_the_run_after_a_vertex_deployment_scores_the_tuned_champion_and_can_pass(tmp_path, pipelines_fake):
+    """Run 1 deploys its tuned embedding model; run 2 embeds the corpus with it on its endpoint, the way a tuned
+    model is called (content, task_type and title per instance, at most 5 a request, plain vectors back), and its
+    candidate beats it. Before: the champion's answers were read as a publisher model's and it "could not be
+    scored", so every run after the first deployment failed the gate."""
+    from fake_vertex_pipelines import LOCATION, PROJECT
+
+    from tunekit.components.deployment.embedding import run_deploy_embedding
+
+    vertex = {"project": PROJECT, "location": LOCATION}
+    first = pipelines_fake.add_model("tuned-embedding-model").split("@")[0]
+    run_deploy_embedding(
+        backend="vertex",
+        model_path=str(tmp_path / "run1"),
+        model_info={"tuned_model": first, "base_model": "text-embedding-005"},
+        metrics={"tuned_ndcg_at_10": 0.9},
+        gate_reason="no champion yet",
+        purpose="support-search",
+        pipeline_job_name="run-1",
+        local_registry_path="",
+        deployment_path=str(tmp_path / "run1" / "deployment.json"),
+        **vertex,
+    )
+    (endpoint,) = pipelines_fake.endpoints
+    data = _search_data(tmp_path)
+    result = r.run_evaluate_embedding(
+        backend="vertex",
+        base_model="text-embedding-005",
+        tuned_model_path=str(tmp_path / "run2"),
+        tuned_info={"metrics": {"test/ndcg@10": 0.999}},
+        test_labels_uri=str(tmp_path / "test.tsv"),
+        summary_path=str(tmp_path / "summary.md"),
+        progress=False,
+        purpose="support-search",
+        **data,
+        **vertex,
+    )
+    assert "could not be scored" not in result.reason
+    assert "champion" in result.metrics and 0 < result.metrics["champion"]["ndcg_at_10"] < 0.999
+    assert result.passed and [c.against for c in result.comparisons] == ["base", "champion"]
+    calls = [body for _, path, body in pipelines_fake.requests if f"{endpoint}:predict" in path]
+    assert sum(len(b["instances"]) for b in calls) == 2 * len(WORDS)  # every document and query, once
+    assert max(len(b["instances"]) for b in calls) <= e.TUNED_ENDPOINT_BATCH
+    documents = [i for b in calls for i in b["instances"] if i["task_type"] == "RETRIEVAL_DOCUMENT"]
+    assert documents[0] == {
+        "content": "how to fix the printer issue",
+        "task_type": "RETRIEVAL_DOCUMENT",
+        "title": "printer guide",
+    }
+    queries = [i for b in calls for i in b["instances"] if i["task_type"] == "RETRIEVAL_QUERY"]
+    assert queries[0] == {"content": "my printer is broken", "task_type": "RETRIEVAL_QUERY", "title": ""}
+
+
+def test_a_tuned_endpoint_refuses_instances_without_title(pipelines_fake):
+    """The fake answers as a tuned model does: an instance without ``title`` is refused (the old request)."""
+    from fake_vertex_pipelines import LOCATION, PROJECT
+    from google.api_core import exceptions
+
+    model = pipelines_fake.add_model("tuned-embedding-model", with_endpoint=True)
+    (endpoint,) = pipelines_fake.endpoints
+    encoder = e.VertexEmbeddingEncoder(endpoint, PROJECT, LOCATION)
+    from google.protobuf import json_format, struct_pb2
+
+    old_request = {"content": "no title here", "task_type": "RETRIEVAL_DOCUMENT"}  # what the encoder sent before
+    with pytest.raises(exceptions.BadRequest, match="lacks title"):
+        encoder.client.predict(
+            endpoint=endpoint, instances=[json_format.ParseDict(old_request, struct_pb2.Value())]
+        )
+    vectors = encoder.encode_documents([e.document_text("", "no title here")])
+    assert vectors.shape == (1, 64) and model.endswith("@1")

@@ -273,10 +273,28 @@ class FakeVertexPipelines(LoopbackFake):
             return self._model(method, m, body or {}, query)
         if method == "POST" and (m := _PREDICT.match(path)):
             dim = int(((body or {}).get("parameters") or {}).get("outputDimensionality") or 64)
-            predictions = [
-                {"embeddings": {"values": hash_embedding(i.get("content", ""), dim)}} for i in body["instances"]
-            ]
-            return 200, {"predictions": predictions, "deployedModelId": "0"}
+            instances = (body or {}).get("instances") or []
+            if "/endpoints/" not in m["name"]:
+                # A publisher text-embedding model: predictions[i].embeddings.values.
+                predictions = [
+                    {"embeddings": {"values": hash_embedding(i.get("content", ""), dim)}} for i in instances
+                ]
+                return 200, {"predictions": predictions, "deployedModelId": "0"}
+            # A tuned embedding model on its endpoint takes content, task_type and title in every instance and
+            # answers each prediction as the plain vector: Google's embedding-tuning notebook
+            # (GoogleCloudPlatform/generative-ai, embeddings/intro_embeddings_tuning.ipynb, get_top_k_documents:
+            # instances of {"content", "task_type", "title"}, then np.asarray(response.predictions)) and aiplatform
+            # 1.165.1 (vertexai/language_models/_language_models.py, TextEmbedding._parse_text_embedding_response:
+            # "a mapping from a pretrained model, else the vector").
+            endpoint = self.endpoints.get(m["name"])
+            if endpoint is None or not endpoint["deployedModels"]:
+                return self._error(404, "NOT_FOUND", f"Endpoint {m['name']} not found or has no deployed model.")
+            for index, instance in enumerate(instances):
+                missing = [k for k in ("content", "task_type", "title") if k not in instance]
+                if missing:
+                    return self._error(400, "INVALID_ARGUMENT", f"instances[{index}] lacks {', '.join(missing)}.")
+            predictions = [hash_embedding(f"{i['title']} {i['content']}", dim) for i in instances]
+            return 200, {"predictions": predictions, "deployedModelId": endpoint["deployedModels"][0]["id"]}
         if (m := _SCHEDULES.match(path)) or (m := _SCHEDULE.match(path)):
             return self._schedule(method, m, body or {}, query)
         return self._error(404, "NOT_FOUND", f"no fake for {method} {path}")
