@@ -20,7 +20,15 @@ import os
 
 from tunekit.components.data_validation.findings import Findings
 from tunekit.components.data_validation.quality import Histogram
-from tunekit.components.data_validation.reader import UnreadableFile, json_type, open_binary, read_jsonl
+from tunekit.components.data_validation.reader import (
+    LINE_PROBLEMS,
+    UnreadableFile,
+    is_gzip,
+    json_type,
+    open_binary,
+    read_jsonl,
+    report_gzip,
+)
 from tunekit.components.data_validation.report import Report
 
 LABEL_ROLES = ("train_labels", "test_labels", "validation_labels")
@@ -102,7 +110,7 @@ def _documents(path: str | None, role: str, findings: Findings, report: Report, 
         findings.add("file_unreadable", path, None, None, str(exc))
         report.unreadable = True
         return ids
-    if rows == 0 and not findings.counts.get("json_array"):
+    if rows == 0 and not any(f.path == path and f.kind in LINE_PROBLEMS for f in findings.kept):
         findings.add("empty_file", path, None, None, "the file has no rows")
     summary.update(rows=rows, valid_rows=valid, bytes=_size(path), input_tokens_estimate=lengths.summary())
     report.distributions[role] = {"input_tokens": lengths.nonzero()}
@@ -129,6 +137,10 @@ def _labels(
         report.unreadable = True
         return
     with handle:
+        if is_gzip(handle.peek(2)[:2]):
+            report_gzip(path, findings)
+            summary.update(rows=0, valid_rows=0, bytes=_size(path))
+            return
         for number, raw in enumerate(handle, start=1):
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 findings.add("bom", path, 1, None, "the file starts with a UTF-8 byte-order mark")

@@ -34,6 +34,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "json_array": (ERROR, "write one JSON object per line (JSON Lines), not one JSON array"),
     "invalid_json": (ERROR, "fix the JSON syntax of this line (one complete object per line)"),
     "not_object": (ERROR, 'each line must be a JSON object such as {"input_text": ...}'),
+    "duplicate_key": (ERROR, "keep one value per key: Python keeps the last, other readers the first or fail"),
+    "non_finite_number": (ERROR, "write a number, null or a string instead of NaN or Infinity"),
+    "compressed_file": (ERROR, "decompress the file and validate the uncompressed one"),
     "blank_line": (WARNING, "remove blank lines; some readers stop or fail at them"),
     # Fields
     "unknown_format": (ERROR, "use one of the documented formats; see docs/validation.md"),

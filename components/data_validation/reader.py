@@ -7,17 +7,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import select
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 
 from tunekit.components.data_validation.findings import Findings
 
 BOM = b"\xef\xbb\xbf"
+#: The first two bytes of every gzip file (RFC 1952, section 2.3.1).
+GZIP_MAGIC = b"\x1f\x8b"
+
+#: Findings that stand for a file's rows: a file without rows but with these is not also "empty".
+LINE_PROBLEMS = (
+    "json_array",
+    "compressed_file",
+    "invalid_utf8",
+    "invalid_json",
+    "not_object",
+    "duplicate_key",
+    "non_finite_number",
+    "lone_surrogate",
+)
 _BUFFER = 1 << 20
 #: How long a named pipe (FIFO) may stay without a writer or data before validation gives up on it.
 FIFO_WAIT_SECONDS = 30.0
@@ -120,26 +136,113 @@ def lone_surrogate(value: object, field: str = "") -> tuple[str, str] | None:
     return None
 
 
-def _starts_with_array(path: str) -> bool:
+def _head(path: str) -> bytes:
     with open(path, "rb") as handle:
-        head = handle.read(4096)
+        return handle.read(4096)
+
+
+def _starts_with_array(head: bytes) -> bool:
     if head.startswith(BOM):
         head = head[3:]
     return head.lstrip().startswith(b"[")
 
 
+def is_gzip(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes) starts with the gzip magic number (RFC 1952: 1f 8b)."""
+    return head.startswith(GZIP_MAGIC)
+
+
+def report_gzip(path: str, findings: Findings) -> None:
+    """Reports ``path`` as a gzip file, with the command that decompresses it."""
+    findings.add(
+        "compressed_file",
+        path,
+        None,
+        None,
+        "this is a gzip file, not text",
+        f"decompress it (gunzip {path}) and validate the uncompressed file",
+    )
+
+
+class _Decoder:
+    """A JSON decoder that notes what :func:`json.loads` accepts silently: duplicate keys, NaN and Infinity.
+
+    RFC 8259 has no NaN or Infinity literals (section 6) and says an object's names SHOULD be unique (section 4):
+    Python reads both, keeping the last of duplicate keys, while other readers reject them or keep the first.
+    """
+
+    def __init__(self):
+        self.duplicate_keys: list[str] = []
+        self.constants: list[str] = []
+        self.decode = json.JSONDecoder(object_pairs_hook=self._object, parse_constant=self._constant).decode
+
+    def _object(self, pairs: list[tuple[str, object]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    self.duplicate_keys.append(key)
+                seen.add(key)
+        return obj
+
+    def _constant(self, name: str) -> float:
+        self.constants.append(name)
+        return float(name)
+
+    def reset(self) -> None:
+        self.duplicate_keys.clear()
+        self.constants.clear()
+
+
+def _parse_error(exc: Exception) -> str:
+    """What a failed parse says, in words: the decoder's message and column, or what Python's limits refused."""
+    if isinstance(exc, json.JSONDecodeError):
+        # Some messages already end in "at" ("Unterminated string starting at"): no "at at column".
+        joiner = " column" if exc.msg.endswith(" at") else " at column"
+        return f"{exc.msg}{joiner} {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if "integer string conversion" in str(exc):
+        limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+        return f"a number has more than {limit:,} digits, more than Python reads"
+    return str(exc)
+
+
+def non_finite(value: object, field: str = "") -> tuple[str, str] | None:
+    """``(field, literal)`` of the first NaN or infinite number in ``value``, or None."""
+    if type(value) is float:
+        return None if math.isfinite(value) else (field or "value", repr(value))
+    if type(value) is dict:
+        for key, item in value.items():
+            found = non_finite(item, f"{field}.{key}" if field else str(key))
+            if found:
+                return found
+    elif type(value) is list:
+        for index, item in enumerate(value):
+            found = non_finite(item, f"{field}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def read_jsonl(path: str, findings: Findings) -> Iterator[tuple[int, dict]]:
     """Yields ``(line, object)`` for every line of ``path`` that is a JSON object; reports the others.
 
-    Reported: a byte-order mark, invalid UTF-8, a JSON array instead of JSON Lines (the file is then not read
-    further), blank lines, invalid JSON, and lines that are not objects.
+    Reported: a gzip file or a JSON array instead of JSON Lines (the file is then not read further), a
+    byte-order mark, invalid UTF-8, blank lines, invalid JSON, lines that are not objects, and what Python's JSON
+    reader would pass silently: NaN and Infinity literals and duplicate keys (those lines are not yielded).
 
     Raises:
         UnreadableFile: The file cannot be opened.
     """
     handle = open_binary(path)
     with handle:
-        if _starts_with_array(path):
+        head = _head(path)
+        if is_gzip(head):
+            report_gzip(path, findings)
+            return
+        if _starts_with_array(head):
             findings.add(
                 "json_array",
                 path,
@@ -149,7 +252,8 @@ def read_jsonl(path: str, findings: Findings) -> Iterator[tuple[int, dict]]:
                 "write one JSON object per line, e.g. with `jq -c '.[]' in.json > out.jsonl`",
             )
             return
-        loads = json.loads
+        decoder = _Decoder()
+        loads = decoder.decode
         number = 0
         for raw in handle:
             number += 1
@@ -166,15 +270,19 @@ def read_jsonl(path: str, findings: Findings) -> Iterator[tuple[int, dict]]:
             try:
                 obj = loads(text)
             except (ValueError, RecursionError) as exc:
+                decoder.reset()
                 if not text.strip():
                     findings.add("blank_line", path, number, None, "blank line")
                     continue
-                detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-                column = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-                findings.add("invalid_json", path, number, None, f"not valid JSON ({detail}{column})")
+                findings.add("invalid_json", path, number, None, f"not valid JSON ({_parse_error(exc)})")
                 continue
             if type(obj) is not dict:
+                decoder.reset()
                 findings.add("not_object", path, number, None, f"a JSON {_json_type(obj)}, not an object")
+                continue
+            if decoder.duplicate_keys or decoder.constants:
+                _report_silent_json(path, number, obj, decoder, findings)
+                decoder.reset()
                 continue
             # A single-byte search first (memchr): most lines have no escape at all.
             if b"\\" in raw and _SURROGATE_ESCAPE.search(raw):
@@ -190,6 +298,26 @@ def read_jsonl(path: str, findings: Findings) -> Iterator[tuple[int, dict]]:
                     )
                     continue
             yield number, obj
+
+
+def _report_silent_json(path: str, number: int, obj: dict, decoder: _Decoder, findings: Findings) -> None:
+    for key in dict.fromkeys(decoder.duplicate_keys):
+        findings.add(
+            "duplicate_key",
+            path,
+            number,
+            key,
+            f"key '{key[:60]}' appears more than once in one object; readers disagree on which value counts",
+        )
+    if decoder.constants:
+        field = (non_finite(obj) or ("value", ""))[0]
+        findings.add(
+            "non_finite_number",
+            path,
+            number,
+            field,
+            f"{decoder.constants[0]} is not valid JSON (RFC 8259 has no NaN or Infinity literals)",
+        )
 
 
 def reread(path: str, lines: Iterable[int]) -> Iterator[tuple[int, dict]]:

@@ -36,7 +36,13 @@ from tunekit.components.data_validation.quality import (
     qa_context,
     template_signature,
 )
-from tunekit.components.data_validation.reader import UnreadableFile, read_jsonl, readable_copy, reread
+from tunekit.components.data_validation.reader import (
+    LINE_PROBLEMS,
+    UnreadableFile,
+    read_jsonl,
+    readable_copy,
+    reread,
+)
 from tunekit.components.data_validation.report import Report
 
 #: Counts the tokens of one row exactly (e.g. through Vertex count-tokens); called only for rows near a limit.
@@ -396,8 +402,7 @@ class _DatasetValidator:
         summary["rows"] = stats.lines_with_objects
         summary["valid_rows"] = stats.valid
         if stats.lines_with_objects == 0 and not any(
-            f.path == path and f.kind in ("json_array", "invalid_utf8", "invalid_json", "not_object")
-            for f in findings.kept
+            f.path == path and f.kind in LINE_PROBLEMS for f in findings.kept
         ):
             findings.add("empty_file", path, None, None, "the file has no rows")
         self._file_limits(role, path, size, stats)
