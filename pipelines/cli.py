@@ -312,6 +312,7 @@ def _submit_options(args):
         enable_caching=False if getattr(args, "no_cache", False) else None,
         job_id=getattr(args, "job_id", "") or "",
         api_endpoint=args.api_endpoint or "",
+        doctor=not getattr(args, "skip_doctor", True),
     )
 
 
@@ -381,6 +382,28 @@ def cmd_schedule(args) -> int:
     action = {"pause": sched.pause_schedule, "resume": sched.resume_schedule, "delete": sched.delete_schedule}
     result = action[args.action](method, options, args.name or "")
     print(f"{args.action}d {result if isinstance(result, str) else result.resource_name}")
+    return EXIT_OK
+
+
+def cmd_doctor(args) -> int:
+    """Checks a Google Cloud project before a real run; exit 2 when a check failed."""
+    from tunekit.pipelines import doctor
+
+    method, config = _load(args) if args.method else (None, None)
+    options = doctor.DoctorOptions(
+        project=args.project,
+        region=args.region,
+        method=method,
+        config=config,
+        image=args.image or "",
+        template=args.template or "",
+        pipeline_root=args.pipeline_root or "",
+        service_account=args.service_account or "",
+    )
+    bad = doctor.failed(doctor.doctor(options, echo=lambda line: print(line, flush=True)))
+    if bad:
+        print(f"doctor: {len(bad)} check(s) failed: {', '.join(c.name for c in bad)}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -463,6 +486,9 @@ def _add_vertex_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_job_args(p: argparse.ArgumentParser, *, required_root: bool = True) -> None:
+    p.add_argument(
+        "--skip-doctor", action="store_true", help="submit/create without running 'tunekit doctor' first"
+    )
     p.add_argument("--pipeline-root", required=required_root, help="gs:// folder for the runs' artifacts")
     p.add_argument(
         "--template",
@@ -538,6 +564,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-time", help="create: RFC 3339 time after which no run starts")
     p.add_argument("--replace", action="store_true", help="create: replace a schedule of the same name")
     p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("doctor", help="preflight of a Google Cloud project: one line per check, with the fix")
+    p.add_argument("method", nargs="?", default="", help="the pipeline (its config's models, image, template)")
+    p.add_argument("--config", help="YAML file with the method's config fields")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    _add_vertex_args(p)
+    p.add_argument("--pipeline-root", help="gs:// folder for the runs' artifacts")
+    p.add_argument("--template", help="a compiled spec or an Artifact Registry template URL")
+    p.add_argument("--image", help="component image URI (default: TUNEKIT_IMAGE)")
+    p.add_argument("--service-account", help="service account the runs' steps run as")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("serve", help="serve a local model with an OpenAI-compatible API (/v1/chat/completions)")
     p.add_argument("model", help="a local model directory, or registry:PURPOSE for the local champion")

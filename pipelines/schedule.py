@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tunekit.components.common.errors import UserError
 from tunekit.pipelines.registry import Method
-from tunekit.pipelines.submit import SubmitOptions, build_pipeline_job, connect
+from tunekit.pipelines.submit import SubmitOptions, build_pipeline_job, connect, run_doctor
 
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
 
@@ -163,6 +163,11 @@ def create_schedule(
     _validate(options)
     credentials = connect(submit_options, credentials)
     display_name = schedule_name(method, options.name)
+    labels = {"tunekit-schedule": display_name, **(submit_options.labels or {})}
+    job_options = dataclasses.replace(submit_options, labels=labels, display_name=display_name)
+    # The static checks and the preflight come before a replaced schedule is deleted.
+    job = build_pipeline_job(method, config, job_options, credentials=credentials)
+    run_doctor(method, config, submit_options, credentials)
     existing = find_schedule(method, submit_options, display_name, credentials=credentials)
     if existing is not None:
         if not replace:
@@ -171,9 +176,6 @@ def create_schedule(
                 "or --name to create another"
             )
         existing.delete()
-    labels = {"tunekit-schedule": display_name, **(submit_options.labels or {})}
-    job_options = dataclasses.replace(submit_options, labels=labels, display_name=display_name)
-    job = build_pipeline_job(method, config, job_options, credentials=credentials)
     schedule = aiplatform.PipelineJobSchedule(
         pipeline_job=job,
         display_name=display_name,

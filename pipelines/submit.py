@@ -42,6 +42,8 @@ class SubmitOptions:
             re-attaches to the job instead of starting a second one.
         api_endpoint: Vertex AI API endpoint ('' for the region's; a Private Service Connect endpoint, or a
             local fake in tests).
+        doctor: Run ``tunekit doctor``'s checks (pipelines/doctor.py) after the job is built and before it is
+            created; a failed check stops the submission (the CLI sets it unless ``--skip-doctor``).
     """
 
     project: str
@@ -57,6 +59,7 @@ class SubmitOptions:
     enable_caching: bool | None = None
     job_id: str = ""
     api_endpoint: str = ""
+    doctor: bool = False
 
 
 def connect(options: SubmitOptions, credentials=None):
@@ -146,6 +149,14 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
     )
 
 
+def run_doctor(method: Method, config, options: SubmitOptions, credentials=None) -> None:
+    """The preflight (pipelines/doctor.py) when ``options.doctor``; raises ``UserError`` when a check failed."""
+    if options.doctor:
+        from tunekit.pipelines.doctor import preflight
+
+        preflight(method, config, options, credentials=credentials)
+
+
 def submit(method: Method, config, options: SubmitOptions, *, credentials=None):
     """Builds and submits the job; returns it (``job.resource_name``, ``job._dashboard_uri()``).
 
@@ -159,6 +170,7 @@ def submit(method: Method, config, options: SubmitOptions, *, credentials=None):
 
     credentials = connect(options, credentials)
     job = build_pipeline_job(method, config, options, credentials=credentials)
+    run_doctor(method, config, options, credentials)
     name = f"projects/{options.project}/locations/{options.region}/pipelineJobs/{job.job_id}"
 
     def create():

@@ -29,6 +29,14 @@ Serves on ``127.0.0.1`` (random port), paths under ``/v1/``:
 - PredictionService: ``POST {model or endpoint}:predict`` for text embeddings: a deterministic bag-of-words hash
   embedding (``predictions[i].embeddings.values``).
 
+- what ``tunekit doctor`` asks (pipelines/doctor.py: ``https://HOST/PATH`` is asked of ``{url}/HOST/PATH``):
+  the OAuth token endpoint (``POST /oauth2.googleapis.com/token``, a refresh-token grant), Service Usage
+  ``services.get``, Artifact Registry ``packages.tags.get`` / ``versions.get`` of Docker images, the KFP template
+  download (``GET /LOCATION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``: the spec as YAML), IAM
+  ``serviceAccounts.get``, Cloud Storage ``buckets.testIamPermissions`` (``/storage/v1/b/BUCKET/iam/...``) and
+  ``{publisher model}:countTokens``; each is scripted by an attribute (:attr:`FakeVertexPipelines.disabled_services`,
+  ``images``, ``templates``, ``service_accounts``, ``buckets``, ``served_models``, ``revoked``).
+
 aiplatform's REST clients reach it with ``client_options={"api_endpoint": fake.url}``: the transport keeps an
 explicit ``http://`` scheme. Every request is recorded in :attr:`FakeVertexPipelines.requests`.
 """
@@ -63,6 +71,19 @@ _SCHEDULES = re.compile(rf"^/v1/{_PARENT}/schedules$")
 _SCHEDULE = re.compile(rf"^/v1/(?P<name>{_PARENT}/schedules/[^/:]+)(?::(?P<verb>pause|resume))?$")
 _OPERATION = re.compile(rf"^/(?:v1|ui)/(?P<name>{_PARENT}/.+/operations/[^/:]+)$")
 _TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
+_TOKEN = re.compile(r"^/oauth2\.googleapis\.com/token$")
+_SERVICE = re.compile(
+    r"^/serviceusage\.googleapis\.com/v1/projects/(?P<project>[^/]+)/services/(?P<service>[^/]+)$"
+)
+_AR_TAG = re.compile(
+    r"^/artifactregistry\.googleapis\.com/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/"
+    r"repositories/(?P<repository>[^/]+)/packages/(?P<package>[^/]+)/(?:tags|versions)/(?P<ref>[^/]+)$"
+)
+_KFP_DOWNLOAD = re.compile(r"^/(?P<url>[a-z0-9-]+-kfp\.pkg\.dev/[^/]+/[^/]+/[^/]+/[^/]+)$")
+_SERVICE_ACCOUNT = re.compile(r"^/iam\.googleapis\.com/v1/projects/[^/]+/serviceAccounts/(?P<email>[^/]+)$")
+_TEST_PERMISSIONS = re.compile(r"^/storage/v1/b/(?P<bucket>[^/]+)/iam/testPermissions$")
+# google-genai's Vertex client calls v1beta1 (google/genai/_api_client.py: the default api_version).
+_COUNT_TOKENS = re.compile(rf"^/v1(?:beta1)?/{_PARENT}/publishers/google/models/(?P<model>[^/:]+):countTokens$")
 
 #: Google's text-embedding tuning template and the parameters it declares (v1.1.3+), written out here rather than
 #: imported so that the fake checks tunekit instead of agreeing with it. Sources: Google's sample
@@ -89,6 +110,21 @@ EMBEDDING_TEMPLATE_PARAMETERS = frozenset(
         "accelerator_count",
     }
 )
+
+
+def template_yaml(parameters) -> str:
+    """A compiled KFP spec (pipeline IR, as ``kfp compile`` writes it) declaring ``parameters`` as the root's inputs."""
+    import yaml
+
+    declared = {name: {"parameterType": "STRING", "isOptional": True} for name in sorted(parameters)}
+    return yaml.safe_dump(
+        {
+            "pipelineInfo": {"name": "tune-text-embedding-model"},
+            "root": {"inputDefinitions": {"parameters": declared}},
+            "schemaVersion": "2.1.0",
+            "sdkVersion": "kfp-2.17.0",
+        }
+    )
 
 
 def hash_embedding(text: str, dim: int = 64) -> list[float]:
@@ -146,6 +182,30 @@ class FakeVertexPipelines(LoopbackFake):
         self._fail_jobs: dict[str, str] = {}
         self._fail_next_create: int = 0
         self._counter = 0
+        # What `tunekit doctor` finds (each test changes what its check must catch).
+        #: Services Service Usage reports DISABLED (the others ENABLED).
+        self.disabled_services: set[str] = set()
+        #: Docker images in Artifact Registry, ``LOCATION-docker.pkg.dev/PROJECT/REPO/NAME:TAG``.
+        self.images: set[str] = {f"{LOCATION}-docker.pkg.dev/{PROJECT}/tunekit/components:test"}
+        #: Artifact Registry repositories (``PROJECT/REPO``) the caller may not read: 403.
+        self.forbidden_repositories: set[str] = set()
+        #: KFP templates by URL (without https://): their YAML.
+        self.templates: dict[str, str] = {
+            f"{EMBEDDING_TEMPLATE.removeprefix('https://')}/{tag}": template_yaml(EMBEDDING_TEMPLATE_PARAMETERS)
+            for tag in ("v1.1.3", "v1.1.4")
+        }
+        #: Service accounts by email: ``{"disabled": bool}``.
+        self.service_accounts: dict[str, dict] = {}
+        #: Buckets and the permissions the caller holds on each.
+        self.buckets: dict[str, set[str]] = {
+            "bucket": {"storage.objects.create", "storage.objects.get", "storage.objects.list"}
+        }
+        #: Publisher models served per region.
+        self.served_models: dict[str, set[str]] = {
+            LOCATION: {"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite"}
+        }
+        #: The OAuth refresh token is revoked: the token endpoint answers invalid_grant.
+        self.revoked = False
 
     # --- scripting -------------------------------------------------------------------------------------------
 
@@ -209,20 +269,96 @@ class FakeVertexPipelines(LoopbackFake):
 
     def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         raw = read_body(handler)
+        parsed = urlparse(handler.path)
+        if _TOKEN.match(parsed.path):  # form-encoded, not JSON
+            with self._lock:
+                self.requests.append((method, handler.path, parse_qs(raw.decode())))
+            return self._send(handler, *self._token())
         body = json.loads(raw) if raw else None
         with self._lock:
             self.requests.append((method, handler.path, body))
-            parsed = urlparse(handler.path)
+            if method == "GET" and (m := _KFP_DOWNLOAD.match(parsed.path)):
+                return self._send_template(handler, m["url"])
             status, payload = self._route(
                 method, self._by_number(unquote(parsed.path)), self._by_number(body), parse_qs(parsed.query)
             )
         self._send(handler, status, payload)
+
+    # --- what `tunekit doctor` asks -----------------------------------------------------------------------------
+
+    def _token(self) -> tuple[int, dict]:
+        # The refresh-token grant: https://developers.google.com/identity/protocols/oauth2/web-server#offline
+        # (an access token and its lifetime; a revoked refresh token answers 400 invalid_grant).
+        if self.revoked:
+            return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+        return 200, {"access_token": "fake-token", "expires_in": 3599, "token_type": "Bearer"}
+
+    def _send_template(self, handler: BaseHTTPRequestHandler, url: str) -> None:
+        # kfp's RegistryClient.download_pipeline GETs {host}/{package}/{tag} and saves the body: the spec's YAML
+        # (kfp/registry/context/kfp_pkg_dev.json, "download_tag_url").
+        text = self.templates.get(url)
+        if text is None:
+            return self._send(handler, *self._error(404, "NOT_FOUND", f"{url} not found."))
+        data = text.encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/x-yaml")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _doctor_route(self, method: str, path: str, query: dict) -> tuple[int, dict] | None:
+        if method == "GET" and (m := _SERVICE.match(path)):
+            # Service Usage services.get: https://cloud.google.com/service-usage/docs/reference/rest/v1/services/get
+            # (a Service with state ENABLED or DISABLED, named by the project number).
+            project = self.project_number or m["project"]
+            state = "DISABLED" if m["service"] in self.disabled_services else "ENABLED"
+            return 200, {"name": f"projects/{project}/services/{m['service']}", "state": state}
+        if method == "GET" and (m := _AR_TAG.match(path)):
+            # Artifact Registry packages.tags.get / versions.get:
+            # https://cloud.google.com/artifact-registry/docs/reference/rest/v1/projects.locations.repositories.packages.tags/get
+            if f"{m['project']}/{m['repository']}" in self.forbidden_repositories:
+                return self._error(403, "PERMISSION_DENIED", "Permission 'artifactregistry.tags.get' denied.")
+            image = (
+                f"{m['location']}-docker.pkg.dev/{m['project']}/{m['repository']}/{unquote(m['package'])}"
+                f"{'@' if m['ref'].startswith('sha256:') else ':'}{m['ref']}"
+            )
+            if image not in self.images:
+                return self._error(404, "NOT_FOUND", f"Requested entity was not found: {image}.")
+            return 200, {"name": path.split("/v1/", 1)[1], "version": "sha256:0"}
+        if method == "GET" and (m := _SERVICE_ACCOUNT.match(path)):
+            # IAM projects.serviceAccounts.get: https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/get
+            account = self.service_accounts.get(m["email"])
+            if account is None:
+                return self._error(404, "NOT_FOUND", f"Unknown service account {m['email']}.")
+            return 200, {"email": m["email"], "disabled": bool(account.get("disabled"))}
+        if method == "GET" and (m := _TEST_PERMISSIONS.match(path)):
+            # Cloud Storage buckets.testIamPermissions: https://cloud.google.com/storage/docs/json_api/v1/buckets/testIamPermissions
+            # (the subset of the asked permissions the caller holds; 404 for a bucket that does not exist).
+            held = self.buckets.get(m["bucket"])
+            if held is None:
+                return self._error(404, "NOT_FOUND", "The specified bucket does not exist.")
+            asked = query.get("permissions") or []
+            return 200, {
+                "kind": "storage#testIamPermissionsResponse",
+                "permissions": [p for p in asked if p in held],
+            }
+        if method == "POST" and (m := _COUNT_TOKENS.match(path)):
+            # countTokens: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/count-tokens
+            # (a model not served in the region is NOT_FOUND).
+            if m["model"] not in self.served_models.get(m["location"], set()):
+                return self._error(
+                    404, "NOT_FOUND", f"Publisher Model `{m['model']}` was not found in {m['location']}."
+                )
+            return 200, {"totalTokens": 2, "totalBillableCharacters": 12}
+        return None
 
     @staticmethod
     def _error(code: int, status: str, message: str) -> tuple[int, dict]:
         return code, {"error": {"code": code, "status": status, "message": message}}
 
     def _route(self, method: str, path: str, body: Any, query: dict) -> tuple[int, dict]:
+        if (answer := self._doctor_route(method, path, query)) is not None:
+            return answer
         if method == "GET" and (m := _OPERATION.match(path)):
             return self._get_operation(m["name"])
         if method == "POST" and (m := _JOBS.match(path)):

@@ -55,3 +55,247 @@ def test_vertex_commands_without_credentials_print_one_line_and_exit_2(tmp_path,
     assert result.returncode == 2, output
     assert "Traceback" not in output and len(output.splitlines()) == 1, output
     assert "gcloud auth application-default login" in output
+
+
+# --- doctor against the fake, check by check ------------------------------------------------------------------
+
+PROJECT, REGION = "test-project", "us-central1"
+READY_IMAGE = f"{REGION}-docker.pkg.dev/{PROJECT}/tunekit/components:test"
+SERVICE_ACCOUNT = f"runner@{PROJECT}.iam.gserviceaccount.com"
+
+
+CALLER = f"doctor@{PROJECT}.iam.gserviceaccount.com"
+
+
+@pytest.fixture(scope="module")
+def private_key():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path, private_key):
+    """The fake Vertex server as a ready project, with Application Default Credentials whose token it issues."""
+    import json
+
+    from fake_vertex_pipelines import serve_fake_pipelines
+
+    for server in serve_fake_pipelines(monkeypatch):
+        key_file = tmp_path / "key.json"
+        # A service account key file (GOOGLE_APPLICATION_CREDENTIALS); its token_uri aims google-auth's token
+        # request at the fake (google/oauth2/service_account.py from_service_account_info reads token_uri).
+        key_file.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": PROJECT,
+                    "private_key_id": "1",
+                    "private_key": private_key,
+                    "client_email": CALLER,
+                    "client_id": "1",
+                    "token_uri": f"{server.url}/oauth2.googleapis.com/token",
+                }
+            )
+        )
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+        monkeypatch.delenv("TUNEKIT_IMAGE", raising=False)
+        server.service_accounts[SERVICE_ACCOUNT] = {"disabled": False}
+        yield server
+
+
+def supervised(**overrides):
+    from pipeline_helpers import supervised_config
+
+    return supervised_config(base_model="gemini-2.5-flash", **overrides)
+
+
+def embedding(**overrides):
+    from tunekit.pipelines.config import load_config
+    from tunekit.pipelines.registry import get_method
+
+    _, cls = get_method("embedding-tuning").load()
+    values = {
+        "backend": "vertex",
+        "base_model": "text-embedding-005",
+        "corpus_uri": "gs://bucket/corpus.jsonl",
+        "queries_uri": "gs://bucket/queries.jsonl",
+        "train_labels_uri": "gs://bucket/train.tsv",
+        "test_labels_uri": "gs://bucket/test.tsv",
+        **overrides,
+    }
+    return load_config(cls, None, [f"{k}={v}" for k, v in values.items()])
+
+
+def make_doctor(method="supervised-tuning", config=None, **options):
+    from tunekit.pipelines.doctor import Doctor, DoctorOptions
+    from tunekit.pipelines.registry import get_method
+
+    values = dict(
+        project=PROJECT,
+        region=REGION,
+        method=get_method(method),
+        config=config if config is not None else supervised(),
+        image=READY_IMAGE,
+        pipeline_root="gs://bucket/root",
+        service_account=SERVICE_ACCOUNT,
+    )
+    doctor = Doctor(DoctorOptions(**{**values, **options}))
+    assert doctor.check_credentials().ok
+    return doctor
+
+
+def test_a_ready_project_passes_every_check_from_the_cli(fake, capsys):
+    from tunekit.pipelines.cli import main
+
+    code = main(
+        [
+            "doctor",
+            "supervised-tuning",
+            "--config",
+            os.path.join(ROOT, "examples", "supervised_tuning_vertex.yaml"),
+        ]
+        + ["--project", PROJECT, "--region", REGION, "--image", READY_IMAGE, "--pipeline-root", "gs://bucket/r"]
+        + ["--service-account", SERVICE_ACCOUNT]
+    )
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, out + captured.err
+    lines = out.splitlines()
+    names = [line.split(":", 1)[0].split(None, 1)[1] for line in lines]
+    assert names == [
+        "credentials", "images", "apis", "pipeline root", "service account", "models", "embedding template", "cost",
+    ]  # fmt: skip
+    assert all(line.startswith(("ok  ", "skip")) for line in lines), out
+    assert CALLER in lines[0] and "gemini-2.5-flash" in out
+    # Each call went to the fake, named as the documented REST paths.
+    paths = [r[1] for r in fake.requests]
+    assert any(p.startswith("/serviceusage.googleapis.com/v1/projects/test-project/services/") for p in paths)
+    assert any("/artifactregistry.googleapis.com/v1/" in p and "/tags/test" in p for p in paths)
+    assert any(p.startswith("/storage/v1/b/bucket/iam/testPermissions") for p in paths)
+    assert any(p.endswith("gemini-2.5-flash:countTokens") for p in paths)
+
+
+def test_credentials_missing_or_revoked_is_one_line_with_the_login_command(fake, monkeypatch, tmp_path):
+    from tunekit.components.common.errors import UserError
+
+    from tunekit.pipelines.doctor import Doctor, DoctorOptions
+
+    fake.revoked = True
+    with pytest.raises(UserError, match="could not be refreshed.*gcloud auth application-default login"):
+        Doctor(DoctorOptions(project=PROJECT, region=REGION)).run()
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "nowhere.json"))
+    check = Doctor(DoctorOptions(project=PROJECT, region=REGION)).check_credentials()
+    assert not check.ok and "gcloud auth application-default login" in check.detail
+
+
+def test_a_disabled_api_names_the_enable_command(fake):
+    assert make_doctor().check_apis().ok
+    fake.disabled_services = {"aiplatform.googleapis.com"}
+    check = make_doctor().check_apis()
+    assert not check.ok
+    assert "gcloud services enable aiplatform.googleapis.com --project test-project" in check.detail
+
+
+def test_images_missing_unpublished_or_unreadable(fake, tmp_path):
+    from tunekit.pipelines.compile import compile_method
+    from tunekit.pipelines.registry import get_method
+
+    missing = make_doctor(image=f"{REGION}-docker.pkg.dev/{PROJECT}/tunekit/components:nope").check_images()
+    assert not missing.ok and "does not exist" in missing.detail
+    assert f"make publish-image PROJECT={PROJECT} REGION={REGION}" in missing.detail
+    unpublished = make_doctor(image="").check_images()
+    assert not unpublished.ok and "is not published" in unpublished.detail
+    # Cloud Build is what builds the missing image: its API is checked too then.
+    doctor = make_doctor(image="")
+    doctor.check_images()
+    fake.disabled_services = {"cloudbuild.googleapis.com"}
+    assert "cloudbuild.googleapis.com" in doctor.check_apis().detail
+    fake.forbidden_repositories = {f"{PROJECT}/tunekit"}
+    forbidden = make_doctor().check_images()
+    assert not forbidden.ok and "not readable" in forbidden.detail
+    assert f"--member=serviceAccount:{SERVICE_ACCOUNT} --role=roles/artifactregistry.reader" in forbidden.detail
+    # A compiled spec's own images are the ones checked.
+    fake.forbidden_repositories = set()
+    spec = compile_method(get_method("supervised-tuning"), str(tmp_path / "s.yaml"), image=READY_IMAGE)
+    assert make_doctor(image="", template=spec).check_images().ok
+    spec = compile_method(get_method("supervised-tuning"), str(tmp_path / "t.yaml"))
+    assert "is not published" in make_doctor(image="", template=spec).check_images().detail
+
+
+def test_pipeline_root_missing_bucket_or_permissions(fake):
+    assert make_doctor().check_pipeline_root().ok
+    missing = make_doctor(pipeline_root="gs://other/root").check_pipeline_root()
+    assert not missing.ok
+    assert (
+        "gcloud storage buckets create gs://other --location us-central1 --project test-project" in missing.detail
+    )
+    fake.buckets["bucket"] = {"storage.objects.get"}
+    denied = make_doctor().check_pipeline_root()
+    assert not denied.ok and "storage.objects.create" in denied.detail
+    assert "gcloud storage buckets add-iam-policy-binding gs://bucket" in denied.detail
+
+
+def test_service_account_missing_or_disabled(fake):
+    assert make_doctor().check_service_account().ok
+    missing = make_doctor(service_account=f"ghost@{PROJECT}.iam.gserviceaccount.com").check_service_account()
+    assert not missing.ok and "gcloud iam service-accounts create ghost --project test-project" in missing.detail
+    fake.service_accounts[SERVICE_ACCOUNT]["disabled"] = True
+    disabled = make_doctor().check_service_account()
+    assert not disabled.ok and f"gcloud iam service-accounts enable {SERVICE_ACCOUNT}" in disabled.detail
+
+
+def test_a_model_not_served_in_the_region(fake):
+    assert make_doctor().check_models().ok
+    check = make_doctor(region="europe-west9").check_models()
+    assert not check.ok and "gemini-2.5-flash is not served in europe-west9" in check.detail
+
+
+def test_embedding_template_parameters_are_checked_against_the_template_read(fake):
+    from fake_vertex_pipelines import EMBEDDING_TEMPLATE, EMBEDDING_TEMPLATE_PARAMETERS, template_yaml
+
+    doctor = make_doctor("embedding-tuning", embedding())
+    check = doctor.check_embedding_template()
+    assert check.ok, check.detail
+    url = next(u for u in fake.templates if u.startswith(EMBEDDING_TEMPLATE.removeprefix("https://")))
+    # A template that no longer declares train_steps: tunekit would send an undeclared parameter.
+    for key in list(fake.templates):
+        fake.templates[key] = template_yaml(EMBEDDING_TEMPLATE_PARAMETERS - {"train_steps"})
+    check = make_doctor("embedding-tuning", embedding()).check_embedding_template()
+    assert not check.ok and "does not declare train_steps" in check.detail
+    fake.templates.clear()
+    check = make_doctor("embedding-tuning", embedding()).check_embedding_template()
+    assert not check.ok and "HTTP 404" in check.detail, (url, check.detail)
+    skipped = make_doctor().check_embedding_template()
+    assert skipped.skipped
+
+
+def test_cost_uses_the_project_price_table(fake):
+    check = make_doctor().check_cost()
+    assert check.ok and "gemini-2.5-flash $0.3/$2.5 per million input/output tokens" in check.detail
+    assert "tuning is billed per training token" in check.detail
+
+
+def test_submit_runs_doctor_first_and_a_failed_check_stops_it(fake, capsys):
+    from tunekit.pipelines.cli import main
+
+    fake.disabled_services = {"aiplatform.googleapis.com"}
+    base = [
+        "submit",
+        "supervised-tuning",
+        "--config",
+        os.path.join(ROOT, "examples", "supervised_tuning_vertex.yaml"),
+    ]
+    base += ["--project", PROJECT, "--region", REGION, "--image", READY_IMAGE, "--pipeline-root", "gs://bucket/r"]
+    base += ["--api-endpoint", fake.url]
+    assert main(base) == 2
+    captured = capsys.readouterr()
+    assert "FAIL  apis: not enabled: aiplatform.googleapis.com" in captured.out
+    assert "doctor: apis failed" in captured.err and "--skip-doctor" in captured.err
+    assert fake.creates() == []
+    assert main([*base, "--skip-doctor"]) == 0
+    assert len(fake.creates()) == 1
