@@ -97,6 +97,7 @@ class Check:
             :data:`Ref` to the consumer's constant.
         when: Applies only when each named field has the value given (or one of a tuple of values).
         label: ``call``: what the function checks, for the docs.
+        with_config: ``call``: the function is called with the whole config too (``function(value, config)``).
     """
 
     kind: str
@@ -105,6 +106,7 @@ class Check:
     bounds: tuple[tuple[str, float | Ref], ...] = ()
     when: tuple[tuple[str, Any], ...] = ()
     label: str = ""
+    with_config: bool = False
 
     def applies(self, config: Any) -> bool:
         """Whether the ``when`` conditions hold for ``config``."""
@@ -119,8 +121,11 @@ class Check:
             return [f.name for f in dataclasses.fields(resolve(self.values))]
         return [*self.extra, *resolve_values(self.values)]
 
-    def problems(self, value: Any) -> Iterator[tuple[str, str]]:
-        """``(key, message)`` for each problem of ``value`` (``key``: the bad key inside a mapping, else '')."""
+    def problems(self, value: Any, config: Any = None) -> Iterator[tuple[str, str]]:
+        """``(key, message)`` for each problem of ``value`` (``key``: the bad key inside a mapping, else '').
+
+        ``config``: the whole config, for a ``call`` check ``with_config``.
+        """
         if self.kind == "one_of":
             allowed = self.allowed()
             if value not in allowed:
@@ -152,8 +157,9 @@ class Check:
         elif self.kind == "keys":
             yield from self._key_problems(value)
         elif self.kind == "call":
+            function = resolve(self.values) if isinstance(self.values, str) else self.values
             try:
-                resolve(self.values)(value)
+                function(value, config) if self.with_config else function(value)
             except UserError as exc:
                 yield "", exc.message
 
@@ -283,13 +289,22 @@ def checked_by(
     label: str,
     *,
     listing: Ref | None = None,
+    with_config: bool = False,
     when: Mapping[str, Any] | None = None,
 ) -> Check:
     """The consumer's own check: ``function(value)`` raises ``UserError`` on a bad value.
 
-    ``label`` says what it checks in the docs, followed by the values of ``listing`` when given.
+    ``label`` says what it checks in the docs, followed by the values of ``listing`` when given; ``with_config``
+    calls ``function(value, config)``, for a value the consumer reads together with other fields.
     """
-    return Check("call", values=function, label=label, extra=(listing,) if listing else (), when=_when(when))
+    return Check(
+        "call",
+        values=function,
+        label=label,
+        extra=(listing,) if listing else (),
+        with_config=with_config,
+        when=_when(when),
+    )
 
 
 def field(
@@ -403,7 +418,7 @@ def check_config(
         for check in f.metadata.get("checks", ()):
             if not check.applies(config):
                 continue
-            for key, message in check.problems(value):
+            for key, message in check.problems(value, config):
                 path, lines = sources.get(f.name, (f"{default_source} (default value)", {}))
                 line = lines.get((f.name, key) if key else (f.name,))
                 raise UserError(message, path=path, line=line, field=f"{f.name}.{key}" if key else f.name)

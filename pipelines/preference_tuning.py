@@ -29,13 +29,31 @@ from tunekit.components.tuning.preference.component import (
     warm_start_supervised,
 )
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import field, in_range, known_keys, model_folder
+from tunekit.pipelines.config import checked_by, field, in_range, known_keys, model_folder
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import Parameters, config_pipeline, wire
 
 PIPELINE_NAME = "preference-tuning"
 LEGACY_RLHF_NAME = "preference-tuning-legacy-rlhf"
+
+
+def check_local_trainer(local_options: dict, config) -> None:
+    """The local trainer's settings, built as the tuning step builds them (``tuning.preference.steps.local_config``).
+
+    Its own checks run (RLOO's leave-one-out needs ``num_generations`` >= 2, a known ``algorithm``), so a bad
+    combination fails when the config is loaded instead of after the warm start.
+    """
+    from tunekit.components.tuning.preference.steps import local_config
+
+    local_config(
+        local_options,
+        algorithm=config.algorithm,
+        beta=config.beta,
+        reward_steps=config.reward_steps,
+        rl_steps=config.rl_steps,
+        batch_size=config.batch_size,
+    )
 
 
 @dataclass
@@ -102,7 +120,15 @@ class PreferenceTuningConfig:
     local_options: dict = field(
         {},
         "Local: further PreferenceLocalConfig fields (see docs/preference_tuning.md).",
-        checks=[known_keys("tunekit.components.tuning.preference.local:PreferenceLocalConfig")],
+        checks=[
+            known_keys("tunekit.components.tuning.preference.local:PreferenceLocalConfig"),
+            checked_by(
+                check_local_trainer,
+                "the local trainer's own checks (RLOO: num_generations >= 2)",
+                with_config=True,
+                when={"backend": "local"},
+            ),
+        ],
     )
     max_eval_examples: int = field(200, "Held-out pairs (and their prompts) scored (0 for all).", ge=0)
     max_output_tokens: int = shared.max_output_tokens()

@@ -179,6 +179,16 @@ def test_a_typo_inside_local_options_fails_at_load(tmp_path, method, key, sugges
     assert f"did you mean '{suggestion}'?" in message
 
 
+def test_the_preference_trainers_own_checks_run_at_load(tmp_path):
+    path = _write(
+        tmp_path, "backend: local\nbase_model: tiny-random:causal\nlocal_options:\n  num_generations: 1\n"
+    )
+    with pytest.raises(UserError, match=rf"^{path}:3: field 'local_options': RLOO needs num_generations >= 2"):
+        load_config(_cls("preference-tuning"), path)
+    # DPO samples nothing: one generation is fine, as the trainer says.
+    assert load_config(_cls("preference-tuning"), path, ["algorithm=dpo"]).algorithm == "dpo"
+
+
 def test_local_options_values_have_their_trainers_types(tmp_path):
     path = _write(tmp_path, "local_options:\n  lora_alpha: big\n")
     with pytest.raises(UserError, match="field 'local_options.lora_alpha': expected int"):
