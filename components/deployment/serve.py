@@ -701,8 +701,9 @@ class _TimedH11Protocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         data = json.dumps(
             error_body(
-                "the request is not valid HTTP/1.1 (its request line, headers, Content-Length or chunked body "
-                "is malformed)",
+                # h11's limit on a request head: DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, 16 KiB (uvicorn's default).
+                "the request is not valid HTTP/1.1: its request line, headers, Content-Length or chunked body is "
+                "malformed, or its head is over 16 KiB",
                 400,
             )
         ).encode()
