@@ -87,7 +87,7 @@ class Check:
     """One static check of a field's value, optionally only when other fields have given values.
 
     Attributes:
-        kind: ``one_of``, ``range``, ``exists``, ``model``, ``keys`` or ``call``.
+        kind: ``one_of``, ``range``, ``set`` (not empty), ``exists``, ``model``, ``keys`` or ``call``.
         values: ``one_of``: the allowed values (a :data:`Ref`, a callable or a sequence); ``keys``: the dataclass
             whose fields are the mapping's allowed keys; ``model``: names that need no folder (prefixes ending in
             ``:`` or whole names); ``call``: a function that raises ``UserError`` on a bad value.
@@ -108,12 +108,16 @@ class Check:
     label: str = ""
     with_config: bool = False
 
+    def _conditions(self) -> list[tuple[str, list[Any]]]:
+        """``when`` with its values resolved (a condition may name the consumer's constant by :data:`Ref`)."""
+        return [
+            (name, resolve_values(wanted if isinstance(wanted, tuple) else (wanted,)))
+            for name, wanted in self.when
+        ]
+
     def applies(self, config: Any) -> bool:
         """Whether the ``when`` conditions hold for ``config``."""
-        for name, wanted in self.when:
-            if getattr(config, name) not in (wanted if isinstance(wanted, tuple) else (wanted,)):
-                return False
-        return True
+        return all(getattr(config, name) in wanted for name, wanted in self._conditions())
 
     def allowed(self) -> list[Any]:
         """``one_of``: every allowed value; ``keys``: every allowed key; ``model``: the names needing no folder."""
@@ -137,6 +141,9 @@ class Check:
                 if not ok:
                     yield "", f"must be {self._bounds_text()}, not {value!r}"
                     return
+        elif self.kind == "set":
+            if value in ("", None, [], {}):
+                yield "", f"must be set {self._when_text()}"
         elif self.kind == "exists":
             if isinstance(value, str) and _is_local_path(value) and not os.path.exists(value):
                 yield (
@@ -176,6 +183,9 @@ class Check:
             elif not _matches(hints[key], item):
                 yield str(key), f"expected {_type_name(hints[key])}, found {type(item).__name__} ({item!r})"
 
+    def _when_text(self) -> str:
+        return "when " + " and ".join(f"{k} is {' or '.join(map(repr, v))}" for k, v in self._conditions())
+
     def _bounds(self) -> list[tuple[str, float]]:
         return [(op, resolve(limit)) for op, limit in self.bounds]
 
@@ -201,15 +211,11 @@ class Check:
             text = self.label
             if self.extra:
                 text += ": " + ", ".join(f"`{v}`" for v in resolve_values(self.extra))
+        if self.kind == "set":
+            return f"set {self._when_text()}"
         if self.when:
-            text = (
-                "with "
-                + ", ".join(
-                    f"{k} {'/'.join(map(repr, v)) if isinstance(v, tuple) else repr(v)}" for k, v in self.when
-                )
-                + ": "
-                + text
-            )
+            conditions = ", ".join(f"{k} {'/'.join(map(repr, v))}" for k, v in self._conditions())
+            text = f"with {conditions}: {text}"
         return text
 
 
@@ -267,6 +273,11 @@ def in_range(
     """The number must lie within the bounds given (``ge`` >=, ``gt`` >, ``le`` <=, ``lt`` <)."""
     ops = ((">=", ge), (">", gt), ("<=", le), ("<", lt))
     return Check("range", bounds=tuple((op, limit) for op, limit in ops if limit is not None), when=_when(when))
+
+
+def required_when(**when: Any) -> Check:
+    """The value must not be empty when the other fields have the values given (``teacher_backend="scripted"``)."""
+    return Check("set", when=_when(when))
 
 
 def existing_path(*, when: Mapping[str, Any] | None = None) -> Check:

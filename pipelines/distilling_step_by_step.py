@@ -27,7 +27,15 @@ from tunekit.components.tuning.distillation.component import (
     tune_student_model,
 )
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import field, in_range, known_keys, model_folder, one_of
+from tunekit.pipelines.config import (
+    checked_by,
+    field,
+    in_range,
+    known_keys,
+    model_folder,
+    one_of,
+    required_when,
+)
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import DEFAULT, Parameters, wire
@@ -90,8 +98,12 @@ class DistillingStepByStepConfig:
         "Request engine options: concurrency, requests_per_minute, tokens_per_minute, timeout_s, max_attempts.",
         checks=[known_keys("tunekit.components.model_clients.engine:EngineConfig")],
     )
-    teacher_script_uri: str = shared.optional_data(
-        "Scripted teacher: JSONL of `input_text` and `completion` (raw CoT text)."
+    teacher_script_uri: str = field(
+        "",
+        "Scripted teacher: JSONL of `input_text` and `completion` (raw CoT text).",
+        exists=True,
+        # make_teacher (model_clients/teachers.py) refuses a scripted teacher without its script.
+        checks=[required_when(teacher_backend="tunekit.components.model_clients.teachers:SCRIPTED")],
     )
     teacher_cache_uri: str = field(
         "",
@@ -188,7 +200,14 @@ class DistillingStepByStepConfig:
     beat_champion: bool = shared.beat_champion("the student")
     require_significant: bool = shared.require_significant()
     price_table: dict = field(
-        {}, "Prices per million tokens by model ({model: {input: $, output: $}}) over the built-in list prices."
+        {},
+        "Prices per million tokens by model ({model: {input: $, output: $}}) over the built-in list prices.",
+        checks=[
+            checked_by(
+                "tunekit.components.model_clients.pricing:parse_price_table",
+                "{model: {input: USD, output: USD}}, non-negative numbers",
+            )
+        ],
     )
     student_cost_per_hour: float = field(
         0.75, "Open student: assumed serving machine price (USD/hour) for its cost per 1,000 predictions.", ge=0

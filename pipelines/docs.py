@@ -11,6 +11,10 @@ HEADER = """# Configuration reference
 
 Generated from the config dataclasses by `make docs`; do not edit by hand. Each field is a pipeline parameter of
 the same name. Set fields in a YAML file (`--config`) and override them with `--set FIELD=VALUE`.
+
+The `allowed` column is checked when the config is loaded, before any step runs (`tunekit run`, `submit` and
+`schedule` alike): a value outside it fails at once with one line naming the file, the line, the field and what is
+allowed. Local paths are checked to exist; `gs://` URIs are not checked offline.
 """
 
 

@@ -189,6 +189,17 @@ def test_the_preference_trainers_own_checks_run_at_load(tmp_path):
     assert load_config(_cls("preference-tuning"), path, ["algorithm=dpo"]).algorithm == "dpo"
 
 
+def test_a_scripted_teacher_needs_its_script_and_prices_are_parsed_at_load():
+    cls = _cls("distilling-step-by-step")
+    with pytest.raises(
+        UserError, match="field 'teacher_script_uri': must be set when teacher_backend is 'scripted'"
+    ):
+        load_config(cls, None, ["teacher_backend=scripted"])
+    with pytest.raises(UserError, match="field 'price_table'.*negative"):
+        load_config(cls, None, ["price_table={gemini-2.5-pro: {input: -1, output: 2}}"])
+    assert load_config(cls, None, ["price_table={gemini-2.5-pro: {input: 1, output: 2}}"]).price_table
+
+
 def test_local_options_values_have_their_trainers_types(tmp_path):
     path = _write(tmp_path, "local_options:\n  lora_alpha: big\n")
     with pytest.raises(UserError, match="field 'local_options.lora_alpha': expected int"):
