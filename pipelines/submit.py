@@ -121,6 +121,7 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
 
     if not options.pipeline_root.startswith("gs://"):
         raise UserError("--pipeline-root must be a gs:// folder", field="pipeline_root")
+    parameter_values = vertex_parameters(config)  # the config's mistakes first, then the image's
     template = options.template_path
     if not template:
         image, gpu_image = chosen_images(options.image)
@@ -136,7 +137,7 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
         template_path=template,
         job_id=options.job_id or None,
         pipeline_root=options.pipeline_root,
-        parameter_values=vertex_parameters(config),
+        parameter_values=parameter_values,
         enable_caching=options.enable_caching,
         encryption_spec_key_name=options.encryption_key or None,
         labels={

@@ -122,6 +122,8 @@ def test_bad_schedule_options_are_user_errors(schedule_options, message):
 
 def test_cli_schedule_commands(vertex, template, monkeypatch, capsys):
     monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", vertex.url)
+    # `schedule create` runs tunekit doctor first: the fake project has the runs' service account.
+    vertex.service_accounts[SA] = {"disabled": False}
     where = ["--project", "test-project", "--region", "us-central1"]
     create = [
         "schedule",
@@ -155,6 +157,11 @@ def test_cli_schedule_commands(vertex, template, monkeypatch, capsys):
     assert main(["schedule", "delete", "supervised-tuning", *where]) == 0
     assert vertex.schedules == {}
     assert main(["schedule", "pause", "supervised-tuning", *where]) == 2  # nothing left: a user error
+    vertex.service_accounts.clear()
+    assert main(create) == 2  # doctor: the service account does not exist; nothing was created
+    captured = capsys.readouterr()
+    assert "FAIL  service account" in captured.out and "--skip-doctor" in captured.err
+    assert vertex.schedules == {}
     bad = [("not a cron" if arg == "0 3 * * 1" else arg) for arg in create]
     assert main(bad) == 2
     assert "not a cron expression" in capsys.readouterr().err
