@@ -146,12 +146,12 @@ def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(tiny_model):
 
 def test_idle_and_slow_connections_are_closed(tiny_model):
     # The old server kept every one of these open for ever.
-    with Serving(tiny_model, timeout_keep_alive=0.3, request_timeout=0.6) as serving:
-        never_spoke, closed_idle = exchange(serving.port, b"", wait=5)
-        half_head, closed_half = exchange(serving.port, b"POST /v1/chat/completions HTTP/1.1\r\nHo", wait=5)
-        slow_body, closed_slow = exchange(serving.port, post_head(CHAT, 100) + b'{"messages"', wait=5)
+    with Serving(tiny_model, timeout_keep_alive=1.0, request_timeout=2.0) as serving:
+        never_spoke, closed_idle = exchange(serving.port, b"", wait=8)
+        half_head, closed_half = exchange(serving.port, b"POST /v1/chat/completions HTTP/1.1\r\nHo", wait=8)
+        slow_body, closed_slow = exchange(serving.port, post_head(CHAT, 100) + b'{"messages"', wait=8)
         after_answer, closed_after = exchange(
-            serving.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", wait=5
+            serving.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", wait=8
         )
     assert (never_spoke, half_head) == (b"", b"") and closed_idle and closed_half
     status, body = first_response(slow_body)
@@ -318,7 +318,7 @@ def test_the_event_loop_answers_while_the_model_works():
 def test_generation_timeout_is_a_504_and_drops_the_queued_request():
     model = BlockedModel()
     with (
-        Serving(model, generation_timeout=0.5) as serving,
+        Serving(model, generation_timeout=1.0) as serving,
         httpx.Client(base_url=serving.url, timeout=30) as client,
     ):
         body = {"messages": [{"role": "user", "content": "x"}]}
