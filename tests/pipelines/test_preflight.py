@@ -328,3 +328,23 @@ def test_output_dir_naming_a_file_is_one_line(tmp_path, capsys):
     assert code == 2
     assert "Traceback" not in captured.err and captured.err.strip().count("\n") == 0
     assert str(taken) in captured.err and "--output-dir" in captured.err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["submit", "supervised-tuning", "--pipeline-root", "gs://b/root"],
+        ["schedule", "create", "supervised-tuning", "--cron", "0 3 * * 1", "--pipeline-root", "gs://b/root"],
+    ],
+    ids=["submit", "schedule"],
+)
+def test_submissions_are_preflighted_like_local_runs(command, capsys, monkeypatch):
+    # Nothing may reach Google Cloud: the bad value fails before any client is built.
+    monkeypatch.setenv("TUNEKIT_VERTEX_BASE_URL", "http://127.0.0.1:9")
+    code = cli.main(
+        [*command, "--project", "p", "--region", "us-central1", "--set", "train_dataset_uri=gs://b/t.jsonl"]
+        + ["--set", "task=clasification"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().count("\n") == 0
+    assert err.startswith("error: --set: field 'task': 'clasification' is not one of") and "Traceback" not in err
