@@ -756,7 +756,10 @@ class Server:
         self._stopped = threading.Event()
 
     def serve_forever(self, poll_interval: float = 0.1) -> None:
-        """Serves until :meth:`shutdown` or a signal (Ctrl-C; uvicorn re-raises it once it has stopped)."""
+        """Serves until :meth:`shutdown` or a signal (Ctrl-C; uvicorn re-raises it once it has stopped).
+
+        ``poll_interval`` is taken for ``socketserver``'s signature; uvicorn looks for a shutdown every 0.1 s.
+        """
         self._started.set()
         try:
             self._server.run(sockets=[self.socket])
