@@ -6,7 +6,7 @@ Usage::
                      [--json] [--report PATH] [--html PATH] [--normalised-dir DIR [--dedupe]]
                      [--project P [--location L]]
     tunekit validate --method embedding --corpus C --queries Q --train-labels T
-                     [--test-labels T] [--validation-labels V] [...]
+                     [--test-labels T] [--validation-labels V] [--backend vertex|local] [...]
 
 Exit status: 0 valid, 1 invalid, 2 usage error or unreadable file. The output never carries a traceback: an
 unexpected failure is reported in one line and exits 2.
@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     embedding.add_argument("--train-labels", metavar="FILE", help="TSV: query-id, corpus-id, score")
     embedding.add_argument("--test-labels", metavar="FILE")
     embedding.add_argument("--validation-labels", metavar="FILE")
+    embedding.add_argument(
+        "--backend",
+        choices=limits.EMBEDDING_BACKENDS,
+        help="where the set is tuned: vertex (default; Google's template: its size requirements are errors) "
+        "or local (sentence-transformers: they are notes)",
+    )
     return parser
 
 
@@ -197,6 +203,8 @@ def _run_readable(args: argparse.Namespace, given_by_copy: dict[str, str]) -> in
     method, paths = _paths(args)
     if method == "embedding" and args.fmt:
         raise _UsageError("--format is for JSON Lines datasets, not the embedding set")
+    if method != "embedding" and args.backend:
+        raise _UsageError("--backend is for embedding sets (--method embedding)")
     counter = None
     if args.project:
         from tunekit.components.data_validation.tokens import vertex_token_counter

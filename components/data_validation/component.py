@@ -56,8 +56,13 @@ def validate_embedding_data(
     report: dsl.Output[dsl.Artifact],
     html_report: dsl.Output[dsl.HTML],
     metrics: dsl.Output[dsl.Metrics],
+    backend: str = "vertex",
 ):
-    """Validates a text-embedding tuning set (corpus, queries, label TSVs) as one; fails the step if not valid."""
+    """Validates a text-embedding tuning set (corpus, queries, label TSVs) as one; fails the step if not valid.
+
+    ``backend`` is the pipeline's: with ``vertex``, a set outside the template's size requirements fails here,
+    before the paid template run; with ``local`` those are notes.
+    """
     from tunekit.components.data_validation.steps import run_validation
 
     run_validation(
@@ -75,4 +80,5 @@ def validate_embedding_data(
         report_path=report.path,
         html_path=html_report.path,
         log_metric=metrics.log_metric,
+        backend=backend,
     )

@@ -9,6 +9,12 @@ Input files (roles of ``paths``):
 
 Checked as a set: ids unique within their file, every label pointing at an existing query and document, scores
 numeric and non-negative, the header present, and test/validation queries not also used for training.
+
+Sizes are checked against Google's template (:data:`~.limits.EMBEDDING_TEMPLATE`: 9-10,000 queries, 9-500,000
+documents, at least 3 query ids per label file and 9 across them, fewer than 500,000 labels). With the ``vertex``
+backend a set outside them is an error, since the template run would fail after the job starts; the ``local``
+backend (sentence-transformers) trains on any size, so there the same facts are ``info`` findings, which say
+what the template would reject without failing the run, strict or not.
 Ids are kept as 64-bit hashes, so memory grows with the number of ids (8 bytes each plus set overhead) but not
 with text sizes.
 """
@@ -18,7 +24,8 @@ from __future__ import annotations
 import math
 import os
 
-from tunekit.components.data_validation.findings import Findings
+from tunekit.components.data_validation import limits
+from tunekit.components.data_validation.findings import INFO, Findings
 from tunekit.components.data_validation.quality import Histogram
 from tunekit.components.data_validation.reader import (
     LINE_PROBLEMS,
@@ -36,10 +43,20 @@ ROLES = ("corpus", "queries", *LABEL_ROLES)
 HEADER = ("query-id", "corpus-id", "score")
 
 
-def validate_embedding(paths: dict[str, str], findings: Findings, report: Report) -> None:
-    """Validates an embedding set; findings go to ``findings``, statistics to ``report.summary["files"]``."""
+def validate_embedding(
+    paths: dict[str, str], findings: Findings, report: Report, backend: str = limits.EMBEDDING_VERTEX
+) -> None:
+    """Validates an embedding set; findings go to ``findings``, statistics to ``report.summary["files"]``.
+
+    Args:
+        paths: Role (:data:`ROLES`) -> local file path.
+        findings: Where the findings go.
+        report: Where the statistics go.
+        backend: ``vertex`` (the template's size requirements are errors) or ``local`` (they are infos).
+    """
     files: dict = {}
     report.summary["files"] = files
+    report.summary["backend"] = backend
     unknown = set(paths) - set(ROLES)
     for role in sorted(unknown):
         findings.add(
@@ -51,9 +68,65 @@ def validate_embedding(paths: dict[str, str], findings: Findings, report: Report
     corpus_ids = _documents(paths.get("corpus"), "corpus", findings, report, files)
     query_ids = _documents(paths.get("queries"), "queries", findings, report, files)
     train_queries: set[int] = set()
+    label_files: dict[str, tuple[int, set[int]]] = {}
     for role in LABEL_ROLES:
         if role in paths:
-            _labels(paths[role], role, corpus_ids, query_ids, train_queries, findings, report, files)
+            label_files[paths[role]] = _labels(
+                paths[role], role, corpus_ids, query_ids, train_queries, findings, report, files
+            )
+    if not report.unreadable:
+        _sizes(paths, corpus_ids, query_ids, label_files, backend, findings)
+
+
+def _sizes(
+    paths: dict[str, str],
+    corpus_ids: set[int] | None,
+    query_ids: set[int] | None,
+    label_files: dict[str, tuple[int, set[int]]],
+    backend: str,
+    findings: Findings,
+) -> None:
+    """Checks the set's sizes against the template's requirements (see the module docstring)."""
+    template = limits.EMBEDDING_TEMPLATE
+    vertex = backend == limits.EMBEDDING_VERTEX
+    severity = None if vertex else INFO
+    # What to do: on Vertex, fix the set; locally, nothing (the note says what Vertex would reject).
+    hint = (
+        None
+        if vertex
+        else "nothing to do for backend 'local'; with backend 'vertex', Google's template would reject the set"
+    )
+    rule = "Google's embedding tuning template takes"
+
+    def add(path: str, message: str) -> None:
+        findings.add("embedding_set_size", path, None, None, message, hint, severity)
+
+    for ids, role, what, low, high in (
+        (query_ids, "queries", "queries", template.min_queries, template.max_queries),
+        (corpus_ids, "corpus", "documents", template.min_documents, template.max_documents),
+    ):
+        if ids is not None and ids and not low <= len(ids) <= high:
+            add(paths[role], f"{len(ids):,} {what}; {rule} {low:,} to {high:,}")
+    every_query: set[int] = set()
+    rows = 0
+    for path, (file_rows, queries) in label_files.items():
+        rows += file_rows
+        every_query |= queries
+        if file_rows and len(queries) < template.min_query_ids_per_label_file:
+            add(
+                path,
+                f"{len(queries)} distinct query id(s); {rule} at least "
+                f"{template.min_query_ids_per_label_file} in each label file",
+            )
+    first = next(iter(label_files), "")
+    if rows and len(every_query) < template.min_query_ids_in_all_splits:
+        add(
+            first,
+            f"{len(every_query)} distinct query id(s) across the label files; {rule} at least "
+            f"{template.min_query_ids_in_all_splits} across all splits",
+        )
+    if rows > template.max_labels:
+        add(first, f"{rows:,} labels in all; {rule} fewer than {template.max_labels + 1:,}")
 
 
 def _documents(path: str | None, role: str, findings: Findings, report: Report, files: dict) -> set[int] | None:
@@ -126,21 +199,23 @@ def _labels(
     findings: Findings,
     report: Report,
     files: dict,
-) -> None:
+) -> tuple[int, set[int]]:
+    """Checks a label TSV; returns its number of rows and the hashes of the query ids it names."""
     summary: dict = {"path": path, "format": "labels_tsv"}
     files[role] = summary
     rows = valid = 0
+    queries: set[int] = set()
     try:
         handle = open_binary(path)
     except UnreadableFile as exc:
         findings.add("file_unreadable", path, None, None, str(exc))
         report.unreadable = True
-        return
+        return 0, queries
     with handle:
         if is_gzip(handle.peek(2)[:2]):
             report_gzip(path, findings)
             summary.update(rows=0, valid_rows=0, bytes=_size(path))
-            return
+            return 0, queries
         for number, raw in enumerate(handle, start=1):
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 findings.add("bom", path, 1, None, "the file starts with a UTF-8 byte-order mark")
@@ -185,6 +260,7 @@ def _labels(
                 findings.add("invalid_score", path, number, "score", f"score {score} is negative")
                 ok = False
             query_key = hash(query)
+            queries.add(query_key)
             if query_ids is not None and query_key not in query_ids:
                 findings.add(
                     "unknown_query_id",
@@ -217,6 +293,7 @@ def _labels(
     if rows == 0:
         findings.add("empty_file", path, None, None, "the label file has no rows")
     summary.update(rows=rows, valid_rows=valid, bytes=_size(path))
+    return rows, queries
 
 
 def _is_number(text: str) -> bool:

@@ -94,6 +94,10 @@ KINDS: dict[str, tuple[str, str]] = {
     "unknown_query_id": (ERROR, "every label's query-id must be the _id of a query in the queries file"),
     "unknown_corpus_id": (ERROR, "every label's corpus-id must be the _id of a document in the corpus"),
     "invalid_score": (ERROR, "scores are numbers, zero or more"),
+    "embedding_set_size": (
+        ERROR,
+        "add or remove queries, documents or labels to meet the template's requirements",
+    ),
 }
 
 

@@ -70,6 +70,38 @@ GEMINI_PREFERENCE = Limits(max_tokens_per_example=131_072, max_file_bytes=1 * GB
 DISTILLATION_LIMITS = Limits(max_input_tokens=7_168, max_output_tokens=1_024, reference_max_examples=10_000)
 NO_LIMITS = Limits()
 
+#: Backends of the embedding method: Google's tune-text-embedding-model template, or sentence-transformers here.
+EMBEDDING_VERTEX = "vertex"
+EMBEDDING_LOCAL = "local"
+EMBEDDING_BACKENDS = (EMBEDDING_VERTEX, EMBEDDING_LOCAL)
+
+
+@dataclass(frozen=True)
+class EmbeddingLimits:
+    """Dataset size requirements of Google's tune-text-embedding-model template.
+
+    Source: "Dataset size requirements" in Google's "Tune text embeddings" page,
+    https://cloud.google.com/vertex-ai/generative-ai/docs/models/tune-embeddings (now also at
+    https://docs.cloud.google.com/gemini-enterprise-agent-platform/models/tuning/embeddings): 9 to 10,000
+    queries, 9 to 500,000 corpus documents, at least 3 query ids in each label file and at least 9 across all
+    splits, fewer than 500,000 labels in all.
+    """
+
+    min_queries: int = 9
+    max_queries: int = 10_000
+    min_documents: int = 9
+    max_documents: int = 500_000
+    min_query_ids_per_label_file: int = 3
+    min_query_ids_in_all_splits: int = 9
+    #: "The total number of labels must be less than 500,000": 499,999 is the most.
+    max_labels: int = 499_999
+
+
+EMBEDDING_TEMPLATE = EmbeddingLimits()
+#: The template's smallest ``train_steps``: aiplatform's ``TextEmbeddingModel.tune_model`` refuses fewer
+#: (``vertexai/language_models/_language_models.py``, "train_steps must be greater than or equal to 30").
+MIN_EMBEDDING_TRAIN_STEPS = 30
+
 #: task -> (min examples for SFT, min examples for distillation), from the SPEC's recommendations table.
 RECOMMENDED_EXAMPLES: dict[str, tuple[int, int | None]] = {
     "classification": (100, 100),

@@ -35,8 +35,11 @@ def run_validation(
     log_metric: Callable[[str, float], None],
     normalised_dir: str | None = None,
     dedupe: bool = False,
+    backend: str = "",
 ) -> Report:
     """Validates the files at ``uris_by_role`` (local paths or ``gs://`` URIs; '' means absent).
+
+    ``backend`` is the embedding method's (``vertex`` or ``local``; '' for the other methods).
 
     Raises:
         ValidationFailed: The report is not ok; the message lists the first findings of each kind.
@@ -51,6 +54,7 @@ def run_validation(
             strict=strict,
             dedupe=dedupe,
             normalised_dir=normalised_dir,
+            backend=backend or None,
         )
     for directory in {os.path.dirname(report_path), os.path.dirname(html_path)}:
         if directory:

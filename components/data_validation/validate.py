@@ -74,6 +74,7 @@ def validate_dataset(
     dedupe: bool = False,
     normalised_dir: str | None = None,
     token_counter: TokenCounter | None = None,
+    backend: str | None = None,
 ) -> Report:
     """Validates the files of one run.
 
@@ -87,6 +88,8 @@ def validate_dataset(
         dedupe: Whether the normalised files leave exact duplicates out.
         normalised_dir: A folder to write the normalised files to, or None.
         token_counter: Counts a row's tokens exactly, for the rows whose estimate is near a limit.
+        backend: Embedding sets only: ``vertex`` (None: the default; Google's template's size requirements are
+            errors) or ``local`` (sentence-transformers; they are infos).
 
     Returns:
         The report: findings, counts by kind, summary statistics.
@@ -97,6 +100,15 @@ def validate_dataset(
     paths = {role: path for role, path in paths.items() if path}
     if method not in limits.METHODS:
         raise UserError(f"unknown method '{method}'; use one of {', '.join(limits.METHODS)}")
+    if backend is not None and backend not in limits.EMBEDDING_BACKENDS:
+        raise UserError(
+            f"unknown embedding backend '{backend}'; use one of {', '.join(limits.EMBEDDING_BACKENDS)}",
+            field="backend",
+        )
+    if backend is not None and method != limits.EMBEDDING:
+        raise UserError(
+            f"a backend is checked for embedding sets only, not for method '{method}'", field="backend"
+        )
     task = task or "generic"
     findings = Findings()
     report = Report(method=method, task=task, model=model, strict=strict, findings=findings)
@@ -154,7 +166,7 @@ def _validate(report: Report, findings: Findings, paths: dict[str, str], given: 
     if method == "embedding":
         from tunekit.components.data_validation.embedding import validate_embedding
 
-        validate_embedding(paths, findings, report)
+        validate_embedding(paths, findings, report, given["backend"] or limits.EMBEDDING_VERTEX)
         return
     allowed = checks.FORMATS_BY_METHOD[method]
     if fmt is not None and fmt not in allowed:

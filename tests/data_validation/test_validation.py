@@ -124,21 +124,27 @@ def test_valid_data_of_every_format_passes_strict(tmp_path, name):
 
 
 def test_valid_embedding_set_passes(tmp_path):
+    # The smallest set Google's template takes: 9 queries and 9 documents, 3 query ids in each label file.
     corpus = write_jsonl(
-        tmp_path / "corpus.jsonl", [{"_id": "d1", "title": "t", "text": "a"}, {"_id": "d2", "text": "b"}]
+        tmp_path / "corpus.jsonl",
+        [{"_id": "d1", "title": "t", "text": "a"}] + [{"_id": f"d{i}", "text": f"doc {i}"} for i in range(2, 10)],
     )
-    queries = write_jsonl(tmp_path / "queries.jsonl", [{"_id": "q1", "text": "x"}, {"_id": "q2", "text": "y"}])
+    queries = write_jsonl(
+        tmp_path / "queries.jsonl", [{"_id": f"q{i}", "text": f"query {i}"} for i in range(1, 10)]
+    )
     labels = tmp_path / "train.tsv"
-    labels.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t0.5\n")
+    labels.write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(1, 7)) + "q2\td1\t0.5\n"
+    )
     test = tmp_path / "test.tsv"
-    test.write_text("query-id\tcorpus-id\tscore\nq2\td1\t0\n")
+    test.write_text("query-id\tcorpus-id\tscore\nq2\td1\t0\nq7\td7\t1\nq8\td8\t1\nq9\td9\t1\n")
     report = validate_dataset(
         {"corpus": corpus, "queries": queries, "train_labels": str(labels), "test_labels": str(test)},
         method="embedding",
         strict=True,
     )
     assert report.counts_by_kind() == {"train_validation_overlap": 1}
-    assert report.summary["files"]["train_labels"]["rows"] == 2
+    assert report.summary["files"]["train_labels"]["rows"] == 7
 
 
 def test_classification_report_has_labels_and_classes(tmp_path):
