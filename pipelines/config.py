@@ -387,13 +387,23 @@ def _coerce(cls: type, name: str, value: Any, source: str, line: int | None = No
     return value
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+def _parse(text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """The YAML document (as ``yaml.safe_load`` reads it) and the lines of its keys, from one parse.
+
+    Raises:
+        yaml.YAMLError: Not valid YAML.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        return (loader.construct_document(root) if root is not None else None), _key_lines(root)
+    finally:
+        loader.dispose()
+
+
+def _key_lines(root: Any) -> dict[tuple[str, ...], int]:
     """The 1-based line of each top-level key and of the keys of mappings nested one level under them."""
     lines: dict[tuple[str, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
     if not isinstance(root, yaml.MappingNode):
         return lines
     for key, value in root.value:
@@ -454,7 +464,8 @@ def load_config(cls: type[C], path: str | None = None, overrides: list[str] | No
         try:
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
-            loaded = yaml.safe_load(text) or {}
+            loaded, lines = _parse(text)
+            loaded = loaded or {}
         except FileNotFoundError:
             raise UserError("config file not found; check the path", path=path) from None
         except yaml.YAMLError as exc:
@@ -466,7 +477,6 @@ def load_config(cls: type[C], path: str | None = None, overrides: list[str] | No
             ) from None
         if not isinstance(loaded, dict):
             raise UserError("expected a mapping of field: value", path=path)
-        lines = _key_lines(text)
         base_dir = os.path.dirname(os.path.abspath(path))
         for key, value in loaded.items():
             line = lines.get((str(key),))
