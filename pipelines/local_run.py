@@ -190,13 +190,187 @@ def _newest_run(pipeline_root: str, name: str, before: set[str]) -> str:
     return os.path.join(pipeline_root, max(runs, key=lambda d: os.path.getmtime(os.path.join(pipeline_root, d))))
 
 
-def run_local(method: Method, config, output_root: str) -> LocalRunResult:
+#: ANSI escape sequences (the runner colours task names and statuses).
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+#: The last line of a traceback of a UserError raised outside ``artifacts.call`` (in a wrapper's body).
+_USER_ERROR_TRACEBACK = re.compile(r"^\s*(?:tunekit\.components\.common\.errors\.)?UserError: (?P<message>.+)$")
+#: Environment of the steps: progress as lines (a step writes into the runner's pipe; the display draws bars).
+STEP_ENVIRONMENT = {"TUNEKIT_PROGRESS": "lines"}
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI escape sequences."""
+    return ANSI.sub("", text)
+
+
+class _StepStream:
+    """``sys.stdout`` during a run: each line to the log file and to the display, with the step it came from."""
+
+    def __init__(self, log, display: RunDisplay | None, echo) -> None:
+        self.log = log
+        self.display = display
+        self.echo = echo
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    @property
+    def step(self) -> str:
+        """The step whose attempt runs on this thread ('' for none)."""
+        return getattr(self.local, "step", "")
+
+    def begin(self, step: str) -> None:
+        """An attempt of ``step`` starts on this thread."""
+        self.local.step = step
+        self.local.user_error = ""
+        self.local.exception = ""
+        self.local.traceback = False
+        self.local.buffer = ""
+
+    def error(self) -> str:
+        """The user error of this thread's attempt, else the last exception line of a traceback it printed."""
+        return self.user_error() or getattr(self.local, "exception", "")
+
+    def user_error(self) -> str:
+        """The user error the output of this thread's attempt carried ('' for none)."""
+        return getattr(self.local, "user_error", "")
+
+    def write(self, text: str) -> int:
+        buffer = getattr(self.local, "buffer", "") + text
+        *lines, self.local.buffer = buffer.split("\n")
+        for line in lines:
+            self._line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        rest = getattr(self.local, "buffer", "")
+        if rest:
+            self.local.buffer = ""
+            self._line(rest)
+
+    def isatty(self) -> bool:
+        return False
+
+    def _line(self, raw: str) -> None:
+        from tunekit.components.common import progress
+
+        plain = strip_ansi(raw).rstrip()
+        with self.lock:
+            self.log.write(plain + "\n")
+            self.log.flush()
+        stripped = plain.strip()
+        indent = len(plain) - len(plain.lstrip())
+        if stripped.startswith("Traceback (most recent call last)"):
+            self.local.traceback = indent  # the runner indents a step's lines; frames are indented further
+        elif stripped and getattr(self.local, "traceback", False) is not False and indent <= self.local.traceback:
+            # The first line after a traceback's frames, at the traceback's own indent, is its exception.
+            self.local.traceback = False
+            self.local.exception = stripped
+        if stripped.startswith(USER_ERROR_PREFIX):
+            self.local.user_error = stripped[len(USER_ERROR_PREFIX) :]
+        elif self.step and not self.user_error():
+            found = _USER_ERROR_TRACEBACK.match(plain)
+            if found is not None:
+                self.local.user_error = found["message"].strip()
+        if self.echo is not None:
+            self.echo.write(raw + "\n")
+            return
+        if self.display is None:
+            return
+        parsed = progress.parse_line(stripped)
+        if parsed is not None and self.step:
+            self.display.progress(self.step, *parsed)
+        elif stripped:
+            self.display.line(self.step, plain)
+
+
+def _retry_delay(policy, attempt: int) -> float:
+    """Seconds before attempt ``attempt + 1`` under a KFP ``RetryPolicy`` (defaults as KFP documents them)."""
+    # PipelineTask.set_retry (kfp/dsl/pipeline_task.py): backoff_duration 0s, backoff_factor 2.0,
+    # backoff_max_duration 3600s when not set; the local runner waits duration * factor ** (attempt - 1).
+    duration = policy.backoff_duration.seconds + policy.backoff_duration.nanos / 1e9
+    factor = policy.backoff_factor if policy.backoff_factor > 0 else 2.0
+    cap = (
+        policy.backoff_max_duration.seconds + policy.backoff_max_duration.nanos / 1e9
+        if policy.HasField("backoff_max_duration")
+        else 3600.0
+    )
+    return min(duration * factor ** (attempt - 1), cap)
+
+
+def _attempts(original, stream: _StepStream, display: RunDisplay, steps: list[StepRecord], sleep=time.sleep):
+    """``execute_single_task`` that runs a step's attempts itself: no new attempt after a user error."""
+    from kfp.local import status
+
+    def execute_single_task(*args, **kwargs):
+        task_name, task_spec = kwargs["task_name"], kwargs["task_spec"]
+        policy = task_spec.retry_policy
+        retries = max(0, policy.max_retry_count)
+        once = type(task_spec)()
+        once.CopyFrom(task_spec)
+        once.ClearField("retry_policy")
+        record = StepRecord(name=task_name)
+        started = time.monotonic()
+        display.step_started(task_name)
+        while True:
+            record.attempts += 1
+            stream.begin(task_name)
+            try:
+                outputs, task_status = original(*args, **{**kwargs, "task_spec": once})
+            finally:
+                stream.flush()
+            failed = task_status != status.Status.SUCCESS
+            record.user_error = stream.user_error() if failed else ""
+            record.error = stream.error() if failed else ""
+            if task_status == status.Status.SUCCESS or record.user_error or record.attempts > retries:
+                break
+            delay = _retry_delay(policy, record.attempts)
+            display.step_retrying(task_name, record.attempts, retries + 1, delay)
+            logging.info(
+                "Task %s failed (attempt %d of %d); next attempt in %.0f s",
+                task_name,
+                record.attempts,
+                retries + 1,
+                delay,
+            )
+            sleep(delay)
+        record.seconds = time.monotonic() - started
+        record.succeeded = task_status == status.Status.SUCCESS
+        steps.append(record)
+        display.step_finished(record)
+        stream.begin("")
+        return outputs, task_status
+
+    return execute_single_task
+
+
+def log_path_for(output_root: str, name: str) -> str:
+    """A new log file's path for a run of ``name`` under ``output_root/logs``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(output_root, "logs", f"{name}-{stamp}")
+    path, n = base + ".log", 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{base}-{n}.log"
+    return path
+
+
+def run_local(
+    method: Method, config, output_root: str, *, display: RunDisplay | None = None, debug: bool = False
+) -> LocalRunResult:
     """Runs ``method``'s pipeline with the local KFP runner and returns where its outputs are.
+
+    Args:
+        method: The pipeline.
+        config: Its config.
+        output_root: Where the run's folders go.
+        display: Told about steps, progress and lines as the run goes; None prints the runner's output as it is.
+        debug: Steps print a user error's traceback too.
 
     Raises:
         UserError: The config cannot run locally.
     """
     from kfp import local
+    from kfp.local.orchestrator import task_executor
 
     pipeline_func, _ = method.load()
     output_root = os.path.abspath(output_root)
@@ -213,14 +387,45 @@ def run_local(method: Method, config, output_root: str) -> LocalRunResult:
     before = set(os.listdir(pipeline_root))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
     failure = ""
-    with warnings.catch_warnings():
+    log_path = log_path_for(output_root, method.name)
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    steps: list[StepRecord] = []
+    environment = {**STEP_ENVIRONMENT, **({DEBUG_ENV: "1"} if debug else {})}
+    saved_environment = {name: os.environ.get(name) for name in environment}
+    original = task_executor.execute_single_task
+    saved_stdout = sys.stdout
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    with open(log_path, "w", encoding="utf-8", errors="replace") as log, warnings.catch_warnings():
+        stream = _StepStream(log, display, echo=saved_stdout if display is None else None)
+        task_executor.execute_single_task = _attempts(original, stream, display or RunDisplay(), steps)
+        os.environ.update(environment)
+        sys.stdout = stream
+        # The runner also logs outside its own logger context ("Skipping task ...", "Cleaned up workspace"):
+        # those lines go to the stream too, not to whatever handler the root logger had.
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(levelname)s - %(message)s"))
+        root.handlers[:] = [handler]
         # The local runner warns about base images without 'python' in their name; ours has Python.
         warnings.simplefilter("ignore", RuntimeWarning)
         logging.getLogger().setLevel(logging.INFO)
         try:
             pipeline_func(**values)
         except RuntimeError as exc:  # the runner's "Inner task failed: ..." after the step printed its error
-            failure = str(exc)
+            failure = strip_ansi(str(exc))
+        finally:
+            stream.flush()
+            sys.stdout = saved_stdout
+            root.handlers[:] = saved_handlers
+            root.setLevel(saved_level)
+            task_executor.execute_single_task = original
+            for name, value in saved_environment.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            if display is not None:
+                display.close()
     run_dir = _newest_run(pipeline_root, method.name, before)
     outputs: dict[str, dict] = {}
     for task_name in sorted(os.listdir(run_dir)):
