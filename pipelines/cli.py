@@ -119,7 +119,9 @@ def _print_steps(console, result) -> None:
 
     if not result.steps:
         return
-    table = Table(title="Steps", title_justify="left", show_edge=False, pad_edge=False)
+    from rich import box
+
+    table = Table(title="Steps", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("step")
     table.add_column("time", justify="right")
     table.add_column("")

@@ -72,7 +72,12 @@ def gated_deploy(deploy_op, *, name: str, retries: int = 2):
 
 
 def retried(task, *, retries: int = 2, backoff: str = "60s"):
-    """Retries a step that does paid or flaky work; each step re-attaches to the job it started. Returns the task."""
+    """Retries a step that does paid or flaky work; each step re-attaches to the job it started. Returns the task.
+
+    KFP's retry policy retries any failure; a user error (``UserError``) is not tried again all the same: the local
+    run stops on it, and on Vertex AI a retried attempt fails at once from the first attempt's record
+    (:mod:`tunekit.components.common.artifacts`).
+    """
     return task.set_retry(num_retries=retries, backoff_duration=backoff, backoff_factor=2.0)
 
 

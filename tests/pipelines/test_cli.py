@@ -226,3 +226,26 @@ def test_cli_last_line_for_a_crash_names_the_step_and_its_attempts(monkeypatch, 
         == "error: counted-step failed after 3 attempts: RuntimeError: the disk went away"
     )
     assert "Traceback" not in out + err
+
+
+def test_piped_cli_output_ends_with_the_error_and_has_no_ansi_codes(tmp_path):
+    # A real process with its output in pipes (not a terminal), as when a user redirects it to a file.
+    here = os.path.dirname(os.path.abspath(__file__))
+    counter = tmp_path / "attempts.txt"
+    script = "\n".join(
+        [
+            "import sys",
+            f"sys.path[:0] = [{here!r}, {os.path.join(os.path.dirname(here), 'fakes')!r}]",
+            "import test_cli",
+            "from tunekit.pipelines import cli",
+            f"cli._load = lambda args: (test_cli.COUNTED, test_cli.CountedConfig(counter={str(counter)!r}))",
+            f"sys.exit(cli.main(['run', 'counted-run', '--local', '--output-dir', {str(tmp_path / 'out')!r}]))",
+        ]
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: counted-step: field 'task': unknown task 'clasification'; use classification or generic"
+    ]
+    assert "\x1b" not in result.stdout + result.stderr and "Traceback" not in result.stdout
+    assert _attempts(counter) == 1
