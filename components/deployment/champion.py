@@ -18,7 +18,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunekit.components.common import uris
 from tunekit.components.common.errors import UserError
+from tunekit.components.common.model_record import RECORD_FILE, ModelRecord
 
 CHAMPION = "champion"
 PURPOSE_LABEL = "tunekit-purpose"
@@ -47,7 +49,9 @@ class Champion:
         registry_id: Local: the registry entry's id. Vertex: the model resource name (without version).
         backend: ``local`` or ``vertex``.
         extra: Local: ``kind`` (``seq2seq``, ``causal``, ``embedding`` or ''), ``entry`` (the whole registry
-            entry). Vertex: ``version_id``, ``labels``, ``deployed_model_id``, ``version_aliases``.
+            entry). Vertex: ``version_id``, ``labels``, ``deployed_model_id``, ``version_aliases``,
+            ``display_name``, ``serving_image`` (an open model's serving container, '' for tuned Gemini) and
+            ``artifact_uri`` (an open model's weights and ``tunekit_model.json`` in Cloud Storage).
     """
 
     purpose: str
@@ -145,8 +149,42 @@ def champion_from_model(purpose: str, model: Any) -> Champion:
             "deployed_model_id": deployed[0].deployed_model_id if deployed else "",
             "version_aliases": list(model.version_aliases),
             "display_name": model.display_name,
+            # An open model uploaded with a serving container (deployment.rollout); '' for a tuned Gemini model.
+            "serving_image": model.container_spec.image_uri if "container_spec" in model else "",
+            "artifact_uri": model.artifact_uri,
         },
     )
+
+
+def is_open_model(found: Champion) -> bool:
+    """Whether a Vertex champion is an open model on its own serving container (not a tuned Gemini model)."""
+    return found.backend == "vertex" and bool(found.extra.get("serving_image"))
+
+
+def champion_record(found: Champion) -> ModelRecord:
+    """What the champion's tuning step recorded (its serving prefix, mode, base model), as a :class:`ModelRecord`.
+
+    Local: the ``tunekit_model.json`` in its folder. An open model on Vertex: the one in its Cloud Storage
+    artifact (``extra["artifact_uri"]``, read through the ``/gcs`` mount on Vertex AI Pipelines), with its
+    endpoint. A tuned Gemini model: its endpoint and base model, from the Model Registry.
+
+    Raises:
+        UserError: An open model's artifact holds no readable record.
+    """
+    if found.backend == "local":
+        return ModelRecord.read(found.model, {"backend": "local"})
+    if not is_open_model(found):
+        return ModelRecord(backend="vertex", endpoint=found.endpoint, base_model=found.base_model)
+    artifact = str(found.extra.get("artifact_uri") or "").rstrip("/")
+    uri = f"{artifact}/{RECORD_FILE}"
+    try:
+        with uris.local_copy(uri) as path, open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"the champion's model record cannot be read ({exc})", path=uri) from None
+    if not isinstance(data, dict):
+        raise UserError("the champion's model record is not a JSON object", path=uri)
+    return ModelRecord.from_dict({**data, "endpoint": found.endpoint})
 
 
 def find_vertex_champion(purpose: str, *, project: str, location: str, client: Any = None) -> Champion | None:

@@ -354,15 +354,30 @@ def describe_champion(champion) -> str:
 
 
 def locate_champion(
-    purpose: str, *, backend: str, local_registry: str = "", project: str = "", location: str = ""
+    purpose: str,
+    *,
+    backend: str,
+    local_registry: str = "",
+    project: str = "",
+    location: str = "",
+    model_uri: str = "",
 ):
     """The champion of ``purpose`` (see the deployment component's ``find_champion``), or None.
+
+    The champion is looked up where the candidate would be deployed: with ``model_uri`` (the candidate's
+    artifact, its ``gs://`` URI or ``/gcs`` path on Vertex AI Pipelines), ``backend`` is the tuning backend and
+    the registry is :func:`~tunekit.components.common.model_record.deploy_backend`'s, so an open model trained on
+    Vertex meets the champion in the Vertex Model Registry, where its deploy step puts it, not in a local registry
+    file. Without it, ``backend`` names the registry (``local`` or ``vertex``).
 
     None when ``purpose`` is '' (the run serves no purpose); locally a missing registry file means no champion
     yet.
     """
+    from tunekit.components.common.model_record import deploy_backend
     from tunekit.components.deployment.champion import find_champion
 
+    if model_uri:
+        backend = deploy_backend(backend, model_uri)
     if not purpose or (backend == "local" and not local_registry):
         return None
     return find_champion(

@@ -158,6 +158,9 @@ def vertex_client(
 def champion_client(champion, *, project: str, location: str, cache_dir: str = "") -> ModelClient:
     """A client for the champion: its model directory locally, its endpoint on Vertex (cached in ``cache_dir``).
 
+    On Vertex, a tuned Gemini model answers ``generateContent``; an open model on Model Garden's vLLM container
+    answers ``:predict`` (:func:`open_model_client`).
+
     Raises:
         UserError: A local champion whose directory is gone.
         ValueError: A Vertex champion with no endpoint recorded.
@@ -174,7 +177,28 @@ def champion_client(champion, *, project: str, location: str, cache_dir: str = "
         # An adapter directory names its base model in adapter_config.json; HFLocalClient loads both.
         return HFLocalClient(champion.model)
     endpoint = require_endpoint(champion.endpoint, champion.model)
+    from tunekit.components.deployment.champion import is_open_model
+
+    if is_open_model(champion):
+        return open_model_client(champion, endpoint, location=location, cache_dir=cache_dir)
     return vertex_client(endpoint, project or "", location or "", cache_dir, base_model=champion.base_model)
+
+
+def open_model_client(champion, endpoint: str, *, location: str, cache_dir: str = "") -> ModelClient:
+    """An open-model champion on its Vertex endpoint, through the engine's ``vertex_vllm`` backend (``:predict``).
+
+    Raises:
+        ValueError: Its serving container is not Model Garden's vLLM (whose request shape is the one spoken).
+    """
+    from tunekit.components.model_clients.backends import make_engine
+
+    image = str(champion.extra.get("serving_image") or "")
+    if "vllm" not in image.rsplit("/", 1)[-1]:
+        raise ValueError(
+            f"the champion is served by {image}; tunekit scores open models served by Model Garden's vLLM "
+            "container (deployment.rollout's default serving image)"
+        )
+    return make_engine("vertex_vllm", endpoint, options={"location": location}, cache_dir=cache_dir or None)
 
 
 #: The fewest rows one call of a client gets when the rows are asked in parts for progress (engine-backed clients

@@ -4,6 +4,8 @@
   ``staging_uri``, sets of at least ``batch_threshold`` uncached prompts go to batch prediction instead.
 - ``vertex_batch``: Vertex batch prediction always (:mod:`.batch`).
 - ``openai``: any OpenAI-compatible ``/chat/completions`` server (:mod:`.openai_compat`).
+- ``vertex_vllm``: an open model on a Vertex AI endpoint served by Model Garden's vLLM container (``:predict``);
+  the champion of an open model trained on Vertex (not a config choice: :data:`BACKENDS` lists those).
 - ``hf``: a local Hugging Face model (:class:`.hf.HFLocalClient`), in batches on a worker thread.
 - ``fake``: scripted answers (:class:`.base.FakeClient`), for tests and demos.
 """
@@ -103,6 +105,94 @@ class VertexOnlineBackend(Backend):
         await self._client.aio.aclose()
 
 
+def vllm_instance(prompt: Prompt, config: GenerationConfig) -> dict[str, Any]:
+    """One ``:predict`` instance for Model Garden's vLLM container: the prompt as the open model sees it.
+
+    The prompt is rendered as the local client renders it for the same model (:func:`~.hf.prompt_text`: the
+    training-time layout, no chat template), and ``raw_response`` asks for the generated text alone rather than
+    the container's "Prompt: ... Output: ..." layout. Source: Google's Model Garden vLLM notebook (GoogleCloudPlatform/vertex-ai-samples,
+    notebooks/community/model_garden/model_garden_pytorch_llama3_1_deployment.ipynb, "Raw predict": instances of
+    ``prompt``, ``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``raw_response``; ``response.predictions``
+    one text per instance), the container tunekit deploys open models with (``deployment.rollout``).
+    """
+    from tunekit.components.model_clients.hf import prompt_text
+
+    instance: dict[str, Any] = {
+        "prompt": prompt_text(prompt),
+        "max_tokens": config.max_output_tokens,
+        "temperature": config.temperature,
+        "raw_response": True,
+    }
+    if config.temperature > 0:
+        instance["top_p"] = config.top_p
+    return instance
+
+
+def vllm_text(prediction: Any, prompt_text: str) -> str:
+    """The generated text of one prediction (the ``Prompt:/Output:`` layout taken off, should it come back)."""
+    text = prediction if isinstance(prediction, str) else str(prediction or "")
+    head = f"Prompt:\n{prompt_text.strip()}\nOutput:\n"
+    return text[len(head) :] if text.startswith(head) else text
+
+
+class VertexVLLMBackend(Backend):
+    """An open model served on a Vertex AI endpoint by Model Garden's vLLM container, through ``:predict``.
+
+    ``POST {endpoint}:predict`` with one :func:`vllm_instance` per answer wanted (``candidate_count`` copies of
+    the prompt), Google credentials on the request (:class:`~.vertex.GoogleBearerAuth`), and the HTTP errors,
+    retries and timeouts of the OpenAI-compatible backend (:func:`~.openai_compat.post_json`). The container
+    reports neither token counts nor a finish reason, so answers are ``ok`` (or ``empty``) with 0 tokens: a
+    dedicated endpoint is billed by the node-hour, not by the token.
+
+    Args:
+        endpoint: ``projects/P/locations/L/endpoints/E``.
+        location: The Vertex AI region (the regional API root).
+        auth: httpx authentication (tests); by default :class:`~.vertex.GoogleBearerAuth`.
+    """
+
+    name = "vertex_vllm"
+    cache_namespace = "vertex_vllm"
+
+    def __init__(self, endpoint: str, location: str, auth: Any = None):
+        from tunekit.components.model_clients.vertex import GoogleBearerAuth, vertex_api_root
+
+        self.model = endpoint
+        self.url = f"{vertex_api_root(location)}/v1/{endpoint}:predict"
+        self._auth = auth if auth is not None else GoogleBearerAuth()
+        self._client: Any = None
+
+    async def agenerate(
+        self, prompts: Sequence[Prompt], config: GenerationConfig, timeout_s: float | None
+    ) -> list[Generation]:
+        """Sends one prompt (its ``candidate_count`` samples as that many instances)."""
+        import httpx
+
+        from tunekit.components.model_clients.base import EMPTY, OK
+        from tunekit.components.model_clients.openai_compat import post_json
+
+        (prompt,) = prompts
+        if self._client is None:
+            self._client = httpx.AsyncClient(auth=self._auth)
+        instance = vllm_instance(prompt, config)
+        count = max(1, config.candidate_count)
+        payload, failed = await post_json(self._client, self.url, {"instances": [instance] * count}, timeout_s)
+        if failed is not None:
+            return [failed]
+        texts = [vllm_text(p, instance["prompt"]) for p in payload.get("predictions") or []]
+        if not texts:
+            return [Generation(text="", status=EMPTY, error="no predictions in the response")]
+        extra = {"candidates": texts} if count > 1 else {}
+        if not texts[0].strip():
+            return [Generation(text="", status=EMPTY, error="no text in the prediction", **extra)]
+        return [Generation(text=texts[0], status=OK, **extra)]
+
+    async def aclose(self) -> None:
+        """Closes the connection pool."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
 class ClientBackend(Backend):
     """A synchronous :class:`ModelClient` (a local model, the fake) as a backend, run on a worker thread.
 
@@ -198,6 +288,8 @@ def make_engine(
             if not staging:
                 raise UserError("batch prediction needs a staging_uri (gs://...)", field="options")
             primary = _batch_backend(model, project, location, staging, state_dir, options)
+    elif backend == "vertex_vllm":
+        primary = VertexVLLMBackend(model, str(options.get("location", "")))
     elif backend == "openai":
         from tunekit.components.model_clients.openai_compat import OpenAICompatBackend
 

@@ -122,37 +122,45 @@ class OpenAICompatBackend(Backend):
     ) -> list[Generation]:
         """Sends one prompt (``max_batch`` is 1)."""
         (prompt,) = prompts
-        try:
-            response = await self._http().post(
-                f"{self.base_url}/chat/completions",
-                json=request_body(self.model, prompt, config),
-                timeout=timeout_s,
-            )
-        except httpx.TimeoutException as exc:
-            raise RetryableError(f"timeout: {exc!r}") from exc
-        except httpx.TransportError as exc:
-            raise RetryableError(f"connection error: {type(exc).__name__}: {exc}") from exc
-        if response.status_code in RETRYABLE_STATUS:
-            raise RetryableError(
-                f"{response.status_code}: {_error_message(response)}",
-                status=response.status_code,
-                retry_after_s=parse_retry_after(response.headers.get("retry-after")),
-            )
-        if response.status_code >= 400:
-            return [
-                Generation(text="", status=FAILED, error=f"{response.status_code}: {_error_message(response)}")
-            ]
-        try:
-            payload = response.json()
-        except ValueError:
-            raise RetryableError(f"unreadable answer: {response.text[:200]!r}") from None
-        return [response_to_generation(payload)]
+        payload, failed = await post_json(
+            self._http(), f"{self.base_url}/chat/completions", request_body(self.model, prompt, config), timeout_s
+        )
+        return [failed if failed is not None else response_to_generation(payload)]
 
     async def aclose(self) -> None:
         """Closes the connection pool."""
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+async def post_json(
+    http: httpx.AsyncClient, url: str, body: dict[str, Any], timeout_s: float | None
+) -> tuple[dict[str, Any], Generation | None]:
+    """POSTs ``body`` to a model server; ``(answer, None)``, or ``({}, a failed Generation)`` for a refused request.
+
+    Shared by the HTTP backends (this module's and :class:`~.backends.VertexVLLMBackend`): timeouts, broken
+    connections, :data:`RETRYABLE_STATUS` answers (with their ``Retry-After``) and unreadable answers raise
+    :class:`RetryableError`; another 4xx/5xx fails the prompt with the server's message.
+    """
+    try:
+        response = await http.post(url, json=body, timeout=timeout_s)
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"timeout: {exc!r}") from exc
+    except httpx.TransportError as exc:
+        raise RetryableError(f"connection error: {type(exc).__name__}: {exc}") from exc
+    if response.status_code in RETRYABLE_STATUS:
+        raise RetryableError(
+            f"{response.status_code}: {_error_message(response)}",
+            status=response.status_code,
+            retry_after_s=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if response.status_code >= 400:
+        return {}, Generation(text="", status=FAILED, error=f"{response.status_code}: {_error_message(response)}")
+    try:
+        return response.json(), None
+    except ValueError:
+        raise RetryableError(f"unreadable answer: {response.text[:200]!r}") from None
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -146,6 +146,47 @@ def make_rest_client(client_class: type, location: str) -> Any:
     return client_class(transport="rest", client_options={"api_endpoint": f"{location}-aiplatform.googleapis.com"})
 
 
+def vertex_api_root(location: str) -> str:
+    """The Vertex AI REST root for ``location``: ``TUNEKIT_VERTEX_BASE_URL`` when set, else the regional endpoint."""
+    return (base_url_override() or f"https://{location}-aiplatform.googleapis.com").rstrip("/")
+
+
+class GoogleBearerAuth(httpx.Auth):
+    """httpx authentication with Google credentials: ``Authorization: Bearer`` with a token refreshed when stale.
+
+    For the HTTP calls that go to Vertex AI without a generated client (a custom-container endpoint's
+    ``:predict``). Application Default Credentials by default, or the fake's static token when
+    ``TUNEKIT_VERTEX_BASE_URL`` is set; a refresh blocks the calling thread briefly (once an hour).
+    """
+
+    def __init__(self, credentials: Any = None):
+        self._credentials = credentials
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        """A valid access token."""
+        with self._lock:
+            if self._credentials is None:
+                if base_url_override():
+                    self._credentials = static_credentials()
+                else:
+                    import google.auth
+
+                    self._credentials, _ = google.auth.default(
+                        scopes=["https://www.googleapis.com/auth/cloud-platform"]
+                    )
+            if not self._credentials.valid:
+                from google.auth.transport.requests import Request
+
+                self._credentials.refresh(Request())
+            return self._credentials.token
+
+    def auth_flow(self, request: httpx.Request):
+        """Adds the bearer token to ``request``."""
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        yield request
+
+
 _LABEL_BAD = re.compile(r"[^a-z0-9_-]+")
 
 

@@ -148,3 +148,113 @@ def test_preference_gpu_variant_trains_in_custom_jobs_with_the_gpu_image(tmp_pat
     assert images == {IMAGE}
     assert "worker_pool_specs" not in json.dumps(cpu)
     _assert_deploys_what_training_decided(cpu, "tune-preference")
+
+
+# --- the next run's gate meets that champion (issue 14 item 7) ---------------------------------------------------
+
+
+@pytest.fixture
+def vertex(monkeypatch, tmp_path):
+    """The fake Vertex API (Model Registry, endpoints' predict and generateContent), and a worker's /gcs mount."""
+    from fake_vertex import serve_fake_vertex
+
+    from tunekit.components.common import uris
+
+    # On a Vertex AI Pipelines worker Cloud Storage is mounted at /gcs; here a folder stands for the mount.
+    monkeypatch.setattr(uris, "GCS_FUSE_ROOT", str(tmp_path / "gcs"))
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=1)
+
+
+ROWS = [
+    {"input_text": f"ticket {i}", "reference": ["billing", "shipping"][i % 2], "reference_source": "gold"}
+    for i in range(20)
+]
+
+
+def _artifact(tmp_path, run: str) -> str:
+    """An open student's artifact as a Vertex worker sees it (/gcs/...), with its tuning record."""
+    folder = tmp_path / "gcs" / "bucket" / "root" / run / "tune-student" / "student"
+    folder.mkdir(parents=True)
+    record = {
+        "backend": "local",
+        "serving_prefix": "predict: ",
+        "mode": "multitask",
+        "base_model": "HuggingFaceTB/SmolLM2-135M",
+    }
+    (folder / "tunekit_model.json").write_text(json.dumps(record))
+    return str(folder)
+
+
+def test_an_open_student_trained_on_vertex_meets_its_vertex_champion_served_by_vllm(vertex, tmp_path):
+    """Run 1's open student serves on a Vertex endpoint (Model Garden vLLM); run 2, trained on Vertex too, is gated
+    against it: the champion is found in the Model Registry (not the empty local registry) and answers through
+    ``:predict`` with the prompt the student was trained on. Before: "no champion deployed", the gate skipped it."""
+    from fake_vertex import LOCATION, PROJECT
+
+    from tunekit.components.deployment.champion import purpose_label
+    from tunekit.components.evaluation.distillation.steps import run_evaluate_distillation
+    from tunekit.components.model_clients.base import FakeClient
+
+    _artifact(tmp_path, "run-1")
+    model, endpoint = vertex.add_open_model(
+        "tunekit-ticket-routing",
+        labels={"tunekit-purpose": purpose_label("ticket-routing")},
+        artifact_uri="gs://bucket/root/run-1/tune-student/student",
+    )
+    truth = {r["input_text"]: r["reference"] for r in ROWS}
+    # The champion knows the first 16 tickets, but only when asked the way it was trained ("predict: ...").
+    vertex.set_responder(
+        lambda p: (
+            truth.get(p.removeprefix("predict: "), "?")
+            if p.startswith("predict: ") and int(p.split()[-1]) < 16
+            else "?"
+        ),
+        model=endpoint,
+    )
+    eval_path = tmp_path / "eval.jsonl"
+    eval_path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    student_path = _artifact(tmp_path, "run-2")
+
+    def evaluate(right_below):
+        student = FakeClient(
+            lambda p: truth[p.text.removeprefix("predict: ")] if int(p.text.split()[-1]) < right_below else "?"
+        )
+        return run_evaluate_distillation(
+            task="classification",
+            task_type="classification",
+            eval_path=str(eval_path),
+            student_path=student_path,
+            student_metadata={},
+            baseline_path="",
+            baseline_metadata={},
+            predictions_path=str(tmp_path / "p.jsonl"),
+            summary_path=str(tmp_path / "s.md"),
+            student_clients={"student": student},
+            purpose="ticket-routing",
+            local_registry="",  # a Vertex run has no local registry
+            project=PROJECT,
+            location=LOCATION,
+        )
+
+    result = evaluate(10)
+    assert "no champion deployed" not in result.reason and "could not be scored" not in result.reason
+    assert result.metrics["champion"]["accuracy"] == 0.8 and not result.passed
+    assert f"champion {model.split('@')[0]}" in result.reason
+    calls = vertex.requests_to(rf"{endpoint}:predict", "POST")
+    assert len(calls) == len(ROWS) and not vertex.requests_to(rf"{endpoint}:generateContent")
+    assert calls[0][2]["instances"][0]["prompt"].startswith("predict: ticket ")
+    assert calls[0][2]["instances"][0]["raw_response"] is True
+    assert evaluate(20).passed
+
+
+def test_a_vllm_endpoint_refuses_generate_content_as_a_custom_container_does(vertex):
+    """Why the champion cannot be scored through generateContent: the endpoint serves an open model's container."""
+    from fake_vertex import LOCATION, PROJECT
+
+    from tunekit.components.model_clients.base import FAILED, Prompt
+    from tunekit.components.model_clients.vertex import VertexGeminiClient
+
+    _, endpoint = vertex.add_open_model("tunekit-x")
+    vertex.set_responder(lambda p: "billing", model=endpoint)
+    (answer,) = VertexGeminiClient(endpoint, PROJECT, LOCATION, max_attempts=1).generate([Prompt(text="hi")])
+    assert answer.status == FAILED and "custom container" in answer.error

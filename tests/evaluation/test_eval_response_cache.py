@@ -8,8 +8,7 @@ import json
 
 import pytest
 from evaluation_helpers import evaluate_on_vertex, gemini_tickets, resource, write_rows
-from fake_vertex import serve_fake_vertex
-from test_preference_vertex import evaluate_preference, preference, prepare, warm_start
+from test_preference_vertex import evaluate_preference, fake_with_datasets, preference, prepare, warm_start
 
 from tunekit.components.evaluation.autorater import make_evaluation_client
 
@@ -104,8 +103,8 @@ def _evaluate_preference(tmp_path, prepared, cache):
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    yield from serve_fake_vertex(monkeypatch, polls_to_finish=2)
+def fake(monkeypatch, tmp_path):
+    yield from fake_with_datasets(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -16,6 +16,9 @@ It serves on ``127.0.0.1`` (a random port) with :class:`http.server.ThreadingHTT
 - batch prediction jobs (google-genai ``client.batches``): ``POST {parent}/batchPredictionJobs``, ``GET`` one or
   the list, ``:cancel``. ``gs://`` URIs are files under ``gcs_root``; a job reads its JSONL input and writes
   ``predictions.jsonl`` when it succeeds (on its ``polls_to_finish``-th GET);
+- ``{endpoint}:predict`` on an endpoint serving an open model on Model Garden's vLLM container (seeded with
+  :meth:`FakeVertex.add_open_model`): ``instances`` of ``prompt``/``max_tokens``/``raw_response``, one text per
+  instance in ``predictions``; such an endpoint refuses ``generateContent``;
 - the Gen AI evaluation service's pairwise ``{parent}:evaluateInstances`` (``pairwiseMetricInput`` with a
   ``jsonInstance``), answered by :attr:`FakeVertex.judge`;
 - a small part of the Cloud Storage JSON API over the same ``gcs_root`` (multipart and media uploads, downloads,
@@ -88,6 +91,9 @@ _REGISTRY_MODEL = re.compile(
 )
 _REGISTRY_MODELS = re.compile(rf"^{_PARENT}/models$")
 _EVALUATE = re.compile(rf"^{_PARENT}:evaluateInstances$")
+_ENDPOINT_PREDICT = re.compile(rf"^(?P<endpoint>{_PARENT}/endpoints/[^/:]+):predict$")
+#: Model Garden's vLLM serving image, the one tunekit's rollout uploads open models with.
+VLLM_IMAGE = "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:latest"
 
 
 @dataclass
@@ -432,6 +438,49 @@ class FakeVertex(LoadFeatures):
         """Makes an existing tuning job end ``JOB_STATE_FAILED`` with ``error: {code, message}``."""
         self._job_failures[name] = {"code": code, "message": message}
 
+    def add_open_model(
+        self,
+        display_name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        artifact_uri: str = "gs://bucket/models/open",
+        image: str = VLLM_IMAGE,
+        aliases: tuple[str, ...] = ("champion",),
+        description: str = "",
+    ) -> tuple[str, str]:
+        """Seeds an open model as tunekit's rollout leaves it (uploaded with a serving container, deployed on an
+        endpoint of its own); returns ``(MODEL@1, endpoint)``."""
+        with self._lock:
+            self._counter += 1
+            parent = f"projects/{self.project}/locations/{self.location}"
+            model = f"{parent}/models/{8000 + self._counter}"
+            endpoint = f"{parent}/endpoints/{6000 + self._counter}"
+            self.models[model] = {
+                "name": model,
+                "versionId": "1",
+                "displayName": display_name,
+                "labels": dict(labels or {}),
+                "versionAliases": list(aliases),
+                "versionDescription": description,
+                "artifactUri": artifact_uri,
+                "containerSpec": {"imageUri": image, "predictRoute": "/generate", "healthRoute": "/ping"},
+                "deployedModels": [{"endpoint": endpoint, "deployedModelId": str(self._counter)}],
+                "createTime": _now(),
+                "updateTime": _now(),
+            }
+        return f"{model}@1", endpoint
+
+    def _served_model(self, endpoint: str) -> dict | None:
+        """The registry model deployed on ``endpoint`` (lock held), or None."""
+        return next(
+            (
+                m
+                for m in self.models.values()
+                if any(d["endpoint"] == endpoint for d in m.get("deployedModels", []))
+            ),
+            None,
+        )
+
     # --- conveniences for tests --------------------------------------------------------------------------------
 
     def genai_client(self, project: str | None = None, location: str | None = None):
@@ -639,6 +688,8 @@ class FakeVertex(LoadFeatures):
             if m.group("verb") == "countTokens":
                 return 200, {"totalTokens": self._count_request(body or {})}
             return self._generate(m.group("model"), body or {})
+        if method == "POST" and (m := _ENDPOINT_PREDICT.match(path)):
+            return self._predict_open_model(m["endpoint"], body or {})
         if method == "POST" and (m := _BATCHES.match(path)):
             return self._create_batch(m, body or {})
         if method == "GET" and (m := _BATCHES.match(path)):
@@ -901,8 +952,45 @@ class FakeVertex(LoadFeatures):
             return 0, "The thinking budget must be between 128 and 32768 for this model (it cannot be disabled)."
         return min(budget, self.FAKE_DYNAMIC_THOUGHTS), None
 
+    def _predict_open_model(self, endpoint: str, body: dict) -> tuple[int, dict]:
+        """``:predict`` on an endpoint serving an open model with Model Garden's vLLM container.
+
+        As Google's Model Garden vLLM notebook calls it (GoogleCloudPlatform/vertex-ai-samples,
+        notebooks/community/model_garden/model_garden_pytorch_llama3_1_deployment.ipynb, "Raw predict"): instances
+        of ``prompt``, ``max_tokens``, ``temperature``, ``top_p``, ``top_k`` and ``raw_response``; one text per
+        instance in ``predictions``, laid out ``"Prompt:\\n{prompt}\\nOutput:\\n{output}"`` unless ``raw_response``.
+        The answer is the endpoint's responder's (:meth:`set_responder`), cut at ``max_tokens`` words.
+        """
+        with self._lock:
+            served = self._served_model(endpoint)
+        if served is None or "containerSpec" not in served:
+            return 404, self._error(404, f"Endpoint {endpoint} serves no custom-container model.")
+        instances = body.get("instances") or []
+        if not instances or any(not isinstance(i, dict) or "prompt" not in i for i in instances):
+            return 400, self._error(400, "Each instance needs a 'prompt' (the vLLM container's request).")
+        responder = self._responder_for(endpoint)
+        predictions = []
+        for instance in instances:
+            answer = responder(str(instance["prompt"]))
+            text = answer.text if isinstance(answer, FakeAnswer) else str(answer)
+            if instance.get("max_tokens") is not None:
+                text = " ".join(text.split()[: int(instance["max_tokens"])])
+            if not instance.get("raw_response"):
+                text = f"Prompt:\n{str(instance['prompt']).strip()}\nOutput:\n{text}"
+            predictions.append(text)
+        self._bill(instances)
+        return 200, {"predictions": predictions, "deployedModelId": served["deployedModels"][0]["deployedModelId"]}
+
     def _generate(self, model: str, body: dict) -> tuple[int, dict]:
         if "/endpoints/" in model:
+            with self._lock:
+                served = self._served_model(model)
+            if served is not None and "containerSpec" in served:
+                # generateContent is Gemini's method; an open model's own container answers :predict/:rawPredict.
+                return 400, self._error(
+                    400,
+                    f"Endpoint {model} serves a custom container: generateContent is not supported; use predict.",
+                )
             with self._lock:
                 known = any((j.get("tunedModel") or {}).get("endpoint") == model for j in self.jobs.values())
             if not known and model not in self.responders:

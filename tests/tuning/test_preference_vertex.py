@@ -27,7 +27,12 @@ PAIRS = [
 
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
-    # The prepared datasets in a Cloud Storage stand-in: the steps copy each to a .jsonl name before tuning.
+    yield from fake_with_datasets(monkeypatch, tmp_path)
+
+
+def fake_with_datasets(monkeypatch, tmp_path):
+    """The fake Vertex API, with the prepared datasets of :func:`warm_start` and :func:`preference` in its Cloud
+    Storage stand-in (the steps copy each to a .jsonl name before tuning)."""
     gcs = tmp_path / "gcs"
     (gcs / "bucket" / "root" / "prepare").mkdir(parents=True)
     for name in ("sft_dataset", "preference_dataset", "eval_pairs"):

@@ -29,6 +29,7 @@ from typing import Any
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.jsonl import read_jsonl
 from tunekit.components.common.model_record import ModelRecord
+from tunekit.components.deployment.champion import champion_record, is_open_model
 from tunekit.components.evaluation.gate import (
     CHAMPION,
     GateDecision,
@@ -42,6 +43,7 @@ from tunekit.components.evaluation.gate import (
 )
 from tunekit.components.evaluation.metrics import compute_metrics, row_scores
 from tunekit.components.evaluation.result import EvaluationResult, gate_markdown
+from tunekit.components.evaluation.scoring import champion_client
 from tunekit.components.model_clients.base import OK, Generation, GenerationConfig, ModelClient, Prompt
 from tunekit.components.rationale_extraction.parsing import answer_from_cot, answers_agree
 
@@ -394,26 +396,36 @@ def run_evaluate_distillation(
     )
     champion = locate_champion(
         purpose,
-        backend="local" if student_record.backend == "local" else "vertex",
+        backend=student_record.backend,
+        model_uri=student_path,
         local_registry=local_registry,
         project=project,
         location=location,
     )
     champion_error = ""
     if champion is not None:
-        if champion.backend == "local":
-            record = ModelRecord.read(champion.model, {"backend": "local"})
-        else:
-            record = ModelRecord(backend="vertex", endpoint=champion.endpoint, base_model=champion.base_model)
+        own_client = None
         try:
+            record = champion_record(champion)
+            if CHAMPION not in student_clients and is_open_model(champion):
+                # An open student trained on Vertex serves on its endpoint's vLLM container, not generateContent.
+                own_client = champion_client(champion, project=project, location=location)
             scored = evaluate_student(
-                CHAMPION, record, champion.model, rows, client=student_clients.get(CHAMPION), **common
+                CHAMPION,
+                record,
+                champion.model,
+                rows,
+                client=student_clients.get(CHAMPION) or own_client,
+                **common,
             )
             champion_error = all_failed(scored.statuses)
             if not champion_error:
                 scores[CHAMPION] = scored
         except Exception as exc:  # noqa: BLE001 - any failure to score the champion is reported by the gate
             champion_error = error_text(exc)
+        finally:
+            if own_client is not None:
+                own_client.close()
     decision = decide(
         **gate_inputs(scores, task=task),
         champion_label=describe_champion(champion),

@@ -389,6 +389,21 @@ def _result(report: PreferenceReport, decision: GateDecision) -> EvaluationResul
     return result
 
 
+def champion_weights(champion) -> str:
+    """The folder of the champion's weights for the local evaluator ('' without a champion).
+
+    Its model directory, or, for an open model on Vertex, its Cloud Storage artifact as this worker reads it.
+    """
+    from tunekit.components.common import uris
+    from tunekit.components.deployment.champion import is_open_model
+
+    if champion is None:
+        return ""
+    if is_open_model(champion):
+        return uris.gcs_to_fuse(str(champion.extra.get("artifact_uri") or ""))
+    return champion.model
+
+
 def run_evaluate_preference(
     *,
     backend: str,
@@ -432,7 +447,12 @@ def run_evaluate_preference(
     if max_eval_examples:
         pairs = pairs[:max_eval_examples]
     champion = locate_champion(
-        purpose, backend=backend, local_registry=local_registry, project=project, location=location
+        purpose,
+        backend=backend,
+        model_uri=tuned_model_path,
+        local_registry=local_registry,
+        project=project,
+        location=location,
     )
     champion_error = ""
     if backend == "local":
@@ -443,7 +463,8 @@ def run_evaluate_preference(
             reward_dir=reward_model_path,
             eval_pairs=pairs,
             reference_dir=start.get("model", "") if start.get("warm_start") else "",
-            champion_dir=champion.model if champion is not None else "",
+            # An open champion on Vertex is judged from its weights in Cloud Storage (the /gcs mount on Vertex).
+            champion_dir=champion_weights(champion),
             max_new_tokens=max_output_tokens,
         )
     else:
