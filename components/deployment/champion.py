@@ -157,8 +157,12 @@ def champion_from_model(purpose: str, model: Any) -> Champion:
 
 
 def is_open_model(found: Champion) -> bool:
-    """Whether a Vertex champion is an open model on its own serving container (not a tuned Gemini model)."""
-    return found.backend == "vertex" and bool(found.extra.get("serving_image"))
+    """Whether a Vertex champion is an open model on its own serving container (not a tuned Gemini model).
+
+    Such a model was uploaded with its weights (``artifact_uri``) and a serving container image; a tuned Gemini
+    model has neither.
+    """
+    return found.backend == "vertex" and bool(found.extra.get("serving_image") and found.extra.get("artifact_uri"))
 
 
 def champion_record(found: Champion) -> ModelRecord:
