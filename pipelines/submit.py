@@ -122,32 +122,35 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
     if not options.pipeline_root.startswith("gs://"):
         raise UserError("--pipeline-root must be a gs:// folder", field="pipeline_root")
     parameter_values = vertex_parameters(config)  # the config's mistakes first, then the image's
-    template = options.template_path
-    if not template:
-        image, gpu_image = chosen_images(options.image)
-        if not image or names_unpublished_image(image):
-            raise unpublished_image_error(options.project, options.region)
-        template = os.path.join(tempfile.mkdtemp(prefix="tunekit-"), method.compiled_name)
-        compile_method(method, template, image=image, gpu_image=gpu_image or None)
-    check_images(template, options)
-    labels = {"tunekit-method": method.name, **(options.labels or {})}
-    display_name = options.display_name or method.name
-    return aiplatform.PipelineJob(
-        display_name=display_name,
-        template_path=template,
-        job_id=options.job_id or None,
-        pipeline_root=options.pipeline_root,
-        parameter_values=parameter_values,
-        enable_caching=options.enable_caching,
-        encryption_spec_key_name=options.encryption_key or None,
-        labels={
-            re.sub(r"[^a-z0-9_-]", "-", k.lower()): re.sub(r"[^a-z0-9_-]", "-", str(v).lower())
-            for k, v in labels.items()
-        },
-        credentials=credentials,
-        project=options.project,
-        location=options.region,
-    )
+    # The spec compiled here is read when PipelineJob is built (aiplatform pipeline_jobs.py loads template_path
+    # in __init__ and keeps no reference to the file), so its folder is removed once the job object exists.
+    with tempfile.TemporaryDirectory(prefix="tunekit-") as folder:
+        template = options.template_path
+        if not template:
+            image, gpu_image = chosen_images(options.image)
+            if not image or names_unpublished_image(image):
+                raise unpublished_image_error(options.project, options.region)
+            template = os.path.join(folder, method.compiled_name)
+            compile_method(method, template, image=image, gpu_image=gpu_image or None)
+        check_images(template, options)
+        labels = {"tunekit-method": method.name, **(options.labels or {})}
+        display_name = options.display_name or method.name
+        return aiplatform.PipelineJob(
+            display_name=display_name,
+            template_path=template,
+            job_id=options.job_id or None,
+            pipeline_root=options.pipeline_root,
+            parameter_values=parameter_values,
+            enable_caching=options.enable_caching,
+            encryption_spec_key_name=options.encryption_key or None,
+            labels={
+                re.sub(r"[^a-z0-9_-]", "-", k.lower()): re.sub(r"[^a-z0-9_-]", "-", str(v).lower())
+                for k, v in labels.items()
+            },
+            credentials=credentials,
+            project=options.project,
+            location=options.region,
+        )
 
 
 def run_doctor(method: Method, config, options: SubmitOptions, credentials=None) -> None:
