@@ -138,9 +138,18 @@ def replace_directory(target: str) -> Iterator[str]:
     files are flushed to disk before the rename. An existing ``target`` is moved aside, replaced, then deleted.
     On an error the new folder is deleted and ``target`` is left as it was. The folder gets the mode the user's
     umask gives (``tempfile.mkdtemp`` would give 0700).
+
+    Under the Cloud Storage mount (``/gcs``, gcsfuse) a folder cannot be renamed reliably: on a flat bucket
+    gcsfuse renames a folder object by object, and only below its ``--rename-dir-limit`` descendants, 0 by
+    default (GoogleCloudPlatform/gcsfuse, the flag's definition). There the folder is ``target`` itself, written
+    in place; gcsfuse uploads each file whole when it is closed.
     """
     target = os.path.abspath(target)
     parent = os.path.dirname(target)
+    if target.startswith(uris.GCS_FUSE_ROOT + "/"):
+        os.makedirs(target, exist_ok=True)
+        yield target
+        return
     os.makedirs(parent, exist_ok=True)
     temporary = _create_temporary_directory(parent, os.path.basename(target))
     try:

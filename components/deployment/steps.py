@@ -13,6 +13,7 @@ from typing import Any
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.model_record import ModelRecord
+from tunekit.components.common.state import replace_directory
 from tunekit.components.deployment import champion, local_registry
 
 STATE_FILE = "deployment_state.json"
@@ -45,8 +46,11 @@ def merged_serving_dir(model_path: str, output_dir: str) -> str:
             path=model_path,
         )
     model, tokenizer = load_model_and_tokenizer(base, model_path)
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
+    # Written beside the target and renamed into place: a kill mid-save leaves no config.json that the check
+    # above would trust on the retry.
+    with replace_directory(target) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     return target
 
 
