@@ -26,6 +26,8 @@ Serves on ``127.0.0.1`` (random port), paths under ``/v1/``:
   {schedule}`` (a long-running operation that is done at once); stored in :attr:`FakeVertexPipelines.schedules`;
 - Cloud Storage: ``PipelineJob.submit`` checks (and would create) the pipeline root's bucket; with
   ``STORAGE_EMULATOR_HOST`` set to :attr:`url` those calls get a quick 404, which aiplatform logs and ignores;
+- ``DELETE {endpoint}`` (refused while models are deployed) and ``DELETE {model}`` (refused while deployed), for
+  the cloud suite's clean-up (tests/cloud);
 - PredictionService: ``POST {model or endpoint}:predict`` for text embeddings: a deterministic bag-of-words hash
   embedding (``predictions[i].embeddings.values``).
 
@@ -391,6 +393,26 @@ class FakeVertexPipelines(LoopbackFake):
             )
         if method == "POST" and (m := _UNDEPLOY.match(path)):
             return self._undeploy(m["name"], body or {})
+        if method == "DELETE" and (m := _ENDPOINT.match(path)):
+            # endpoints.delete: a long-running operation; refused while models are deployed on it
+            # (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.endpoints/delete).
+            endpoint = self.endpoints.get(m["name"])
+            if endpoint is None:
+                return self._error(404, "NOT_FOUND", f"Endpoint {m['name']} not found.")
+            if endpoint["deployedModels"]:
+                return self._error(400, "FAILED_PRECONDITION", f"Endpoint {m['name']} has deployed models.")
+            del self.endpoints[m["name"]]
+            return 200, self._done_operation(m["name"], {"@type": "type.googleapis.com/google.protobuf.Empty"})
+        if method == "DELETE" and (m := _MODEL.match(path)) and not m["verb"] and not m["version"]:
+            # models.delete: refused while a version is deployed
+            # (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.models/delete).
+            versions = self.models.get(m["name"])
+            if versions is None:
+                return self._error(404, "NOT_FOUND", f"Model {m['name']} not found.")
+            if any(v["deployedModels"] for v in versions):
+                return self._error(400, "FAILED_PRECONDITION", f"Model {m['name']} is deployed.")
+            del self.models[m["name"]]
+            return 200, self._done_operation(m["name"], {"@type": "type.googleapis.com/google.protobuf.Empty"})
         if method == "PATCH" and (m := _ENDPOINT.match(path)):
             endpoint = self.endpoints.get(m["name"])
             if endpoint is None:
