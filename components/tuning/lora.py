@@ -46,7 +46,8 @@ class LocalTuningConfig:
             linearly to 0.
         max_steps: Optimizer steps; 0 means ``epochs`` passes over the training data.
         epochs: Passes over the training data when ``max_steps`` is 0.
-        batch_size: Examples per forward pass.
+        batch_size: Examples per forward pass (per process under ``torchrun``: the global batch is ``batch_size`` x
+            processes x ``gradient_accumulation_steps``).
         gradient_accumulation_steps: Forward passes per optimizer step.
         max_input_length: The most prompt tokens; longer prompts lose their end (also at prediction time).
         max_target_length: The most completion tokens, end-of-sequence token included.
@@ -60,6 +61,15 @@ class LocalTuningConfig:
         eval_steps: Optimizer steps between validation losses; 0 evaluates only at the end.
         eval_batch_size: Examples per forward pass when computing the validation loss.
         merge_adapter: Write a merged full model instead of the adapter.
+        gradient_checkpointing: Recompute activations in the backward pass instead of keeping them: less memory
+            (longer inputs or bigger batches fit on a GPU) for about 20-30% more compute.
+        packing: Causal models only: pack several examples into each sequence of ``max_input_length +
+            max_target_length`` tokens (TRL's best-fit packing; each example still attends only to itself), so
+            fewer padding tokens are computed. A batch then holds ``batch_size`` packed sequences.
+        save_steps: Optimizer steps between checkpoints in the step's output folder; a retried or re-run step
+            resumes from the last complete one. 0 saves every tenth of the run. The checkpoints are deleted once
+            the trained model is written.
+        save_total_limit: The most checkpoints kept (older ones are deleted as new ones are written).
     """
 
     lora_r: int = 8
@@ -84,6 +94,10 @@ class LocalTuningConfig:
     eval_steps: int = 0
     eval_batch_size: int = 16
     merge_adapter: bool = False
+    gradient_checkpointing: bool = False
+    packing: bool = False
+    save_steps: int = 0
+    save_total_limit: int = 2
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LocalTuningConfig:

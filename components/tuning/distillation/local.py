@@ -30,18 +30,16 @@ Output columns (one JSON line per training example; the open-model trainer and t
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import random
-import time
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tunekit.components.common import jsonl
 from tunekit.components.common.errors import UserError
-from tunekit.components.tuning import lora
+from tunekit.components.tuning import lora, trainers
 from tunekit.components.tuning.lora import LocalTuningConfig, collate, featurize
 
 #: Training modes: distilling step-by-step, label-only fine-tuning, chain-of-thought fine-tuning.
@@ -348,13 +346,6 @@ class DistillTuningConfig(LocalTuningConfig):
     max_target_length: int = 256
 
 
-@dataclass
-class _Group:
-    """One input's examples, by task."""
-
-    features: dict[str, Any] = field(default_factory=dict)
-
-
 def task_weights(rows: Sequence[Mapping], alpha: float | None = None) -> dict[str, float]:
     """The loss weight of each task in the training rows (``alpha`` overrides the label/rationale split).
 
@@ -395,6 +386,125 @@ def weighted_loss(losses: Mapping[str, Any], weights: Mapping[str, float]) -> An
     return sum(losses[t] * (weights[t] / total) for t in present)
 
 
+def _task_columns(rows: Sequence[Mapping], features: Sequence[Any], tasks: Sequence[str]) -> list[dict[str, list]]:
+    """One dataset row per input (``example_id``): each task's token ids and labels, empty where it has none.
+
+    Grouping an input's examples keeps both tasks of the same inputs in one step, as the reference code does.
+    """
+    groups: dict[int, dict[str, list]] = {}
+    for position, (row, feature) in enumerate(zip(rows, features, strict=True)):
+        task = str(row.get("task") or LABEL_TASK)
+        if task not in tasks:
+            continue
+        group = groups.setdefault(
+            int(row.get("example_id", position)),
+            {f"{t}_{part}": [] for t in tasks for part in ("input_ids", "labels")},
+        )
+        group[f"{task}_input_ids"], group[f"{task}_labels"] = feature.input_ids, feature.labels
+    return list(groups.values())
+
+
+class MultiTaskCollator:
+    """Pads each task's examples of a batch apart: ``{task: {"input_ids", "attention_mask", "labels"}}``.
+
+    Args:
+        tasks: The tasks trained (positive weight).
+        pad_id: The padding token.
+    """
+
+    def __init__(self, tasks: Sequence[str], pad_id: int):
+        self.tasks = list(tasks)
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict[str, list]]) -> dict[str, dict[str, Any]]:
+        """The batch of ``rows`` (dataset rows of :func:`_task_columns`)."""
+        batch = {}
+        for task in self.tasks:
+            features = [
+                lora._Features(row[f"{task}_input_ids"], row[f"{task}_labels"])
+                for row in rows
+                if row[f"{task}_input_ids"]
+            ]
+            if features:
+                batch[task] = collate(features, self.pad_id, "cpu")
+        return batch
+
+
+def student_trainer_class() -> type:
+    """``StepByStepTrainer``: transformers' ``Trainer`` with the weighted multi-task loss, nothing else changed.
+
+    Each batch is :class:`MultiTaskCollator`'s: a forward pass per task, each with the model's own token-mean
+    loss, and the step's loss is :func:`weighted_loss` of them (TRL's pattern: a trainer subclass overrides
+    ``compute_loss`` and keeps the rest: optimizer, schedule, accumulation, mixed precision, distributed data
+    parallelism, checkpoints). The per-task losses of each logging window are logged as ``<task>_loss`` (and
+    ``eval_<task>_loss``).
+    """
+    import torch
+    from transformers import Trainer
+
+    class StepByStepTrainer(Trainer):
+        def __init__(self, *args: Any, task_weights: Mapping[str, float], is_encoder_decoder: bool, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.task_weights = dict(task_weights)
+            self.is_encoder_decoder = is_encoder_decoder
+            self.tasks = sorted(t for t, w in self.task_weights.items() if w > 0)
+            # The loss is a weighted mean of per-task token means, not a sum over the accumulated batches' tokens:
+            # the trainer then divides it by the accumulation steps (Trainer.training_step).
+            self.model_accepts_loss_kwargs = False
+            self._windows = {
+                mode: torch.zeros(2, len(self.tasks), dtype=torch.float64) for mode in ("train", "eval")
+            }
+            self.counted = torch.zeros(2, dtype=torch.float64)  # tokens and examples trained on
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            losses = {task: model(**batch).loss for task, batch in inputs.items()}
+            loss = weighted_loss(losses, self.task_weights)
+            mode = "train" if model.training else "eval"
+            with torch.no_grad():
+                window = self._windows[mode]
+                for task, value in losses.items():
+                    index = self.tasks.index(task)
+                    window[0, index] += value.detach().double().cpu()
+                    window[1, index] += 1
+                if mode == "train":
+                    for batch in inputs.values():
+                        tokens = batch["attention_mask"].sum()
+                        if self.is_encoder_decoder:
+                            tokens = tokens + (batch["labels"] != -100).sum()
+                        self.counted[0] += tokens.double().cpu()
+                        self.counted[1] += batch["input_ids"].shape[0]
+            return (loss, None) if return_outputs else loss
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            inputs = self._prepare_inputs(inputs)
+            with torch.no_grad(), self.compute_loss_context_manager():
+                loss = self.compute_loss(model, inputs)
+            return loss.detach(), None, None
+
+        def task_means(self, mode: str) -> dict[str, float]:
+            """The window's mean loss per task over every process, and a new window."""
+            window = self._windows[mode].to(self.args.device)
+            window = self.accelerator.reduce(window, reduction="sum").cpu()
+            self._windows[mode].zero_()
+            return {t: float(window[0, i] / window[1, i]) for i, t in enumerate(self.tasks) if window[1, i] > 0}
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            if "loss" in logs:
+                logs.update({f"{t}_loss": v for t, v in self.task_means("train").items()})
+            elif "eval_loss" in logs:
+                logs.update({f"eval_{t}_loss": v for t, v in self.task_means("eval").items()})
+            super().log(logs, start_time)
+
+    return StepByStepTrainer
+
+
+def _task_losses(entry: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    found = re.compile(rf"^{prefix}(.+)_loss$")
+    return {
+        m.group(1): v for k, v in entry.items() if (m := found.match(k)) and m.group(1) not in ("eval", "train")
+    }
+
+
 def tune_student(
     base_model: str,
     train_path: str,
@@ -406,8 +516,10 @@ def tune_student(
     """Trains an open seq2seq (T5-style) or causal student with the weighted multi-task loss.
 
     Each step draws ``batch_size`` inputs; every task an input has (label, rationale) is a separate forward pass,
-    and the step's loss is :func:`weighted_loss` of the tasks' token-mean losses. Label-only and CoT data have one
-    task, so this is plain fine-tuning there and a run's budget is counted in inputs per step for every mode.
+    and the step's loss is :func:`weighted_loss` of the tasks' token-mean losses (:func:`student_trainer_class`).
+    Label-only and CoT data have one task, so this is plain fine-tuning there and a run's budget is counted in
+    inputs per step for every mode. A run that finds complete checkpoints of itself in ``output_dir`` resumes from
+    the last one; under ``torchrun`` only the main process writes the outputs.
 
     Args:
         base_model: A local model directory (a pretrained checkpoint, or a tiny model from
@@ -416,23 +528,27 @@ def tune_student(
         validation_path: Held-out student examples for a validation loss, or None.
         output_dir: Where the adapter (LoRA) or the full model, the tokenizer and ``training_log.json`` go.
         config: Hyperparameters.
-        progress: Called as ``progress(step, total_steps, loss)`` after each optimizer step.
+        progress: Called as ``progress(step, total_steps, loss)`` after each optimizer step (``loss``: the last
+            logging window's).
 
     Returns:
-        A summary: ``train_loss``, ``task_losses`` (last logging window, per task), ``eval_loss``, ``steps``,
-        ``train_inputs``, ``train_examples``, ``task_weights``, ``wall_seconds``, ``tokens_per_second`` (input plus
-        target tokens, padding excluded), ``examples_per_second``, ``device``, ``precision``, ``finetuning``,
-        ``parameters``, ``trainable_parameters``, ``output_dir``, ``adapter``.
+        A summary: ``train_loss``, ``task_losses`` (last logging window, per task), ``eval_loss``,
+        ``eval_task_losses``, ``steps``, ``train_inputs``, ``train_examples``, ``task_weights``, ``wall_seconds``,
+        ``tokens_per_second`` (input plus target tokens, padding excluded), ``examples_per_second``, ``device``,
+        ``precision``, ``finetuning``, ``parameters``, ``trainable_parameters``, ``processes``, ``resumed_from``,
+        ``output_dir``, ``adapter``.
 
     Raises:
         UserError: A missing directory, a bad setting or malformed data.
     """
-    import torch
+    from datasets import Dataset
 
     from tunekit.components.model_clients.hf import resolve_device
 
     if config.finetuning not in (LORA, FULL):
         raise UserError(f"unknown finetuning '{config.finetuning}'; use 'lora' or 'full'", field="finetuning")
+    if config.packing:
+        raise UserError("packing is not available for the student: each task is a forward pass", field="packing")
     if not os.path.isdir(base_model):
         raise UserError("student model directory not found; give a local model directory", path=base_model)
     if config.max_steps <= 0 and config.epochs <= 0:
@@ -442,7 +558,8 @@ def tune_student(
         raise UserError("the student dataset is empty", path=train_path)
     validation_rows = jsonl.read_jsonl(validation_path) if validation_path else []
     weights = task_weights(rows, config.alpha)
-    if not any(w > 0 for w in weights.values()):
+    tasks = sorted(t for t, w in weights.items() if w > 0)
+    if not tasks:
         raise UserError("every task has weight 0; nothing to train", field="alpha")
 
     device = resolve_device(config.device)
@@ -450,132 +567,92 @@ def tune_student(
     model, tokenizer, pad_id, is_encoder_decoder = lora.load_for_training(base_model, dtype, config.seed)
     if config.finetuning == LORA:
         model = lora.add_lora(model, config, is_encoder_decoder)
-    trainable = lora.trainable_parameters(model, device)
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()
+    trainers.upcast_trainable(model)
 
-    # Group each input's examples so that one step sees both tasks of the same inputs, as the reference code does.
-    groups: dict[int, _Group] = {}
-    features = featurize(rows, tokenizer, is_encoder_decoder=is_encoder_decoder, config=config)
-    for position, (row, feature) in enumerate(zip(rows, features, strict=True)):
-        key = int(row.get("example_id", position))
-        groups.setdefault(key, _Group()).features[str(row.get("task") or LABEL_TASK)] = feature
-    group_list = [g for g in groups.values() if any(weights.get(t, 0) > 0 for t in g.features)]
-    validation_features: dict[str, list] = {}
-    if validation_rows:
-        for row, feature in zip(
-            validation_rows,
-            featurize(validation_rows, tokenizer, is_encoder_decoder=is_encoder_decoder, config=config),
-            strict=True,
-        ):
-            validation_features.setdefault(str(row.get("task") or LABEL_TASK), []).append(feature)
+    def dataset(source: Sequence[Mapping]) -> Any:
+        features = featurize(source, tokenizer, is_encoder_decoder=is_encoder_decoder, config=config)
+        return Dataset.from_list(_task_columns(source, features, tasks))
 
-    total_steps = lora.planned_steps(config, len(group_list))
-    optimizer, scheduler, scaler = lora.optimizer_and_schedule(trainable, config, total_steps, dtype)
-    order_rng = random.Random(config.seed)
-
-    def batches():
-        while True:
-            order = list(range(len(group_list)))
-            order_rng.shuffle(order)
-            for start in range(0, len(order), config.batch_size):
-                yield [group_list[i] for i in order[start : start + config.batch_size]]
-
-    def task_loss(feats: list) -> Any:
-        batch = collate(feats, pad_id, device)
-        with lora.autocast(dtype):
-            return model(**batch).loss
-
-    stream = batches()
-    log: list[dict[str, Any]] = []
-    window: dict[str, list[float]] = {}
-    window_total: list[float] = []
-    tokens_seen = examples_seen = 0
-    last_loss, last_tasks = float("nan"), {}
-    started = time.perf_counter()
-    for step in range(1, total_steps + 1):
-        step_loss = 0.0
-        for _ in range(config.gradient_accumulation_steps):
-            batch_groups = next(stream)
-            by_task: dict[str, list] = {}
-            for group in batch_groups:
-                for task, feature in group.features.items():
-                    if weights.get(task, 0) > 0:
-                        by_task.setdefault(task, []).append(feature)
-            losses = {task: task_loss(feats) for task, feats in by_task.items()}
-            loss = weighted_loss(losses, weights) / config.gradient_accumulation_steps
-            scaler.scale(loss).backward()
-            step_loss += loss.item()
-            for task, value in losses.items():
-                window.setdefault(task, []).append(value.item())
-            for feats in by_task.values():
-                examples_seen += len(feats)
-                tokens_seen += sum(len(f.input_ids) + sum(1 for t in f.labels if t != -100) for f in feats)
-        lora.optimizer_step(optimizer, scheduler, scaler, trainable, config)
-        window_total.append(step_loss)
-        if step % config.logging_steps == 0 or step == total_steps:
-            last_loss = sum(window_total) / len(window_total)
-            last_tasks = {t: sum(v) / len(v) for t, v in window.items() if v}
-            log.append(
-                {
-                    "step": step,
-                    "loss": last_loss,
-                    "task_losses": last_tasks,
-                    "learning_rate": scheduler.get_last_lr()[0],
-                }
-            )
-            window, window_total = {}, []
-        if progress is not None:
-            progress(step, total_steps, step_loss)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - started
-
-    eval_losses: dict[str, float] = {}
-    if validation_features:
-        model.eval()
-        with torch.inference_mode():
-            for task, feats in validation_features.items():
-                values = [
-                    task_loss(feats[i : i + config.eval_batch_size]).item()
-                    for i in range(0, len(feats), config.eval_batch_size)
-                ]
-                eval_losses[task] = sum(values) / len(values)
-        model.train()
-    eval_loss = (
-        weighted_loss(eval_losses, weights)
-        if eval_losses and any(weights.get(t, 0) > 0 for t in eval_losses)
-        else None
+    train_dataset = dataset(rows)
+    validation_dataset = dataset(validation_rows) if validation_rows else None
+    if validation_dataset is not None and len(validation_dataset) == 0:
+        validation_dataset = None
+    args = trainers.training_arguments(
+        config,
+        output_dir,
+        device=device,
+        dtype=dtype,
+        has_eval=validation_dataset is not None,
+        remove_unused_columns=False,  # the columns are per task, not the model's arguments
     )
+    trainer = trainers.quiet(
+        student_trainer_class()(
+            model=model,
+            args=args,
+            data_collator=MultiTaskCollator(tasks, pad_id),
+            train_dataset=train_dataset,
+            eval_dataset=validation_dataset,
+            processing_class=tokenizer,
+            callbacks=[step := trainers.step_callback(progress)],
+            task_weights=weights,
+            is_encoder_decoder=is_encoder_decoder,
+        )
+    )
+    run = trainers.fingerprint("distillation-student", config, base_model, train_path)
+    metrics = trainers.train(trainer, run)
+    log, eval_log = trainers.split_log_history(trainer.state.log_history)
+    eval_loss = trainers.final_eval_loss(trainer, eval_log)
+    wall = metrics["train_runtime"]
+    counted = trainer.accelerator.reduce(trainer.counted.to(args.device), reduction="sum").cpu()
+    for entry in log:
+        entry["task_losses"] = _task_losses(entry)
+    for entry in eval_log:
+        entry["task_losses"] = _task_losses(entry, "eval_")
 
-    os.makedirs(output_dir, exist_ok=True)
-    if config.finetuning == LORA and config.merge_adapter:
-        model = model.merge_and_unload()
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    main = trainer.is_world_process_zero()
+    if main:
+        os.makedirs(output_dir, exist_ok=True)
+        to_save = trainer.model
+        if config.finetuning == LORA and config.merge_adapter:
+            to_save = to_save.merge_and_unload()
+        to_save.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
     summary = {
-        "train_loss": last_loss,
-        "task_losses": last_tasks,
+        "train_loss": log[-1]["loss"] if log else step.last_loss,
+        "task_losses": log[-1]["task_losses"] if log else {},
         "eval_loss": eval_loss,
-        "eval_task_losses": eval_losses,
-        "steps": total_steps,
-        "train_inputs": len(group_list),
+        "eval_task_losses": eval_log[-1]["task_losses"] if eval_log else {},
+        "steps": trainer.state.global_step,
+        "train_inputs": len(train_dataset),
         "train_examples": len(rows),
         "task_weights": weights,
         "wall_seconds": round(wall, 3),
-        "tokens_per_second": round(tokens_seen / wall, 1) if wall > 0 else None,
-        "examples_per_second": round(examples_seen / wall, 3) if wall > 0 else None,
+        "tokens_per_second": round(float(counted[0]) / wall, 1) if wall > 0 else None,
+        "examples_per_second": round(float(counted[1]) / wall, 3) if wall > 0 else None,
         "device": device,
         "precision": str(dtype).replace("torch.", "") if dtype is not None else "fp32",
         "finetuning": config.finetuning,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "trainable_parameters": sum(p.numel() for p in trainable),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "is_encoder_decoder": is_encoder_decoder,
+        "processes": trainers.world_size(),
+        "resumed_from": metrics["resumed_from"],
         "output_dir": output_dir,
         "adapter": config.finetuning == LORA and not config.merge_adapter,
     }
-    with open(os.path.join(output_dir, TRAINING_LOG), "w", encoding="utf-8") as handle:
-        json.dump(
-            {"base_model": base_model, "config": dataclasses.asdict(config), "log": log, "summary": summary},
-            handle,
-            indent=2,
+    if main:
+        trainers.write_training_log(
+            output_dir,
+            {
+                "base_model": base_model,
+                "trainer": type(trainer).__name__,
+                "config": dataclasses.asdict(config),
+                "log": log,
+                "eval": eval_log,
+                "summary": summary,
+            },
         )
+    trainers.clear_checkpoints(trainer)
     return summary

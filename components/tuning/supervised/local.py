@@ -1,7 +1,9 @@
-"""Supervised tuning of open models on this machine: Hugging Face transformers + PEFT LoRA, CPU or GPU.
+"""Supervised tuning of open models on this machine or a GPU job: PEFT LoRA on the field's trainers.
 
-The loop is a plain torch loop (AdamW, linear warm-up and decay, gradient clipping), which keeps the behaviour
-the same across transformers releases and makes every step's loss easy to report.
+Causal models train with TRL's ``SFTTrainer`` and encoder-decoder models with transformers' ``Seq2SeqTrainer``;
+their set-up (arguments from :class:`~tunekit.components.tuning.lora.LocalTuningConfig`, progress, checkpoints
+and resume, the training log) is :mod:`tunekit.components.tuning.trainers`. The same call trains on one CPU, one
+GPU, or one process per device under ``torchrun``.
 
 Input columns (JSON Lines, one row per example), either:
 
@@ -10,7 +12,8 @@ Input columns (JSON Lines, one row per example), either:
   ``input_text``/``output_text``, chat ``messages``, Gemini ``contents``), rendered with
   :func:`~tunekit.components.data_validation.formats.to_prompt_completion`.
 
-The loss is on the completion only: a seq2seq model reads the prompt with its encoder and is trained to decode
+The rows are tokenised the way prediction reads them (:func:`~tunekit.components.tuning.lora.featurize`), and
+the loss is on the completion only: a seq2seq model reads the prompt with its encoder and is trained to decode
 the completion; a causal model reads prompt + completion and the prompt's positions are masked out of the loss.
 
 Output (in ``output_dir``):
@@ -19,60 +22,95 @@ Output (in ``output_dir``):
   and the tokenizer. The adapter records the base model's path; load it with
   ``HFLocalClient(base_model, adapter_dir=output_dir)``. With ``merge_adapter=True`` a full merged model is
   written instead (bigger, but it loads with ``HFLocalClient(output_dir)`` and any transformers code).
-- ``training_log.json``: the config, the loss of every logging window, eval losses, the summary.
+- ``training_log.json``: the config, the trainer's log history (``log``: the loss of every logging window;
+  ``eval``: the validation losses), the summary.
+- while training, ``checkpoints/`` (see :mod:`~tunekit.components.tuning.trainers`), deleted at the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import time
 from typing import Any
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.hf import resolve_device
+from tunekit.components.tuning import trainers
 from tunekit.components.tuning.lora import (
-    TRAINING_LOG,
     LocalTuningConfig,
     ProgressCallback,
-    _Features,
     add_lora,
-    autocast,
-    collate,
     featurize,
     load_for_training,
-    optimizer_and_schedule,
-    optimizer_step,
-    planned_steps,
     read_prompt_completions,
     resolve_precision,
-    trainable_parameters,
 )
 
 
-def _evaluate(model: Any, features: list[_Features], pad_id: int, device: str, config: LocalTuningConfig, dtype):
-    """Token-weighted mean loss over ``features``."""
-    import torch
+def _dataset(features: list) -> Any:
+    from datasets import Dataset
 
-    model.eval()
-    total, tokens = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(features), config.eval_batch_size):
-            batch = collate(features[start : start + config.eval_batch_size], pad_id, device)
-            with autocast(dtype):
-                logits = model(**{k: v for k, v in batch.items() if k != "labels"}, labels=batch["labels"]).logits
-            labels = batch["labels"]
-            if not model.config.is_encoder_decoder:
-                # Causal models predict token t+1 at position t.
-                logits, labels = logits[:, :-1], labels[:, 1:]
-            loss = torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="sum"
+    return Dataset.from_list([{"input_ids": f.input_ids, "labels": f.labels} for f in features])
+
+
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    train_dataset: Any,
+    eval_dataset: Any,
+    output_dir: str,
+    config: LocalTuningConfig,
+    *,
+    is_encoder_decoder: bool,
+    device: str,
+    dtype: Any,
+    callbacks: list | None = None,
+) -> Any:
+    """The library trainer of a supervised run: ``Seq2SeqTrainer`` (encoder-decoder) or TRL's ``SFTTrainer``.
+
+    The datasets are already tokenised (``input_ids`` and ``labels`` with -100 on the prompt), so neither trainer
+    re-renders the text: what is trained is exactly what :func:`~tunekit.components.tuning.lora.featurize` built.
+    """
+    common = {"device": device, "dtype": dtype, "has_eval": eval_dataset is not None}
+    if is_encoder_decoder:
+        from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+        if config.packing:
+            raise UserError(
+                "packing is for causal models; an encoder-decoder model reads one input at a time", field="packing"
             )
-            total += loss.item()
-            tokens += int((labels != -100).sum())
-    model.train()
-    return total / max(tokens, 1)
+        args = trainers.training_arguments(config, output_dir, arguments_class=Seq2SeqTrainingArguments, **common)
+        trainer = Seq2SeqTrainer(
+            model=model,
+            args=args,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+    else:
+        from trl import SFTConfig, SFTTrainer
+
+        args = trainers.training_arguments(
+            config,
+            output_dir,
+            arguments_class=SFTConfig,
+            packing=config.packing,
+            # The rows are cut to these lengths when tokenised; the packed sequences are this long.
+            max_length=config.max_input_length + config.max_target_length if config.packing else None,
+            completion_only_loss=True,
+            **common,
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+    return trainers.quiet(trainer)
 
 
 def tune_local(
@@ -85,6 +123,9 @@ def tune_local(
 ) -> dict[str, Any]:
     """Fine-tunes a local seq2seq or causal model with LoRA on prompt/completion data.
 
+    A run that finds complete checkpoints of itself (same settings and data) in ``output_dir`` resumes from the
+    last one. Under ``torchrun`` every process calls this; only the main one writes the outputs.
+
     Args:
         base_model: A local model directory (config, weights, tokenizer), e.g. a downloaded
             ``google/flan-t5-base`` or one written by :func:`~tunekit.components.tuning.tiny.make_tiny_model`.
@@ -92,18 +133,18 @@ def tune_local(
         validation_path: Validation JSON Lines, or None for no validation loss.
         output_dir: Where the adapter (or merged model), tokenizer and ``training_log.json`` are written.
         config: Hyperparameters.
-        progress: Called as ``progress(step, total_steps, loss)`` after every optimizer step.
+        progress: Called as ``progress(step, total_steps, loss)`` after every optimizer step (``loss``: the last
+            logging window's).
 
     Returns:
         A summary: ``train_loss`` (mean of the last logging window), ``eval_loss`` (None without validation
-        data), ``steps``, ``train_examples``, ``wall_seconds`` (training loop only), ``examples_per_second``,
-        ``truncated_prompts``, ``device``, ``output_dir``, ``adapter`` (False when a merged model was written).
+        data), ``steps``, ``train_examples``, ``wall_seconds`` (training only), ``examples_per_second``,
+        ``truncated_prompts``, ``device``, ``processes``, ``resumed_from`` (the checkpoint's step, 0 for a fresh
+        run), ``output_dir``, ``adapter`` (False when a merged model was written).
 
     Raises:
         UserError: A path is missing, a file is malformed, or a setting is invalid.
     """
-    import torch
-
     if not os.path.isdir(base_model):
         raise UserError("base model directory not found; give a local model directory", path=base_model)
     if config.max_steps <= 0 and config.epochs <= 0:
@@ -113,97 +154,67 @@ def tune_local(
     train_rows = read_prompt_completions(train_path)
     validation_rows = read_prompt_completions(validation_path) if validation_path else []
 
-    model, tokenizer, pad_id, is_encoder_decoder = load_for_training(base_model, dtype, config.seed)
-    model = add_lora(model, config, is_encoder_decoder)
-    trainable = trainable_parameters(model, device)
+    model, tokenizer, _, is_encoder_decoder = load_for_training(base_model, dtype, config.seed)
+    model = trainers.upcast_trainable(add_lora(model, config, is_encoder_decoder))
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()  # the frozen embeddings' outputs must carry gradients through it
 
     train_features = featurize(train_rows, tokenizer, is_encoder_decoder=is_encoder_decoder, config=config)
     validation_features = featurize(
         validation_rows, tokenizer, is_encoder_decoder=is_encoder_decoder, config=config
     )
-    total_steps = planned_steps(config, len(train_features))
-    optimizer, scheduler, scaler = optimizer_and_schedule(trainable, config, total_steps, dtype)
-    generator = torch.Generator().manual_seed(config.seed)
+    trainer = build_trainer(
+        model,
+        tokenizer,
+        _dataset(train_features),
+        _dataset(validation_features) if validation_features else None,
+        output_dir,
+        config,
+        is_encoder_decoder=is_encoder_decoder,
+        device=device,
+        dtype=dtype,
+        callbacks=[step := trainers.step_callback(progress)],
+    )
+    run = trainers.fingerprint("supervised", config, base_model, train_path)
+    metrics = trainers.train(trainer, run)
+    log, eval_log = trainers.split_log_history(trainer.state.log_history)
+    eval_loss = trainers.final_eval_loss(trainer, eval_log)
 
-    def batches():
-        """Endless shuffled batches, reshuffled every epoch."""
-        while True:
-            order = torch.randperm(len(train_features), generator=generator).tolist()
-            for start in range(0, len(order), config.batch_size):
-                yield [train_features[i] for i in order[start : start + config.batch_size]]
-
-    log: list[dict[str, Any]] = []
-    eval_log: list[dict[str, Any]] = []
-    window_loss, window_steps, last_loss = 0.0, 0, float("nan")
-    examples_seen = 0
-    stream = batches()
-    started = time.perf_counter()
-    for step in range(1, total_steps + 1):
-        step_loss = 0.0
-        for _ in range(config.gradient_accumulation_steps):
-            features = next(stream)
-            batch = collate(features, pad_id, device)
-            with autocast(dtype):
-                loss = model(**batch).loss / config.gradient_accumulation_steps
-            scaler.scale(loss).backward()
-            step_loss += loss.item()
-            examples_seen += len(features)
-        optimizer_step(optimizer, scheduler, scaler, trainable, config)
-        window_loss += step_loss
-        window_steps += 1
-        if step % config.logging_steps == 0 or step == total_steps:
-            last_loss = window_loss / window_steps
-            log.append(
-                {
-                    "step": step,
-                    "epoch": round(examples_seen / len(train_features), 3),
-                    "loss": last_loss,
-                    "learning_rate": scheduler.get_last_lr()[0],
-                }
-            )
-            window_loss, window_steps = 0.0, 0
-        if validation_features and config.eval_steps > 0 and step % config.eval_steps == 0 and step < total_steps:
-            eval_log.append(
-                {"step": step, "eval_loss": _evaluate(model, validation_features, pad_id, device, config, dtype)}
-            )
-        if progress is not None:
-            progress(step, total_steps, step_loss)
-    wall = time.perf_counter() - started
-    eval_loss = None
-    if validation_features:
-        eval_loss = _evaluate(model, validation_features, pad_id, device, config, dtype)
-        eval_log.append({"step": total_steps, "eval_loss": eval_loss})
-
-    os.makedirs(output_dir, exist_ok=True)
-    if config.merge_adapter:
-        model.merge_and_unload().save_pretrained(output_dir)
-    else:
-        model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+    main = trainer.is_world_process_zero()
+    if main:
+        os.makedirs(output_dir, exist_ok=True)
+        if config.merge_adapter:
+            trainer.model.merge_and_unload().save_pretrained(output_dir)
+        else:
+            trainer.model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
     summary = {
-        "train_loss": last_loss,
+        "train_loss": log[-1]["loss"] if log else step.last_loss,
         "eval_loss": eval_loss,
-        "steps": total_steps,
+        "steps": trainer.state.global_step,
         "train_examples": len(train_features),
         "validation_examples": len(validation_features),
-        "wall_seconds": round(wall, 3),
-        "examples_per_second": round(examples_seen / wall, 3) if wall > 0 else None,
+        "wall_seconds": round(metrics["train_runtime"], 3),
+        "examples_per_second": round(metrics["train_samples_per_second"], 3),
         "truncated_prompts": sum(f.truncated for f in train_features + validation_features),
         "device": device,
+        "processes": trainers.world_size(),
+        "resumed_from": metrics["resumed_from"],
         "output_dir": output_dir,
         "adapter": not config.merge_adapter,
     }
-    with open(os.path.join(output_dir, TRAINING_LOG), "w", encoding="utf-8") as handle:
-        json.dump(
+    if main:
+        trainers.write_training_log(
+            output_dir,
             {
                 "base_model": base_model,
                 "is_encoder_decoder": is_encoder_decoder,
+                "trainer": type(trainer).__name__,
                 "config": dataclasses.asdict(config),
                 "log": log,
                 "eval": eval_log,
                 "summary": summary,
             },
-            handle,
-            indent=2,
         )
+    trainers.clear_checkpoints(trainer)
     return summary
