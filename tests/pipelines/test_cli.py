@@ -249,3 +249,27 @@ def test_piped_cli_output_ends_with_the_error_and_has_no_ansi_codes(tmp_path):
     ]
     assert "\x1b" not in result.stdout + result.stderr and "Traceback" not in result.stdout
     assert _attempts(counter) == 1
+
+
+def test_the_run_lists_only_outputs_that_exist(tmp_path):
+    from rich.console import Console
+
+    from tunekit.pipelines.cli import _print_run
+    from tunekit.pipelines.local_run import LocalRunResult
+
+    (tmp_path / "validate-data").mkdir()
+    (tmp_path / "validate-data" / "report").write_text("{}")
+    artifacts = {
+        "report": {"artifacts": [{"uri": str(tmp_path / "validate-data" / "report")}]},
+        "normalised": {"artifacts": [{"uri": str(tmp_path / "validate-data" / "normalised")}]},  # never written
+    }
+    result = LocalRunResult(
+        run_dir=str(tmp_path), succeeded=True, task_outputs={"validate-data": {"artifacts": artifacts}}
+    )
+    console = Console(record=True, width=300)
+    _print_run(console, None, result, verbose=True)
+    text = console.export_text()
+    assert "validate-data/report: " in text and "normalised" not in text
+    console = Console(record=True, width=300)
+    _print_run(console, None, result)  # the short summary lists none
+    assert "validate-data/report" not in console.export_text()
