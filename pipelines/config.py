@@ -88,7 +88,7 @@ class Check:
 
     Attributes:
         kind: ``one_of``, ``range``, ``set`` (not empty), ``exists``, ``model``, ``keys`` or ``call``.
-        values: ``one_of``: the allowed values (a :data:`Ref`, a callable or a sequence); ``keys``: the dataclass
+        values: ``one_of``: the allowed values (a :data:`Ref`, or a sequence of values and Refs); ``keys``: the dataclass
             whose fields are the mapping's allowed keys; ``model``: names that need no folder (prefixes ending in
             ``:`` or whole names); ``call``: a function that raises ``UserError`` on a bad value.
         extra: ``one_of``: values allowed besides ``values`` (``0`` for "let Vertex choose"); ``call``: the
@@ -169,6 +169,8 @@ class Check:
                 function(value, config) if self.with_config else function(value)
             except UserError as exc:
                 yield "", exc.message
+            except (TypeError, ValueError, AttributeError) as exc:  # a shape the consumer cannot read at all
+                yield "", f"cannot be read as {self.label} ({exc})"
 
     def _key_problems(self, value: Any) -> Iterator[tuple[str, str]]:
         target = resolve(self.values)
@@ -194,6 +196,8 @@ class Check:
 
     def describe(self) -> str:
         """The check in a few words, for docs/configuration.md."""
+        if self.kind == "set":
+            return f"set {self._when_text()}"
         if self.kind == "one_of":
             text = "one of " + ", ".join(f"`{a!r}`" if a == "" else f"`{a}`" for a in self.allowed())
         elif self.kind == "range":
@@ -211,8 +215,6 @@ class Check:
             text = self.label
             if self.extra:
                 text += ": " + ", ".join(f"`{v}`" for v in resolve_values(self.extra))
-        if self.kind == "set":
-            return f"set {self._when_text()}"
         if self.when:
             conditions = ", ".join(f"{k} {'/'.join(map(repr, v))}" for k, v in self._conditions())
             text = f"with {conditions}: {text}"

@@ -348,3 +348,20 @@ def test_submissions_are_preflighted_like_local_runs(command, capsys, monkeypatc
     err = capsys.readouterr().err
     assert code == 2 and err.strip().count("\n") == 0
     assert err.startswith("error: --set: field 'task': 'clasification' is not one of") and "Traceback" not in err
+
+
+def test_a_consumer_check_that_cannot_read_the_value_is_one_line_too():
+    from tunekit.pipelines.config import check_config, checked_by, field
+
+    def parse(value):
+        return {key: float(price) for key, price in value.items()}  # float("x") raises ValueError
+
+    @dataclasses.dataclass
+    class Prices:
+        table: dict = field({}, "Prices.", checks=[checked_by(parse, "prices by model")])
+
+    with pytest.raises(
+        UserError, match=r"^c.yaml \(default value\): field 'table': cannot be read as prices by model"
+    ):
+        check_config(Prices(table={"m": "x"}), default_source="c.yaml")
+    check_config(Prices(table={"m": "1.5"}))
