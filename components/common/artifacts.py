@@ -24,8 +24,11 @@ traceback (``TUNEKIT_DEBUG=1`` keeps it). It also records the error with a diges
 page documents the same four), so:
 
 - the local runner (``tunekit.pipelines.local_run``) reads the line and does not start another attempt;
-- on Vertex AI the retried attempt (its output URIs are the first attempt's) finds the record, and with the same
-  inputs fails at once with the same line, before any work; only Vertex's back-off wait is left.
+- on Vertex AI the retried attempt finds the record, and with the same inputs fails at once with the same line,
+  before any work; only Vertex's back-off wait is left. A task's attempts get the same output URIs (KFP's driver
+  provisions them once per task and every retry pod gets that ExecutorInput unchanged: kubeflow/pipelines#13175;
+  the response cache of teacher labelling relies on the same). Were a retry given new URIs, it would find no
+  record and only repeat the step's checks, failing the same way in one line.
 
 Any other exception is left alone: a transient failure is still retried.
 """
