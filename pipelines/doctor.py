@@ -206,7 +206,9 @@ class Doctor:
         text = ""
         if options.template.startswith("https://"):
             response = self.get(options.template)
-            text = response.text if response.status_code == 200 else ""
+            if response.status_code != 200:
+                raise UserError(self._http_problem(response, f"template {options.template}"))
+            text = response.text
         elif options.template:
             with open(options.template, encoding="utf-8") as handle:
                 text = handle.read()
@@ -230,7 +232,10 @@ class Doctor:
         Source: ``packages.tags.get`` / ``packages.versions.get``: https://cloud.google.com/artifact-registry/docs/reference/rest/v1/projects.locations.repositories.packages.tags/get.
         """
         options = self.options
-        images = self.spec_images()
+        try:
+            images = self.spec_images()
+        except UserError as exc:
+            return Check("images", False, exc.message)
         if not images or any(names_unpublished_image(i) for i in images):
             self._image_missing = True
             return Check("images", False, unpublished_image_error(options.project, options.region).message)

@@ -24,6 +24,7 @@ COMMANDS = {
     "schedule list": ["schedule", "list", *VERTEX],
     "rollback": ["rollback", "support", *VERTEX],
     "promote": ["promote", "support", *VERTEX],
+    "doctor": ["doctor", "supervised-tuning", *SUPERVISED, *VERTEX],
 }
 
 
@@ -182,7 +183,6 @@ def test_a_ready_project_passes_every_check_from_the_cli(fake, capsys):
 
 def test_credentials_missing_or_revoked_is_one_line_with_the_login_command(fake, monkeypatch, tmp_path):
     from tunekit.components.common.errors import UserError
-
     from tunekit.pipelines.doctor import Doctor, DoctorOptions
 
     fake.revoked = True
@@ -225,6 +225,13 @@ def test_images_missing_unpublished_or_unreadable(fake, tmp_path):
     assert make_doctor(image="", template=spec).check_images().ok
     spec = compile_method(get_method("supervised-tuning"), str(tmp_path / "t.yaml"))
     assert "is not published" in make_doctor(image="", template=spec).check_images().detail
+    # A published template is read from Artifact Registry, as Vertex reads it.
+    url = f"https://{REGION}-kfp.pkg.dev/{PROJECT}/tunekit-pipelines/supervised-tuning/v1"
+    missing_template = make_doctor(image="", template=url).check_images()
+    assert not missing_template.ok and "HTTP 404" in missing_template.detail
+    with open(compile_method(get_method("supervised-tuning"), str(tmp_path / "u.yaml"), image=READY_IMAGE)) as f:
+        fake.templates[url.removeprefix("https://")] = f.read()
+    assert make_doctor(image="", template=url).check_images().ok
 
 
 def test_pipeline_root_missing_bucket_or_permissions(fake):
