@@ -132,8 +132,17 @@ def resolve_base_model(base_model: str, output_root: str) -> str:
             f"unknown tiny model kind '{kind}'; use {TINY_PREFIX}t5 or {TINY_PREFIX}causal", field="base_model"
         )
     target = os.path.join(os.path.abspath(output_root), "models", f"tiny-{kind}")
-    # A folder a killed run left half-written (older versions wrote in place) is rebuilt, not trusted.
-    return ensure_tiny_model(target, kind=kinds[kind])
+    from transformers.utils import logging as hf_logging
+
+    # No "Writing model shards" bar of transformers on the CLI's output: the run's summary follows.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        # A folder a killed run left half-written (older versions wrote in place) is rebuilt, not trusted.
+        return ensure_tiny_model(target, kind=kinds[kind])
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 #: Backend values that call Google Cloud (``vertex``, ``vertex_batch``, ``vertex_distillation``...).

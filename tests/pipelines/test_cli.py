@@ -273,3 +273,12 @@ def test_the_run_lists_only_outputs_that_exist(tmp_path):
     console = Console(record=True, width=300)
     _print_run(console, None, result)  # the short summary lists none
     assert "validate-data/report" not in console.export_text()
+
+
+def test_building_the_demo_model_prints_no_progress_bar(tmp_path, capfd):
+    from tunekit.pipelines.local_run import resolve_base_model
+
+    path = resolve_base_model("tiny-random:t5", str(tmp_path))
+    assert os.path.exists(os.path.join(path, "config.json"))
+    captured = capfd.readouterr()
+    assert "Writing model shards" not in captured.err + captured.out
