@@ -130,6 +130,11 @@ class Doctor:
         """GET of a Google REST URL (through :func:`google_url`); returns the response."""
         return self.session().get(google_url(url), timeout=30)
 
+    def member(self, email: str = "") -> str:
+        """The IAM member of ``email`` (default: the checked account): ``serviceAccount:`` or ``user:``."""
+        email = email or self.account or "ACCOUNT"
+        return f"{'serviceAccount' if email.endswith('.gserviceaccount.com') else 'user'}:{email}"
+
     def _failure(self, exc: BaseException) -> str:
         translated = cloud_user_error(exc, project=self.options.project)
         return translated.message if translated else f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
@@ -189,7 +194,7 @@ class Doctor:
                 "apis",
                 False,
                 f"{'; '.join(unreadable)}: grant roles/serviceusage.serviceUsageConsumer, e.g. 'gcloud projects "
-                f"add-iam-policy-binding {project} --member=user:{self.account or 'ACCOUNT'} "
+                f"add-iam-policy-binding {project} --member={self.member()} "
                 "--role=roles/serviceusage.serviceUsageConsumer'",
             )
         if disabled:
@@ -258,7 +263,7 @@ class Doctor:
                     f"{image} does not exist: build it with '{publish_command(m['project'], m['location'])}'"
                 )
             else:
-                member = f"serviceAccount:{options.service_account}" if options.service_account else "user:ACCOUNT"
+                member = self.member(options.service_account)
                 problems.append(
                     f"{self._http_problem(response, image)}: run 'gcloud artifacts repositories add-iam-policy-binding "
                     f"{m['repository']} --location {m['location']} --project {m['project']} --member={member} "
@@ -302,7 +307,7 @@ class Doctor:
             return Check("pipeline root", False, self._failure(exc))
         missing = [p for p in ROOT_PERMISSIONS if p not in granted]
         if missing:
-            member = f"serviceAccount:{options.service_account}" if options.service_account else "user:ACCOUNT"
+            member = self.member(options.service_account)
             return Check(
                 "pipeline root",
                 False,
@@ -338,7 +343,21 @@ class Doctor:
                 False,
                 f"{email} is disabled: run 'gcloud iam service-accounts enable {email} --project {options.project}'",
             )
-        return Check("service account", True, f"{email} exists and is enabled")
+        # Submitting a run that runs as another account needs iam.serviceAccounts.actAs on it
+        # (serviceAccounts.testIamPermissions: https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/testIamPermissions).
+        url = f"https://iam.googleapis.com/v1/projects/-/serviceAccounts/{email}:testIamPermissions"
+        allowed = self.session().post(
+            google_url(url), json={"permissions": ["iam.serviceAccounts.actAs"]}, timeout=30
+        )
+        if allowed.status_code != 200 or "iam.serviceAccounts.actAs" not in allowed.json().get("permissions", []):
+            return Check(
+                "service account",
+                False,
+                f"{self.account or 'this account'} may not run jobs as {email} (iam.serviceAccounts.actAs): run "
+                f"'gcloud iam service-accounts add-iam-policy-binding {email} --member={self.member()} "
+                f"--role=roles/iam.serviceAccountUser --project {options.project}'",
+            )
+        return Check("service account", True, f"{email} exists, is enabled, and this account may act as it")
 
     def models(self) -> list[str]:
         """The Gemini models the config names."""

@@ -82,7 +82,9 @@ _AR_TAG = re.compile(
     r"repositories/(?P<repository>[^/]+)/packages/(?P<package>[^/]+)/(?:tags|versions)/(?P<ref>[^/]+)$"
 )
 _KFP_DOWNLOAD = re.compile(r"^/(?P<url>[a-z0-9-]+-kfp\.pkg\.dev/[^/]+/[^/]+/[^/]+/[^/]+)$")
-_SERVICE_ACCOUNT = re.compile(r"^/iam\.googleapis\.com/v1/projects/[^/]+/serviceAccounts/(?P<email>[^/]+)$")
+_SERVICE_ACCOUNT = re.compile(
+    r"^/iam\.googleapis\.com/v1/projects/[^/]+/serviceAccounts/(?P<email>[^/:]+)(?P<test>:testIamPermissions)?$"
+)
 _TEST_PERMISSIONS = re.compile(r"^/storage/v1/b/(?P<bucket>[^/]+)/iam/testPermissions$")
 # google-genai's Vertex client calls v1beta1 (google/genai/_api_client.py: the default api_version).
 _COUNT_TOKENS = re.compile(rf"^/v1(?:beta1)?/{_PARENT}/publishers/google/models/(?P<model>[^/:]+):countTokens$")
@@ -196,7 +198,7 @@ class FakeVertexPipelines(LoopbackFake):
             f"{EMBEDDING_TEMPLATE.removeprefix('https://')}/{tag}": template_yaml(EMBEDDING_TEMPLATE_PARAMETERS)
             for tag in ("v1.1.3", "v1.1.4")
         }
-        #: Service accounts by email: ``{"disabled": bool}``.
+        #: Service accounts by email: ``{"disabled": bool, "caller_permissions": [...]}`` (default: actAs held).
         self.service_accounts: dict[str, dict] = {}
         #: Buckets and the permissions the caller holds on each.
         self.buckets: dict[str, set[str]] = {
@@ -308,7 +310,7 @@ class FakeVertexPipelines(LoopbackFake):
         handler.end_headers()
         handler.wfile.write(data)
 
-    def _doctor_route(self, method: str, path: str, query: dict) -> tuple[int, dict] | None:
+    def _doctor_route(self, method: str, path: str, query: dict, body: Any = None) -> tuple[int, dict] | None:
         if method == "GET" and (m := _SERVICE.match(path)):
             # Service Usage services.get: https://cloud.google.com/service-usage/docs/reference/rest/v1/services/get
             # (a Service with state ENABLED or DISABLED, named by the project number).
@@ -327,11 +329,16 @@ class FakeVertexPipelines(LoopbackFake):
             if image not in self.images:
                 return self._error(404, "NOT_FOUND", f"Requested entity was not found: {image}.")
             return 200, {"name": path.split("/v1/", 1)[1], "version": "sha256:0"}
-        if method == "GET" and (m := _SERVICE_ACCOUNT.match(path)):
+        if (m := _SERVICE_ACCOUNT.match(path)) and method == ("POST" if m["test"] else "GET"):
             # IAM projects.serviceAccounts.get: https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/get
+            # and testIamPermissions (the subset of the asked permissions the caller holds on the account):
+            # https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/testIamPermissions
             account = self.service_accounts.get(m["email"])
             if account is None:
                 return self._error(404, "NOT_FOUND", f"Unknown service account {m['email']}.")
+            if m["test"]:
+                held = set(account.get("caller_permissions", ["iam.serviceAccounts.actAs"]))
+                return 200, {"permissions": [p for p in (body or {}).get("permissions", []) if p in held]}
             return 200, {"email": m["email"], "disabled": bool(account.get("disabled"))}
         if method == "GET" and (m := _TEST_PERMISSIONS.match(path)):
             # Cloud Storage buckets.testIamPermissions: https://cloud.google.com/storage/docs/json_api/v1/buckets/testIamPermissions
@@ -359,7 +366,7 @@ class FakeVertexPipelines(LoopbackFake):
         return code, {"error": {"code": code, "status": status, "message": message}}
 
     def _route(self, method: str, path: str, body: Any, query: dict) -> tuple[int, dict]:
-        if (answer := self._doctor_route(method, path, query)) is not None:
+        if (answer := self._doctor_route(method, path, query, body)) is not None:
             return answer
         if method == "GET" and (m := _OPERATION.match(path)):
             return self._get_operation(m["name"])

@@ -251,6 +251,13 @@ def test_service_account_missing_or_disabled(fake):
     assert make_doctor().check_service_account().ok
     missing = make_doctor(service_account=f"ghost@{PROJECT}.iam.gserviceaccount.com").check_service_account()
     assert not missing.ok and "gcloud iam service-accounts create ghost --project test-project" in missing.detail
+    fake.service_accounts[SERVICE_ACCOUNT]["caller_permissions"] = []
+    no_act_as = make_doctor().check_service_account()
+    assert not no_act_as.ok and "iam.serviceAccounts.actAs" in no_act_as.detail
+    assert (
+        f"gcloud iam service-accounts add-iam-policy-binding {SERVICE_ACCOUNT} --member=serviceAccount:{CALLER}"
+        in (no_act_as.detail)
+    )
     fake.service_accounts[SERVICE_ACCOUNT]["disabled"] = True
     disabled = make_doctor().check_service_account()
     assert not disabled.ok and f"gcloud iam service-accounts enable {SERVICE_ACCOUNT}" in disabled.detail
