@@ -443,7 +443,10 @@ class Doctor:
         models = self.models()
         if not models:
             return Check("cost", True, f"no Gemini calls priced; tuning and serving: {PRICING_PAGE}", skipped=True)
-        prices = pricing.parse_price_table(getattr(config, "price_table", None))
+        try:
+            prices = pricing.parse_price_table(getattr(config, "price_table", None))
+        except UserError as exc:
+            return Check("cost", False, f"{exc}: fix the config's price_table")
         parts = []
         for model in models:
             price = pricing.price_for(model, prices)

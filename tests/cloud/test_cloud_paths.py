@@ -52,6 +52,9 @@ def delete_objects(target, prefix: str) -> None:
 def test_gemini_supervised_tuning(genai_cloud, tmp_path):
     """One supervised tuning job of gemini-2.5-flash-lite on 16 short examples, 1 epoch.
 
+    Vertex documents no minimum dataset size (it recommends starting with 100 examples for quality: "Prepare
+    supervised fine-tuning data for Gemini models"); 16 is a smoke test of the path, not of the model.
+
     Real cost: about 16 x 40 tokens = 640 training tokens, billed per training token (cents at most); the
     tuned model's endpoint is deleted at the end (a tuned Gemini endpoint bills per use, not per hour). Takes
     about 20-40 minutes of queueing and training.

@@ -292,6 +292,11 @@ def test_cost_uses_the_project_price_table(fake):
     check = make_doctor().check_cost()
     assert check.ok and "gemini-2.5-flash $0.3/$2.5 per million input/output tokens" in check.detail
     assert "tuning is billed per training token" in check.detail
+    from types import SimpleNamespace
+
+    bad = SimpleNamespace(teacher_model="gemini-2.5-pro", price_table={"gemini-2.5-pro": "cheap"})
+    check = make_doctor(config=bad).check_cost()
+    assert not check.ok and "price_table" in check.detail
 
 
 def test_submit_runs_doctor_first_and_a_failed_check_stops_it(fake, capsys):
