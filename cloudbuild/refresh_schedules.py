@@ -51,7 +51,8 @@ def commands(entries: list[dict], args: argparse.Namespace) -> list[list[str]]:
         for value in entry.get("set") or []:
             argv += ["--set", os.path.expandvars(str(value))]
         argv += ["--project", args.project, "--region", args.region, "--pipeline-root", args.pipeline_root]
-        argv += ["--template", template, "--replace"]
+        # No preflight: this build pushed the images and published the templates the schedules name.
+        argv += ["--template", template, "--replace", "--skip-doctor"]
         if args.service_account:
             argv += ["--service-account", args.service_account]
         for key in OPTIONAL:

@@ -389,7 +389,7 @@ def test_schedule_refresh_commands_are_valid_cli_calls():
         assert entry["method"] in METHODS
         assert os.path.isfile(os.path.join(ROOT, entry["config"]))
         parsed = parser.parse_args(argv)
-        assert parsed.action == "create" and parsed.replace
+        assert parsed.action == "create" and parsed.replace and parsed.skip_doctor
         assert parsed.template == f"https://us-central1-kfp.pkg.dev/p/r/{entry['method']}/v1.2.0"
         assert parsed.service_account == "sa@p.iam.gserviceaccount.com" and parsed.cron == entry["cron"]
 
@@ -406,7 +406,7 @@ def test_new_data_submission(tmp_path):
     words = shlex.split(result.stdout)
     assert words[0] == "tunekit"
     parsed = build_parser().parse_args(words[1:])
-    assert parsed.command == "submit" and parsed.method == "supervised-tuning"
+    assert parsed.command == "submit" and parsed.method == "supervised-tuning" and parsed.skip_doctor
     assert parsed.overrides == ["train_dataset_uri=gs://data/data/train.jsonl"]
     assert parsed.job_id == "tunekit-supervised-tuning-1712"  # a redelivered message re-attaches
     assert os.path.isfile(os.path.join(ROOT, parsed.config))
