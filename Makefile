@@ -6,7 +6,7 @@ TUNEKIT := $(VENV)/bin/tunekit
 STAMP := $(VENV)/.tunekit-installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test lint format compile check-compiled ci-local bench clean
+.PHONY: install demo test lint format compile check-compiled ci-local bench image-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ ci-local: install
 
 bench: install
 	$(PY) bench/run_all.py
+
+# Builds components/Dockerfile's cpu image with podman (root, podman and debootstrap needed) and runs every compiled
+# pipeline's steps inside it; prints the image size and a step table. IMAGE_CHECK_ARGS=--skip-unavailable
+# exits 0 with a message where the machine cannot build it (no root, podman, Debian mirror or package index).
+image-check: install
+	$(PY) cloudbuild/image_check.py $(IMAGE_CHECK_ARGS)
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache .ruff_cache
