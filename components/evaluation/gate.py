@@ -171,7 +171,8 @@ def compare(
         label: The other model's name in the reason (defaults to ``against``).
         candidate_value: The candidate's figure when it is not the mean of ``candidate_scores``.
         other_value: The other model's figure when it is not the mean of ``other_scores``.
-        margin: The improvement required: more than 0, or at least ``margin`` when it is positive.
+        margin: The improvement required: at least ``margin`` when it is positive, more than 0 when it is 0, and
+            more than ``margin`` (a tolerated loss) when it is negative.
         inclusive: Pass at exactly ``margin`` whatever its sign.
         win_rate_above: A head-to-head: the candidate's figure is its win rate and must exceed this.
     """
@@ -193,6 +194,9 @@ def compare(
         passed, rule = new > win_rate_above, f"required win rate > {win_rate_above:.4f}"
     elif margin > 0 or inclusive:
         passed, rule = delta >= margin - 1e-12, f"required at least {margin:+.4f}"
+    elif margin < 0:
+        # A negative margin tolerates a loss of up to that much (it was read as 0 before: "strictly better").
+        passed, rule = delta > margin + 1e-12, f"required > {margin:+.4f}"
     else:
         # A margin of 0 means "strictly better"; a tie at a perfect score cannot be improved on.
         passed = delta > 1e-12 or (abs(delta) <= 1e-12 and new >= 1.0 - 1e-12)

@@ -117,3 +117,15 @@ def test_an_evaluation_result_is_logged_in_the_shape_every_evaluation_uses(tmp_p
         "models": ["base", "tuned"],
         "figures": [],
     }
+
+
+def test_a_negative_min_improvement_tolerates_that_much_loss():
+    # It was read as 0 ("strictly better"): min_improvement=-1 still refused any tuned model worse than its base.
+    from tunekit.components.evaluation.gate import GatePolicy, compare
+
+    policy = GatePolicy(min_improvement=-0.2)
+    small_loss = compare("base", [0.7, 0.7], [0.8, 0.8], metric="m", policy=policy, margin=-0.2)
+    assert small_loss.passed and small_loss.rule == "required > -0.2000"
+    big_loss = compare("base", [0.5, 0.5], [0.8, 0.8], metric="m", policy=policy, margin=-0.2)
+    assert not big_loss.passed
+    assert compare("base", [0.8], [0.8], metric="m", policy=GatePolicy(), margin=0.0).passed is False
