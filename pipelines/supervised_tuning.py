@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.supervised.component import evaluate_supervised
-from tunekit.components.tuning.supervised.component import prepare_supervised_data, tune_supervised
+from tunekit.components.tuning.supervised.component import (
+    gpu_training_op,
+    prepare_supervised_data,
+    tune_supervised,
+)
 from tunekit.pipelines import shared_fields as shared
 from tunekit.pipelines.config import field, in_range, known_keys, model_folder
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
@@ -90,36 +94,57 @@ class SupervisedTuningConfig:
     location: str = shared.location(" for tuning and prediction")
 
 
-@retrain_on_new_data(
-    SupervisedTuningConfig,
-    name=PIPELINE_NAME,
-    data=("train_dataset_uri", "validation_dataset_uri"),
-    description="Validate, tune (Gemini on Vertex or LoRA locally), evaluate against the base model, deploy if better.",
-)
-def supervised_tuning_pipeline(p: Parameters):
-    """Supervised tuning, end to end; see :class:`SupervisedTuningConfig` for every parameter."""
-    validation = validation_step(validate_data, p, method="supervised", strict=p.strict_validation)
-    prepared = wire(prepare_supervised_data, p, normalised_dataset=validation.outputs["normalised_dataset"])
-    prepared.set_caching_options(False)
-    data = prepared.outputs
-    tuning = wire(
-        tune_supervised, p, train_dataset=data["train_dataset"], validation_dataset=data["validation_dataset"]
+def build_pipeline(gpu: dict | None = None):
+    """Builds the pipeline; ``gpu`` (``gpu_training_op``'s arguments) trains open models on a Vertex GPU job.
+
+    The choice is made when compiling: the default (CPU) pipeline is what ``compiled/`` holds and the local runner
+    runs; ``build_pipeline(gpu={"accelerator_type": "NVIDIA_H100_80GB", "accelerator_count": 8,
+    "machine_type": "a3-highgpu-8g", "replica_count": 2})`` compiles one whose tuning step is a Vertex AI custom
+    training job with the GPU image, one process per GPU on every replica.
+    """
+    tune_op = gpu_training_op(**gpu) if gpu is not None else tune_supervised
+
+    @retrain_on_new_data(
+        SupervisedTuningConfig,
+        name=PIPELINE_NAME,
+        data=("train_dataset_uri", "validation_dataset_uri"),
+        description="Validate, tune (Gemini on Vertex or LoRA locally), evaluate against the base model, deploy if better.",
     )
-    # A tuning job is paid work: retrying the step re-attaches to the job it started (see tuning.steps).
-    retried(tuning)
-    tuned_model = tuning.outputs["tuned_model"]
-    evaluation = evaluation_step(
-        evaluate_supervised, p, tuned_model=tuned_model, validation_dataset=data["validation_dataset"]
-    )
-    deploy_and_report(
-        gate_and_deploy,
-        p,
-        pipeline_name=PIPELINE_NAME,
-        summary={"task": p.task, "backend": p.backend, "base model": p.base_model},
-        validation=validation,
-        evaluation=evaluation,
-        tuned_model=tuned_model,
-        # Only open models trained on Vertex need a project and region to deploy to; a Gemini model keeps its own.
-        deploy={"train_dataset": data["train_dataset"], "project": DEFAULT, "location": DEFAULT},
-        report={"classification_metrics": evaluation.outputs["confusion_matrix"]},
-    )
+    def supervised_tuning_pipeline(p: Parameters):
+        """Supervised tuning, end to end; see :class:`SupervisedTuningConfig` for every parameter."""
+        validation = validation_step(validate_data, p, method="supervised", strict=p.strict_validation)
+        prepared = wire(prepare_supervised_data, p, normalised_dataset=validation.outputs["normalised_dataset"])
+        prepared.set_caching_options(False)
+        data = prepared.outputs
+        tuning = wire(
+            tune_op, p, train_dataset=data["train_dataset"], validation_dataset=data["validation_dataset"]
+        )
+        # A tuning job is paid work: retrying the step re-attaches to the job it started (see tuning.steps).
+        retried(tuning)
+        tuned_model = tuning.outputs["tuned_model"]
+        evaluation = evaluation_step(
+            evaluate_supervised, p, tuned_model=tuned_model, validation_dataset=data["validation_dataset"]
+        )
+        deploy_and_report(
+            gate_and_deploy,
+            p,
+            pipeline_name=PIPELINE_NAME,
+            summary={"task": p.task, "backend": p.backend, "base model": p.base_model},
+            validation=validation,
+            evaluation=evaluation,
+            tuned_model=tuned_model,
+            # Only open models trained on Vertex need a project and region to deploy to; a Gemini model keeps its own.
+            # The tuning step says where its model deploys (an open model trained on Vertex: an endpoint there).
+            deploy={
+                "backend": tuning.outputs["Output"],
+                "train_dataset": data["train_dataset"],
+                "project": DEFAULT,
+                "location": DEFAULT,
+            },
+            report={"classification_metrics": evaluation.outputs["confusion_matrix"]},
+        )
+
+    return supervised_tuning_pipeline
+
+
+supervised_tuning_pipeline = build_pipeline()

@@ -3,7 +3,7 @@
 Bodies import the installed package: lightweight components drop anything defined outside the function, and the
 component image has tunekit installed (no pip at run time). ``tune_student_model`` exists twice: with the CPU image
 (the default, and what the local runner runs) and with the GPU image (``tune_student_model_gpu``), which
-:func:`gpu_training_op` turns into a Vertex AI custom training job on GPUs.
+:func:`gpu_training_op` turns into a Vertex AI custom training job on GPUs (one process per GPU on every replica).
 """
 
 from typing import Any
@@ -112,7 +112,9 @@ tune_student_model = dsl.component(base_image=IMAGE, install_kfp_package=False)(
 def gpu_training_op(**gpu: Any):
     """The student-training component as a Vertex AI custom training job on GPUs (GPU image, bf16).
 
-    ``gpu``: the machine, :func:`~tunekit.components.tuning.component.gpu_training_jobs`'s keyword arguments.
+    ``gpu``: the machines, :func:`~tunekit.components.tuning.component.gpu_training_jobs`'s keyword arguments
+    (``accelerator_type``, ``accelerator_count``, ``machine_type``, ``replica_count``, ``boot_disk_size_gb``):
+    one training process per GPU on every replica.
     """
     (job,) = gpu_training_jobs({"tune-student-gpu": tune_student_model_gpu}, **gpu)
     return job

@@ -151,7 +151,9 @@ tune_preference = dsl.component(base_image=IMAGE, install_kfp_package=False)(tun
 def gpu_training_ops(**gpu: Any):
     """The warm-start and preference-tuning components as Vertex AI custom training jobs on GPUs (GPU image).
 
-    ``gpu``: the machine, :func:`~tunekit.components.tuning.component.gpu_training_jobs`'s keyword arguments.
+    ``gpu``: the machines, :func:`~tunekit.components.tuning.component.gpu_training_jobs`'s keyword arguments
+    (``accelerator_type``, ``accelerator_count``, ``machine_type``, ``replica_count``, ``boot_disk_size_gb``):
+    one training process per GPU on every replica.
     With ``backend: vertex`` (Gemini) the jobs only wait on the tuning service.
 
     Returns:

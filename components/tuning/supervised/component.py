@@ -1,12 +1,17 @@
 """KFP wrappers of the tuning steps.
 
 Bodies import the installed package: lightweight components drop anything defined outside the function, and the
-component image has tunekit installed (no pip at run time).
+component image has tunekit installed (no pip at run time). ``tune_supervised`` exists twice: with the CPU image
+(the default, and what the local runner runs) and with the GPU image (``tune_supervised_gpu``), which
+:func:`gpu_training_op` turns into a Vertex AI custom training job on GPUs (one process per GPU on every replica).
 """
+
+from typing import Any
 
 from kfp import dsl
 
-from tunekit.components.common.image import IMAGE
+from tunekit.components.common.image import GPU_IMAGE, IMAGE
+from tunekit.components.tuning.component import gpu_training_jobs
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -31,7 +36,6 @@ def prepare_supervised_data(
     )
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def tune_supervised(
     backend: str,
     base_model: str,
@@ -54,9 +58,14 @@ def tune_supervised(
     location: str,
     pipeline_job_name: str,
     tuned_model: dsl.Output[dsl.Model],
-):
-    """Supervised tuning: Gemini on Vertex (re-attaching on retry) or LoRA on an open model locally."""
+) -> str:
+    """Supervised tuning: Gemini on Vertex (re-attaching on retry) or LoRA on an open model; returns the deploy backend.
+
+    The deploy backend ('local' or 'vertex') is ``vertex`` for Gemini and for open models trained on Vertex AI
+    (their artifact is in Cloud Storage), ``local`` for open models trained by the local runner.
+    """
     from tunekit.components.common.artifacts import call
+    from tunekit.components.common.model_record import deploy_backend
     from tunekit.components.tuning.supervised.steps import run_tune
 
     call(
@@ -69,3 +78,20 @@ def tune_supervised(
         model_path=tuned_model.path,
         model_metadata=tuned_model.metadata,
     )
+    # Open models trained on Vertex (gs:// artifacts, in a pipeline step or a GPU custom job) deploy there too.
+    return deploy_backend(backend, tuned_model.uri)
+
+
+# One body, two images: the GPU variant is wrapped in a custom training job by gpu_training_op.
+tune_supervised_gpu = dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)(tune_supervised)
+tune_supervised = dsl.component(base_image=IMAGE, install_kfp_package=False)(tune_supervised)
+
+
+def gpu_training_op(**gpu: Any):
+    """The supervised-tuning component as a Vertex AI custom training job on GPUs (GPU image, bf16).
+
+    ``gpu``: the machines, :func:`~tunekit.components.tuning.component.gpu_training_jobs`'s keyword arguments
+    (``accelerator_type``, ``accelerator_count``, ``machine_type``, ``replica_count``, ``boot_disk_size_gb``).
+    """
+    (job,) = gpu_training_jobs({"tune-supervised-gpu": tune_supervised_gpu}, **gpu)
+    return job
