@@ -47,6 +47,12 @@ METHODS: dict[str, Method] = {
         ),
         Method("embedding-tuning", "embedding_tuning", "embedding_tuning_pipeline", "EmbeddingTuningConfig"),
         Method("preference-tuning", "preference_tuning", "preference_tuning_pipeline", "PreferenceTuningConfig"),
+        Method(
+            "reinforcement-tuning",
+            "reinforcement_tuning",
+            "reinforcement_tuning_pipeline",
+            "ReinforcementTuningConfig",
+        ),
     )
 }
 

@@ -1,0 +1,1 @@
+"""Evaluating reinforcement tuning: rewards and the task metric on held-out prompts."""

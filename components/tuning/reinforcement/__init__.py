@@ -1,0 +1,1 @@
+"""Reinforcement tuning: TRL GRPO locally, Vertex REINFORCEMENT_TUNING on Gemini."""
