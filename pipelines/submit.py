@@ -62,6 +62,25 @@ class SubmitOptions:
     doctor: bool = False
 
 
+def check_region(region: str) -> str:
+    """Returns ``region`` when aiplatform knows it as a Vertex AI region (its ``utils.validate_region``).
+
+    Raises:
+        UserError: It does not (aiplatform raises a ValueError listing every region, deep in its client set-up).
+    """
+    from google.cloud.aiplatform import utils
+
+    try:
+        utils.validate_region(region)
+    except ValueError:
+        raise UserError(
+            f"'{region}' is not a Vertex AI region: give one such as us-central1 or europe-west4 (see "
+            "https://cloud.google.com/vertex-ai/docs/general/locations)",
+            field="--region",
+        ) from None
+    return region
+
+
 def connect(options: SubmitOptions, credentials=None):
     """Points aiplatform at ``options``' project, region and endpoint; returns the credentials to use.
 
@@ -72,6 +91,7 @@ def connect(options: SubmitOptions, credentials=None):
 
     from tunekit.components.model_clients.vertex import base_url_override, static_credentials
 
+    check_region(options.region)
     endpoint = options.api_endpoint or base_url_override() or ""
     if credentials is None and endpoint.startswith("http://"):
         # Plain HTTP is never Google's API: a local fake (tests) that takes any token.
@@ -121,6 +141,7 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
 
     if not options.pipeline_root.startswith("gs://"):
         raise UserError("--pipeline-root must be a gs:// folder", field="pipeline_root")
+    check_region(options.region)
     parameter_values = vertex_parameters(config)  # the config's mistakes first, then the image's
     # The spec compiled here is read when PipelineJob is built (aiplatform pipeline_jobs.py loads template_path
     # in __init__ and keeps no reference to the file), so its folder is removed once the job object exists.

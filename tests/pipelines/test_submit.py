@@ -54,6 +54,17 @@ def test_explicit_project_is_sent():
     assert values["project"] == "other" and values["location"] == "us-central1"
 
 
+def test_an_unknown_region_is_one_user_error_not_aiplatforms_value_error():
+    with pytest.raises(UserError, match="'us-centrall1' is not a Vertex AI region") as refused:
+        build_pipeline_job(
+            get_method("supervised-tuning"),
+            supervised_config(),
+            SubmitOptions(project="p", region="us-centrall1", pipeline_root="gs://b/r", image="r/p/components:1"),
+            credentials=AnonymousCredentials(),
+        )
+    assert refused.value.field == "--region"
+
+
 def test_pipeline_root_must_be_gcs():
     with pytest.raises(UserError, match="gs://"):
         build_pipeline_job(
