@@ -415,6 +415,8 @@ def run_local(
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(levelname)s - %(message)s"))
         root.handlers[:] = [handler]
+        # Warnings (the runner's "settings ... have no effect" among them) go to the log the same way.
+        logging.captureWarnings(True)
         # The local runner warns about base images without 'python' in their name; ours has Python.
         warnings.simplefilter("ignore", RuntimeWarning)
         logging.getLogger().setLevel(logging.INFO)
@@ -425,6 +427,7 @@ def run_local(
         finally:
             stream.flush()
             sys.stdout = saved_stdout
+            logging.captureWarnings(False)
             root.handlers[:] = saved_handlers
             root.setLevel(saved_level)
             task_executor.execute_single_task = original
