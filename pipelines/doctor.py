@@ -466,7 +466,7 @@ class Doctor:
         """Runs every check in order; returns them.
 
         Raises:
-            UserError: No usable credentials: nothing else can be checked, so that is the one line.
+            UserError: An unknown region, or no usable credentials: nothing else can be checked then.
         """
         checks: list[Check] = []
 
@@ -475,6 +475,9 @@ class Doctor:
             if echo is not None:
                 echo(check.line())
 
+        from tunekit.pipelines.submit import check_region
+
+        check_region(self.options.region)
         credentials = self.check_credentials()
         if not credentials.ok:
             raise UserError(credentials.detail)

@@ -188,6 +188,8 @@ def test_credentials_missing_or_revoked_is_one_line_with_the_login_command(fake,
     fake.revoked = True
     with pytest.raises(UserError, match="could not be refreshed.*gcloud auth application-default login"):
         Doctor(DoctorOptions(project=PROJECT, region=REGION)).run()
+    with pytest.raises(UserError, match="not a Vertex AI region"):
+        Doctor(DoctorOptions(project=PROJECT, region="us-centrall1")).run()
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "nowhere.json"))
     check = Doctor(DoctorOptions(project=PROJECT, region=REGION)).check_credentials()
     assert not check.ok and "gcloud auth application-default login" in check.detail
