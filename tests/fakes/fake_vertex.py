@@ -4,7 +4,10 @@ transport.
 It serves on ``127.0.0.1`` (a random port) with :class:`http.server.ThreadingHTTPServer` and implements:
 
 - tuning jobs (google-genai ``client.tunings``): ``POST {parent}/tuningJobs``, ``GET {parent}/tuningJobs``,
-  ``GET {parent}/tuningJobs/{id}`` and ``POST .../tuningJobs/{id}:cancel``. A job is ``JOB_STATE_PENDING`` when
+  ``GET {parent}/tuningJobs/{id}`` and ``POST .../tuningJobs/{id}:cancel`` (supervised, preference and
+  reinforcement jobs, the latter with their reward config checked), and ``POST
+  {parent}/tuningJobs:validateReinforcementTuningReward`` (:meth:`FakeVertex._validate_reward`). A job is
+  ``JOB_STATE_PENDING`` when
   created, ``JOB_STATE_RUNNING`` while it is polled, and ``JOB_STATE_SUCCEEDED`` (with ``tunedModel.model`` and
   ``tunedModel.endpoint``) on its ``polls_to_finish``-th GET, or ``JOB_STATE_FAILED`` with ``error`` when told to;
 - ``{model}:generateContent`` and ``{model}:countTokens`` on publisher models
@@ -80,6 +83,7 @@ _PARENT = r"projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 _JOBS = re.compile(rf"^{_PARENT}/tuningJobs$")
 _JOB = re.compile(rf"^{_PARENT}/tuningJobs/(?P<id>[^/:]+)$")
 _JOB_CANCEL = re.compile(rf"^{_PARENT}/tuningJobs/(?P<id>[^/:]+):cancel$")
+_VALIDATE_REWARD = re.compile(rf"^{_PARENT}/tuningJobs:validateReinforcementTuningReward$")
 _MODEL_CALL = re.compile(
     rf"^(?P<model>{_PARENT}/(?:publishers/[^/]+/models|endpoints|models)/[^/:]+):(?P<verb>generateContent|countTokens)$"
 )
@@ -383,6 +387,8 @@ class FakeVertex(LoadFeatures):
         self.gcs_root = gcs_root
         self.batch_jobs: dict[str, dict] = {}
         self._batch_counter = 0
+        #: Bodies of the validateReinforcementTuningReward calls, in order.
+        self.validated: list[dict] = []
 
     # --- scripting ---------------------------------------------------------------------------------------------
 
@@ -670,6 +676,8 @@ class FakeVertex(LoadFeatures):
     def _route(self, method: str, path: str, body: Any, query: dict[str, list[str]]) -> tuple[int, dict]:
         if method == "POST" and (m := _JOBS.match(path)):
             return self._create_job(m, body or {})
+        if method == "POST" and _VALIDATE_REWARD.match(path):
+            return self._validate_reward(body or {})
         if method == "GET" and (m := _JOBS.match(path)):
             return self._list_jobs(path, query)
         if method == "GET" and (m := _JOB.match(path)):
@@ -727,13 +735,18 @@ class FakeVertex(LoadFeatures):
     def _create_job(self, m: re.Match, body: dict) -> tuple[int, dict]:
         if "baseModel" not in body and "preTunedModel" not in body:
             return 400, self._error(400, "baseModel is required.")
-        # PREFERENCE_TUNING jobs carry their data in preferenceOptimizationSpec, SFT jobs in supervisedTuningSpec.
-        spec_name = (
-            "preferenceOptimizationSpec" if "preferenceOptimizationSpec" in body else "supervisedTuningSpec"
+        # PREFERENCE_TUNING jobs carry their data in preferenceOptimizationSpec, REINFORCEMENT_TUNING jobs in
+        # reinforcementTuningSpec (google-genai 2.34 tunings.py _TuningDataset_to_vertex), SFT jobs in
+        # supervisedTuningSpec.
+        spec_name = next(
+            (n for n in ("preferenceOptimizationSpec", "reinforcementTuningSpec") if n in body),
+            "supervisedTuningSpec",
         )
         spec = body.get(spec_name) or {}
         if "trainingDatasetUri" not in spec:
             return 400, self._error(400, f"{spec_name}.trainingDatasetUri is required.")
+        if spec_name == "reinforcementTuningSpec" and (problem := _reward_config_problem(camel_keys(spec))):
+            return 400, self._error(400, f"reinforcementTuningSpec: {problem}")
         # Vertex reads tuning data as "a GCS object of type JSONL": "TRAINING_DATASET_URI: Cloud Storage URI of your
         # training dataset. The dataset must be formatted as a JSONL file" (Vertex AI, "Tune Gemini models by using
         # supervised fine-tuning", https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-use-supervised-tuning);
@@ -751,6 +764,87 @@ class FakeVertex(LoadFeatures):
             job = dict(body)
             job.update(name=name, state="JOB_STATE_PENDING", createTime=_now(), updateTime=_now())
             return self._new_job(self.jobs, name, job)
+
+    def _validate_reward(self, body: dict) -> tuple[int, dict]:
+        """``tuningJobs:validateReinforcementTuningReward``: the rewards of ``sampleResponse`` on ``example``.
+
+        The request as Vertex's REST reference gives it ("Method: tuningJobs.validateReinforcementTuningReward",
+        https://docs.cloud.google.com/gemini-enterprise-agent-platform/reference/rest/v1beta1/projects.locations.tuningJobs/validateReinforcementTuningReward):
+        ``sampleResponse`` and ``example`` required, one of ``singleRewardConfig`` / ``compositeRewardConfig``. The
+        answer is google-genai's ``ValidateRewardResponse`` (``overallReward``, ``rewardInfoDetails`` by reward
+        name; types.py): string and JSON matches after ``REGEX_EXTRACT`` (the last match), code snippets run as
+        ``evaluate(example, response)``, autoraters answered by the fake's responder; every reward clipped to
+        [-1, 1] and a composite the weighted mean (types.py, CompositeReinforcementTuningRewardConfig).
+        """
+        body = camel_keys(body)
+        self.validated.append(json.loads(json.dumps(body)))
+        if "sampleResponse" not in body or "example" not in body:
+            return 400, self._error(400, "sampleResponse and example are required.")
+        problem = _reward_config_problem(body)
+        if problem:
+            return 400, self._error(400, problem)
+        example, response = body["example"], body["sampleResponse"]
+        if "singleRewardConfig" in body:
+            weighted = [(body["singleRewardConfig"], 1.0)]
+        else:
+            weighted = [
+                (w["rewardConfig"], float(w.get("weight", 1.0)))
+                for w in body["compositeRewardConfig"]["weightedRewardConfigs"]
+            ]
+        details, total = {}, 0.0
+        for config, weight in weighted:
+            try:
+                value = max(-1.0, min(1.0, float(self._reward(config, example, response))))
+            except Exception as exc:  # the service reports a reward's failure in its errorStatus
+                details[config.get("rewardName", "")] = {"errorStatus": {"code": 3, "message": str(exc)}}
+                continue
+            details[config.get("rewardName", "")] = {"reward": value}
+            total += weight * value
+        overall = total / sum(w for _, w in weighted)
+        return 200, {"overallReward": overall, "rewardInfoDetails": details}
+
+    def _reward(self, config: dict, example: dict, response: dict) -> float:
+        text = "".join(p.get("text", "") for p in response.get("parts", []))
+        parse = config.get("parseResponseConfig") or {}
+        if parse.get("parseType") == "REGEX_EXTRACT":
+            found = list(re.finditer(parse["regexExtractExpression"], text))
+            text = "" if not found else ((found[-1].group(1) or "") if found[-1].re.groups else found[-1].group(0))
+        refs = example.get("references") or {}
+
+        def fill(expression: str) -> str:
+            return re.sub(
+                r"\{\{\s*references\.([\w-]+)\s*\}\}", lambda m: str(refs.get(m.group(1), "")), expression
+            )
+
+        if "stringMatchRewardScorer" in config:
+            scorer = config["stringMatchRewardScorer"]
+            if "jsonMatchExpression" in scorer:
+                expression = scorer["jsonMatchExpression"]
+                try:
+                    value = json.loads(text).get(expression["keyName"])
+                except (ValueError, AttributeError):
+                    value = None
+                target = value if isinstance(value, str) else json.dumps(value)
+                match = expression["valueStringMatchExpression"]
+            else:
+                target, match = text, scorer["stringMatchExpression"]
+            wanted, operation = fill(match["expression"]), match["matchOperation"]
+            hit = {
+                "EXACT_MATCH": lambda: target == wanted,
+                "PARTIAL_MATCH": lambda: wanted in target,
+                "REGEX_CONTAINS": lambda: re.search(wanted, target) is not None,
+            }[operation]()
+            return scorer.get("correctAnswerReward", 0.0) if hit else scorer.get("wrongAnswerReward", 0.0)
+        if "codeExecutionRewardScorer" in config:
+            scope: dict[str, Any] = {}
+            exec(config["codeExecutionRewardScorer"]["pythonCodeSnippet"], scope)  # noqa: S102 - test fake
+            return scope["evaluate"](example, response)
+        scorer = config["autoraterScorer"]
+        prompt = scorer["autoraterPrompt"].replace("{{response}}", text)
+        answer = self._responder_for(scorer["autoraterConfig"]["autoraterModel"].rsplit("/", 1)[-1])(fill(prompt))
+        answer = answer.text if isinstance(answer, FakeAnswer) else str(answer)
+        found = re.findall(scorer["autoraterResponseParseConfig"]["regexExtractExpression"], answer)
+        return float(found[-1]) if found else -1.0
 
     def _new_job(self, store: dict[str, dict], name: str, job: dict) -> tuple[int, dict]:
         """Stores a pending job, failing as :meth:`fail_next_job` asked (lock held); the create call's answer."""
@@ -1103,6 +1197,71 @@ class _Server(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
             return
         super().handle_error(request, client_address)
+
+
+def camel_keys(value: Any) -> Any:
+    """``value`` with every key in lowerCamelCase.
+
+    google-genai 2.34 puts a nested model into the request as is and dumps it with its Python field names
+    (``stringMatchRewardScorer: {"match_operation": ...}``, as ``preTunedModel`` gets ``tuned_model_name``);
+    Vertex reads either spelling, as proto3's JSON mapping requires of parsers ("accept both the lowerCamelCase
+    name and the original proto field name", https://protobuf.dev/programming-guides/json/).
+    """
+    if isinstance(value, dict):
+        return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel_keys(v) for v in value]
+    return value
+
+
+def _single_reward_problem(config: dict, where: str) -> str:
+    """What Vertex would refuse of one ``SingleReinforcementTuningRewardConfig`` ('' for nothing)."""
+    scorers = [
+        k
+        for k in (
+            "stringMatchRewardScorer",
+            "codeExecutionRewardScorer",
+            "autoraterScorer",
+            "cloudRunRewardScorer",
+        )
+        if k in config
+    ]
+    if len(scorers) != 1:
+        return f"{where} must set exactly one reward scorer, not {scorers or 'none'}."
+    scorer = config.get("stringMatchRewardScorer")
+    if scorer is not None:
+        match = scorer.get("stringMatchExpression") or (scorer.get("jsonMatchExpression") or {}).get(
+            "valueStringMatchExpression"
+        )
+        # "MATCH_OPERATION_UNSPECIFIED: Default value. A user error will be returned if not set." (types.py)
+        if not match or match.get("matchOperation") in (None, "MATCH_OPERATION_UNSPECIFIED"):
+            return f"{where}.stringMatchRewardScorer needs a matchOperation."
+    code = config.get("codeExecutionRewardScorer")
+    if (
+        code is not None
+        and "def evaluate(" not in code.get("pythonCodeSnippet", "")
+        and "evaluate =" not in code.get("pythonCodeSnippet", "")
+    ):
+        # types.py ReinforcementTuningCodeExecutionRewardScorer: "def evaluate(example, response) -> float".
+        return f"{where}.codeExecutionRewardScorer.pythonCodeSnippet must define evaluate(example, response)."
+    return ""
+
+
+def _reward_config_problem(spec: dict) -> str:
+    """What Vertex would refuse of a reward config: both or neither of single and composite (mutually exclusive,
+    types.py _ValidateRewardParameters), a composite without weighted configs, a bad single config."""
+    if ("singleRewardConfig" in spec) == ("compositeRewardConfig" in spec):
+        return "set exactly one of singleRewardConfig and compositeRewardConfig."
+    if "singleRewardConfig" in spec:
+        return _single_reward_problem(spec["singleRewardConfig"], "singleRewardConfig")
+    weighted = spec["compositeRewardConfig"].get("weightedRewardConfigs") or []
+    if not weighted:
+        return "compositeRewardConfig.weightedRewardConfigs is empty."
+    for index, item in enumerate(weighted):
+        problem = _single_reward_problem(item.get("rewardConfig") or {}, f"weightedRewardConfigs[{index}]")
+        if problem:
+            return problem
+    return ""
 
 
 def serve_http(
