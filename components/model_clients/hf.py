@@ -1,15 +1,16 @@
 """A model client for local (open) Hugging Face models: a base model, optionally with a LoRA adapter.
 
-Prompts are rendered and tokenised by the same functions that :mod:`tunekit.components.tuning.supervised.local` uses at
-training time (:func:`prompt_text`, :func:`encode_prompt`), so that a tuned model sees, at prediction time,
-exactly the token ids it was trained on.
+Prompts are rendered and tokenised by the same functions that the local trainers use at training time
+(:func:`prompt_text`, then :func:`encode_prompt`, which applies the model's own chat template when its tokenizer
+has one), so that a tuned model sees, at evaluation time and behind ``tunekit serve``, exactly the token ids it was
+trained on, and stops at the ``eos`` token its completions ended with.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tunekit.components.common.errors import UserError
@@ -38,20 +39,46 @@ def prompt_text(prompt: Prompt) -> str:
     return render_prompt(prompt.system, turns)
 
 
+def chat_template(tokenizer: Any) -> str | None:
+    """The tokenizer's chat template, or None when it has none (then prompts are the bare rendered text)."""
+    template = getattr(tokenizer, "chat_template", None)
+    return template if isinstance(template, (str, dict)) and template else None
+
+
+def _template_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` as the one user turn of the model's chat template, ready for the model's answer."""
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+    )
+    if isinstance(ids, Mapping):  # a BatchEncoding where the tokenizer returns one
+        ids = ids["input_ids"]
+    return list(ids)
+
+
 def encode_prompt(
     tokenizer: Any, text: str, *, is_encoder_decoder: bool, max_length: int
 ) -> tuple[list[int], bool]:
-    """Token ids of a prompt, the same at training and prediction time.
+    """Token ids of a prompt: THE rendering of a prompt for an open model, at training and prediction time alike.
 
-    Encoder-decoder models get the tokenizer's own special tokens (T5 appends ``</s>``). Decoder-only models get
-    the bare text after the tokenizer's ``bos`` token, if it has one, and no ``eos``, because the completion
-    follows it directly.
+    Training (:func:`~tunekit.components.tuning.lora.featurize`: these ids, then the completion's and ``eos``),
+    evaluation (:class:`HFLocalClient`) and ``tunekit serve`` (which generates with :class:`HFLocalClient`) all call
+    it, so a tuned model sees at prediction time exactly the ids it was trained on.
+
+    - A decoder-only model whose tokenizer has a chat template (``tokenizer.chat_template``) gets the prompt as
+      the one user turn of that template with its generation prompt (``apply_chat_template(...,
+      add_generation_prompt=True)``): the model's own special tokens and turn markers, and the template's ``bos``
+      if it writes one. The completion follows directly and ends with the tokenizer's ``eos`` at training time,
+      which is where generation stops.
+    - Other decoder-only models get the bare text after the tokenizer's ``bos`` token, if it has one, and no
+      ``eos``, because the completion follows it directly.
+    - Encoder-decoder models get the tokenizer's own special tokens (T5 appends ``</s>``).
 
     Args:
         tokenizer: A Hugging Face tokenizer.
-        text: The rendered prompt.
+        text: The rendered prompt (:func:`prompt_text`).
         is_encoder_decoder: Whether the model is an encoder-decoder (seq2seq) model.
-        max_length: The most prompt tokens kept; longer prompts lose their end.
+        max_length: The most prompt tokens kept; longer prompts lose the end of their text (a chat template's
+            generation prompt is kept).
 
     Returns:
         The ids, and whether the prompt was truncated.
@@ -61,6 +88,15 @@ def encode_prompt(
         if len(full) <= max_length:
             return full, False
         return tokenizer(text, truncation=True, max_length=max_length)["input_ids"], True
+    if chat_template(tokenizer) is not None:
+        ids = _template_ids(tokenizer, text)
+        if len(ids) <= max_length:
+            return ids, False
+        # The text loses its end, the template's markers around it stay (the model still answers).
+        content = tokenizer(text, add_special_tokens=False)["input_ids"]
+        keep = max(len(content) - (len(ids) - max_length), 0)
+        ids = _template_ids(tokenizer, tokenizer.decode(content[:keep]))
+        return ids[:max_length], True
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     room = max(max_length - len(bos), 1)
