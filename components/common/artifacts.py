@@ -132,9 +132,30 @@ def _is_artifact(value: Any) -> bool:
         return False
 
 
+def _output_names() -> list[str]:
+    """The names of the step's output artifacts, from the executor input the KFP executor was started with."""
+    argv = sys.argv
+    flag = "--executor_input"
+    try:
+        given = next(arg[len(flag) + 1 :] for arg in argv if arg.startswith(flag + "="))
+    except StopIteration:
+        given = argv[argv.index(flag) + 1] if flag in argv[:-1] else ""
+    try:
+        executor_input = json.loads(given)
+    except ValueError:
+        return []
+    if not isinstance(executor_input, dict):
+        return []
+    return list((executor_input.get("outputs") or {}).get("artifacts") or {})
+
+
 def _record_path(values: Mapping[str, Any]) -> str:
-    """Where the user-error record goes: the folder of the step's first output artifact ('' when it has none)."""
-    for value in values.values():
+    """Where the user-error record goes: the folder of the step's first output artifact ('' when it has none).
+
+    Output artifacts only: an input artifact's folder is the step that wrote it.
+    """
+    for name in _output_names():
+        value = values.get(name)
         if _is_artifact(value):
             try:
                 path = value.path

@@ -21,19 +21,24 @@ class _Artifact:
 
 
 @pytest.fixture
-def in_step(monkeypatch):
+def in_step(monkeypatch, tmp_path):
     monkeypatch.setattr(artifacts, "in_step", lambda: True)
     monkeypatch.delenv(artifacts.DEBUG_ENV, raising=False)
+    # The KFP executor's command line: its executor input names the step's output artifacts.
+    executor_input = {"inputs": {"artifacts": {"data": {}}}, "outputs": {"artifacts": {"out": {}}}}
+    monkeypatch.setattr("sys.argv", ["executor_main", "--executor_input", json.dumps(executor_input)])
 
 
-def _wrapper(calls: list, out, task: str):
+def _wrapper(calls: list, out, task: str, data=None):
     def step(task: str, path: str) -> str:
         calls.append(task)
         if task not in ("classification", "generic"):
             raise UserError(f"unknown task '{task}'", field="task")
         return task
 
-    return artifacts.call(step, {"task": task, "out": out}, path=out.path)
+    # Signature order: the input artifact comes first.
+    values = {"data": data or _Artifact(os.path.join(os.path.dirname(os.path.dirname(out.path)), "up", "d"))}
+    return artifacts.call(step, {**values, "task": task, "out": out}, path=out.path)
 
 
 def test_a_user_error_is_one_line_exit_2_and_a_retried_attempt_does_no_work(in_step, tmp_path, capsys):
@@ -44,6 +49,7 @@ def test_a_user_error_is_one_line_exit_2_and_a_retried_attempt_does_no_work(in_s
     assert first.value.code == artifacts.EXIT_USER_ERROR
     assert capsys.readouterr().err == artifacts.USER_ERROR_PREFIX + "field 'task': unknown task 'clasification'\n"
     record = json.loads((tmp_path / "task" / artifacts.RECORD_NAME).read_text())
+    assert not (tmp_path / "up" / artifacts.RECORD_NAME).exists()  # not beside the input (another step's)
     assert record["message"] == "field 'task': unknown task 'clasification'"
     # Vertex retries the task with the same output URIs: the attempt stops before the step runs.
     with pytest.raises(SystemExit) as second:
