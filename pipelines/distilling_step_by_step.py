@@ -87,8 +87,12 @@ class DistillingStepByStepConfig:
         ],
     )
     teacher_model: str = field(
-        "gemini-2.5-pro",
+        "gemini-3.5-flash",
         "The teacher: a Gemini model, a served model name, a model directory (cost key if scripted).",
+        checks=[
+            shared.current_gemini(teacher_backend=("vertex", "vertex_batch")),
+            shared.current_gemini(student_backend="vertex_distillation"),
+        ],
     )
     teacher_options: dict = field(
         {}, "Teacher backend options: `base_url` and `api_key_env` for openai; `staging_uri` for vertex_batch."
@@ -147,7 +151,7 @@ class DistillingStepByStepConfig:
         choices="tunekit.components.tuning.distillation.steps:STUDENT_BACKENDS",
     )
     student_model: str = field(
-        "gemini-2.5-flash-lite",
+        "gemini-3.1-flash-lite",
         "A tunable Gemini model, or a local model directory (T5-style seq2seq or causal; 'tiny-random:t5' builds "
         "a tiny random one for demos).",
         checks=[

@@ -85,7 +85,7 @@ class PreferenceTuningConfig:
         choices="tunekit.components.tuning.preference.steps:BACKENDS",
     )
     base_model: str = field(
-        "gemini-2.5-flash",
+        "gemini-3.5-flash",
         "Vertex: a tunable Gemini model id. Local: a causal model directory ('tiny-random:causal' builds a tiny one).",
         checks=[
             shared.gemini_base_model(),
@@ -143,7 +143,11 @@ class PreferenceTuningConfig:
         "Gate: the tuned model must also win more than half of its comparisons with the model now deployed for "
         "`purpose`, judged on the same held-out prompts.",
     )
-    judge_model: str = field("gemini-2.5-flash", "Vertex: the autorater that compares tuned and base answers.")
+    judge_model: str = field(
+        "gemini-3.5-flash",
+        "Vertex: the autorater that compares tuned and base answers.",
+        checks=[shared.current_gemini(backend="vertex")],
+    )
     purpose: str = shared.purpose(PIPELINE_NAME)
     local_registry: str = shared.local_registry()
     strict_validation: bool = shared.strict_validation()

@@ -66,12 +66,28 @@ def adapter_size(note: str = "") -> Any:
 
 
 def gemini_base_model(backend: str = "backend", values: Any = "vertex") -> Check:
-    """The check of a Gemini model to tune when the field ``backend`` is ``values``: Vertex AI can tune it."""
+    """The check of a Gemini model to tune when the field ``backend`` is ``values``.
+
+    Vertex AI can tune it, and it is not retired (tuning.gemini's lifecycle table).
+    """
     return checked_by(
-        "tunekit.components.tuning.gemini:check_base_model",
-        "a Gemini model Vertex AI can tune (a version suffix such as -001 is allowed)",
-        listing="tunekit.components.tuning.gemini:TUNABLE_MODELS",
+        "tunekit.components.tuning.gemini:check_tunable_model",
+        "a current Gemini model Vertex AI can tune (a version suffix such as -001 is allowed; a retired one is "
+        "refused with its replacement)",
+        listing="tunekit.components.tuning.gemini:CURRENT_TUNABLE_MODELS",
         when={backend: values},
+    )
+
+
+def current_gemini(**when: Any) -> Check:
+    """The check of a Gemini model called for generation (a teacher, a judge) when the fields have the values given.
+
+    It must not be retired (tuning.gemini's lifecycle table); another name (a served or tuned model) passes.
+    """
+    return checked_by(
+        "tunekit.components.tuning.gemini:check_not_retired",
+        "not a retired Gemini model (refused with its retirement date and replacement)",
+        when=when,
     )
 
 

@@ -51,7 +51,7 @@ class SupervisedTuningConfig:
         choices="tunekit.components.tuning.prepare:BACKENDS",
     )
     base_model: str = field(
-        "gemini-2.5-flash",
+        "gemini-3.5-flash",
         "Vertex: a tunable Gemini model id. Local: a model directory (or 'tiny-random:t5' for the demo's tiny model).",
         checks=[
             shared.gemini_base_model(),

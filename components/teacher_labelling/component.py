@@ -18,7 +18,7 @@ def label_with_teacher(
     task: str = "generic",
     classes: list = [],  # noqa: B006 (KFP reads the default from the signature; it is never mutated)
     teacher_backend: str = "vertex",
-    teacher_model: str = "gemini-2.5-flash",
+    teacher_model: str = "gemini-3.5-flash",
     backend_options: dict = {},  # noqa: B006
     engine_options: dict = {},  # noqa: B006
     instruction: str = "",

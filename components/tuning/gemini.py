@@ -45,10 +45,63 @@ TUNABLE_MODELS = (
     "gemini-3.1-flash-lite",
     "gemini-3.5-flash",
 )
-#: The base model tuned when a config names none. Not gemini-2.5-flash: Vertex's "Model versions and lifecycle"
-#: page gives it (and 2.5 Pro) a retirement date of June 17, 2026, with new access blocked a month before
-#: (https://cloud.google.com/vertex-ai/generative-ai/docs/learn/model-versions); gemini-3.5-flash is the current
-#: Flash in the supervised-tuning list. Its thinking setting (a ``thinking_level``, Gemini 3's control) is
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What Google's lifecycle page says of one Gemini model.
+
+    Attributes:
+        released: Its release date.
+        retires: Its retirement date, when the page gives one (a retired id typically answers 404; new access is
+            blocked a month before); None when the page gives only an earliest date ("... or later").
+        earliest: The earliest retirement date the page promises for a current model ("May 19, 2027 or later").
+        replacement: The replacement the page names, '' for a current model.
+    """
+
+    released: datetime.date
+    retires: datetime.date | None = None
+    earliest: datetime.date | None = None
+    replacement: str = ""
+
+
+#: The one table of Gemini lifecycle facts (release, retirement, replacement): Google's "Model versions and
+#: lifecycle" page, https://docs.cloud.google.com/gemini-enterprise-agent-platform/models/model-versions.md.txt
+#: ("Models available for at least 12 months after release", read on :data:`LIFECYCLE_AS_OF`). The page also says
+#: that new access to a model is blocked a month before its retirement date and that requests naming a retired
+#: model id typically return 404. Static preflight refuses a retired model (:func:`check_not_retired`); inside a
+#: step it is only a warning (:func:`warn_if_retired`): the service is the authority. Update this table when the
+#: page changes; tests/tuning/test_vertex_tuning.py checks every default against it.
+MODEL_LIFECYCLE: dict[str, Lifecycle] = {
+    "gemini-2.5-pro": Lifecycle(datetime.date(2025, 6, 17), datetime.date(2026, 10, 16), None, "gemini-3.5-flash"),
+    "gemini-2.5-flash": Lifecycle(
+        datetime.date(2025, 6, 17),
+        datetime.date(2026, 10, 16),
+        None,
+        "gemini-3.5-flash-lite or gemini-3.1-flash-lite",
+    ),
+    "gemini-2.5-flash-lite": Lifecycle(
+        datetime.date(2025, 7, 22), datetime.date(2026, 10, 16), None, "gemini-3.1-flash-lite or Gemma 4"
+    ),
+    "gemini-3.1-flash-lite": Lifecycle(datetime.date(2026, 5, 7), earliest=datetime.date(2027, 5, 7)),
+    "gemini-3.5-flash": Lifecycle(datetime.date(2026, 5, 19), earliest=datetime.date(2027, 5, 19)),
+    "gemini-3.5-flash-lite": Lifecycle(datetime.date(2026, 7, 21), earliest=datetime.date(2027, 7, 21)),
+}
+#: When :data:`MODEL_LIFECYCLE` was read off the page.
+LIFECYCLE_AS_OF = datetime.date(2026, 12, 6)
+
+
+def _retired_by(family: str, day: datetime.date) -> bool:
+    entry = MODEL_LIFECYCLE.get(family)
+    return bool(entry and entry.retires and entry.retires <= day)
+
+
+#: The models of :data:`TUNABLE_MODELS` not retired as of :data:`LIFECYCLE_AS_OF`: what the docs list.
+CURRENT_TUNABLE_MODELS = tuple(m for m in TUNABLE_MODELS if not _retired_by(m, LIFECYCLE_AS_OF))
+
+#: The base model tuned when a config names none: gemini-3.5-flash, current on the lifecycle page
+#: (:data:`MODEL_LIFECYCLE`, where gemini-2.5-flash and 2.5 Pro retired on October 16, 2026) and in the
+#: supervised-tuning list. Its thinking setting (a ``thinking_level``, Gemini 3's control) is
 #: :func:`~tunekit.components.model_clients.vertex.thinking_for`'s.
 DEFAULT_BASE_MODEL = "gemini-3.5-flash"
 #: The oldest Gemini generation Vertex still tunes: an unknown id of an older one (gemini-1.0-pro, gemini-2.0-flash)
@@ -130,12 +183,75 @@ def normalize_base_model(base_model: str) -> str:
     return base_model.strip().removeprefix("publishers/google/models/").removeprefix("models/")
 
 
+def _family(model: str) -> str:
+    return _VERSION_SUFFIX.sub("", normalize_base_model(model).lower())
+
+
+def _today() -> datetime.date:
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+def retirement(model: str, today: datetime.date | None = None) -> Lifecycle | None:
+    """The lifecycle entry of ``model`` when it is retired as of ``today`` (UTC today by default), else None.
+
+    ``publishers/google/models/gemini-2.5-flash`` and ``gemini-2.5-flash-001`` are ``gemini-2.5-flash``; a model
+    missing from :data:`MODEL_LIFECYCLE` (a tuned endpoint, an open model, a newer Gemini) is not retired here.
+    """
+    family = _family(model)
+    return MODEL_LIFECYCLE[family] if _retired_by(family, today or _today()) else None
+
+
+def _retired_text(model: str, entry: Lifecycle) -> str:
+    return (
+        f"'{model}' was retired on {entry.retires:%B} {entry.retires.day}, {entry.retires.year} (Google's "
+        f"'Model versions and lifecycle' page; a retired model id typically answers 404); use "
+        f"{entry.replacement} instead"
+    )
+
+
+def check_not_retired(model: str, today: datetime.date | None = None) -> None:
+    """Refuses a Gemini model retired as of ``today`` (static preflight of base, teacher, student and judge).
+
+    Raises:
+        UserError: The date it retired and its replacement (:data:`MODEL_LIFECYCLE`).
+    """
+    entry = retirement(model, today)
+    if entry is not None:
+        raise UserError(_retired_text(model, entry))
+
+
+def warn_if_retired(model: str, today: datetime.date | None = None) -> bool:
+    """Logs a warning on the ``tunekit`` logger when ``model`` is retired; returns whether it is.
+
+    Inside a step a retired id is not refused: Vertex AI is the authority (tuned models of an old base keep their
+    own endpoints, and tests run old ids against the fakes).
+    """
+    entry = retirement(model, today)
+    if entry is not None:
+        _LOG.warning("%s; sending it anyway: Vertex AI decides", _retired_text(model, entry))
+    return entry is not None
+
+
+def check_tunable_model(base_model: str) -> str:
+    """The static check of a Gemini model to tune; returns its family.
+
+    Not retired (:func:`check_not_retired`) and tunable (:func:`check_base_model`).
+
+    Raises:
+        UserError: Retired (the date and the replacement), or not a Gemini model Vertex tunes.
+    """
+    check_not_retired(base_model)
+    return check_base_model(base_model)
+
+
 def check_base_model(base_model: str) -> str:
     """Returns the tunable family of ``base_model`` (a version suffix such as ``-001`` is allowed).
 
     A model of :data:`TUNABLE_MODELS` passes; so does another well-formed Gemini id of generation 2.5 or later
     (``gemini-3.5-flash-lite``, a model Google added after this list was written), with a warning on the
-    ``tunekit`` logger: Vertex AI is the authority on what it tunes, and refuses the job itself if it cannot.
+    ``tunekit`` logger: Vertex AI is the authority on what it tunes, and refuses the job itself if it cannot. A
+    retired model (:data:`MODEL_LIFECYCLE`) passes here with a warning too; static preflight refuses it
+    (:func:`check_tunable_model`).
 
     Raises:
         UserError: Not a Gemini model id (``gpt-4``, ``text-bison@002``, a typo such as ``gemni-2.5-flash``), or a
@@ -143,6 +259,7 @@ def check_base_model(base_model: str) -> str:
     """
     name = normalize_base_model(base_model)
     family = _VERSION_SUFFIX.sub("", name)
+    warn_if_retired(base_model)
     if family in TUNABLE_MODELS:
         return family
     found = _GEMINI_ID.match(family)

@@ -378,3 +378,84 @@ def test_a_consumer_check_that_cannot_read_the_value_is_one_line_too():
     ):
         check_config(Prices(table={"m": "x"}), default_source="c.yaml")
     check_config(Prices(table={"m": "1.5"}))
+
+
+def test_a_retired_base_model_fails_at_load_with_its_date_and_replacement(tmp_path, capsys):
+    """Issue 14 item 12: gemini-2.5-flash retired on October 16, 2026; a config naming it used to load and fail on
+    Vertex (a retired id typically answers 404) after the data steps had run."""
+    path = _write(tmp_path, "train_dataset_uri: gs://bucket/train.jsonl\nbase_model: gemini-2.5-flash\n")
+    with pytest.raises(UserError) as info:
+        load_config(_cls("supervised-tuning"), path)
+    assert str(info.value).startswith(
+        f"{path}:2: field 'base_model': 'gemini-2.5-flash' was retired on October 16"
+    )
+    assert "use gemini-3.5-flash-lite or gemini-3.1-flash-lite instead" in info.value.message
+    out = tmp_path / "out"
+    code = cli.main(["run", "supervised-tuning", "--local", "--config", path, "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().count("\n") == 0 and "October 16, 2026" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "overrides", "field", "replacement"),
+    [
+        ("preference-tuning", ["base_model=gemini-2.5-pro"], "base_model", "gemini-3.5-flash"),
+        ("preference-tuning", ["judge_model=gemini-2.5-flash"], "judge_model", "gemini-3.5-flash-lite"),
+        ("distilling-step-by-step", ["teacher_model=gemini-2.5-pro"], "teacher_model", "gemini-3.5-flash"),
+        (
+            "distilling-step-by-step",
+            ["teacher_backend=vertex_batch", "teacher_model=publishers/google/models/gemini-2.5-pro-001"],
+            "teacher_model",
+            "gemini-3.5-flash",
+        ),
+        (
+            "distilling-step-by-step",
+            ["student_model=gemini-2.5-flash-lite"],
+            "student_model",
+            "gemini-3.1-flash-lite or Gemma 4",
+        ),
+    ],
+)
+def test_a_retired_teacher_student_or_judge_fails_at_load(method, overrides, field, replacement):
+    with pytest.raises(UserError, match=f"field '{field}': .*retired on October 16, 2026.*use {replacement}"):
+        load_config(_cls(method), None, overrides)
+
+
+def test_a_retired_name_is_checked_only_where_gemini_is_called():
+    cls = _cls("distilling-step-by-step")
+    # A scripted teacher calls no model: its name is only the key its token counts are priced under.
+    scripted = [
+        "teacher_backend=scripted",
+        "teacher_script_uri=gs://b/script.jsonl",
+        "teacher_model=gemini-2.5-pro",
+    ]
+    assert load_config(cls, None, scripted).teacher_model == "gemini-2.5-pro"
+    # ... but the distillation service sends it as the base teacher.
+    with pytest.raises(UserError, match="field 'teacher_model': .*retired"):
+        load_config(cls, None, [*scripted, "student_backend=vertex_distillation"])
+    # A local judge-free run and a local base model are not Gemini at all.
+    assert load_config(_cls("preference-tuning"), None, ["backend=local", "base_model=tiny-random:causal"])
+
+
+def test_every_gemini_default_is_current_in_the_lifecycle_table():
+    """The next retirement is caught here once someone updates tuning.gemini.MODEL_LIFECYCLE from Google's page."""
+    from tunekit.components.tuning import gemini
+
+    seen = []
+    for name in METHODS:
+        cls = _cls(name)
+        for f in dataclasses.fields(cls):
+            refs = [c.values for c in field_checks(cls, f.name) if c.kind == "call" and isinstance(c.values, str)]
+            if any(ref.startswith("tunekit.components.tuning.gemini:") for ref in refs):
+                family = gemini.normalize_base_model(f.default)
+                assert family in gemini.MODEL_LIFECYCLE, f"{name}.{f.name} default {f.default} is not in the table"
+                assert gemini.retirement(f.default) is None, f"{name}.{f.name} default {f.default} is retired"
+                seen.append(f"{name}.{f.name}")
+    assert {
+        "supervised-tuning.base_model",
+        "preference-tuning.base_model",
+        "preference-tuning.judge_model",
+        "distilling-step-by-step.teacher_model",
+        "distilling-step-by-step.student_model",
+    } <= set(seen)

@@ -280,11 +280,47 @@ def test_a_clearly_wrong_model_id_still_fails_statically(fake, state_path, base_
     assert fake.requests == []
 
 
-def test_the_default_base_model_is_known_and_not_the_retiring_one():
-    from tunekit.components.model_clients.vertex import thinking_for
-    from tunekit.components.tuning.gemini import DEFAULT_BASE_MODEL, TUNABLE_MODELS, check_base_model
+def test_a_retired_base_model_is_sent_with_a_warning_inside_a_step(fake, state_path, caplog):
+    """Inside a step Vertex is the authority: a retired id is sent, with a warning naming its date and replacement
+    (static preflight refuses it: tests/pipelines/test_preflight.py)."""
+    with caplog.at_level("WARNING", logger="tunekit"):
+        tuned = _tune(fake, state_path, base_model="gemini-2.5-flash")
+    assert tuned.state == "JOB_STATE_SUCCEEDED"
+    assert "'gemini-2.5-flash' was retired on October 16, 2026" in caplog.text
+    assert "use gemini-3.5-flash-lite or gemini-3.1-flash-lite instead" in caplog.text
 
-    assert DEFAULT_BASE_MODEL in TUNABLE_MODELS and DEFAULT_BASE_MODEL != "gemini-2.5-flash"
+
+def test_retirement_reads_the_lifecycle_table_by_date_and_model_family():
+    import datetime
+
+    from tunekit.components.tuning.gemini import check_not_retired, retirement
+
+    day_before, day_of = datetime.date(2026, 10, 15), datetime.date(2026, 10, 16)
+    assert retirement("gemini-2.5-pro", today=day_before) is None
+    assert (
+        retirement("publishers/google/models/gemini-2.5-pro-001", today=day_of).replacement == "gemini-3.5-flash"
+    )
+    # Not in the table (a tuned endpoint, an open model, a newer Gemini): not retired here.
+    for name in ("projects/p/locations/l/endpoints/1", "google/gemma-3-1b-it", "gemini-4-flash"):
+        assert retirement(name, today=day_of) is None
+        check_not_retired(name)
+    with pytest.raises(UserError, match="retired on October 16, 2026.*use gemini-3.1-flash-lite or Gemma 4"):
+        check_not_retired("gemini-2.5-flash-lite", today=day_of)
+
+
+def test_the_default_models_are_current_in_the_lifecycle_table():
+    from tunekit.components.model_clients.vertex import thinking_for
+    from tunekit.components.tuning.distillation.vertex import DEFAULT_GEMINI_STUDENT
+    from tunekit.components.tuning.gemini import (
+        DEFAULT_BASE_MODEL,
+        MODEL_LIFECYCLE,
+        TUNABLE_MODELS,
+        check_base_model,
+        retirement,
+    )
+
+    for default in (DEFAULT_BASE_MODEL, DEFAULT_GEMINI_STUDENT):
+        assert default in TUNABLE_MODELS and default in MODEL_LIFECYCLE and retirement(default) is None
     assert check_base_model(DEFAULT_BASE_MODEL) == DEFAULT_BASE_MODEL
     thinking, extra = thinking_for(DEFAULT_BASE_MODEL)  # a Gemini 3 model: a thinking level, not a budget
     assert (

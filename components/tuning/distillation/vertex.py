@@ -32,7 +32,7 @@ from tunekit.components.tuning.distillation.local import LABEL_TASK, RATIONALE_T
 #: Student backends on Vertex AI.
 VERTEX_SFT = "vertex"
 VERTEX_DISTILLATION = "vertex_distillation"
-DEFAULT_GEMINI_STUDENT = "gemini-2.5-flash-lite"
+DEFAULT_GEMINI_STUDENT = "gemini-3.1-flash-lite"
 
 
 def to_gemini_row(example: Mapping) -> dict:
