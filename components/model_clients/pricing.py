@@ -40,7 +40,11 @@ class Price:
 
 
 #: Online list prices (USD per million tokens, prompts up to 200K tokens) as of :data:`DEFAULT_PRICES_AS_OF`;
-#: check the Vertex AI pricing page and override them with a price table.
+#: check the Vertex AI pricing page and override them with a price table. These three models retired on
+#: October 16, 2026 (tuning.gemini.MODEL_LIFECYCLE); their prices stay for the cost of runs made on them. The
+#: current models (gemini-3.5-flash, gemini-3.5-flash-lite, gemini-3.1-flash-lite) have no entry: Vertex AI's
+#: pricing page for them was not among the sources read (2026-12-06), and no price is guessed, so they are
+#: unpriced (None, not zero) until a ``price_table`` gives theirs.
 DEFAULT_PRICES: dict[str, Price] = {
     "gemini-2.5-pro": Price(1.25, 10.0),
     "gemini-2.5-flash": Price(0.30, 2.50),
