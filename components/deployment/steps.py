@@ -13,45 +13,21 @@ from typing import Any
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.model_record import ModelRecord
-from tunekit.components.common.state import replace_directory
 from tunekit.components.deployment import champion, local_registry
 
 STATE_FILE = "deployment_state.json"
+#: The merged model's folder beside the record (export.MERGED_DIR).
 SERVING_DIR = "serving_model"
 
 
 def merged_serving_dir(model_path: str, output_dir: str) -> str:
     """A directory Vertex's serving containers can load: the model itself, or the adapter merged into its base.
 
-    Args:
-        model_path: The tuned model: a full model directory, or a LoRA adapter (``adapter_config.json``) whose
-            recorded base model is reachable from here.
-        output_dir: Where a merged model is written (``output_dir/serving_model``), once.
-
-    Returns:
-        ``model_path`` when it is a full model, else the merged model's directory.
+    :func:`~tunekit.components.deployment.export.export_merged` (``output_dir/serving_model``, written once).
     """
-    from tunekit.components.model_clients.hf import load_model_and_tokenizer, read_adapter_base
+    from tunekit.components.deployment.export import export_merged
 
-    base = read_adapter_base(model_path)
-    if base is None:
-        return model_path
-    target = os.path.join(output_dir, SERVING_DIR)
-    if os.path.isfile(os.path.join(target, "config.json")):
-        return target
-    if not os.path.isdir(base):
-        raise UserError(
-            f"the adapter's base model '{base}' is not reachable here; tune with merge_adapter=True to deploy a "
-            "full model",
-            path=model_path,
-        )
-    model, tokenizer = load_model_and_tokenizer(base, model_path)
-    # Written beside the target and renamed into place: a kill mid-save leaves no config.json that the check
-    # above would trust on the retry.
-    with replace_directory(target) as folder:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-    return target
+    return export_merged(model_path, output_dir)
 
 
 def record_deployment(
@@ -189,11 +165,20 @@ def run_deploy(
             )
         if not project or not location:
             raise UserError("deploying an open model to Vertex needs the project and location", field="project")
-        serving = merged_serving_dir(model_path, output_dir)
+        from tunekit.components.deployment.export import LORA_DIR, export_for_serving
+
+        # The merged model is what the vLLM container serves; an adapter is also exported in vLLM's multi-LoRA
+        # layout beside it (lora/<name>/), for a server of many adapters on one base.
+        exported = export_for_serving(model_path, output_dir, name=champion.purpose_label(purpose))
+        serving = exported["merged"]
+        export_root = deployment_uri.rsplit("/", 1)[0] if deployment_uri else ""
         if serving == model_path:
             artifact_uri = model_uri
         else:
-            artifact_uri = deployment_uri.rsplit("/", 1)[0] + "/" + SERVING_DIR if deployment_uri else ""
+            artifact_uri = export_root + "/" + SERVING_DIR if export_root else ""
+        adapter = exported["adapter"]
+        if adapter is not None and export_root:
+            adapter["uri"] = f"{export_root}/{LORA_DIR}/{adapter['name']}"
         options: dict[str, Any] = {}
         if serving_image:
             options["serving_image"] = serving_image
@@ -203,7 +188,7 @@ def run_deploy(
             options["accelerator_type"] = accelerator_type
         if accelerator_count:
             options["accelerator_count"] = accelerator_count
-        return rollout.deploy_open_model(
+        deployed = rollout.deploy_open_model(
             artifact_uri=artifact_uri,
             purpose=purpose,
             project=project,
@@ -218,6 +203,10 @@ def run_deploy(
             endpoint_client=endpoint_client,
             **options,
         )
+        deployed["lora_adapter"] = adapter
+        if "adapter_error" in exported:
+            deployed["lora_adapter_error"] = exported["adapter_error"]
+        return deployed
 
     return record_deployment(
         locals(),
