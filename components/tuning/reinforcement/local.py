@@ -22,6 +22,7 @@ from typing import Any
 from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.base import Prompt
 from tunekit.components.model_clients.hf import prompt_text
+from tunekit.components.model_clients.reward import load_tokenizer
 from tunekit.components.tuning.rewards import RewardSet, example_json, response_text
 
 
@@ -119,12 +120,9 @@ def _args(output_dir: str, steps: int, learning_rate: float, batch_size: int, se
 
 
 def _tokenizer(model_dir: str):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    # With a pad token, left padding, and no eos appended to a prompt encoded alone (TRL encodes prompts on
+    # their own; ByT5's tokenizer would end each with "end of sequence", unlike the prompts the model answers).
+    return load_tokenizer(model_dir)
 
 
 def write_training_log(output_dir: str, record: dict, history: list[dict]) -> dict:
@@ -195,7 +193,6 @@ def train_grpo(
         raise UserError("no prompts to train on", field="train_dataset_uri")
     _setup(config)
     tokenizer = _tokenizer(policy_dir)
-    tokenizer.padding_side = "left"
     funcs, weights = rewards.trl_reward_funcs(judge_clients)
     data = [
         {
