@@ -108,7 +108,8 @@ def main() -> int:
     console.print(table)
     gain = 100 * (tuned_result.metrics["ndcg_at_10"] - base_result.metrics["ndcg_at_10"])
     console.print(
-        f"Tuning: {summary['steps']} steps x {args.batch_size} pairs, hard negatives {summary['hard_negatives']}, "
+        f"Tuning ({summary.get('trainer', 'hand-written loop')}): {summary['steps']} steps x {args.batch_size} pairs, "
+        f"hard negatives {summary['hard_negatives']}, "
         f"loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, {tuning_seconds:.0f} s on CPU."
     )
     met = gain >= TARGET_POINTS

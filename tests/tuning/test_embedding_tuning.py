@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 
 import numpy as np
 import pytest
@@ -72,13 +71,12 @@ def test_bundled_model_resolves_to_a_directory():
         load_sentence_transformer("/nonexistent/model")
 
 
-def test_batches_never_repeat_a_document():
-    pairs = [(f"q{i}", f"d{i % 3}", "text") for i in range(9)]
-    batches = emb._batches(pairs, 4, 10, random.Random(0))
-    assert len(batches) == 10
-    for batch in batches:
-        docs = [p[1] for p in batch]
-        assert len(docs) == len(set(docs)) and 1 <= len(batch) <= 3
+def test_mined_negatives_are_the_third_column_of_the_training_set():
+    pairs = emb.build_pairs(DOCS, QUERIES, {"q1": {"d-brn": 1.0}, "q2": {"d-wdr": 1.0}})
+    dataset = emb._training_dataset(pairs, DOCS, {"q1": ["d-wdr"], "q2": ["d-brn"]}, 1)
+    assert dataset.column_names == ["anchor", "positive", "negative_1"]
+    assert dataset[0] == {"anchor": QUERIES["q1"], "positive": DOCS["d-brn"], "negative_1": DOCS["d-wdr"]}
+    assert emb._training_dataset(pairs, DOCS, {}, 0).column_names == ["anchor", "positive"]
 
 
 def test_tuning_with_hard_negatives_moves_the_model_and_saves_it(tmp_path):
@@ -88,8 +86,15 @@ def test_tuning_with_hard_negatives_moves_the_model_and_saves_it(tmp_path):
         paths, out, options=emb.EmbeddingTuningOptions(steps=3, batch_size=4, learning_rate=1e-4, hard_negatives=1)
     )
     assert summary["steps"] == 3 and summary["pairs"] == 6 and summary["hard_negatives"] == 1
+    assert summary["trainer"] == "SentenceTransformerTrainer" and summary["resumed_from"] == 0
     assert np.isfinite(summary["first_loss"]) and np.isfinite(summary["last_loss"])
     assert json.load(open(out / emb.SUMMARY_FILE))["steps"] == 3
+    # The training log is the trainer's log history: one entry per step (logging_steps 1), with its learning rate.
+    log = json.load(open(out / "training_log.json"))["log"]
+    assert [e["step"] for e in log] == [1, 2, 3]
+    assert summary["first_loss"] == log[0]["loss"] and summary["last_loss"] == log[-1]["loss"]
+    assert all(e["learning_rate"] >= 0 for e in log)
+    assert not (out / "checkpoints").exists()  # cleared once the model is saved
     base = load_sentence_transformer(BUNDLED_MINILM)
     tuned = load_sentence_transformer(str(out))
     text = [QUERIES["q1"]]
@@ -108,3 +113,45 @@ def test_bad_options_and_labels_fail_clearly(tmp_path):
         tune(paths, tmp_path / "out")
     with pytest.raises(UserError, match="batch_size"):
         tune(paths, tmp_path / "out", options=emb.EmbeddingTuningOptions(batch_size=1))
+
+
+class Killed(Exception):
+    """Stands for the container being killed in the middle of training."""
+
+
+def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path, monkeypatch):
+    """Killed after step 3 (checkpoints every 2 steps), the re-run resumes at step 2 and ends at step 4 in all, with
+    the losses an uninterrupted run logs; a checkpoint folder cut short by the kill is not resumed from."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    paths = write_set(tmp_path / "data")
+    options = emb.EmbeddingTuningOptions(steps=4, batch_size=3, learning_rate=1e-4, save_steps=2)
+    whole = tune(paths, tmp_path / "whole", options=options)
+
+    out = tmp_path / "tuned"
+    step = SentenceTransformerTrainer.training_step
+    calls = []
+
+    def killed_at_the_fourth_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise Killed()
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformerTrainer, "training_step", killed_at_the_fourth_step)
+    with pytest.raises(Killed):
+        tune(paths, out, options=options)
+    monkeypatch.setattr(SentenceTransformerTrainer, "training_step", step)
+    checkpoints = out / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-2"]
+    # A half-written checkpoint (the kill came while saving step 4) is deleted, not resumed from.
+    (checkpoints / "checkpoint-4").mkdir()
+    (checkpoints / "checkpoint-4" / "model.safetensors").write_bytes(b"partial")
+
+    resumed = tune(paths, out, options=options)
+    assert resumed["resumed_from"] == 2 and resumed["steps"] == 4
+    log = json.load(open(out / "training_log.json"))["log"]
+    assert [e["step"] for e in log] == [1, 2, 3, 4]
+    whole_log = json.load(open(tmp_path / "whole" / "training_log.json"))["log"]
+    assert [e["loss"] for e in log] == pytest.approx([e["loss"] for e in whole_log], rel=1e-4)
+    assert whole["steps"] == 4

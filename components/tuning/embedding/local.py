@@ -4,14 +4,18 @@ Input columns (see :mod:`tunekit.components.model_clients.embeddings` for the fi
 ``title``?, ``text``), the queries (``_id``, ``text``) and the train labels (``query-id``, ``corpus-id``,
 ``score``). Every relevant ``(query, document)`` label becomes one training pair.
 
-Loss: :class:`sentence_transformers.losses.MultipleNegativesRankingLoss`: for each query in a batch, its document
-must score above every other document of the batch (the in-batch negatives) and above its own hard negatives.
-With ``hard_negatives > 0``, each pair gets that many negatives mined with the *base* model: the corpus documents
-it ranks highest for the query that are not labelled relevant. Batches never hold the same document twice, since
-a duplicate would be a false in-batch negative.
+Trainer: sentence-transformers' ``SentenceTransformerTrainer`` (Hugging Face ``Trainer`` underneath: AdamW,
+linear warm-up and decay, gradient clipping at 1.0, checkpoints and resume, ``torchrun``) with
+:class:`~sentence_transformers.sentence_transformer.losses.MultipleNegativesRankingLoss`: for each query in a batch,
+its document must score above every other document of the batch (the in-batch negatives) and above its own hard
+negatives. With ``hard_negatives > 0``, each pair gets that many negatives mined with the *base* model (the corpus
+documents it ranks highest for the query that are not labelled relevant) as the dataset's third and further
+columns. Batches never hold the same text twice (``BatchSamplers.NO_DUPLICATES``), since a duplicate document
+would be a false in-batch negative.
 
-Output: a sentence-transformers model directory (``SentenceTransformer(output_dir)`` loads it) and
-``training_summary.json`` beside it.
+Output: a sentence-transformers model directory (``SentenceTransformer(output_dir)`` loads it),
+``training_summary.json`` and ``training_log.json`` (the trainer's log history: the loss and learning rate of every
+logging window) beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import asdict, dataclass
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.model_record import ModelRecord
+from tunekit.components.common.state import write_text
 from tunekit.components.model_clients.embeddings import (
     SentenceTransformerEncoder,
     check_references,
@@ -35,7 +40,6 @@ from tunekit.components.model_clients.embeddings import (
     rank_documents,
     resolve_model_path,
 )
-from tunekit.components.tuning.lora import warmup_then_decay
 
 SUMMARY_FILE = "training_summary.json"
 #: The ``backend`` values :func:`run_tune_embedding` dispatches on.
@@ -58,6 +62,9 @@ class EmbeddingTuningOptions:
         max_seq_length: Token limit per text (0 keeps the model's own).
         seed: Random seed of the batch order and the initialisation.
         weight_decay: AdamW weight decay.
+        save_steps: Steps between checkpoints in the step's output folder (0: every tenth of the run); a re-run
+            resumes from the last complete one.
+        logging_steps: Steps per entry of the training log (the mean loss of the window).
     """
 
     steps: int = 100
@@ -70,6 +77,8 @@ class EmbeddingTuningOptions:
     max_seq_length: int = 0
     seed: int = 0
     weight_decay: float = 0.01
+    save_steps: int = 0
+    logging_steps: int = 1
 
 
 def build_pairs(
@@ -122,23 +131,37 @@ def mine_hard_negatives(
     return mined
 
 
-def _batches(pairs: list, batch_size: int, steps: int, rng: random.Random) -> list[list]:
-    """``steps`` batches of pairs, reshuffled each epoch, never two pairs with the same document in one batch."""
-    batches: list[list] = []
-    while len(batches) < steps:
-        order = pairs[:]
-        rng.shuffle(order)
-        while order and len(batches) < steps:
-            batch, seen, rest = [], set(), []
-            for pair in order:
-                if len(batch) < batch_size and pair[1] not in seen:
-                    batch.append(pair)
-                    seen.add(pair[1])
-                else:
-                    rest.append(pair)
-            batches.append(batch)
-            order = rest
-    return batches
+def _training_dataset(pairs, corpus, negatives, count: int):
+    """The trainer's dataset: ``anchor``, ``positive`` and, with mined negatives, ``negative_1..count`` columns.
+
+    MultipleNegativesRankingLoss reads the columns in order: the query, its document, then its hard negatives.
+    """
+    from datasets import Dataset
+
+    columns: dict[str, list[str]] = {"anchor": [p[2] for p in pairs], "positive": [corpus[p[1]] for p in pairs]}
+    for i in range(count):
+        columns[f"negative_{i + 1}"] = [corpus[negatives[p[0]][i]] for p in pairs]
+    return Dataset.from_dict(columns)
+
+
+def _progress_bar(progress: bool):
+    """A rich progress bar fed by the trainer's step callback (``progress(step, total, loss)``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("tuning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        disable=not progress,
+    )
+    task = bar.add_task("tuning", total=None, loss=float("nan"))
+
+    def update(step: int, total: int, loss: float) -> None:
+        bar.update(task, completed=step, total=total, loss=loss)
+
+    return bar, update
 
 
 def tune_embedding_model(
@@ -152,7 +175,12 @@ def tune_embedding_model(
     device: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """Tunes ``base_model`` on the train labels and saves the tuned model to ``output_dir``.
+    """Tunes ``base_model`` on the train labels with ``SentenceTransformerTrainer``; saves it to ``output_dir``.
+
+    Checkpoints go to ``output_dir/checkpoints`` every ``options.save_steps`` steps; a re-run with the same model,
+    data and options resumes from the last complete one (see :mod:`tunekit.components.tuning.trainers`) and they
+    are deleted once the tuned model is saved. Under ``torchrun`` each process trains on its share of every batch
+    and the embeddings are gathered across processes, so the in-batch negatives are those of the whole batch.
 
     Args:
         base_model: A sentence-transformers model directory, or
@@ -160,26 +188,33 @@ def tune_embedding_model(
         corpus_path: Corpus JSONL.
         queries_path: Queries JSONL.
         train_labels_path: Train label TSV.
-        output_dir: Where the tuned model is saved.
+        output_dir: Where the tuned model, ``training_summary.json`` and ``training_log.json`` are saved.
         options: Training settings (defaults: :class:`EmbeddingTuningOptions`).
         device: Torch device; None picks one.
         progress: Show progress bars.
 
     Returns:
-        A summary: base model, pairs, steps, first/last losses, seconds, options.
+        A summary: base model, pairs, steps, first/last losses, seconds, options, the step resumed from.
 
     Raises:
         UserError: Bad data or options.
     """
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from tunekit.components.tuning import trainers
 
     options = options or EmbeddingTuningOptions()
     if options.steps < 1 or options.batch_size < 2:
         raise UserError(
             "steps must be >= 1 and batch_size >= 2 (in-batch negatives need two pairs)", field="steps"
         )
+    if not 0.0 <= options.warmup_ratio < 1.0:
+        raise UserError(f"warmup_ratio must be in [0, 1), not {options.warmup_ratio}", field="warmup_ratio")
+    if options.save_steps < 0 or options.logging_steps < 1:
+        raise UserError("save_steps must be 0 or more and logging_steps at least 1", field="save_steps")
     corpus = load_corpus(corpus_path)
     queries = load_queries(queries_path)
     labels = load_labels(train_labels_path)
@@ -210,60 +245,87 @@ def tune_embedding_model(
         pairs_with_negatives = [p for p in pairs if len(negatives.get(p[0], [])) == options.hard_negatives]
         if len(pairs_with_negatives) >= 2:
             pairs = pairs_with_negatives
+    use_negatives = bool(negatives) and all(len(negatives.get(p[0], [])) == options.hard_negatives for p in pairs)
+    dataset = _training_dataset(pairs, corpus, negatives, options.hard_negatives if use_negatives else 0)
 
-    loss_fn = MultipleNegativesRankingLoss(model, scale=options.scale)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
-    scheduler = warmup_then_decay(optimizer, options.steps, options.warmup_ratio)
-    batches = _batches(pairs, min(options.batch_size, len(pairs)), options.steps, random.Random(options.seed))
-    use_negatives = bool(negatives) and all(p[0] in negatives for p in pairs)
-    losses: list[float] = []
-    model.train()
-    with Progress(
-        TextColumn("tuning"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeRemainingColumn(),
-        disable=not progress,
-    ) as bar:
-        task = bar.add_task("tuning", total=len(batches), loss=float("nan"))
-        for batch in batches:
-            columns = [[p[2] for p in batch], [corpus[p[1]] for p in batch]]
-            if use_negatives:
-                for i in range(options.hard_negatives):
-                    columns.append([corpus[negatives[p[0]][i]] for p in batch])
-            features = [
-                {k: v.to(model.device) if hasattr(v, "to") else v for k, v in model.preprocess(col).items()}
-                for col in columns
-            ]
-            loss = loss_fn(features, labels=None)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            bar.update(task, advance=1, loss=losses[-1])
+    processes = trainers.world_size()
+    on_cpu = str(model.device) == "cpu"
+    args = SentenceTransformerTrainingArguments(
+        output_dir=trainers.checkpoint_folder(output_dir),
+        max_steps=options.steps,
+        # batch_size is the whole batch (every other document of it is a negative): each process takes its share.
+        per_device_train_batch_size=max(1, min(options.batch_size, len(pairs)) // processes),
+        learning_rate=options.learning_rate,
+        weight_decay=options.weight_decay,
+        lr_scheduler_type="linear",
+        # A float below 1 is a share of the steps (TrainingArguments.warmup_steps).
+        warmup_steps=options.warmup_ratio,
+        max_grad_norm=1.0,
+        seed=options.seed,
+        data_seed=options.seed,
+        # No batch holds the same text twice: a duplicate document would be a false in-batch negative.
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        logging_strategy="steps",
+        logging_steps=options.logging_steps,
+        save_strategy="steps",
+        # 0: every tenth of the run (a float below 1 is a share of the steps).
+        save_steps=options.save_steps if options.save_steps > 0 else 0.1,
+        save_total_limit=2,
+        use_cpu=on_cpu,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_pin_memory=not on_cpu,
+    )
+    loss = MultipleNegativesRankingLoss(model, scale=options.scale, gather_across_devices=processes > 1)
+    bar, update = _progress_bar(progress)
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        callbacks=[trainers.step_callback(update)],
+    )
+    trainers.quiet(trainer)
+    run = trainers.fingerprint(
+        "embedding", options, resolve_model_path(base_model), corpus_path, queries_path, train_labels_path
+    )
+    with bar:
+        metrics = trainers.train(trainer, run)
+    log, _ = trainers.split_log_history(trainer.state.log_history)
+    losses = [float(e["loss"]) for e in log]
     model.eval()
-    os.makedirs(output_dir, exist_ok=True)
-    model.save(output_dir, create_model_card=False)
-    window = max(1, len(losses) // 10)
     summary = {
         "base_model": base_model,
         "base_model_path": resolve_model_path(base_model),
+        "trainer": type(trainer).__name__,
         "pairs": len(pairs),
         "queries": len(labels),
         "documents": len(corpus),
-        "steps": len(losses),
+        "steps": trainer.state.global_step,
         "hard_negatives": options.hard_negatives if use_negatives else 0,
-        "first_loss": sum(losses[:window]) / window,
-        "last_loss": sum(losses[-window:]) / window,
+        "first_loss": _window_mean(losses, first=True),
+        "last_loss": _window_mean(losses, first=False),
         "seconds": time.perf_counter() - started,
+        "processes": processes,
+        "resumed_from": metrics["resumed_from"],
         "options": asdict(options),
     }
-    with open(os.path.join(output_dir, SUMMARY_FILE), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
+    if trainer.is_world_process_zero():
+        os.makedirs(output_dir, exist_ok=True)
+        model.save(output_dir, create_model_card=False)
+        write_text(os.path.join(output_dir, SUMMARY_FILE), json.dumps(summary, indent=2))
+        trainers.write_training_log(output_dir, {"config": asdict(options), "log": log, "summary": summary})
+    trainers.clear_checkpoints(trainer)
     return summary
+
+
+def _window_mean(losses: list[float], *, first: bool) -> float:
+    """The mean of the first (or last) tenth of the logged losses (at least one); NaN when none was logged."""
+    if not losses:
+        return float("nan")
+    window = max(1, len(losses) // 10)
+    part = losses[:window] if first else losses[-window:]
+    return sum(part) / len(part)
 
 
 def run_tune_embedding(
