@@ -74,6 +74,8 @@ class DoctorOptions:
         template: A compiled spec or an Artifact Registry template URL ('' compiles the method).
         pipeline_root: The runs' gs:// folder ('' skips the check).
         service_account: The service account the steps run as ('' for Vertex's default).
+        spec_text: The spec itself, as YAML (a submission passes the one it built: nothing compiled or read
+            again); '' reads ``template`` or compiles the method.
     """
 
     project: str
@@ -84,6 +86,7 @@ class DoctorOptions:
     template: str = ""
     pipeline_root: str = ""
     service_account: str = ""
+    spec_text: str = ""
 
 
 def base_url() -> str:
@@ -208,8 +211,10 @@ class Doctor:
     def spec_images(self) -> list[str]:
         """The images the run's spec names: the given template's, or the method compiled with the chosen image."""
         options = self.options
-        text = ""
-        if options.template.startswith("https://"):
+        text = options.spec_text
+        if text:
+            pass
+        elif options.template.startswith("https://"):
             response = self.get(options.template)
             if response.status_code != 200:
                 raise UserError(self._http_problem(response, f"template {options.template}"))
@@ -503,8 +508,19 @@ def failed(checks: list[Check]) -> list[Check]:
     return [c for c in checks if not c.ok and not c.skipped]
 
 
-def preflight(method, config, submit_options, *, echo: Callable[[str], None] = print, **kwargs) -> None:
+def job_spec_text(job) -> str:
+    """The pipeline spec an ``aiplatform.PipelineJob`` carries, as YAML (what the run's executors will pull)."""
+    import yaml
+    from google.protobuf import json_format
+
+    return yaml.safe_dump(json_format.MessageToDict(job._gca_resource._pb.pipeline_spec))
+
+
+def preflight(method, config, submit_options, *, job=None, echo: Callable[[str], None] = print, **kwargs) -> None:
     """The doctor run of ``submit`` and ``schedule create``; raises when a check failed.
+
+    ``job`` (the ``PipelineJob`` just built) gives the spec whose images are checked, so nothing is compiled or
+    downloaded twice.
 
     Raises:
         UserError: Naming the failed checks (their lines were printed above it) and ``--skip-doctor``.
@@ -518,6 +534,7 @@ def preflight(method, config, submit_options, *, echo: Callable[[str], None] = p
         template=submit_options.template_path,
         pipeline_root=submit_options.pipeline_root,
         service_account=submit_options.service_account,
+        spec_text=job_spec_text(job) if job is not None else "",
     )
     bad = failed(doctor(options, echo=echo, **kwargs))
     if bad:

@@ -167,7 +167,7 @@ def create_schedule(
     job_options = dataclasses.replace(submit_options, labels=labels, display_name=display_name)
     # The static checks and the preflight come before a replaced schedule is deleted.
     job = build_pipeline_job(method, config, job_options, credentials=credentials)
-    run_doctor(method, config, submit_options, credentials)
+    run_doctor(method, config, submit_options, credentials, job)
     existing = find_schedule(method, submit_options, display_name, credentials=credentials)
     if existing is not None:
         if not replace:

@@ -174,12 +174,16 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
         )
 
 
-def run_doctor(method: Method, config, options: SubmitOptions, credentials=None) -> None:
-    """The preflight (pipelines/doctor.py) when ``options.doctor``; raises ``UserError`` when a check failed."""
+def run_doctor(method: Method, config, options: SubmitOptions, credentials=None, job=None) -> None:
+    """The preflight (pipelines/doctor.py) of ``job``'s spec when ``options.doctor``.
+
+    Raises:
+        UserError: A check failed (its line was printed).
+    """
     if options.doctor:
         from tunekit.pipelines.doctor import preflight
 
-        preflight(method, config, options, credentials=credentials)
+        preflight(method, config, options, job=job, credentials=credentials)
 
 
 def submit(method: Method, config, options: SubmitOptions, *, credentials=None):
@@ -195,7 +199,7 @@ def submit(method: Method, config, options: SubmitOptions, *, credentials=None):
 
     credentials = connect(options, credentials)
     job = build_pipeline_job(method, config, options, credentials=credentials)
-    run_doctor(method, config, options, credentials)
+    run_doctor(method, config, options, credentials, job)
     name = f"projects/{options.project}/locations/{options.region}/pipelineJobs/{job.job_id}"
 
     def create():

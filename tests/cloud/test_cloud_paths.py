@@ -50,7 +50,7 @@ def delete_objects(target, prefix: str) -> None:
 
 
 def test_gemini_supervised_tuning(genai_cloud, tmp_path):
-    """One supervised tuning job of gemini-2.5-flash-lite on 16 short examples, 1 epoch.
+    """One supervised tuning job of gemini-3.1-flash-lite on 16 short examples, 1 epoch.
 
     Vertex documents no minimum dataset size (it recommends starting with 100 examples for quality: "Prepare
     supervised fine-tuning data for Gemini models"); 16 is a smoke test of the path, not of the model.
@@ -73,7 +73,7 @@ def test_gemini_supervised_tuning(genai_cloud, tmp_path):
     result = tune_gemini(
         project=target.project,
         location=target.region,
-        base_model="gemini-2.5-flash-lite",
+        base_model="gemini-3.1-flash-lite",
         training_dataset_uri=train,
         epoch_count=1,
         tuned_model_display_name=f"tunekit-cloud-test-{target.run_id}",
@@ -91,7 +91,7 @@ def test_gemini_supervised_tuning(genai_cloud, tmp_path):
 
 
 def test_gemini_batch_prediction(genai_cloud, tmp_path):
-    """One batch prediction job of two one-line prompts on gemini-2.5-flash-lite.
+    """One batch prediction job of two one-line prompts on gemini-3.1-flash-lite.
 
     Real cost: about 20 input and 20 output tokens at half the online price (a fraction of a cent); the staged
     input and output files are deleted at the end. A batch job may queue for minutes to hours.
@@ -103,7 +103,7 @@ def test_gemini_batch_prediction(genai_cloud, tmp_path):
     staging = target.uri("batch")
     target.later(f"staged batch files {staging}", lambda: delete_objects(target, staging))
     backend = VertexBatchBackend(
-        "gemini-2.5-flash-lite",
+        "gemini-3.1-flash-lite",
         target.project,
         target.region,
         staging_uri=staging,

@@ -206,7 +206,14 @@ class FakeVertexPipelines(LoopbackFake):
         }
         #: Publisher models served per region.
         self.served_models: dict[str, set[str]] = {
-            LOCATION: {"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite"}
+            LOCATION: {
+                "gemini-2.5-flash",
+                "gemini-2.5-pro",
+                "gemini-2.5-flash-lite",
+                "gemini-3.1-flash-lite",
+                "gemini-3.5-flash",
+                "gemini-3.5-flash-lite",
+            }
         }
         #: The OAuth refresh token is revoked: the token endpoint answers invalid_grant.
         self.revoked = False

@@ -112,7 +112,7 @@ def fake(monkeypatch, tmp_path, private_key):
 def supervised(**overrides):
     from pipeline_helpers import supervised_config
 
-    return supervised_config(base_model="gemini-2.5-flash", **overrides)
+    return supervised_config(base_model="gemini-3.1-flash-lite", **overrides)
 
 
 def embedding(**overrides):
@@ -172,13 +172,13 @@ def test_a_ready_project_passes_every_check_from_the_cli(fake, capsys):
         "credentials", "images", "apis", "pipeline root", "service account", "models", "embedding template", "cost",
     ]  # fmt: skip
     assert all(line.startswith(("ok  ", "skip")) for line in lines), out
-    assert CALLER in lines[0] and "gemini-2.5-flash" in out
+    assert CALLER in lines[0] and "served in us-central1: gemini-" in out
     # Each call went to the fake, named as the documented REST paths.
     paths = [r[1] for r in fake.requests]
     assert any(p.startswith("/serviceusage.googleapis.com/v1/projects/test-project/services/") for p in paths)
     assert any("/artifactregistry.googleapis.com/v1/" in p and "/tags/test" in p for p in paths)
     assert any(p.startswith("/storage/v1/b/bucket/iam/testPermissions") for p in paths)
-    assert any(p.endswith("gemini-2.5-flash:countTokens") for p in paths)
+    assert any(p.endswith(":countTokens") and "/publishers/google/models/gemini-" in p for p in paths)
 
 
 def test_credentials_missing_or_revoked_is_one_line_with_the_login_command(fake, monkeypatch, tmp_path):
@@ -268,7 +268,7 @@ def test_service_account_missing_or_disabled(fake):
 def test_a_model_not_served_in_the_region(fake):
     assert make_doctor().check_models().ok
     check = make_doctor(region="europe-west9").check_models()
-    assert not check.ok and "gemini-2.5-flash is not served in europe-west9" in check.detail
+    assert not check.ok and "gemini-3.1-flash-lite is not served in europe-west9" in check.detail
 
 
 def test_embedding_template_parameters_are_checked_against_the_template_read(fake):
@@ -291,18 +291,37 @@ def test_embedding_template_parameters_are_checked_against_the_template_read(fak
 
 
 def test_cost_uses_the_project_price_table(fake):
-    check = make_doctor().check_cost()
-    assert check.ok and "gemini-2.5-flash $0.3/$2.5 per million input/output tokens" in check.detail
-    assert "tuning is billed per training token" in check.detail
     from types import SimpleNamespace
+
+    from tunekit.components.model_clients.pricing import DEFAULT_PRICES
+
+    model, price = next(iter(DEFAULT_PRICES.items()))
+    check = make_doctor(config=SimpleNamespace(judge_model=model, base_model="gemini-unpriced")).check_cost()
+    expected = (
+        f"{model} ${price.input_per_million:g}/${price.output_per_million:g} per million input/output tokens"
+    )
+    assert check.ok and expected in check.detail and "gemini-unpriced has no list price" in check.detail
+    assert "tuning is billed per training token" in check.detail
 
     bad = SimpleNamespace(teacher_model="gemini-2.5-pro", price_table={"gemini-2.5-pro": "cheap"})
     check = make_doctor(config=bad).check_cost()
     assert not check.ok and "price_table" in check.detail
 
 
-def test_submit_runs_doctor_first_and_a_failed_check_stops_it(fake, capsys):
+def test_submit_runs_doctor_first_and_a_failed_check_stops_it(fake, capsys, monkeypatch):
+    from tunekit.pipelines import compile as compile_module
+    from tunekit.pipelines import submit as submit_module
     from tunekit.pipelines.cli import main
+
+    compiled = []
+
+    def counted(*args, **kwargs):
+        compiled.append(args[0].name)
+        return original(*args, **kwargs)
+
+    original = compile_module.compile_method
+    monkeypatch.setattr(compile_module, "compile_method", counted)
+    monkeypatch.setattr(submit_module, "compile_method", counted)
 
     fake.disabled_services = {"aiplatform.googleapis.com"}
     base = [
@@ -316,7 +335,9 @@ def test_submit_runs_doctor_first_and_a_failed_check_stops_it(fake, capsys):
     assert main(base) == 2
     captured = capsys.readouterr()
     assert "FAIL  apis: not enabled: aiplatform.googleapis.com" in captured.out
-    assert "doctor: apis failed" in captured.err and "--skip-doctor" in captured.err
+    assert "doctor: apis failed" in captured.err and "--skip-doctor" in captured.err, captured.out
     assert fake.creates() == []
+    # The doctor checked the images of the spec the submission built: the pipeline was compiled once.
+    assert compiled == ["supervised-tuning"]
     assert main([*base, "--skip-doctor"]) == 0
     assert len(fake.creates()) == 1
