@@ -155,3 +155,39 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path, monkey
     whole_log = json.load(open(tmp_path / "whole" / "training_log.json"))["log"]
     assert [e["loss"] for e in log] == pytest.approx([e["loss"] for e in whole_log], rel=1e-4)
     assert whole["steps"] == 4
+
+
+def test_two_processes_under_the_launcher_train_one_model(tmp_path):
+    """torchrun with 2 CPU processes (gloo), through the GPU jobs' launcher: each process takes half of every batch,
+    the embeddings are gathered for the in-batch negatives, and one model and one log are written."""
+    import subprocess
+    import sys
+
+    paths = write_set(tmp_path / "data")
+    out = tmp_path / "tuned"
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import json, sys\n"
+        "from tunekit.components.model_clients.embeddings import BUNDLED_MINILM\n"
+        "from tunekit.components.tuning.embedding import local as emb\n"
+        "paths, out = json.loads(sys.argv[1]), sys.argv[2]\n"
+        "emb.tune_embedding_model(base_model=BUNDLED_MINILM, corpus_path=paths['corpus.jsonl'],\n"
+        "    queries_path=paths['queries.jsonl'], train_labels_path=paths['train.tsv'], output_dir=out,\n"
+        "    options=emb.EmbeddingTuningOptions(steps=2, batch_size=4, learning_rate=1e-4), progress=False)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("CLUSTER_SPEC", "MASTER_ADDR", "RANK", "WORLD_SIZE")}
+    env.update(MASTER_PORT="29733", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "tunekit.components.tuning.launch", "--nproc-per-node=2", "--"]
+        + [sys.executable, str(script), json.dumps(paths), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.load(open(out / emb.SUMMARY_FILE))
+    assert summary["processes"] == 2 and summary["steps"] == 2
+    assert [e["step"] for e in json.load(open(out / "training_log.json"))["log"]] == [1, 2]
+    tuned = load_sentence_transformer(str(out))
+    assert not np.allclose(load_sentence_transformer(BUNDLED_MINILM).encode(["x"]), tuned.encode(["x"]))
