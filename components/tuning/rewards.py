@@ -47,12 +47,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import inspect
 import json
 import math
 import os
 import re
+import types as pytypes
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -104,6 +104,8 @@ _KIND_KEYS: dict[str, dict[str, bool]] = {
 }
 _JSON_MATCH = {"exact": "EXACT_MATCH", "contains": "PARTIAL_MATCH", "regex": "REGEX_CONTAINS"}
 BACKENDS = ("local", "vertex")
+#: Where a python reward loaded from ``file`` keeps its module's source.
+_SOURCE = "__tunekit_reward_source__"
 
 
 @dataclasses.dataclass
@@ -615,13 +617,23 @@ def _function(reward: Reward) -> Callable[[dict, dict], float]:
     try:
         if spec.get("file"):
             path = str(spec["file"])
-            if not os.path.isabs(path) and reward.source and "://" not in reward.source:
-                path = os.path.join(os.path.dirname(os.path.abspath(reward.source)), path)
-            loader = importlib.util.spec_from_file_location(module_name, path)
-            if loader is None or not os.path.isfile(path):
-                raise reward.error(f"'{path}' is not a Python file", "file")
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
+            if not os.path.isabs(path) and "://" not in path and reward.source:
+                base = (
+                    reward.source.rsplit("/", 1)[0]
+                    if "://" in reward.source
+                    else os.path.dirname(os.path.abspath(reward.source))
+                )
+                path = f"{base}/{path}" if "://" in reward.source else os.path.join(base, path)
+            try:
+                with uris.local_copy(path) as local, open(local, encoding="utf-8") as handle:
+                    code = handle.read()
+            except (FileNotFoundError, IsADirectoryError):
+                raise reward.error(f"'{path}' is not a Python file", "file") from None
+            module = pytypes.ModuleType(module_name)
+            module.__file__ = path
+            # Kept for Vertex: the module's source is the code snippet it is sent (the file may be a gs:// copy).
+            module.__dict__[_SOURCE] = code
+            exec(compile(code, path, "exec"), module.__dict__)  # noqa: S102 - the user's own reward module
         else:
             module = importlib.import_module(module_name)
     except UserError:
@@ -647,10 +659,12 @@ def vertex_source(reward: Reward) -> str:
         UserError: The module's source cannot be read (a compiled or built-in module).
     """
     function = _function(reward)
+    source = getattr(function, "__globals__", {}).get(_SOURCE, "")
     try:
-        # The file the function was defined in: its whole module, whether imported or loaded from ``file``.
-        with open(function.__code__.co_filename, encoding="utf-8") as handle:
-            source = handle.read()
+        if not source:
+            # The file the function was defined in: its whole module.
+            with open(function.__code__.co_filename, encoding="utf-8") as handle:
+                source = handle.read()
     except (AttributeError, OSError):
         source = ""
     if not source:

@@ -317,3 +317,25 @@ def test_the_example_reward_file_runs_on_both_sides():
     values = dry_run(rewards, [example("12")], ["Answer: 12"])[0]
     assert values["exact_answer"] == 1.0 and values["answer_format"] == 1.0 and values["no_repeat"] == 1.0
     assert json.loads(rw.example_json(example()))["references"] == {"answer": "42"}
+
+
+def test_a_python_reward_file_beside_a_gcs_reward_file_is_read_from_cloud_storage(tmp_path, monkeypatch):
+    from tunekit.components.common import uris
+
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / "rewards.yaml").write_text(
+        "rewards:\n  - name: p\n    python: {function: 'gcs_reward:score', file: gcs_reward.py}\n"
+    )
+    (bucket / "gcs_reward.py").write_text("def score(example, response):\n    return 0.25\n")
+    import contextlib
+
+    @contextlib.contextmanager
+    def local_copy(uri):
+        yield str(tmp_path / uri.removeprefix("gs://"))
+
+    monkeypatch.setattr(uris, "local_copy", local_copy)
+    rewards = rw.load_rewards("gs://bucket/rewards.yaml")
+    assert dry_run(rewards, [example()], ["x"])[0]["p"] == 0.25
+    code = rewards.to_vertex()["reward_config"].code_execution_reward_scorer.python_code_snippet
+    assert code.startswith("def score(example, response):") and code.endswith("evaluate = score\n")
