@@ -433,11 +433,13 @@ class MultiTaskCollator:
 def student_trainer_class() -> type:
     """``StepByStepTrainer``: transformers' ``Trainer`` with the weighted multi-task loss, nothing else changed.
 
-    Each batch is :class:`MultiTaskCollator`'s: a forward pass per task, each with the model's own token-mean
-    loss, and the step's loss is :func:`weighted_loss` of them (TRL's pattern: a trainer subclass overrides
+    Each batch is :class:`MultiTaskCollator`'s: a forward pass per task, and the step's loss is
+    :func:`weighted_loss` of the tasks' token-mean losses (TRL's pattern: a trainer subclass overrides
     ``compute_loss`` and keeps the rest: optimizer, schedule, accumulation, mixed precision, distributed data
-    parallelism, checkpoints). The per-task losses of each logging window are logged as ``<task>_loss`` (and
-    ``eval_<task>_loss``).
+    parallelism, checkpoints). A task's token mean is taken over the whole step: every accumulated micro-batch
+    of every process, as ``Trainer`` does for one loss with ``num_items_in_batch``; so 2 processes of 4 inputs
+    train exactly as 1 process of 8. The per-task losses of each logging window are logged as ``<task>_loss``
+    (and ``eval_<task>_loss``), token-weighted.
     """
     import torch
     from transformers import Trainer
@@ -448,30 +450,51 @@ def student_trainer_class() -> type:
             self.task_weights = dict(task_weights)
             self.is_encoder_decoder = is_encoder_decoder
             self.tasks = sorted(t for t, w in self.task_weights.items() if w > 0)
-            # The loss is a weighted mean of per-task token means, not a sum over the accumulated batches' tokens:
-            # the trainer then divides it by the accumulation steps (Trainer.training_step).
-            self.model_accepts_loss_kwargs = False
-            self._windows = {
-                mode: torch.zeros(2, len(self.tasks), dtype=torch.float64) for mode in ("train", "eval")
-            }
+            # compute_loss divides by the step's token counts (all micro-batches), so the trainer must not also
+            # divide by the accumulation steps (Trainer.training_step).
+            self.loss_is_scaled_for_ga = True
+            self._windows = {m: torch.zeros(2, len(self.tasks), dtype=torch.float64) for m in ("train", "eval")}
             self.counted = torch.zeros(2, dtype=torch.float64)  # tokens and examples trained on
 
+        def _targets(self, batch: Mapping[str, Any]) -> Any:
+            labels = batch["labels"] if self.is_encoder_decoder else batch["labels"][:, 1:]  # causal: shifted
+            return (labels != -100).sum()
+
+        def _get_num_items_in_batch(self, batch_samples: list, device: Any) -> Any:
+            """Target tokens of each task in the step's micro-batches, summed over the processes."""
+            counts = torch.zeros(len(self.tasks), dtype=torch.float64)
+            for batch in batch_samples:
+                for task, inputs in batch.items():
+                    counts[self.tasks.index(task)] += float(self._targets(inputs))
+            counts = counts.to(device)
+            if self.args.world_size > 1:
+                counts = self.accelerator.reduce(counts, reduction="sum")
+            return counts
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            losses = {task: model(**batch).loss for task, batch in inputs.items()}
+            losses, sums = {}, {}
+            for task, batch in inputs.items():
+                targets = self._targets(batch)
+                mean = model(**batch).loss
+                sums[task] = (mean * targets).detach(), targets
+                if num_items_in_batch is None:  # evaluation: this batch's token mean
+                    losses[task] = mean
+                else:  # this micro-batch's share of the step's token mean (DDP then averages the processes)
+                    total = num_items_in_batch[self.tasks.index(task)].clamp(min=1)
+                    losses[task] = mean * targets / total * self.args.world_size
             loss = weighted_loss(losses, self.task_weights)
             mode = "train" if model.training else "eval"
             with torch.no_grad():
                 window = self._windows[mode]
-                for task, value in losses.items():
-                    index = self.tasks.index(task)
-                    window[0, index] += value.detach().double().cpu()
-                    window[1, index] += 1
+                for task, (total, targets) in sums.items():
+                    window[0, self.tasks.index(task)] += float(total)
+                    window[1, self.tasks.index(task)] += float(targets)
                 if mode == "train":
                     for batch in inputs.values():
                         tokens = batch["attention_mask"].sum()
                         if self.is_encoder_decoder:
                             tokens = tokens + (batch["labels"] != -100).sum()
-                        self.counted[0] += tokens.double().cpu()
+                        self.counted[0] += float(tokens)
                         self.counted[1] += batch["input_ids"].shape[0]
             return (loss, None) if return_outputs else loss
 
@@ -482,10 +505,11 @@ def student_trainer_class() -> type:
             return loss.detach(), None, None
 
         def task_means(self, mode: str) -> dict[str, float]:
-            """The window's mean loss per task over every process, and a new window."""
-            window = self._windows[mode].to(self.args.device)
-            window = self.accelerator.reduce(window, reduction="sum").cpu()
+            """The window's token-mean loss per task over every process, and a new window."""
+            window = self._windows[mode].clone()
             self._windows[mode].zero_()
+            if self.args.world_size > 1:
+                window = self.accelerator.reduce(window.to(self.args.device), reduction="sum").cpu()
             return {t: float(window[0, i] / window[1, i]) for i, t in enumerate(self.tasks) if window[1, i] > 0}
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -605,7 +629,8 @@ def tune_student(
     log, eval_log = trainers.split_log_history(trainer.state.log_history)
     eval_loss = trainers.final_eval_loss(trainer, eval_log)
     wall = metrics["train_runtime"]
-    counted = trainer.accelerator.reduce(trainer.counted.to(args.device), reduction="sum").cpu()
+    counted = trainer.counted.to(args.device)
+    counted = (trainer.accelerator.reduce(counted, reduction="sum") if args.world_size > 1 else counted).cpu()
     for entry in log:
         entry["task_losses"] = _task_losses(entry)
     for entry in eval_log:
