@@ -96,6 +96,7 @@ _REGISTRY_MODEL = re.compile(
 _REGISTRY_MODELS = re.compile(rf"^{_PARENT}/models$")
 _EVALUATE = re.compile(rf"^{_PARENT}:evaluateInstances$")
 _ENDPOINT_PREDICT = re.compile(rf"^(?P<endpoint>{_PARENT}/endpoints/[^/:]+):predict$")
+_TUNED_ENDPOINT = re.compile(rf"^(?P<endpoint>{_PARENT}/endpoints/[^/:]+)(?P<verb>:undeployModel)?$")
 #: Model Garden's vLLM serving image, the one tunekit's rollout uploads open models with.
 VLLM_IMAGE = "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:latest"
 
@@ -389,6 +390,8 @@ class FakeVertex(LoadFeatures):
         self._batch_counter = 0
         #: Bodies of the validateReinforcementTuningReward calls, in order.
         self.validated: list[dict] = []
+        #: Tuning jobs' endpoints whose model was undeployed (``:undeployModel``).
+        self.undeployed: set[str] = set()
 
     # --- scripting ---------------------------------------------------------------------------------------------
 
@@ -698,6 +701,12 @@ class FakeVertex(LoadFeatures):
             return self._generate(m.group("model"), body or {})
         if method == "POST" and (m := _ENDPOINT_PREDICT.match(path)):
             return self._predict_open_model(m["endpoint"], body or {})
+        if (
+            method in ("GET", "POST")
+            and (m := _TUNED_ENDPOINT.match(path))
+            and (method == "GET") != bool(m["verb"])
+        ):
+            return self._tuned_endpoint(m["endpoint"], bool(m["verb"]), body or {})
         if method == "POST" and (m := _BATCHES.match(path)):
             return self._create_batch(m, body or {})
         if method == "GET" and (m := _BATCHES.match(path)):
@@ -757,6 +766,10 @@ class FakeVertex(LoadFeatures):
                 return 400, self._error(
                     400, f"{spec_name}.{key} must be a GCS object of type JSONL (a .jsonl file), not {uri}."
                 )
+        with self._lock:
+            problem = self._open_or_continuous_problem(body)
+        if problem:
+            return 400, self._error(400, problem)
         with self._lock:
             self._counter += 1
             job_id = str(1000 + self._counter)
@@ -878,6 +891,7 @@ class FakeVertex(LoadFeatures):
                 return 404, self._error(404, f"TuningJob {name} not found.")
             if self._poll(name, job):
                 self._succeed(name, job)
+                self._succeed_open_or_continuous(job)
             return 200, json.loads(json.dumps(job))
 
     def _poll(self, name: str, job: dict) -> bool:
@@ -905,6 +919,11 @@ class FakeVertex(LoadFeatures):
             endTime=_now(),
             tunedModel={"model": f"{model}@1", "endpoint": endpoint},
         )
+        checkpoints = self._checkpoints(job, parent, number, endpoint)
+        if checkpoints:
+            job["tunedModel"]["checkpoints"] = checkpoints
+        if (stats := self._data_stats(job)) is not None:
+            job["tuningDataStats"] = stats
         self.models[model] = {
             "name": model,
             "versionId": "1",
@@ -916,6 +935,192 @@ class FakeVertex(LoadFeatures):
             "createTime": _now(),
             "updateTime": _now(),
         }
+        if checkpoints:
+            # Model.checkpoints / defaultCheckpointId (google-genai 2.34 types.Model; models.py _Model_from_vertex).
+            self.models[model]["checkpoints"] = [
+                {k: c[k] for k in ("checkpointId", "epoch", "step")} for c in checkpoints
+            ]
+            self.models[model]["defaultCheckpointId"] = checkpoints[-1]["checkpointId"]
+
+    #: Optimizer steps per epoch of the fake's tuning jobs.
+    STEPS_PER_EPOCH = 10
+
+    def _checkpoints(self, job: dict, parent: str, number: str, endpoint: str) -> list[dict]:
+        """A supervised job's checkpoints: one per epoch below 10 epochs, else 10 evenly spread, the last at the end,
+        each on an endpoint of its own, the last on the tuned model's (Vertex AI, "Use checkpoints in supervised
+        fine-tuning for Gemini models", https://cloud.google.com/vertex-ai/generative-ai/docs/models/tuning-checkpoints);
+        only the final one with ``exportLastCheckpointOnly`` (google-genai 2.34 CreateTuningJobConfig)."""
+        spec = job.get("supervisedTuningSpec")
+        if spec is None:
+            return []
+        epochs = int((spec.get("hyperParameters") or {}).get("epochCount") or 1)
+        count = 1 if spec.get("exportLastCheckpointOnly") else min(epochs, 10)
+        out = []
+        for i in range(1, count + 1):
+            epoch = round(i * epochs / count)
+            out.append(
+                {
+                    "checkpointId": str(i),
+                    # int64 fields are JSON strings in proto3's JSON mapping (https://protobuf.dev/programming-guides/json/).
+                    "epoch": str(epoch),
+                    "step": str(epoch * self.STEPS_PER_EPOCH),
+                    "endpoint": endpoint if i == count else f"{parent}/endpoints/{(9000 + int(number)) * 100 + i}",
+                }
+            )
+        return out
+
+    def _data_stats(self, job: dict) -> dict | None:
+        """``tuningDataStats.supervisedTuningDataStats`` of a supervised job whose training file is under ``gcs_root``:
+        examples, billable tokens (the fake's whitespace tokens of every text part, one pass over the data) and steps
+        (google-genai 2.34 types.SupervisedTuningDataStats)."""
+        spec = job.get("supervisedTuningSpec")
+        uri = (spec or {}).get("trainingDatasetUri", "")
+        if not self.gcs_root or not uri.startswith("gs://") or not os.path.isfile(self.gcs_path(uri)):
+            return None
+        rows = [json.loads(line) for line in open(self.gcs_path(uri), encoding="utf-8") if line.strip()]
+        tokens = sum(
+            _count(self._texts(c))
+            for row in rows
+            for c in [*row.get("contents", []), row.get("systemInstruction")]
+            if c
+        )
+        epochs = int((spec.get("hyperParameters") or {}).get("epochCount") or 1)
+        return {
+            "supervisedTuningDataStats": {
+                "tuningDatasetExampleCount": str(len(rows)),
+                "totalBillableTokenCount": str(tokens),
+                "tuningStepCount": str(epochs * self.STEPS_PER_EPOCH),
+            }
+        }
+
+    def _checkpoint_endpoint(self, endpoint: str) -> str:
+        """The endpoint whose answers ``endpoint`` gives (lock held): a tuned model's main endpoint serves its default
+        checkpoint (the tuning-checkpoints page above); any other endpoint answers for itself."""
+        for job in self.jobs.values():
+            tuned = job.get("tunedModel") or {}
+            if tuned.get("endpoint") == endpoint and tuned.get("checkpoints"):
+                model = self.models.get(tuned["model"].split("@")[0]) or {}
+                default = model.get("defaultCheckpointId")
+                found = next((c for c in tuned["checkpoints"] if c["checkpointId"] == default), None)
+                return found["endpoint"] if found else endpoint
+        return endpoint
+
+    def _known_endpoint(self, endpoint: str) -> bool:
+        """Whether a tuning job deployed a model or a checkpoint on ``endpoint`` (lock held)."""
+        for job in self.jobs.values():
+            tuned = job.get("tunedModel") or {}
+            if tuned.get("endpoint") == endpoint or any(
+                c["endpoint"] == endpoint for c in tuned.get("checkpoints", [])
+            ):
+                return True
+        return False
+
+    def _tuned_endpoint(self, endpoint: str, undeploy: bool, body: dict) -> tuple[int, dict]:
+        """``GET`` of an endpoint a tuning job deployed a model or checkpoint on, and its ``:undeployModel``
+        (aiplatform ``EndpointServiceClient``; an undeployment is a long-running operation, answered done). One
+        deployed model per such endpoint, with all the traffic; once undeployed the endpoint answers no
+        generateContent (https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.endpoints)."""
+        with self._lock:
+            if not self._known_endpoint(endpoint):
+                return 404, self._error(404, f"Endpoint {endpoint} not found.")
+            deployed_id = endpoint.rsplit("/", 1)[1]
+            deployed = [] if endpoint in self.undeployed else [{"id": deployed_id, "displayName": "tuned"}]
+            if not undeploy:
+                split = {deployed_id: 100} if deployed else {}
+                return 200, {"name": endpoint, "deployedModels": deployed, "trafficSplit": split}
+            if not deployed or body.get("deployedModelId") != deployed_id:
+                return 404, self._error(
+                    404, f"DeployedModel {body.get('deployedModelId')} not found on {endpoint}."
+                )
+            self.undeployed.add(endpoint)
+            return 200, {
+                "name": f"{endpoint}/operations/{time.monotonic_ns()}",
+                "done": True,
+                "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UndeployModelResponse"},
+            }
+
+    # --- managed open-model tuning and continuous tuning ---------------------------------------------------------
+
+    #: The open model ids Vertex AI's "Tune an open model" page lists
+    #: (https://docs.cloud.google.com/vertex-ai/generative-ai/docs/models/open-model-tuning): all of the form
+    #: ``{publisher}/{family}@{version}`` but Gemma 3 27B IT's.
+    OPEN_MODEL_IDS = (
+        "google/gemma-3-27b-it",
+        "meta/llama3_1@llama-3.1-8b",
+        "meta/llama3_1@llama-3.1-8b-instruct",
+        "meta/llama3-2@llama-3.2-1b-instruct",
+        "meta/llama3-2@llama-3.2-3b-instruct",
+        "meta/llama3-3@llama-3.3-70b-instruct",
+        "qwen/qwen3@qwen3-32b",
+        "meta/llama4@llama-4-scout-17b-16e-instruct",
+    )
+
+    def _registry_version(self, name: str) -> dict | None:
+        """The registry model ``M``, ``M@VERSION`` or ``M@ALIAS`` names (lock held), or None."""
+        base, _, version = name.partition("@")
+        model = self.models.get(base)
+        if model is None or version not in ("", model["versionId"], *model.get("versionAliases", [])):
+            return None
+        return model
+
+    def _open_or_continuous_problem(self, body: dict) -> str:
+        """What Vertex refuses of an open-model or continuous-tuning job (lock held), '' for nothing."""
+        base = str(body.get("baseModel") or "")
+        spec = body.get("supervisedTuningSpec") or {}
+        hyper = spec.get("hyperParameters") or {}
+        open_model = "/" in base and not base.startswith(("projects/", "publishers/"))
+        if open_model:
+            # "{publisher}/{family}@{version}": an id without its version is refused (INVALID_ARGUMENT).
+            if base not in self.OPEN_MODEL_IDS and not re.fullmatch(r"[a-z0-9-]+/[a-z0-9._-]+@[a-z0-9._-]+", base):
+                return f"INVALID_ARGUMENT: base model {base} is not supported; open models are publisher/family@version."
+            # types.py TuningJob.output_uri: "This field is only available and required for open source models."
+            if not body.get("outputUri"):
+                return "outputUri is required to tune an open model."
+            # types.py SupervisedHyperParameters: learning_rate is "Mutually exclusive with learning_rate_multiplier".
+            if "learningRateMultiplier" in hyper:
+                return "learningRateMultiplier is not supported for open models; set learningRate."
+        else:
+            # types.py: custom_base_model, batch_size, learning_rate "only available for open source models".
+            for key, where in (("customBaseModel", body), ("batchSize", hyper), ("learningRate", hyper)):
+                if key in where:
+                    return f"{key} is only available for open source models."
+        pre = body.get("preTunedModel")
+        if pre:
+            pre = camel_keys(pre)
+            model = self._registry_version(str(pre.get("tunedModelName", "")))
+            if model is None:
+                return f"NOT_FOUND: pre-tuned model {pre.get('tunedModelName')} not found."
+            # "Use continuous tuning for Gemini models" (https://docs.cloud.google.com/gemini-enterprise-agent-platform/
+            # models/tuning/continuous-tuning.md.txt): only models tuned on or after 2025-07-11, and a CMEK model
+            # continues with the same key.
+            if str(model.get("createTime", ""))[:10] < "2025-07-11":
+                return "The pre-tuned model must have been tuned on or after 2025-07-11."
+            model_key = (model.get("encryptionSpec") or {}).get("kmsKeyName", "")
+            job_key = (body.get("encryptionSpec") or {}).get("kmsKeyName", "")
+            if model_key != job_key:
+                return "A continuous tuning job must use the pre-tuned model's encryption key."
+            checkpoint = pre.get("checkpointId")
+            known = [c["checkpointId"] for c in model.get("checkpoints", [])]
+            if checkpoint and known and checkpoint not in known:
+                return f"Checkpoint {checkpoint} not found in {pre.get('tunedModelName')}."
+        return ""
+
+    def _succeed_open_or_continuous(self, job: dict) -> None:
+        """After :meth:`_succeed` (lock held): an open model's weights and no endpoint; CMEK on the tuned model.
+
+        An open model's tuned weights are written under the job's ``outputUri`` (at ``postprocess/node-0/
+        checkpoints/final``, where Google's agent-platform-tuning skill deploys them from, google/skills
+        skills/cloud/agent-platform-tuning/SKILL.md "Phase 5") and are not deployed by the service; a job's
+        ``encryptionSpec`` covers "all resources created by the TuningJob" (types.py TuningJob.encryption_spec).
+        """
+        model = self.models[job["tunedModel"]["model"].split("@")[0]]
+        if job.get("encryptionSpec"):
+            model["encryptionSpec"] = dict(job["encryptionSpec"])
+        base = str(job.get("baseModel") or "")
+        if "/" in base and not base.startswith(("projects/", "publishers/")):
+            job["tunedModel"].pop("endpoint", None)
+            model["deployedModels"] = []
+            model["artifactUri"] = job["outputUri"].rstrip("/") + "/postprocess/node-0/checkpoints/final"
 
     # --- batch prediction jobs ---------------------------------------------------------------------------------
 
@@ -1086,7 +1291,9 @@ class FakeVertex(LoadFeatures):
                     f"Endpoint {model} serves a custom container: generateContent is not supported; use predict.",
                 )
             with self._lock:
-                known = any((j.get("tunedModel") or {}).get("endpoint") == model for j in self.jobs.values())
+                known = self._known_endpoint(model)
+                if model in self.undeployed:
+                    return 400, self._error(400, f"Endpoint {model} has no deployed model.")
             if not known and model not in self.responders:
                 return 404, self._error(404, f"Endpoint {model} not found.")
         contents = body.get("contents") or []
@@ -1104,7 +1311,9 @@ class FakeVertex(LoadFeatures):
             thoughts = min(thoughts, int(max_tokens))
             max_tokens = int(max_tokens) - thoughts
         usage_in = self._count_request(body)
-        responder = self._responder_for(model)
+        with self._lock:
+            answering = self._checkpoint_endpoint(model) if "/endpoints/" in model else model
+        responder = self._responder_for(answering)
         candidates = []
         for index in range(int(config.get("candidateCount") or 1)):
             answer = responder(prompt)
@@ -1179,6 +1388,14 @@ class FakeVertex(LoadFeatures):
                 for key in ("displayName", "versionDescription"):
                     if key in body:
                         model[key] = body[key]
+                if "defaultCheckpointId" in body:
+                    # google-genai's models.update sends defaultCheckpointId (models.py _UpdateModelConfig_to_vertex).
+                    ids = [c["checkpointId"] for c in model.get("checkpoints", [])]
+                    if body["defaultCheckpointId"] not in ids:
+                        return 400, self._error(
+                            400, f"Checkpoint {body['defaultCheckpointId']} not found in {name}."
+                        )
+                    model["defaultCheckpointId"] = body["defaultCheckpointId"]
                 model["updateTime"] = _now()
             elif method != "GET":
                 return 405, self._error(400, f"{method} is not supported on models.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.model_record import ModelRecord
 from tunekit.components.evaluation.gate import (
@@ -45,6 +47,15 @@ def _clients(
             CANDIDATE: vertex_client(tuned.endpoint, project, location, cache_dir, base_model=base_model),
         }
     raise ValueError(f"unknown backend '{backend}'")
+
+
+def _checkpoint_client(backend: str, base_model: str, checkpoint, project: str, location: str, cache_dir: str):
+    """A client for one checkpoint: its adapter folder locally, its endpoint on Vertex."""
+    if backend == "local":
+        from tunekit.components.model_clients.hf import HFLocalClient
+
+        return HFLocalClient(base_model, adapter_dir=checkpoint.path)
+    return vertex_client(checkpoint.endpoint, project, location, cache_dir, base_model=base_model)
 
 
 def _judge_with_autorater(
@@ -100,6 +111,50 @@ def _result(report: EvalReport, decision) -> EvaluationResult:
     )
 
 
+def _checkpoint_selection(
+    backend: str, tuned: ModelRecord, model_path: str, project: str, location: str, genai_client=None
+) -> list:
+    """The tuned model's checkpoints (:mod:`tunekit.components.evaluation.checkpoints`); a UserError when none."""
+    from tunekit.components.evaluation import checkpoints as ckpt
+
+    if backend == "local":
+        found = ckpt.local_checkpoints(model_path)
+        hint = "the tuning step keeps them when select_checkpoint is set (local_options.keep_checkpoints)"
+    else:
+        job_name = tuned.get("job_name") or ""
+        if not job_name or genai_client is None:
+            found = []
+        else:
+            job = genai_client.tunings.get(name=job_name)
+            model = genai_client.models.get(model=tuned.tuned_model) if tuned.tuned_model else None
+            found = ckpt.vertex_checkpoints(job, model)
+        hint = "its tuning job reports none (export_last_checkpoint_only, or a model without checkpoints)"
+    if not found:
+        raise UserError(
+            f"select_checkpoint: the tuned model has no checkpoints to choose from; {hint}; "
+            "or set select_checkpoint: false",
+            field="select_checkpoint",
+        )
+    return found
+
+
+def _adopt_local_checkpoint(model_path: str, best) -> bool:
+    """Makes a local checkpoint's adapter the tuned model's (what deploy and serve load); True when it changed."""
+    import shutil
+
+    if best.is_default:
+        return False
+    if not os.path.isfile(os.path.join(model_path, "adapter_config.json")):
+        raise UserError(
+            "select_checkpoint needs a LoRA adapter in the tuned model's folder (local_options.merge_adapter: false)",
+            field="select_checkpoint",
+        )
+    for name in os.listdir(best.path):
+        if name.startswith("adapter_"):
+            shutil.copyfile(os.path.join(best.path, name), os.path.join(model_path, name))
+    return True
+
+
 def run_evaluate(
     *,
     backend: str,
@@ -122,6 +177,9 @@ def run_evaluate(
     model_based: bool = False,
     evaluation_client=None,
     cache_dir: str = "",
+    select_checkpoint: bool = False,
+    genai_client=None,
+    endpoint_client=None,
 ) -> EvaluationResult:
     """Scores the tuned model beside its base and the champion on the held-out rows; decides whether to deploy.
 
@@ -138,6 +196,12 @@ def run_evaluate(
 
     ``cache_dir`` (the step's ``response_cache`` output; '' for none) keeps the Vertex models' answers and the
     autorater's verdicts as they arrive: a retried or re-run step asks again only for what is missing.
+
+    ``select_checkpoint``: every checkpoint of the tuned model answers the same rows instead of the tuned model
+    alone (:mod:`tunekit.components.evaluation.checkpoints`); the best one on the primary metric is the candidate
+    the gate judges, the default checkpoint on Vertex (the others' endpoints undeployed), and locally its adapter
+    becomes the tuned model's. ``genai_client`` / ``endpoint_client`` (tests) are the google-genai client and the
+    aiplatform ``EndpointServiceClient`` it uses on Vertex.
     """
     tuned = ModelRecord.read(model_path, model_metadata)
     if model_based and backend != "vertex":
@@ -156,6 +220,20 @@ def run_evaluate(
         if clients
         else _clients(backend, base_model, tuned, model_path, project, location, cache_dir)
     )
+    checkpoints: list = []
+    if select_checkpoint:
+        if backend == "vertex" and genai_client is None:
+            from tunekit.components.model_clients.vertex import make_genai_client
+
+            genai_client = make_genai_client(project, location)
+        checkpoints = _checkpoint_selection(backend, tuned, model_path, project, location, genai_client)
+        # The checkpoints answer instead of the tuned model (its main endpoint or adapter is one of them).
+        dropped = models.pop(CANDIDATE, None)
+        if dropped is not None:
+            dropped.close()
+        for c in checkpoints:
+            if c.label not in models:
+                models[c.label] = _checkpoint_client(backend, base_model, c, project, location, cache_dir)
     champion_error = ""
     if CHAMPION not in models:
         client, champion_error = load_champion(
@@ -170,6 +248,29 @@ def run_evaluate(
     finally:
         for client in models.values():
             client.close()
+    selection = None
+    if checkpoints:
+        from tunekit.components.evaluation import checkpoints as ckpt
+
+        set_default = undeploy = None
+        if backend == "vertex":
+            if endpoint_client is None:
+                from tunekit.components.deployment.registry import make_endpoint_client
+
+                endpoint_client = make_endpoint_client(location)
+            set_default, undeploy = ckpt.vertex_selection_calls(
+                tuned.tuned_model, client=genai_client, endpoints=endpoint_client
+            )
+        selection = ckpt.select(
+            report, checkpoints, set_default=set_default, undeploy=undeploy, keep_endpoints=(tuned.endpoint,)
+        )
+        if backend == "local":
+            selection.default_changed = _adopt_local_checkpoint(model_path, selection.best)
+        print(
+            f"checkpoint {selection.best.checkpoint_id} chosen of {len(checkpoints)} on {selection.metric}; "
+            f"undeployed {len(selection.undeployed)} endpoint(s)",
+            flush=True,
+        )
     decision = decide(
         **report.gate_inputs(champion_label=describe_champion(champion), champion_error=champion_error),
         policy=policy,
@@ -179,5 +280,12 @@ def run_evaluate(
             report, rows, project=project, location=location, client=evaluation_client, cache_dir=cache_dir
         )
     result = _result(report, decision)
+    if selection is not None:
+        from tunekit.components.evaluation.checkpoints import describe
+
+        result.figures.update(selection.figures())
+        result.metadata["checkpoints"] = selection.to_dict()
+        result.extras["checkpoints"] = selection
+        result.summary = f"{result.summary.rstrip()}\n\n{describe(selection)}\n"
     result.write(predictions_path=predictions_path, summary_path=summary_path)
     return result
