@@ -119,3 +119,61 @@ def estimate_tokens(text: str) -> int:
     usage and replaces this estimate in the report.
     """
     return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+# --- tuning prices --------------------------------------------------------------------------------------------
+
+#: When :data:`TUNING_PRICES` were read; check Google's pricing pages for today's prices.
+TUNING_PRICES_AS_OF = "2026-06"
+
+#: Managed tuning list prices in US dollars per million *training* tokens (a dataset's tokens times its epochs).
+#: The open models' (Model Garden managed OSS tuning) are those of Google's own cost script in the ``google/skills``
+#: repository's agent-platform-tuning references, mid-2026, as issue 16 quotes them. Gemini tuning is billed per
+#: training token too, but Vertex AI's pricing page for the current Gemini models' tuning was not among the sources
+#: read (2026-12-06): they have no entry, and a model without one is unpriced (None, not zero) until a
+#: ``tuning_price_table`` gives its price. Tuning on this machine has no per-token price either.
+TUNING_PRICES: dict[str, float] = {
+    "gemma-3-1b": 0.47,
+    "llama-3.1-8b": 0.67,
+    "qwen3-32b": 6.57,
+}
+
+
+def parse_tuning_price_table(
+    table: Mapping[str, object] | None, *, include_defaults: bool = True
+) -> dict[str, float]:
+    """Reads ``{model: dollars per million training tokens}`` (the table's entries win over :data:`TUNING_PRICES`).
+
+    Raises:
+        UserError: A price is not a non-negative number.
+    """
+    prices = dict(TUNING_PRICES) if include_defaults else {}
+    for model, value in (table or {}).items():
+        try:
+            price = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise UserError(
+                f"tuning price of {model!r} must be dollars per million training tokens; got {value!r}",
+                field="tuning_price_table",
+            ) from None
+        if price < 0:
+            raise UserError(f"tuning price of {model!r} is negative", field="tuning_price_table")
+        prices[str(model)] = price
+    return prices
+
+
+def tuning_price_for(model: str, prices: Mapping[str, float] | None = None) -> float | None:
+    """Dollars per million training tokens of tuning ``model``, or None when it has no price.
+
+    An exact entry, else the longest entry the model's own name (after ``@`` in an open model's
+    ``{publisher}/{family}@{version}``, else after the last ``/``) equals or starts with before a ``-``:
+    ``meta/llama3_1@llama-3.1-8b-instruct`` finds ``llama-3.1-8b``.
+    """
+    prices = TUNING_PRICES if prices is None else prices
+    if model in prices:
+        return prices[model]
+    short = model.rsplit("@", 1)[-1].rsplit("/", 1)[-1].lower()
+    for name in sorted(prices, key=len, reverse=True):
+        if short == name or short.startswith(name + "-"):
+            return prices[name]
+    return None

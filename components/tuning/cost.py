@@ -1,0 +1,201 @@
+"""The tuning bill, before and after: training tokens counted before the job, billed tokens read after it.
+
+Managed tuning is billed per *training token*: the tokens of the training dataset times the epochs (Gemini
+supervised tuning and Model Garden's managed open-model tuning alike; the open models' prices are per million
+training tokens). A preference example counts its prompt twice, once with each completion, plus both completions
+(Vertex AI's preference-tuning page, as issue 16 cites it: "2 x prompt + completion").
+
+- Before the job, :func:`estimate` prices the counted tokens: on Vertex counted by the model's own tokenizer through
+  ``countTokens`` (google-genai ``client.models.count_tokens``; free, "Requests to the GetTokens API are not
+  billed", https://ai.google.dev/gemini-api/docs/billing), locally by the open model's tokenizer
+  (:func:`count_local_tokens`).
+- After the job, :func:`billed` reads ``TuningJob.tuning_data_stats`` (google-genai 2.34 types.py
+  ``SupervisedTuningDataStats.total_billable_token_count``, ``PreferenceOptimizationDataStats`` likewise: "Number
+  of billable tokens in the tuning dataset", so one pass over the data) times the job's epochs.
+
+Prices are :data:`~tunekit.components.model_clients.pricing.TUNING_PRICES` (dated; a model without a price is
+unpriced: ``dollars`` None, said so in :meth:`TuningCost.line`, never zero).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tunekit.components.common.jsonl import iter_jsonl
+from tunekit.components.model_clients.pricing import TUNING_PRICES_AS_OF, tuning_price_for
+
+#: Rows sent in one countTokens request (their contents together; the count is their sum).
+COUNT_BATCH_ROWS = 50
+
+
+@dataclass
+class TuningCost:
+    """What a tuning run costs, or is expected to.
+
+    Attributes:
+        model: The model tuned.
+        dataset_tokens: Tokens of one pass over the training data.
+        epochs: Passes over the data; None when not known (the service's default before the job).
+        training_tokens: ``dataset_tokens * epochs``; None when the epochs are not known.
+        price_per_million: Dollars per million training tokens; None when the model has no price.
+        dollars: The cost; None when unpriced or the epochs are not known.
+        counted_by: ``countTokens``, ``tokenizer`` or ``tuning_data_stats``.
+        examples: Training examples counted.
+        prices_as_of: When the price table was read.
+    """
+
+    model: str
+    dataset_tokens: int
+    epochs: int | None
+    training_tokens: int | None
+    price_per_million: float | None
+    dollars: float | None
+    counted_by: str
+    examples: int = 0
+    prices_as_of: str = TUNING_PRICES_AS_OF
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the tuning step's metadata, the report)."""
+        return dataclasses.asdict(self)
+
+    def line(self, when: str = "estimated") -> str:
+        """One line for the log: tokens, epochs and dollars, or why there are no dollars."""
+        epochs = f"x {self.epochs} epochs" if self.epochs else "x the service's default epochs (not known yet)"
+        head = f"tuning cost {when} ({self.counted_by}): {self.dataset_tokens:,} tokens {epochs}"
+        if self.price_per_million is None:
+            return (
+                f"{head}; {self.model} has no tuning price in the table (prices of {self.prices_as_of}): unpriced"
+            )
+        if self.dollars is None:
+            return f"{head}; ${self.price_per_million:.2f} per 1M training tokens"
+        return (
+            f"{head} = {self.training_tokens:,} training tokens x ${self.price_per_million:.2f}/1M = "
+            f"${self.dollars:.2f} (prices of {self.prices_as_of})"
+        )
+
+
+def estimate(
+    model: str,
+    dataset_tokens: int,
+    epochs: int | None,
+    *,
+    counted_by: str,
+    examples: int = 0,
+    prices: Mapping[str, float] | None = None,
+) -> TuningCost:
+    """Prices ``dataset_tokens`` x ``epochs`` training tokens of ``model`` (None epochs: not known)."""
+    epochs = int(epochs) if epochs else None
+    training = dataset_tokens * epochs if epochs else None
+    price = tuning_price_for(model, prices)
+    dollars = training * price / 1e6 if training is not None and price is not None else None
+    return TuningCost(model, int(dataset_tokens), epochs, training, price, dollars, counted_by, examples)
+
+
+def preference_example_tokens(prompt: int, chosen: int, rejected: int) -> int:
+    """A preference example's training tokens: its prompt once with each completion, and both completions."""
+    return 2 * prompt + chosen + rejected
+
+
+# --- counting -------------------------------------------------------------------------------------------------
+
+
+def _gemini_contents(row: Mapping[str, Any]) -> list[dict]:
+    """A Gemini tuning row's contents, its system instruction counted as one more turn."""
+    contents = [dict(c) for c in row.get("contents") or []]
+    system = row.get("systemInstruction") or row.get("system_instruction")
+    if system and system.get("parts"):
+        contents.insert(0, {"role": "user", "parts": list(system["parts"])})
+    return contents
+
+
+def _batches(rows: Iterable[list[dict]], size: int) -> Iterable[list[dict]]:
+    batch: list[dict] = []
+    count = 0
+    for contents in rows:
+        batch.extend(contents)
+        count += 1
+        if count == size:
+            yield batch
+            batch, count = [], 0
+    if batch:
+        yield batch
+
+
+def count_gemini_tokens(
+    path: str, model: str, client: Any, *, batch_rows: int = COUNT_BATCH_ROWS
+) -> tuple[int, int]:
+    """``(tokens, examples)`` of a Gemini tuning file (``contents`` rows), counted by ``model``'s ``countTokens``.
+
+    The rows go :data:`COUNT_BATCH_ROWS` at a time (one request's count is the sum of its contents'), so a
+    dataset of N rows takes N/50 requests.
+    """
+    rows = [_gemini_contents(row) for _, row in iter_jsonl(path)]
+    total = 0
+    for batch in _batches(iter(rows), batch_rows):
+        response = client.models.count_tokens(model=model, contents=batch)
+        total += int(response.total_tokens or 0)
+    return total, len(rows)
+
+
+def count_local_tokens(path: str, tokenizer: Any) -> tuple[int, int]:
+    """``(tokens, examples)`` of a prompt/completion file, counted by an open model's tokenizer."""
+    total = examples = 0
+    for _, row in iter_jsonl(path):
+        for key in ("prompt", "completion"):
+            text = row.get(key)
+            if text:
+                total += len(tokenizer(str(text), add_special_tokens=False)["input_ids"])
+        examples += 1
+    return total, examples
+
+
+# --- after the job --------------------------------------------------------------------------------------------
+
+
+def job_epochs(job: Any) -> int | None:
+    """The epochs a finished tuning job ran (its spec's hyperparameters), or None when it does not say."""
+    for spec_name in ("supervised_tuning_spec", "preference_optimization_spec"):
+        spec = getattr(job, spec_name, None)
+        hyper = getattr(spec, "hyper_parameters", None) if spec is not None else None
+        if hyper is not None and getattr(hyper, "epoch_count", None):
+            return int(hyper.epoch_count)
+    return None
+
+
+def billed(
+    job: Any, model: str, epochs: int | None = None, prices: Mapping[str, float] | None = None
+) -> TuningCost | None:
+    """The billed tokens of a finished job (``tuning_data_stats``) and their price; None when it reports none.
+
+    ``epochs`` is used when the job's spec does not say how many it ran.
+    """
+    stats = getattr(job, "tuning_data_stats", None)
+    if stats is None:
+        return None
+    for name in ("supervised_tuning_data_stats", "preference_optimization_data_stats"):
+        found = getattr(stats, name, None)
+        if found is not None and found.total_billable_token_count is not None:
+            return estimate(
+                model,
+                int(found.total_billable_token_count),
+                job_epochs(job) or epochs,
+                counted_by="tuning_data_stats",
+                examples=int(found.tuning_dataset_example_count or 0),
+                prices=prices,
+            )
+    return None
+
+
+def gemini_tuning_costs(
+    *,
+    base_model: str,
+    train_path: str,
+    epochs: int | None,
+    client: Any,
+) -> TuningCost:
+    """The estimate before a Gemini (or managed open-model) tuning job: countTokens x epochs x the price."""
+    tokens, examples = count_gemini_tokens(train_path, base_model, client)
+    return estimate(base_model, tokens, epochs, counted_by="countTokens", examples=examples)

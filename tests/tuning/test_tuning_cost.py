@@ -1,0 +1,100 @@
+"""The tuning bill: an estimate from counted tokens x epochs x the dated price before the job, the billed tokens
+from the job's tuning_data_stats after it; a model without a price is unpriced, never free."""
+
+import json
+import math
+
+import pytest
+from fake_vertex import serve_fake_vertex
+from google.genai import types
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.model_clients import pricing
+from tunekit.components.tuning import cost
+
+
+@pytest.fixture
+def vertex(monkeypatch, tmp_path):
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=1, gcs_root=str(tmp_path / "gcs"))
+
+
+def _gemini_rows(n: int) -> list[dict]:
+    return [
+        {
+            "systemInstruction": {"parts": [{"text": "route the ticket"}]},
+            "contents": [
+                {"role": "user", "parts": [{"text": f"ticket number {i}"}]},
+                {"role": "model", "parts": [{"text": "billing"}]},
+            ],
+        }
+        for i in range(n)
+    ]
+
+
+def _write(path, rows) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_an_open_model_is_priced_per_million_training_tokens():
+    estimate = cost.estimate("meta/llama3_1@llama-3.1-8b-instruct", 2_000_000, 3, counted_by="countTokens")
+    assert estimate.price_per_million == 0.67 and estimate.training_tokens == 6_000_000
+    assert estimate.dollars == pytest.approx(4.02)
+    assert "$4.02" in estimate.line() and pricing.TUNING_PRICES_AS_OF in estimate.line()
+    assert cost.estimate("qwen/qwen3@qwen3-32b", 1_000_000, 1, counted_by="x").dollars == pytest.approx(6.57)
+
+
+def test_a_model_without_a_price_is_unpriced_not_free():
+    estimate = cost.estimate("gemini-3.5-flash", 1000, 2, counted_by="countTokens")
+    assert estimate.price_per_million is None and estimate.dollars is None
+    assert "unpriced" in estimate.line()
+    # Unknown epochs (the service's default): the tokens are known, the dollars are not.
+    assert cost.estimate("qwen/qwen3@qwen3-32b", 1000, 0, counted_by="x").dollars is None
+
+
+def test_a_price_table_overrides_and_bad_prices_are_one_line():
+    table = pricing.parse_tuning_price_table({"gemini-3.5-flash": 5})
+    assert cost.estimate("gemini-3.5-flash", 1_000_000, 2, counted_by="x", prices=table).dollars == 10.0
+    with pytest.raises(UserError, match="dollars per million training tokens") as caught:
+        pricing.parse_tuning_price_table({"gemini-3.5-flash": "cheap"})
+    assert caught.value.field == "tuning_price_table"
+
+
+def test_a_preference_example_counts_its_prompt_twice():
+    assert cost.preference_example_tokens(prompt=10, chosen=4, rejected=6) == 30
+
+
+def test_count_tokens_asks_the_service_in_batches(vertex, tmp_path):
+    path = _write(tmp_path / "train.jsonl", _gemini_rows(120))
+    tokens, examples = cost.count_gemini_tokens(path, "gemini-2.5-flash", vertex.genai_client())
+    # The fake counts whitespace words: system (3) + prompt (3) + answer (1) per row.
+    assert (tokens, examples) == (120 * 7, 120)
+    assert len(vertex.requests_to(r":countTokens$", "POST")) == math.ceil(120 / cost.COUNT_BATCH_ROWS)
+
+
+def test_billed_tokens_come_from_the_jobs_tuning_data_stats(vertex, tmp_path):
+    _write(tmp_path / "gcs" / "bucket" / "train.jsonl", _gemini_rows(10))
+    client = vertex.genai_client()
+    job = client.tunings.tune(
+        base_model="gemini-2.5-flash",
+        training_dataset=types.TuningDataset(gcs_uri="gs://bucket/train.jsonl"),
+        config=types.CreateTuningJobConfig(epoch_count=4),
+    )
+    job = client.tunings.get(name=job.name)
+    after = cost.billed(job, "gemini-2.5-flash", prices={"gemini-2.5-flash": 2.0})
+    assert after.counted_by == "tuning_data_stats" and after.examples == 10
+    assert after.dataset_tokens == 70 and after.epochs == 4 and after.training_tokens == 280
+    assert after.dollars == pytest.approx(280 * 2.0 / 1e6)
+    # The estimate before the job counts the same tokens.
+    before = cost.gemini_tuning_costs(
+        base_model="gemini-2.5-flash",
+        train_path=str(tmp_path / "gcs" / "bucket" / "train.jsonl"),
+        epochs=4,
+        client=client,
+    )
+    assert before.training_tokens == after.training_tokens
+
+
+def test_a_job_without_stats_bills_nothing_known():
+    assert cost.billed(types.TuningJob(name="j"), "gemini-2.5-flash") is None
