@@ -3,19 +3,18 @@
 Supervised tuning (:mod:`.supervised.local`) and the distillation student (:mod:`.distillation.local`) both train
 with these pieces: :class:`LocalTuningConfig` (LoRA rank, learning rate, steps, precision, ...),
 :func:`read_prompt_completions` (``prompt``/``completion`` rows, or any supervised format rendered to them),
-:func:`featurize` (the loss is on the completion only, which ends with ``eos``), :func:`collate` and
-:func:`resolve_precision`.
+:func:`featurize` (the loss is on the completion only, which ends with ``eos``), :func:`collate`,
+:func:`resolve_precision`, :func:`load_for_training` and :func:`add_lora`. The Hugging Face trainers they run on
+are set up by :mod:`tunekit.components.tuning.trainers`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunekit.components.common import progress
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.jsonl import iter_jsonl
 from tunekit.components.data_validation.formats import load_examples, to_prompt_completion
@@ -289,7 +288,7 @@ def local_options(
     }
 
 
-# --- what the local training loops share (the loops themselves stay with their methods) ----------------------
+# --- the model to train (the trainers themselves: :mod:`tunekit.components.tuning.trainers`) ---------------------
 
 
 def load_for_training(base_model: str, dtype: Any, seed: int) -> tuple[Any, Any, int, bool]:
@@ -335,79 +334,5 @@ def add_lora(model: Any, config: LocalTuningConfig, is_encoder_decoder: bool) ->
     return get_peft_model(model, lora)
 
 
-def trainable_parameters(model: Any, device: str) -> list[Any]:
-    """The weights that train, in float32, with the model moved to ``device`` in training mode.
-
-    Trained weights stay in float32 under 16-bit autocast: bf16 is too coarse for their updates.
-    """
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for parameter in trainable:
-        parameter.data = parameter.data.float()
-    model.to(device).train()
-    return trainable
-
-
-#: The progress label of optimizer steps.
+#: The progress label of optimizer steps (reported by :class:`~tunekit.components.tuning.trainers.StepCallback`).
 TRAINING_STEPS = "training steps"
-
-
-def planned_steps(config: LocalTuningConfig, units: int) -> int:
-    """Optimizer steps: ``max_steps``, or ``epochs`` passes over ``units`` (examples or inputs) when it is 0."""
-    per_step = config.batch_size * config.gradient_accumulation_steps
-    steps_per_epoch = max(1, math.ceil(units / per_step))
-    return config.max_steps if config.max_steps > 0 else max(1, math.ceil(config.epochs * steps_per_epoch))
-
-
-def warmup_then_decay(optimizer: Any, steps: int, warmup_ratio: float) -> Any:
-    """A learning-rate scheduler: linear warm-up over ``warmup_ratio`` of ``steps``, then linear decay to 0."""
-    import torch
-
-    warmup = int(warmup_ratio * steps)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (steps - step) / max(1, steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
-
-def optimizer_and_schedule(
-    trainable: list[Any], config: LocalTuningConfig, steps: int, dtype: Any
-) -> tuple[Any, Any, Any]:
-    """AdamW on ``trainable``, its :func:`warmup_then_decay` schedule, and a gradient scaler (used under fp16).
-
-    Returns:
-        ``(optimizer, scheduler, scaler)``, for :func:`optimizer_step`.
-    """
-    import torch
-
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = warmup_then_decay(optimizer, steps, config.warmup_ratio)
-    scheduler.tunekit_total_steps = steps  # read by optimizer_step's progress report
-    return optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-
-
-def autocast(dtype: Any) -> Any:
-    """The 16-bit autocast context for ``dtype`` on a GPU (a no-op when ``dtype`` is None: float32)."""
-    import torch
-
-    return torch.autocast(device_type="cuda", dtype=dtype, enabled=dtype is not None)
-
-
-def optimizer_step(
-    optimizer: Any, scheduler: Any, scaler: Any, trainable: list[Any], config: LocalTuningConfig
-) -> None:
-    """One optimizer step on the accumulated gradients: clipping (``max_grad_norm``), the step, the schedule."""
-    import torch
-
-    if config.max_grad_norm > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-    scaler.step(optimizer)
-    scaler.update()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    # The one progress hook of the local trainers (a Trainer callback would call the same with its state's
-    # global_step and max_steps); LambdaLR's last_epoch counts the scheduler's steps.
-    progress.report(TRAINING_STEPS, scheduler.last_epoch, getattr(scheduler, "tunekit_total_steps", 0))

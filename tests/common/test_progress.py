@@ -101,16 +101,19 @@ def test_evaluation_rows_are_reported_per_model(capsys, monkeypatch):
     assert [progress.parse_line(line)[0] for line in lines].count("evaluation rows (base)") == 4
 
 
-def test_the_local_trainers_optimizer_step_reports_training_steps(capsys, monkeypatch):
-    torch = pytest.importorskip("torch")
-    from tunekit.components.tuning import lora
+def test_the_local_trainers_step_callback_reports_training_steps(capsys, monkeypatch):
+    pytest.importorskip("transformers")
+    from transformers import TrainerControl, TrainerState
+
+    from tunekit.components.tuning import trainers
 
     monkeypatch.setenv(progress.MODE_ENV, "lines")
-    config = lora.LocalTuningConfig(max_steps=5)
-    weight = torch.nn.Parameter(torch.ones(2))
-    optimizer, scheduler, scaler = lora.optimizer_and_schedule([weight], config, 5, None)
-    for _ in range(5):
-        (weight * 2).sum().backward()
-        lora.optimizer_step(optimizer, scheduler, scaler, [weight], config)
+    callback, seen = trainers.step_callback(lambda *step: seen.append(step)), []
+    for step in range(1, 6):
+        state, control = TrainerState(global_step=step, max_steps=5), TrainerControl(should_log=step == 2)
+        callback.on_step_end(None, state, control)
+        if control.should_log:  # a step that logs is reported with its loss, once it is logged
+            callback.on_log(None, state, control, logs={"loss": float(step)})
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("progress: ")]
     assert lines == [f"progress: training steps {n}/5 ({n * 20}%)" for n in range(1, 6)]
+    assert [loss for _, _, loss in seen][1:] == [2.0, 2.0, 2.0, 5.0] and seen[0][:2] == (1, 5)
