@@ -50,7 +50,7 @@ def test_vertex_commands_without_credentials_print_one_line_and_exit_2(tmp_path,
         env=no_credentials_env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a loaded CI machine; alone each takes seconds
     )
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 2, output
