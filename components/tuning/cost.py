@@ -199,3 +199,70 @@ def gemini_tuning_costs(
     """The estimate before a Gemini (or managed open-model) tuning job: countTokens x epochs x the price."""
     tokens, examples = count_gemini_tokens(train_path, base_model, client)
     return estimate(base_model, tokens, epochs, counted_by="countTokens", examples=examples)
+
+
+# --- what a tuning step records -------------------------------------------------------------------------------
+
+
+def _is_gemini(model: str) -> bool:
+    return model.rsplit("/", 1)[-1].startswith("gemini-")
+
+
+def vertex_estimate(
+    base_model: str, train_path: str, epochs: int | None, *, project: str, location: str, client: Any = None
+) -> TuningCost:
+    """The estimate a Vertex tuning step prints and records before its job.
+
+    A Gemini model's tokens are counted by its ``countTokens``; an open model (``{publisher}/{family}@{version}``)
+    has no countTokens on Vertex's publisher endpoint, so its tokens are the model-free estimate of about four
+    characters a token (:func:`~tunekit.components.model_clients.pricing.estimate_tokens`, ``counted_by``
+    ``characters/4``); the billed count after the job replaces it.
+    """
+    if _is_gemini(base_model):
+        if client is None:
+            from tunekit.components.model_clients.vertex import make_genai_client
+
+            client = make_genai_client(project, location)
+        result = gemini_tuning_costs(base_model=base_model, train_path=train_path, epochs=epochs, client=client)
+    else:
+        from tunekit.components.model_clients.pricing import estimate_tokens
+
+        tokens = examples = 0
+        for _, row in iter_jsonl(train_path):
+            tokens += sum(
+                estimate_tokens(str(p.get("text", ""))) for c in _gemini_contents(row) for p in c.get("parts", [])
+            )
+            examples += 1
+        result = estimate(base_model, tokens, epochs, counted_by="characters/4", examples=examples)
+    print(result.line("estimated before the job"), flush=True)
+    return result
+
+
+def vertex_billed(
+    before: TuningCost, job_name: str, *, project: str, location: str, client: Any = None
+) -> dict[str, Any]:
+    """The tuning step's record of its cost; prints the billed line.
+
+    ``tuning_cost`` is ``{"estimate": ..., "billed": ...}`` (the model record keeps it whole; the billed part is
+    read from the finished job, None when it reports no tuning_data_stats), and the numbers the artifact's
+    metadata shows are flat beside it: ``estimated_training_tokens``, ``estimated_tuning_dollars``,
+    ``billed_training_tokens``, ``billed_tuning_dollars`` (absent when not known: unpriced is not zero).
+    """
+    after = None
+    if job_name:
+        if client is None:
+            from tunekit.components.model_clients.vertex import make_genai_client
+
+            client = make_genai_client(project, location)
+        after = billed(client.tunings.get(name=job_name), before.model, before.epochs)
+    if after is not None:
+        print(after.line("billed"), flush=True)
+    record: dict[str, Any] = {
+        "tuning_cost": {"estimate": before.to_dict(), "billed": after.to_dict() if after is not None else None}
+    }
+    for prefix, found in (("estimated", before), ("billed", after)):
+        if found is not None and found.training_tokens is not None:
+            record[f"{prefix}_training_tokens"] = found.training_tokens
+        if found is not None and found.dollars is not None:
+            record[f"{prefix}_tuning_dollars"] = found.dollars
+    return record

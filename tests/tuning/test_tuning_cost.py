@@ -98,3 +98,37 @@ def test_billed_tokens_come_from_the_jobs_tuning_data_stats(vertex, tmp_path):
 
 def test_a_job_without_stats_bills_nothing_known():
     assert cost.billed(types.TuningJob(name="j"), "gemini-2.5-flash") is None
+
+
+def test_the_vertex_tuning_step_prints_and_records_its_bill_before_and_after(vertex, tmp_path, capsys):
+    from tuning_helpers import ON_FAKE_VERTEX
+
+    from tunekit.components.tuning.supervised.steps import run_tune
+
+    train = _write(tmp_path / "train.jsonl", _gemini_rows(9))
+    metadata: dict = {}
+    record = run_tune(
+        backend="vertex",
+        base_model="gemini-2.5-flash",
+        task="classification",
+        train_path=train,
+        train_uri="gs://bucket/root/train_dataset",
+        validation_path="",
+        validation_uri="",
+        model_path=str(tmp_path / "tuned"),
+        model_metadata=metadata,
+        epoch_count=3,
+        **ON_FAKE_VERTEX,
+    )
+    recorded = record["tuning_cost"]
+    assert metadata["estimated_training_tokens"] == metadata["billed_training_tokens"] == 189
+    assert "estimated_tuning_dollars" not in metadata  # unpriced, not free
+    assert recorded["estimate"]["counted_by"] == "countTokens"
+    assert (recorded["estimate"]["dataset_tokens"], recorded["estimate"]["training_tokens"]) == (63, 189)
+    assert recorded["billed"]["counted_by"] == "tuning_data_stats"
+    assert recorded["billed"]["training_tokens"] == 189 and recorded["billed"]["epochs"] == 3
+    # gemini-2.5-flash has no tuning price in the table: unpriced, and the log says so.
+    assert recorded["estimate"]["dollars"] is None
+    printed = capsys.readouterr().out
+    assert "tuning cost estimated before the job (countTokens): 63 tokens x 3 epochs" in printed
+    assert "tuning cost billed (tuning_data_stats)" in printed and "unpriced" in printed

@@ -88,6 +88,10 @@ def run_tune(
     defaults.check_task(task)
     os.makedirs(model_path, exist_ok=True)
     if backend == "vertex":
+        from tunekit.components.tuning import cost
+
+        # The bill before the job: counted tokens x epochs x the dated price (printed; recorded below).
+        estimate = cost.vertex_estimate(base_model, train_path, epoch_count, project=project, location=location)
         from tunekit.components.tuning.gemini import job_options, jsonl_dataset_uri, tune_gemini
 
         result = tune_gemini(
@@ -100,6 +104,10 @@ def run_tune(
             ),
         )
         summary = {"backend": "vertex", **result.to_dict()}
+        # ... and after it: the billed tokens of the job's tuning_data_stats.
+        summary.update(
+            cost.vertex_billed(estimate, summary.get("job_name", ""), project=project, location=location)
+        )
     elif backend == "local":
         from tunekit.components.tuning.lora import LocalTuningConfig
         from tunekit.components.tuning.lora import local_options as local_options_of
