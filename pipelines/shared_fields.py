@@ -79,6 +79,154 @@ def gemini_base_model(backend: str = "backend", values: Any = "vertex") -> Check
     )
 
 
+def vertex_base_model(backend: str = "backend", values: Any = "vertex") -> Check:
+    """The check of a model to tune on Vertex AI when the field ``backend`` is ``values``: Gemini or an open model.
+
+    A Gemini id as :func:`gemini_base_model` checks it; an open model id (Model Garden managed tuning) must have
+    the ``{publisher}/{family}@{version}`` form (tuning.gemini's :data:`OPEN_MODELS` lists the documented ids).
+    """
+    return checked_by(
+        "tunekit.components.tuning.gemini:check_tunable",
+        "a current Gemini model Vertex AI can tune, or an open model id of the form {publisher}/{family}@{version} "
+        "(managed open-model tuning; a missing @version is refused)",
+        listing="tunekit.components.tuning.gemini:OPEN_MODELS",
+        when={backend: values},
+    )
+
+
+# -- managed open-model tuning and continuous tuning (Vertex AI) -------------------------------------------------
+
+
+def _open_model_setting(value: Any, config: Any) -> None:
+    """A setting only open models take is set while ``base_model`` is Gemini (the job would be refused)."""
+    from tunekit.components.common.errors import UserError
+    from tunekit.components.tuning.gemini import is_open_model
+
+    if value and not is_open_model(getattr(config, "base_model", "")):
+        raise UserError(f"is an open-model setting; base_model '{config.base_model}' is not an open model")
+
+
+def check_tuning_mode(value: str, config: Any) -> None:
+    """``tuning_mode``: ``full`` or ``lora``, one the open model takes, and only for an open model."""
+    from tunekit.components.tuning.gemini import tuning_mode_enum
+
+    if value:
+        _open_model_setting(value, config)
+        tuning_mode_enum(value, getattr(config, "base_model", ""))
+
+
+def check_custom_base_model(value: str, config: Any) -> None:
+    """``custom_base_model``: a ``gs://`` folder of weights, only for an open model."""
+    from tunekit.components.common.errors import UserError
+
+    if value:
+        _open_model_setting(value, config)
+        if not value.startswith("gs://"):
+            raise UserError(f"'{value}' must be a gs:// folder of .safetensors weights; upload it first")
+
+
+def check_open_model_output(value: str, config: Any) -> None:
+    """``output_uri`` is required to tune an open model on Vertex (types.py ``TuningJob.output_uri``)."""
+    from tunekit.components.common.errors import UserError
+    from tunekit.components.tuning.gemini import is_open_model
+
+    if not value and is_open_model(getattr(config, "base_model", "")) and not getattr(config, "start_from", ""):
+        raise UserError("must be set to tune an open model: the gs:// folder the tuned weights are written to")
+
+
+def check_start_from(value: str, config: Any) -> None:
+    """``start_from``: a tuned model to continue from, ``projects/P/locations/L/models/M[@VERSION or @ALIAS]``."""
+    from tunekit.components.common.errors import UserError
+    from tunekit.components.tuning.gemini import check_start_model, is_open_model
+
+    if not value:
+        return
+    check_start_model(value)
+    if is_open_model(getattr(config, "base_model", "")):
+        raise UserError(
+            "continuous tuning is documented for Gemini models only; base_model is an open model (leave start_from "
+            "empty, or give custom_base_model the weights to start from)"
+        )
+
+
+def tuning_mode() -> Any:
+    """``tuning_mode``: full fine-tuning or LoRA of an open model tuned on Vertex."""
+    return field(
+        "",
+        "Vertex, open models: 'full' (full fine-tuning) or 'lora' (parameter-efficient); '' lets Vertex choose.",
+        checks=[
+            one_of("tunekit.components.tuning.gemini:TUNING_MODES", extra=("",)),
+            checked_by(
+                "tunekit.pipelines.shared_fields:check_tuning_mode",
+                "only for an open model, and a mode it takes",
+                with_config=True,
+                when={"backend": "vertex"},
+            ),
+        ],
+    )
+
+
+def custom_base_model() -> Any:
+    """``custom_base_model``: the user's own weights of an open model, in Cloud Storage."""
+    return field(
+        "",
+        "Vertex, open models: gs:// folder of your own .safetensors weights derived from base_model ('' for the "
+        "published weights).",
+        checks=[
+            checked_by(
+                "tunekit.pipelines.shared_fields:check_custom_base_model",
+                "a gs:// folder, only for an open model",
+                with_config=True,
+                when={"backend": "vertex"},
+            )
+        ],
+    )
+
+
+def start_from() -> Any:
+    """``start_from``: continuous tuning from a tuned model, one of its versions, or an alias such as ``champion``."""
+    return field(
+        "",
+        "Vertex: continue tuning from this tuned model, projects/P/locations/L/models/M[@VERSION or @ALIAS] "
+        "(M@champion: the purpose's champion), instead of base_model ('' tunes base_model); it must have been "
+        "tuned on or after 2025-07-11, with the same encryption_key.",
+        checks=[
+            checked_by(
+                "tunekit.pipelines.shared_fields:check_start_from",
+                "a tuned Model Registry entry (Gemini)",
+                with_config=True,
+                when={"backend": "vertex"},
+            )
+        ],
+    )
+
+
+def pre_tuned_model_checkpoint_id() -> Any:
+    """``pre_tuned_model_checkpoint_id``: a checkpoint of ``start_from`` other than its default one."""
+    return field(
+        "",
+        "Vertex: the checkpoint of start_from to continue from ('' for its default checkpoint).",
+        checks=[required_when_set("start_from")],
+    )
+
+
+def required_when_set(other: str) -> Check:
+    """The value may be set only when the field ``other`` is set too."""
+    return checked_by(
+        "tunekit.pipelines.shared_fields:check_needs_start_from",
+        f"only with {other}",
+        with_config=True,
+    )
+
+
+def check_needs_start_from(value: str, config: Any) -> None:
+    """A checkpoint id without ``start_from`` names nothing."""
+    from tunekit.components.common.errors import UserError
+
+    if value and not getattr(config, "start_from", ""):
+        raise UserError("names a checkpoint of start_from: set start_from too")
+
+
 def current_gemini(**when: Any) -> Check:
     """The check of a Gemini model called for generation (a teacher, a judge) when the fields have the values given.
 
@@ -101,9 +249,26 @@ def encryption_key() -> Any:
     return field("", "Vertex: Cloud KMS key name for CMEK ('' for Google-managed keys).")
 
 
-def output_uri(jobs: str = "job's") -> Any:
-    """``output_uri``: the folder of the tuning ``jobs``' outputs ("job's" or "jobs'")."""
-    return field("", f"Vertex: gs:// folder for the tuning {jobs} outputs ('' for the default).")
+def output_uri(jobs: str = "job's", open_models: bool = False) -> Any:
+    """``output_uri``: the folder of the tuning ``jobs``' outputs ("job's" or "jobs'").
+
+    ``open_models``: the method tunes open models on Vertex too, which need it (the tuned weights are written there).
+    """
+    if not open_models:
+        return field("", f"Vertex: gs:// folder for the tuning {jobs} outputs ('' for the default).")
+    return field(
+        "",
+        f"Vertex: gs:// folder for the tuning {jobs} outputs ('' for the default); required for an open model "
+        "(its tuned weights are written there).",
+        checks=[
+            checked_by(
+                "tunekit.pipelines.shared_fields:check_open_model_output",
+                "set for an open model",
+                with_config=True,
+                when={"backend": "vertex"},
+            )
+        ],
+    )
 
 
 # -- evaluation and the gate ------------------------------------------------------------------------------------

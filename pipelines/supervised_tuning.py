@@ -52,9 +52,11 @@ class SupervisedTuningConfig:
     )
     base_model: str = field(
         "gemini-3.5-flash",
-        "Vertex: a tunable Gemini model id. Local: a model directory (or 'tiny-random:t5' for the demo's tiny model).",
+        "Vertex: a tunable Gemini model id, or an open model id ({publisher}/{family}@{version}, e.g. "
+        "meta/llama3_1@llama-3.1-8b-instruct: Model Garden managed tuning). Local: a model directory (or "
+        "'tiny-random:t5' for the demo's tiny model).",
         checks=[
-            shared.gemini_base_model(),
+            shared.vertex_base_model(),
             model_folder(["tunekit.pipelines.local_run:TINY_PREFIX"], when={"backend": "local"}),
         ],
     )
@@ -64,12 +66,20 @@ class SupervisedTuningConfig:
     adapter_size: int = shared.adapter_size("; 2.5 Pro at most 8")
     labels: dict = shared.labels()
     encryption_key: str = shared.encryption_key()
-    output_uri: str = shared.output_uri()
+    output_uri: str = shared.output_uri(open_models=True)
+    tuning_mode: str = shared.tuning_mode()
+    custom_base_model: str = shared.custom_base_model()
+    start_from: str = shared.start_from()
+    pre_tuned_model_checkpoint_id: str = shared.pre_tuned_model_checkpoint_id()
     train_steps: int = field(
         0, "Local: optimizer steps (0 takes the middle of the SPEC's recommended range for the task).", ge=0
     )
-    learning_rate: float = field(0.0, "Local: learning rate (0 for the trainer's default).", ge=0)
-    batch_size: int = field(0, "Local: examples per step (0 for the trainer's default).", ge=0)
+    learning_rate: float = field(
+        0.0, "Local, and Vertex open models: learning rate (0 for the trainer's or Vertex's default).", ge=0
+    )
+    batch_size: int = field(
+        0, "Local, and Vertex open models: examples per step (0 for the trainer's or Vertex's default).", ge=0
+    )
     lora_rank: int = field(0, "Local: LoRA rank (0 for the trainer's default).", ge=0)
     local_options: dict = field(
         {},

@@ -683,3 +683,317 @@ def job_options(step: Mapping[str, Any], *, method: str, stage: str = "", **sett
         "state_path": os.path.join(step["model_path"], STATE_FILE),
         "poll_interval_s": step["poll_interval_s"],
     }
+
+
+# --- managed open-model tuning (Model Garden models through the same tuning service) ---------------------------
+
+
+@dataclass(frozen=True)
+class OpenModel:
+    """What Google's "Tune an open model" page says of one open model the tuning service tunes.
+
+    Attributes:
+        name: Its display name on the page.
+        modes: The tuning modes its "Limitations" row lists (``full``, ``lora``: :data:`TUNING_MODES`); empty
+            where that row was not read, and then no mode is refused here (Vertex decides).
+    """
+
+    name: str
+    modes: tuple[str, ...] = ()
+
+
+#: The open models Vertex AI's managed tuning tunes, by the exact id the page gives ("Supported models" and
+#: "Limitations" of "Tune an open model", https://docs.cloud.google.com/vertex-ai/generative-ai/docs/models/open-model-tuning,
+#: read on :data:`LIFECYCLE_AS_OF`): ``{publisher}/{family}@{version}``, but for Gemma 3 27B IT, which the page
+#: names ``google/gemma-3-27b-it``. Llama 3.2 1B and 3B Instruct are listed for full fine-tuning only. The list is
+#: advisory like :data:`TUNABLE_MODELS`: another id of the ``{publisher}/{family}@{version}`` form passes with a
+#: warning.
+OPEN_MODELS: dict[str, OpenModel] = {
+    "google/gemma-3-27b-it": OpenModel("Gemma 3 27B IT", ("lora", "full")),
+    "meta/llama3_1@llama-3.1-8b": OpenModel("Llama 3.1 8B", ("lora", "full")),
+    "meta/llama3_1@llama-3.1-8b-instruct": OpenModel("Llama 3.1 8B Instruct", ("lora", "full")),
+    "meta/llama3-2@llama-3.2-1b-instruct": OpenModel("Llama 3.2 1B Instruct", ("full",)),
+    "meta/llama3-2@llama-3.2-3b-instruct": OpenModel("Llama 3.2 3B Instruct", ("full",)),
+    "meta/llama3-3@llama-3.3-70b-instruct": OpenModel("Llama 3.3 70B Instruct"),
+    "qwen/qwen3@qwen3-32b": OpenModel("Qwen 3 32B"),
+    "meta/llama4@llama-4-scout-17b-16e-instruct": OpenModel("Llama 4 Scout 17B 16E Instruct"),
+}
+#: The regions the page lists for open-model tuning.
+OPEN_MODEL_REGIONS = ("us-central1", "europe-west4")
+#: The tuning modes of open models, and the enum google-genai sends for each (types.py ``TuningMode``;
+#: tunings.py puts it at ``supervisedTuningSpec.tuningMode`` / ``distillationSpec.tuningMode``).
+TUNING_MODES = {"full": types.TuningMode.TUNING_MODE_FULL, "lora": types.TuningMode.TUNING_MODE_PEFT_ADAPTER}
+#: An open model id as the tuning service takes it: ``{publisher}/{family}@{version}``, lowercase.
+_OPEN_ID = re.compile(r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9._-]*@[a-z0-9][a-z0-9._-]*$")
+#: Where the tuning service writes the tuned weights under the job's ``output_uri``: the serving model the
+#: deployment step of Google's agent-platform-tuning skill deploys (``OUTPUT_URI/postprocess/node-0/checkpoints/final``,
+#: google/skills skills/cloud/agent-platform-tuning/SKILL.md, "Phase 5: Model Deployment").
+OPEN_MODEL_FINAL_CHECKPOINT = "postprocess/node-0/checkpoints/final"
+
+
+def is_open_model(base_model: str) -> bool:
+    """Whether ``base_model`` names an open model (``publisher/family[@version]``), not Gemini or a tuned model."""
+    name = base_model.strip()
+    if not name or name.startswith(("projects/", "publishers/", "models/", "gs://", "/", ".")):
+        return False
+    return "/" in name and not name.lower().startswith("gemini")
+
+
+def check_open_model(base_model: str) -> str:
+    """The static check of an open model to tune with the managed service; returns the id.
+
+    A documented id (:data:`OPEN_MODELS`) passes; another id of the ``{publisher}/{family}@{version}`` form passes
+    with a warning (the service decides). A missing ``@version`` is refused with the documented ids of that family:
+    Vertex answers such an id with INVALID_ARGUMENT only once the job is created.
+
+    Raises:
+        UserError: Not of the ``{publisher}/{family}@{version}`` form, naming the closest documented id.
+    """
+    name = base_model.strip()
+    if name in OPEN_MODELS:
+        return name
+    lowered = name.lower()
+    if lowered != name and lowered in OPEN_MODELS:
+        raise UserError(f"open model ids are lowercase: use '{lowered}'", field="base_model")
+    if _OPEN_ID.match(name):
+        _LOG.warning(
+            "'%s' is not among the open models Google's 'Tune an open model' page lists (%s); sending it anyway: "
+            "Vertex AI decides",
+            name,
+            ", ".join(OPEN_MODELS),
+        )
+        return name
+    family = [m for m in OPEN_MODELS if m.split("@", 1)[0] == lowered.split("@", 1)[0]]
+    close = family or difflib.get_close_matches(lowered, list(OPEN_MODELS), n=1)
+    hint = f"; did you mean {' or '.join(close)}?" if close else f"; documented ids: {', '.join(OPEN_MODELS)}"
+    raise UserError(
+        f"'{name}' is not an open model id the tuning service takes: open models are named "
+        f"'{{publisher}}/{{family}}@{{version}}' (a missing @version is refused with INVALID_ARGUMENT){hint}",
+        field="base_model",
+    )
+
+
+def check_tunable(base_model: str) -> str:
+    """The static check of a model to tune on Vertex: an open model (:func:`check_open_model`) or Gemini.
+
+    A tuned model to continue from (``projects/.../models/M[@V]``) is checked by :func:`check_start_model`.
+    """
+    if base_model.strip().startswith("projects/"):
+        return check_start_model(base_model)
+    if is_open_model(base_model):
+        return check_open_model(base_model)
+    return check_tunable_model(base_model)
+
+
+def tuning_mode_enum(mode: str, base_model: str = "") -> types.TuningMode:
+    """The enum google-genai sends for ``mode`` (``full`` or ``lora``), checked against what ``base_model`` takes.
+
+    Raises:
+        UserError: Not a mode, or one the documented model does not take (Llama 3.2 1B/3B: full only).
+    """
+    key = (mode or "").strip().lower()
+    if key not in TUNING_MODES:
+        raise UserError(f"tuning mode '{mode}' is not one of {', '.join(TUNING_MODES)}", field="tuning_mode")
+    known = OPEN_MODELS.get(base_model.strip())
+    if known is not None and known.modes and key not in known.modes:
+        raise UserError(
+            f"{known.name} ({base_model}) is tuned with {' or '.join(known.modes)} only, not {key} "
+            "(Google's 'Tune an open model' page, Limitations)",
+            field="tuning_mode",
+        )
+    return TUNING_MODES[key]
+
+
+def check_open_model_job(
+    *,
+    base_model: str,
+    tuning_mode: str = "",
+    learning_rate: float | None = None,
+    learning_rate_multiplier: float | None = None,
+    batch_size: int | None = None,
+    adapter_size: int | None = None,
+    custom_base_model: str = "",
+    output_uri: str | None = None,
+    location: str = "",
+) -> None:
+    """Checks an open-model tuning job's settings before any paid call.
+
+    ``learning_rate`` and ``batch_size`` are open-model settings and ``learning_rate_multiplier`` a Gemini one
+    (types.py ``CreateTuningJobConfig``: "Mutually exclusive with `learning_rate`. This feature is only available
+    for 1P models"); ``output_uri`` "is only available and required for open source models" (types.py
+    ``TuningJob.output_uri``); ``custom_base_model`` is "a Cloud Storage directory that contains the model weights
+    in .safetensors format", with ``base_model`` still naming the model it derives from (types.py).
+
+    Raises:
+        UserError: Naming the field and what to do.
+    """
+    check_open_model(base_model)
+    if tuning_mode:
+        tuning_mode_enum(tuning_mode, base_model)
+    if learning_rate_multiplier:
+        raise UserError(
+            "open models take learning_rate, not learning_rate_multiplier (a Gemini setting); set learning_rate",
+            field="learning_rate_multiplier",
+        )
+    if learning_rate is not None and not learning_rate > 0:
+        raise UserError(f"learning rate must be positive, not {learning_rate!r}", field="learning_rate")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1
+    ):
+        raise UserError(f"batch size must be a positive integer, not {batch_size!r}", field="batch_size")
+    if adapter_size:
+        adapter_size_enum(adapter_size)
+        if (tuning_mode or "").lower() == "full":
+            raise UserError(
+                "adapter_size is a LoRA setting: leave it 0 with tuning_mode full", field="adapter_size"
+            )
+    if custom_base_model and not is_gcs(custom_base_model):
+        raise UserError(
+            f"custom_base_model must be a gs:// folder of .safetensors weights, not '{custom_base_model}'",
+            field="custom_base_model",
+        )
+    if not output_uri:
+        raise UserError(
+            "tuning an open model needs output_uri, the gs:// folder the tuned weights are written to "
+            "(required for open models)",
+            field="output_uri",
+        )
+    if location and location not in OPEN_MODEL_REGIONS:
+        _LOG.warning(
+            "open-model tuning is documented in %s only, not %s; sending it anyway: Vertex AI decides",
+            " and ".join(OPEN_MODEL_REGIONS),
+            location,
+        )
+
+
+def open_model_fields(
+    *,
+    base_model: str,
+    tuning_mode: str = "",
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    custom_base_model: str = "",
+) -> dict[str, Any]:
+    """The open-model fields of a ``CreateTuningJobConfig`` (the set ones), for :func:`tuning_config`."""
+    fields: dict[str, Any] = {}
+    if tuning_mode:
+        fields["tuning_mode"] = tuning_mode_enum(tuning_mode, base_model)
+    if learning_rate:
+        fields["learning_rate"] = float(learning_rate)
+    if batch_size:
+        fields["batch_size"] = int(batch_size)
+    if custom_base_model:
+        fields["custom_base_model"] = custom_base_model
+    return fields
+
+
+def open_model_weights_uri(output_uri: str) -> str:
+    """The ``gs://`` folder of a finished open-model job's tuned weights (:data:`OPEN_MODEL_FINAL_CHECKPOINT`)."""
+    return f"{output_uri.rstrip('/')}/{OPEN_MODEL_FINAL_CHECKPOINT}"
+
+
+# --- continuous tuning: tuning again from a tuned model or one of its checkpoints ------------------------------
+
+#: "Only supervised tuned base models tuned on or after July 11, 2025 can be used as a base model for continuous
+#: tuning"; and a pre-tuned model encrypted with a customer-managed key must be tuned again with the same key
+#: (Vertex AI, "Use continuous tuning for Gemini models",
+#: https://docs.cloud.google.com/gemini-enterprise-agent-platform/models/tuning/continuous-tuning.md.txt).
+CONTINUOUS_TUNING_SINCE = datetime.date(2025, 7, 11)
+#: A tuned model to continue from, as the continuous-tuning page writes it:
+#: ``projects/{project}/locations/{location}/models/{modelId}@{version_id}``, the version (an id or an alias such
+#: as ``champion``) optional (the default version).
+_START_MODEL = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[^/@]+(?:@[A-Za-z0-9_-]+)?$")
+
+
+def check_start_model(start_model: str) -> str:
+    """The static check of a tuned model to continue tuning from; returns it.
+
+    Raises:
+        UserError: Not ``projects/P/locations/L/models/M[@VERSION_OR_ALIAS]``.
+    """
+    name = start_model.strip()
+    if not _START_MODEL.match(name):
+        raise UserError(
+            f"'{start_model}' is not a tuned model to continue from: give its Model Registry name, "
+            "projects/PROJECT/locations/LOCATION/models/MODEL[@VERSION or @ALIAS]",
+            field="start_from",
+        )
+    return name
+
+
+def _as_date(value: Any) -> datetime.date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.timezone.utc).date() if value.tzinfo else value.date()
+    if hasattr(value, "ToDatetime"):  # a protobuf Timestamp
+        return value.ToDatetime().date()
+    text = str(value)
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+    except ValueError:
+        return None
+
+
+def check_continuous_start(start_model: str, *, encryption_key: str = "", model_client: Any = None) -> dict:
+    """Checks the continuous-tuning rules on the tuned model to start from, before the job is created.
+
+    Reads the Model Registry version (aiplatform ``GetModel``, which resolves ``@VERSION`` and ``@ALIAS``): it must
+    have been tuned on or after :data:`CONTINUOUS_TUNING_SINCE` (its ``version_create_time``, else
+    ``create_time``), and a version encrypted with a Cloud KMS key needs the job to use that same key (and a job
+    with a key cannot continue from a Google-encrypted model).
+
+    Args:
+        start_model: ``projects/P/locations/L/models/M[@V]``.
+        encryption_key: The new job's Cloud KMS key ('' for Google-managed).
+        model_client: An aiplatform ``ModelServiceClient``; by default a REST one for the model's region.
+
+    Returns:
+        What was read: ``model``, ``version_id``, ``tuned_on`` (ISO date or ''), ``kms_key_name``.
+
+    Raises:
+        UserError: The model is not found, was tuned before 2025-07-11, or its key differs from the job's.
+    """
+    name = check_start_model(start_model)
+    if model_client is None:
+        from google.cloud import aiplatform_v1
+
+        from tunekit.components.model_clients.vertex import make_rest_client
+
+        model_client = make_rest_client(aiplatform_v1.ModelServiceClient, name.split("/")[3])
+    try:
+        model = model_client.get_model(name=name)
+    except Exception as exc:  # google.api_core NotFound / PermissionDenied: the user must fix the name
+        raise UserError(
+            f"the model to continue tuning from, {name}, cannot be read from the Model Registry ({exc}); check "
+            "the name and version",
+            field="start_from",
+        ) from None
+    tuned_on = _as_date(getattr(model, "version_create_time", None)) or _as_date(
+        getattr(model, "create_time", None)
+    )
+    if tuned_on is not None and tuned_on < CONTINUOUS_TUNING_SINCE:
+        raise UserError(
+            f"{name} was tuned on {tuned_on.isoformat()}; continuous tuning starts only from models tuned on or "
+            f"after {CONTINUOUS_TUNING_SINCE.isoformat()} (Vertex AI, 'Use continuous tuning'): start from the "
+            "base model instead",
+            field="start_from",
+        )
+    spec = getattr(model, "encryption_spec", None)
+    model_key = str(getattr(spec, "kms_key_name", "") or "")
+    if model_key != (encryption_key or ""):
+        if model_key:
+            what = f"is encrypted with {model_key}; set encryption_key to that same key"
+        else:
+            what = "uses Google-managed encryption; leave encryption_key empty"
+        raise UserError(
+            f"{name} {what}: a continuous-tuning job must use the pre-tuned model's key (Vertex AI, "
+            "'Use continuous tuning')",
+            field="encryption_key",
+        )
+    return {
+        "model": name,
+        "version_id": str(getattr(model, "version_id", "") or ""),
+        "tuned_on": tuned_on.isoformat() if tuned_on else "",
+        "kms_key_name": model_key,
+    }

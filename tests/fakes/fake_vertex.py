@@ -1095,8 +1095,9 @@ class FakeVertex(LoadFeatures):
             # continues with the same key.
             if str(model.get("createTime", ""))[:10] < "2025-07-11":
                 return "The pre-tuned model must have been tuned on or after 2025-07-11."
-            model_key = (model.get("encryptionSpec") or {}).get("kmsKeyName", "")
-            job_key = (body.get("encryptionSpec") or {}).get("kmsKeyName", "")
+            # google-genai sends the proto field name (kms_key_name), which Vertex's JSON parser reads as camelCase.
+            model_key = camel_keys(model.get("encryptionSpec") or {}).get("kmsKeyName", "")
+            job_key = camel_keys(body.get("encryptionSpec") or {}).get("kmsKeyName", "")
             if model_key != job_key:
                 return "A continuous tuning job must use the pre-tuned model's encryption key."
             checkpoint = pre.get("checkpointId")
@@ -1115,7 +1116,7 @@ class FakeVertex(LoadFeatures):
         """
         model = self.models[job["tunedModel"]["model"].split("@")[0]]
         if job.get("encryptionSpec"):
-            model["encryptionSpec"] = dict(job["encryptionSpec"])
+            model["encryptionSpec"] = camel_keys(job["encryptionSpec"])
         base = str(job.get("baseModel") or "")
         if "/" in base and not base.startswith(("projects/", "publishers/")):
             job["tunedModel"].pop("endpoint", None)

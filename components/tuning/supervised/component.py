@@ -57,6 +57,10 @@ def tune_supervised(
     project: str,
     location: str,
     pipeline_job_name: str,
+    tuning_mode: str,
+    custom_base_model: str,
+    start_from: str,
+    pre_tuned_model_checkpoint_id: str,
     tuned_model: dsl.Output[dsl.Model],
 ) -> str:
     """Supervised tuning: Gemini on Vertex (re-attaching on retry) or LoRA on an open model; returns the deploy backend.

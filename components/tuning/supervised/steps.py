@@ -78,12 +78,17 @@ def run_tune(
     location: str = "",
     pipeline_job_name: str = "",
     poll_interval_s: float = 30.0,
+    tuning_mode: str = "",
+    custom_base_model: str = "",
+    start_from: str = "",
+    pre_tuned_model_checkpoint_id: str = "",
 ) -> dict[str, Any]:
     """Tunes ``base_model`` on the prepared data with the chosen backend; fills ``model_metadata``.
 
-    Vertex: the tuning job's name is written to ``model_path/tuning_state.json`` before waiting, so a retried
-    step re-attaches to the job it started instead of paying for a second one. Local: LoRA with transformers and
-    PEFT; the adapter and tokenizer are written under ``model_path``.
+    Vertex (:func:`~tunekit.components.tuning.supervised.vertex.tune_vertex`: Gemini, an open model, or
+    continuous tuning from ``start_from``): the tuning job's name is written to ``model_path/tuning_state.json``
+    before waiting, so a retried step re-attaches to the job it started instead of paying for a second one.
+    Local: LoRA with transformers and PEFT; the adapter and tokenizer are written under ``model_path``.
     """
     defaults.check_task(task)
     os.makedirs(model_path, exist_ok=True)
@@ -92,18 +97,24 @@ def run_tune(
 
         # The bill before the job: counted tokens x epochs x the dated price (printed; recorded below).
         estimate = cost.vertex_estimate(base_model, train_path, epoch_count, project=project, location=location)
-        from tunekit.components.tuning.gemini import job_options, jsonl_dataset_uri, tune_gemini
+        from tunekit.components.tuning.gemini import job_options
+        from tunekit.components.tuning.supervised.vertex import tune_vertex
 
-        result = tune_gemini(
+        # Gemini, an open model (managed open-model tuning) or a tuned model to continue from (start_from).
+        summary = tune_vertex(
             base_model=base_model,
-            training_dataset_uri=jsonl_dataset_uri(train_uri, train_path),
-            **job_options(
-                locals(),
-                method="supervised-tuning",
-                validation_dataset_uri=jsonl_dataset_uri(validation_uri, validation_path),
-            ),
+            train_path=train_path,
+            train_uri=train_uri,
+            validation_path=validation_path,
+            validation_uri=validation_uri,
+            job=job_options(locals(), method="supervised-tuning"),
+            start_from=start_from,
+            pre_tuned_model_checkpoint_id=pre_tuned_model_checkpoint_id,
+            tuning_mode=tuning_mode,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            custom_base_model=custom_base_model,
         )
-        summary = {"backend": "vertex", **result.to_dict()}
         # ... and after it: the billed tokens of the job's tuning_data_stats.
         summary.update(
             cost.vertex_billed(estimate, summary.get("job_name", ""), project=project, location=location)

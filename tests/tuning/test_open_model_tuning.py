@@ -1,0 +1,183 @@
+"""Managed open-model tuning (Model Garden models through client.tunings.tune) against the fake Vertex API."""
+
+import json
+import os
+
+import pytest
+from fake_vertex import serve_fake_vertex
+from tuning_helpers import ON_FAKE_VERTEX, created_jobs
+
+from tunekit.components.common.errors import UserError
+from tunekit.components.common.model_record import ModelRecord
+from tunekit.components.tuning import gemini
+from tunekit.components.tuning.supervised.steps import run_prepare, run_tune
+from tunekit.pipelines.config import load_config
+from tunekit.pipelines.supervised_tuning import SupervisedTuningConfig
+
+ROWS = [{"input_text": f"Route this ticket: my invoice {i} is wrong", "output_text": "billing"} for i in range(12)]
+LLAMA = "meta/llama3_1@llama-3.1-8b-instruct"
+OUTPUT = "gs://bucket/tuning-out"
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    yield from serve_fake_vertex(monkeypatch, polls_to_finish=1, gcs_root=str(tmp_path / "gcs"))
+
+
+def _prepare(tmp_path):
+    normalised = tmp_path / "normalised"
+    normalised.mkdir(exist_ok=True)
+    (normalised / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    run_prepare(
+        backend="vertex",
+        normalised_dir=str(normalised),
+        validation_split=0.25,
+        train_path=str(tmp_path / "prepared_train.jsonl"),
+        validation_path=str(tmp_path / "prepared_val.jsonl"),
+        train_metadata={},
+        validation_metadata={},
+    )
+
+
+def _tune(tmp_path, **overrides):
+    args = dict(
+        backend="vertex",
+        base_model=LLAMA,
+        task="classification",
+        train_path=str(tmp_path / "prepared_train.jsonl"),
+        train_uri="/gcs/bucket/root/prepare/train_dataset",
+        validation_path=str(tmp_path / "prepared_val.jsonl"),
+        validation_uri="gs://bucket/root/prepare/validation_dataset",
+        model_path=str(tmp_path / "tuned_model"),
+        model_metadata={},
+        epoch_count=2,
+        learning_rate=2e-4,
+        batch_size=8,
+        adapter_size=16,
+        tuning_mode="lora",
+        output_uri=OUTPUT,
+        pipeline_job_name="supervised-tuning-20261206",
+        **ON_FAKE_VERTEX,
+    )
+    args.update(overrides)
+    return run_tune(**args)
+
+
+def test_open_model_job_sends_what_the_sdk_documents_and_records_the_weights(tmp_path, fake):
+    _prepare(tmp_path)
+    record = _tune(tmp_path, custom_base_model="gs://bucket/my-weights")
+    (body,) = created_jobs(fake)
+    assert body["baseModel"] == LLAMA
+    spec = body["supervisedTuningSpec"]
+    # tunings.py _CreateTuningJobConfig_to_vertex: tuningMode and the hyperparameters in supervisedTuningSpec,
+    # customBaseModel and outputUri at the top.
+    assert spec["tuningMode"] == "TUNING_MODE_PEFT_ADAPTER"
+    assert spec["hyperParameters"] == {
+        "epochCount": 2,
+        "learningRate": 2e-4,
+        "batchSize": 8,
+        "adapterSize": "ADAPTER_SIZE_SIXTEEN",
+    }
+    assert body["customBaseModel"] == "gs://bucket/my-weights"
+    assert body["outputUri"] == OUTPUT
+    # The data goes in the chat messages layout, beside the artifact.
+    assert spec["trainingDatasetUri"] == "gs://bucket/root/prepare/train_dataset.messages.jsonl"
+    with open(fake.gcs_path(spec["trainingDatasetUri"])) as handle:
+        first = json.loads(handle.readline())
+    assert [m["role"] for m in first["messages"]][-2:] == ["user", "assistant"]
+    assert first["messages"][-1]["content"] == "billing"
+    # The record names the tuned weights under output_uri and no endpoint: the deploy step serves them.
+    stored = ModelRecord.read(str(tmp_path / "tuned_model"))
+    assert stored.backend == "vertex" and stored.endpoint == ""
+    assert stored.model_dir == f"{OUTPUT}/postprocess/node-0/checkpoints/final"
+    assert stored.details["open_model"] is True and stored.details["tuning_mode"] == "lora"
+    assert stored.tuned_model == record["tuned_model"] and stored.tuned_model.endswith("@1")
+
+
+def test_full_tuning_and_a_retry_reattaches_instead_of_paying_twice(tmp_path, fake):
+    _prepare(tmp_path)
+    first = _tune(tmp_path, tuning_mode="full", adapter_size=0, base_model="meta/llama3-2@llama-3.2-1b-instruct")
+    again = _tune(tmp_path, tuning_mode="full", adapter_size=0, base_model="meta/llama3-2@llama-3.2-1b-instruct")
+    (body,) = created_jobs(fake)
+    assert body["supervisedTuningSpec"]["tuningMode"] == "TUNING_MODE_FULL"
+    assert again["job_name"] == first["job_name"] and again["resumed"] is True
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"base_model": "meta/llama3_1"}, "base_model", "did you mean meta/llama3_1@llama-3.1-8b"),
+        ({"base_model": "Meta/Llama3_1@llama-3.1-8b-instruct"}, "base_model", "lowercase"),
+        ({"output_uri": ""}, "output_uri", "needs output_uri"),
+        ({"learning_rate_multiplier": 0.5}, "learning_rate_multiplier", "learning_rate"),
+        ({"base_model": "meta/llama3-2@llama-3.2-3b-instruct"}, "tuning_mode", "full only"),
+        ({"tuning_mode": "qlora"}, "tuning_mode", "not one of"),
+        ({"custom_base_model": "/home/me/weights"}, "custom_base_model", "gs://"),
+        ({"tuning_mode": "full"}, "adapter_size", "LoRA setting"),
+    ],
+)
+def test_bad_open_model_settings_fail_before_any_job(tmp_path, fake, overrides, field, message):
+    _prepare(tmp_path)
+    with pytest.raises(UserError, match=message) as info:
+        _tune(tmp_path, **overrides)
+    assert info.value.field == field
+    assert created_jobs(fake) == []
+
+
+def test_open_model_settings_are_refused_for_gemini(tmp_path, fake):
+    _prepare(tmp_path)
+    with pytest.raises(UserError, match="open-model setting") as info:
+        _tune(tmp_path, base_model="gemini-3.5-flash", tuning_mode="lora", learning_rate=0.0, batch_size=0)
+    assert info.value.field == "tuning_mode"
+    assert created_jobs(fake) == []
+
+
+def test_the_fake_refuses_an_open_model_id_without_its_version(fake):
+    # What Vertex answers when the static check is bypassed: the job is refused, not created.
+    client = fake.genai_client()
+    from google.genai import types
+
+    with pytest.raises(Exception, match="publisher/family@version"):
+        client.tunings.tune(
+            base_model="meta/llama3_1",
+            training_dataset=types.TuningDataset(gcs_uri="gs://b/train.jsonl"),
+            config=types.CreateTuningJobConfig(output_uri=OUTPUT),
+        )
+
+
+def test_documented_ids_pass_and_unknown_well_formed_ids_warn(caplog):
+    for model in gemini.OPEN_MODELS:
+        assert gemini.check_open_model(model) == model
+    assert gemini.check_open_model("google/gemma3@gemma-3-1b-it") == "google/gemma3@gemma-3-1b-it"
+    assert "not among the open models" in caplog.text
+    assert gemini.is_open_model(LLAMA) and gemini.is_open_model("google/gemma-3-27b-it")
+    assert not gemini.is_open_model("gemini-3.5-flash")
+    assert not gemini.is_open_model("projects/p/locations/l/models/1@2")
+    assert not gemini.is_open_model("publishers/google/models/gemini-3.5-flash")
+
+
+def _config(tmp_path, **values):
+    path = tmp_path / "config.yaml"
+    lines = {"train_dataset_uri": "gs://bucket/train.jsonl", "backend": "vertex", **values}
+    path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in lines.items()))
+    return load_config(SupervisedTuningConfig, str(path))
+
+
+def test_config_preflight_checks_the_open_model_statically(tmp_path):
+    config = _config(tmp_path, base_model=LLAMA, tuning_mode="lora", output_uri=OUTPUT, learning_rate=1e-4)
+    assert config.base_model == LLAMA
+    with pytest.raises(UserError, match="@version") as info:
+        _config(tmp_path, base_model="qwen/qwen3", output_uri=OUTPUT)
+    assert "base_model" in str(info.value) and "config.yaml" in str(info.value)
+    with pytest.raises(UserError, match="output_uri"):
+        _config(tmp_path, base_model=LLAMA)
+    with pytest.raises(UserError, match="tuning_mode"):
+        _config(tmp_path, base_model="gemini-3.5-flash", tuning_mode="lora")
+    with pytest.raises(UserError, match="full only"):
+        _config(tmp_path, base_model="meta/llama3-2@llama-3.2-1b-instruct", tuning_mode="lora", output_uri=OUTPUT)
+
+
+def test_the_open_model_example_config_loads():
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "supervised_tuning_open_model.yaml")
+    config = load_config(SupervisedTuningConfig, example)
+    assert gemini.is_open_model(config.base_model) and config.output_uri.startswith("gs://")
