@@ -69,6 +69,9 @@ class LocalTuningConfig:
             resumes from the last complete one. 0 saves every tenth of the run. The checkpoints are deleted once
             the trained model is written.
         save_total_limit: The most checkpoints kept (older ones are deleted as new ones are written).
+        keep_checkpoints: Keep the checkpoints after training (for the evaluation's checkpoint selection,
+            ``select_checkpoint``); with ``save_steps`` 0 they are then saved at the eval interval (``eval_steps``)
+            when there is one. Raise ``save_total_limit`` to compare more of them.
     """
 
     lora_r: int = 8
@@ -97,6 +100,7 @@ class LocalTuningConfig:
     packing: bool = False
     save_steps: int = 0
     save_total_limit: int = 2
+    keep_checkpoints: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> LocalTuningConfig:

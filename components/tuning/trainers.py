@@ -59,6 +59,7 @@ _NOT_FINGERPRINTED = {
     "eval_batch_size",
     "save_steps",
     "save_total_limit",
+    "keep_checkpoints",
     "merge_adapter",
     "device",
 }
@@ -138,8 +139,11 @@ def training_arguments(
         "eval_steps": config.eval_steps if evaluate else None,
         "prediction_loss_only": True,
         "save_strategy": "steps",
-        # 0: every tenth of the run (a float below 1 is a share of the steps).
-        "save_steps": config.save_steps if config.save_steps > 0 else 0.1,
+        # 0: every tenth of the run (a float below 1 is a share of the steps), or at the eval interval when the
+        # checkpoints are kept for the evaluation's checkpoint selection.
+        "save_steps": config.save_steps
+        if config.save_steps > 0
+        else (config.eval_steps if config.keep_checkpoints and evaluate else 0.1),
         "save_total_limit": config.save_total_limit,
         "report_to": "none",
         "disable_tqdm": True,

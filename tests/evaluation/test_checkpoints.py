@@ -162,3 +162,26 @@ def test_a_job_with_only_the_last_checkpoint_has_one_to_choose(vertex):
     job = client.tunings.get(name=job.name)
     found = ckpt.vertex_checkpoints(job, client.models.get(model=job.tuned_model.model))
     assert [(c.checkpoint_id, c.is_default, c.endpoint) for c in found] == [("1", True, job.tuned_model.endpoint)]
+
+
+def test_a_local_run_keeps_its_checkpoints_at_the_eval_interval_and_the_selection_loads_them(tmp_path):
+    """The trainer with keep_checkpoints leaves checkpoint-<step> adapters at eval_steps; each one answers."""
+    pytest.importorskip("peft")
+    from tunekit.components.tuning.lora import LocalTuningConfig
+    from tunekit.components.tuning.supervised.local import tune_local
+    from tunekit.components.tuning.tiny import make_tiny_model
+
+    sizes = {"d_model": 32, "d_kv": 8, "num_heads": 4, "d_ff": 64, "num_layers": 1, "num_decoder_layers": 1}
+    base = make_tiny_model(str(tmp_path / "base"), "seq2seq", **sizes)
+    train = write_rows(tmp_path / "train.jsonl", tickets(12))
+    validation = write_rows(tmp_path / "v.jsonl", tickets(4))
+    options = {"max_steps": 6, "eval_steps": 2, "keep_checkpoints": True, "save_total_limit": 10}
+    tune_local(base, train, validation, str(tmp_path / "model"), LocalTuningConfig.preset("quick_test", **options))
+    assert [c.step for c in ckpt.local_checkpoints(str(tmp_path / "model"))] == [2, 4, 6]
+
+    result = evaluate_locally(tmp_path, "model", base_model=base, select_checkpoint=True, max_output_tokens=4)
+    selection = result.metadata["checkpoints"]
+    assert [c["checkpoint_id"] for c in selection["checkpoints"]] == ["2", "4", "6"]
+    assert all(f"checkpoint_{s}_accuracy_ci_low" in result.figures for s in "246")
+    best = selection["best"]
+    assert result.metrics["tuned"]["accuracy"] == result.figures[f"checkpoint_{best}_accuracy"]

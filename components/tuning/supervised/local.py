@@ -216,5 +216,6 @@ def tune_local(
                 "summary": summary,
             },
         )
-    trainers.clear_checkpoints(trainer)
+    if not config.keep_checkpoints:
+        trainers.clear_checkpoints(trainer)
     return summary
