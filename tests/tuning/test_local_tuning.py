@@ -193,3 +193,18 @@ def test_demo_preset_beats_the_untuned_model(tmp_path, kind, overrides):
     print(f"{kind}: base {base_accuracy:.3f} tuned {tuned_accuracy:.3f} {summary}")
     assert base_accuracy <= 0.1
     assert tuned_accuracy >= 0.6
+
+
+def test_packing_and_gradient_checkpointing_train_a_causal_model(tmp_path, data):
+    """TRL's best-fit packing (causal only) and gradient checkpointing: the same steps, a finite loss, an adapter."""
+    base = make_tiny_model(str(tmp_path / "base"), "causal", **SIZES["causal"])
+    config = LocalTuningConfig.preset("quick_test", max_steps=3, packing=True, gradient_checkpointing=True)
+    summary = tune_local(base, data[0], data[1], str(tmp_path / "out"), config)
+    with open(tmp_path / "out" / TRAINING_LOG) as handle:
+        log = json.load(handle)
+    assert log["trainer"] == "SFTTrainer" and [e["step"] for e in log["log"]] == [1, 2, 3]
+    assert summary["steps"] == 3 and summary["train_loss"] > 0 and summary["eval_loss"] > 0
+    assert os.path.isfile(tmp_path / "out" / "adapter_model.safetensors")
+    seq2seq = make_tiny_model(str(tmp_path / "seq2seq"), "seq2seq", **SIZES["seq2seq"])
+    with pytest.raises(UserError, match="packing is for causal models"):
+        tune_local(seq2seq, data[0], None, str(tmp_path / "s"), config)
