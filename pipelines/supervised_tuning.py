@@ -17,7 +17,7 @@ from tunekit.components.tuning.supervised.component import (
     tune_supervised,
 )
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import field, in_range, known_keys, model_folder
+from tunekit.pipelines.config import checked_by, field, in_range, known_keys, model_folder
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import DEFAULT, Parameters, wire
@@ -95,6 +95,19 @@ class SupervisedTuningConfig:
         False,
         "Vertex: also ask the Gen AI evaluation service's pairwise autorater whether the tuned model's answers beat "
         "the base's and the champion's (reported as win rates; does not gate; judge calls are billed).",
+    )
+    select_checkpoint: bool = field(
+        False,
+        "Score every checkpoint of the tuned model on the held-out rows and make the best the candidate (Vertex: "
+        "the default checkpoint, the other checkpoints' endpoints undeployed; local: the trainer keeps its "
+        "checkpoints and the best adapter is kept).",
+        checks=[
+            checked_by(
+                "tunekit.components.evaluation.checkpoints:check_config",
+                "locally, local_options.keep_checkpoints: true",
+                with_config=True,
+            )
+        ],
     )
     purpose: str = shared.purpose(PIPELINE_NAME)
     local_registry: str = shared.local_registry()

@@ -130,6 +130,23 @@ class Selection:
         return out
 
 
+def check_config(select_checkpoint: bool, config: Any) -> None:
+    """A config check: locally, ``select_checkpoint`` needs the trainer to keep its checkpoints.
+
+    Raises:
+        UserError: ``select_checkpoint`` with ``backend: local`` but no ``local_options.keep_checkpoints``.
+    """
+    from tunekit.components.common.errors import UserError
+
+    options = getattr(config, "local_options", None) or {}
+    if select_checkpoint and getattr(config, "backend", "") == "local" and not options.get("keep_checkpoints"):
+        raise UserError(
+            "select_checkpoint with backend 'local' compares the trainer's checkpoints, which it deletes unless "
+            "told to keep them: set local_options.keep_checkpoints: true (and eval_steps, save_total_limit)",
+            field="select_checkpoint",
+        )
+
+
 # --- finding the checkpoints ----------------------------------------------------------------------------------
 
 

@@ -185,3 +185,19 @@ def test_a_local_run_keeps_its_checkpoints_at_the_eval_interval_and_the_selectio
     assert all(f"checkpoint_{s}_accuracy_ci_low" in result.figures for s in "246")
     best = selection["best"]
     assert result.metrics["tuned"]["accuracy"] == result.figures[f"checkpoint_{best}_accuracy"]
+
+
+def test_local_selection_without_kept_checkpoints_fails_when_the_config_is_loaded(tmp_path):
+    from tunekit.pipelines.config import load_config
+    from tunekit.pipelines.supervised_tuning import SupervisedTuningConfig
+
+    train = write_rows(tmp_path / "train.jsonl", tickets(4))
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"train_dataset_uri: {train}\nbackend: local\nbase_model: tiny-random:t5\nselect_checkpoint: true\n"
+    )
+    with pytest.raises(UserError, match="local_options.keep_checkpoints: true") as caught:
+        load_config(SupervisedTuningConfig, str(config))
+    assert caught.value.field == "select_checkpoint" and caught.value.line == 4
+    config.write_text(config.read_text() + "local_options: {keep_checkpoints: true, eval_steps: 5}\n")
+    assert load_config(SupervisedTuningConfig, str(config)).select_checkpoint is True

@@ -27,6 +27,7 @@ def evaluate_supervised(
     beat_champion: bool = True,
     require_significant: bool = False,
     model_based_evaluation: bool = False,
+    select_checkpoint: bool = False,
 ) -> bool:
     """Scores the tuned model beside its base and the champion on held-out rows; returns whether the gate passed.
 
@@ -39,7 +40,10 @@ def evaluate_supervised(
     service's pairwise autorater's win rates of the tuned model against the base and the champion are logged as
     ``autorater_win_rate_vs_<model>`` (with ``_ci_low``/``_ci_high``); they do not gate. On Vertex the models'
     answers and the autorater's verdicts are kept in ``response_cache`` as they arrive: a retry of this step pays
-    for nothing twice.
+    for nothing twice. With ``select_checkpoint``, every checkpoint of the tuned model answers the same rows; the
+    best on the primary metric is the candidate (``checkpoint_<id>_<metric>`` with ``_ci_low``/``_ci_high`` per
+    checkpoint, ``metadata["checkpoints"]`` the selection); on Vertex it becomes the default checkpoint and the
+    other checkpoints' endpoints are undeployed, locally its adapter becomes the tuned model's.
     """
     from tunekit.components.common.artifacts import call
     from tunekit.components.evaluation.gate import CANDIDATE, GatePolicy
