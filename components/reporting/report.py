@@ -14,7 +14,11 @@ It gathers what the run's steps left behind and renders it with the Jinja2 templ
   other key a row of "other figures"; metadata written without a schema is read by the known model names;
   intervals drawn as error bars when present; confusion matrices from a KFP ``ClassificationMetrics`` artifact or
   any metadata value shaped like one);
-- the gate's decision and its reasons.
+- the gate's decision and its reasons;
+- the checkpoint selection (every checkpoint's primary metric and interval, the one chosen, the endpoints
+  undeployed) when the evaluation chose among checkpoints;
+- the costs side by side: the tuning bill estimated before the job and billed after it (the model records'
+  ``tuning_cost``), the teacher's, and each model's cost per 1,000 predictions where the evaluation logs one.
 
 The page has no external assets (inline CSS, inline SVG charts, no scripts), so it opens offline and in Vertex
 AI's pipeline UI, which shows it as the step's HTML artifact. Missing inputs are sections that say so, never an
@@ -162,6 +166,28 @@ class ConfusionMatrix:
 
 
 @dataclass
+class CheckpointTable:
+    """The evaluation's checkpoint selection: every checkpoint's primary metric with its interval."""
+
+    metric: str
+    best: str
+    rows: list[dict]
+    undeployed: list[str] = field(default_factory=list)
+    default_changed: bool = False
+    chart: charts.BarChart | None = None
+
+
+@dataclass
+class CostRow:
+    """One line of the costs table: what, for which model, dollars (None: unpriced or unknown), and on what basis."""
+
+    item: str
+    model: str
+    dollars: float | None
+    basis: str
+
+
+@dataclass
 class RunReport:
     """Everything the page shows; each part is None or empty when the run has no such input."""
 
@@ -175,6 +201,8 @@ class RunReport:
     evaluation: Evaluation | None = None
     confusion: list[ConfusionMatrix] = field(default_factory=list)
     gate: Gate | None = None
+    checkpoints: CheckpointTable | None = None
+    costs: list[CostRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -621,6 +649,91 @@ def confusion_sections(sources: list[tuple[str, dict]]) -> list[ConfusionMatrix]
 # ---------------------------------------------------------------------------------------------------- assembling
 
 
+def checkpoints_section(metadata: dict) -> CheckpointTable | None:
+    """The evaluation's checkpoint selection, or None when it chose none.
+
+    It is the metadata's ``checkpoints``, as :mod:`tunekit.components.evaluation.checkpoints` records it.
+    """
+    value = metadata.get("checkpoints")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(value, dict) or not isinstance(value.get("checkpoints"), list):
+        return None
+    rows = [r for r in value["checkpoints"] if isinstance(r, dict) and _is_number(r.get("value"))]
+    if not rows:
+        return None
+    metric = str(value.get("metric", ""))
+    names = [f"checkpoint {r.get('checkpoint_id')}" for r in rows]
+    intervals = {
+        metric: {
+            n: (float(r["ci_low"]), float(r["ci_high"]))
+            for n, r in zip(names, rows, strict=True)
+            if _is_number(r.get("ci_low")) and _is_number(r.get("ci_high"))
+        }
+    }
+    chart = charts.bar_chart(
+        f"{metric} per checkpoint",
+        [metric],
+        names,
+        {metric: {n: float(r["value"]) for n, r in zip(names, rows, strict=True)}},
+        intervals,
+    )
+    return CheckpointTable(
+        metric=metric,
+        best=str(value.get("best", "")),
+        rows=rows,
+        undeployed=[str(e) for e in value.get("undeployed") or []],
+        default_changed=bool(value.get("default_changed")),
+        chart=chart,
+    )
+
+
+def _tuning_cost_rows(model: str, record: ModelRecord) -> list[CostRow]:
+    costs = record.get("tuning_cost")
+    rows: list[CostRow] = []
+    if not isinstance(costs, dict):
+        return rows
+    for when, label in (("estimate", "tuning (estimated before the job)"), ("billed", "tuning (billed tokens)")):
+        entry = costs.get(when)
+        if not isinstance(entry, dict):
+            continue
+        tokens = entry.get("training_tokens")
+        if tokens is None:
+            basis = f"{entry.get('dataset_tokens', 0):,} tokens x epochs not known"
+        else:
+            basis = f"{tokens:,} training tokens ({entry.get('counted_by', '')})"
+        price = entry.get("price_per_million")
+        basis += (
+            f" at ${price:.2f}/1M, prices of {entry.get('prices_as_of', '')}"
+            if _is_number(price)
+            else f"; {entry.get('model', '')} has no tuning price (unpriced)"
+        )
+        dollars = entry.get("dollars")
+        rows.append(CostRow(label, model, float(dollars) if _is_number(dollars) else None, basis))
+    return rows
+
+
+def costs_section(
+    records: list[tuple[str, ModelRecord]], teacher_cost: float | None, evaluation_metrics: dict | None
+) -> list[CostRow]:
+    """The run's costs side by side.
+
+    Tuning (before and after), the teacher's, and each evaluated model's cost per 1,000 predictions
+    (``<model>_cost_per_1000``, where the evaluation logs it).
+    """
+    rows = [row for model, record in records for row in _tuning_cost_rows(model, record)]
+    if teacher_cost is not None:
+        rows.append(CostRow("teacher calls", "teacher", teacher_cost, "list prices of the price table"))
+    for key, value in (evaluation_metrics or {}).items():
+        if key.endswith("_cost_per_1000") and _is_number(value):
+            model = key[: -len("_cost_per_1000")]
+            rows.append(CostRow("1,000 predictions", model, float(value), "the evaluation's estimate"))
+    return rows
+
+
 def build_report(
     *,
     pipeline_name: str,
@@ -664,14 +777,20 @@ def build_report(
         usage = usage_section(step, metadata or {})
         if usage:
             report.usage.append(usage)
+    records: list[tuple[str, ModelRecord]] = []
     for name, folder in models or []:
         if folder and os.path.isdir(folder):
             section = training_section(folder, name, notes)
             if section:
                 report.training.append(section)
+            record = read_model_record(folder, [], name)
+            if record is not None:
+                records.append((name, record))
     if evaluation_metrics:
         report.evaluation = evaluation_section(evaluation_metrics)
         report.gate = gate_section(evaluation_metrics)
+        report.checkpoints = checkpoints_section(evaluation_metrics)
+    report.costs = costs_section(records, report.teacher_cost_usd, evaluation_metrics)
     report.confusion = confusion_sections(
         list(classification_metrics or []) + ([("evaluation", evaluation_metrics)] if evaluation_metrics else [])
     )
