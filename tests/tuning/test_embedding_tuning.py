@@ -115,6 +115,15 @@ def test_bad_options_and_labels_fail_clearly(tmp_path):
         tune(paths, tmp_path / "out", options=emb.EmbeddingTuningOptions(batch_size=1))
 
 
+def free_port() -> int:
+    """A port free on this machine now (the rendezvous of a test's torchrun; others may run theirs)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class Killed(Exception):
     """Stands for the container being killed in the middle of training."""
 
@@ -176,7 +185,7 @@ def test_two_processes_under_the_launcher_train_one_model(tmp_path):
         "    options=emb.EmbeddingTuningOptions(steps=2, batch_size=4, learning_rate=1e-4), progress=False)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("CLUSTER_SPEC", "MASTER_ADDR", "RANK", "WORLD_SIZE")}
-    env.update(MASTER_PORT="29733", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env.update(MASTER_PORT=str(free_port()), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     done = subprocess.run(
         [sys.executable, "-m", "tunekit.components.tuning.launch", "--nproc-per-node=2", "--"]
         + [sys.executable, str(script), json.dumps(paths), str(out)],

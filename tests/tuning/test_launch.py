@@ -23,6 +23,15 @@ CLUSTER = {
 }
 
 
+def free_port() -> int:
+    """A port free on this machine now (the rendezvous of a test's torchrun; others may run theirs)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def cluster_env(pool: str, index: int, **extra: str) -> dict[str, str]:
     spec = {"cluster": CLUSTER, "environment": "cloud", "task": {"type": pool, "index": index}}
     return {"CLUSTER_SPEC": json.dumps(spec), **extra}
@@ -82,7 +91,7 @@ def test_the_launcher_runs_a_step_once_per_process_with_torch_distributed_variab
         "dist.destroy_process_group()\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("CLUSTER_SPEC", "MASTER_ADDR", "RANK", "WORLD_SIZE")}
-    env["MASTER_PORT"] = "29731"
+    env["MASTER_PORT"] = str(free_port())
     done = subprocess.run(
         [sys.executable, "-m", "tunekit.components.tuning.launch", "--nproc-per-node=2", "--"]
         + ["sh", "-ec", f'"{sys.executable}" "$0" "$1"', str(script), str(tmp_path)],
