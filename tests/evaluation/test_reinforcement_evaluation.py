@@ -116,3 +116,36 @@ def test_a_task_reward_that_is_not_in_the_file_is_a_user_error(files):
         files, {"base": answering(10, verbose=True), "tuned": answering(2)}, task_reward="brief"
     )
     assert tuned_on_brief.metrics["tuned"]["task_accuracy"] == 1.0
+
+
+def test_on_vertex_the_endpoints_answer_and_a_judge_reward_asks_its_gemini_model(files, monkeypatch):
+    from fake_vertex import FakeVertex
+
+    (files / "rewards.yaml").write_text(
+        REWARDS + "  - name: tone\n    judge: {model: gemini-3.5-flash, rubric: 'Is it polite?'}\n"
+    )
+    endpoint = "projects/test-project/locations/us-central1/endpoints/9001"
+    (files / "tuned_vertex").mkdir()
+    ModelRecord.from_dict({"backend": "vertex", "endpoint": endpoint, "tuned_model": "m"}).write(
+        str(files / "tuned_vertex"), {}
+    )
+    with FakeVertex() as fake:
+        for key, value in fake.env().items():
+            monkeypatch.setenv(key, value)
+        fake.set_responder(lambda text: "no idea", model="gemini-3.1-flash-lite")
+        fake.set_responder(lambda text: f"Answer: {int(text.split()[0]) + 1}", model=endpoint)
+        fake.set_responder(lambda text: "<score>0.5</score>", model="gemini-3.5-flash")
+        result = evaluate(
+            files,
+            None,
+            backend="vertex",
+            base_model="gemini-3.1-flash-lite",
+            tuned_model_path=str(files / "tuned_vertex"),
+            project="test-project",
+            location="us-central1",
+            max_eval_examples=4,
+        )
+        asked = {path.rsplit("/", 1)[-1] for _, path, _ in fake.requests}
+    assert result.metrics["tuned"]["task_accuracy"] == 1.0 and result.metrics["base"]["task_accuracy"] == 0.0
+    assert result.metrics["tuned"]["reward_tone"] == 0.5 and result.passed
+    assert {"9001:generateContent", "gemini-3.5-flash:generateContent"} <= asked
