@@ -38,7 +38,8 @@ class TuningCost:
     Attributes:
         model: The model tuned.
         dataset_tokens: Tokens of one pass over the training data.
-        epochs: Passes over the data; None when not known (the service's default before the job).
+        epochs: Passes over the data (a local run of ``max_steps`` may make a fraction of one); None when not known
+            (the service's default before the job).
         training_tokens: ``dataset_tokens * epochs``; None when the epochs are not known.
         price_per_million: Dollars per million training tokens; None when the model has no price.
         dollars: The cost; None when unpriced or the epochs are not known.
@@ -49,7 +50,7 @@ class TuningCost:
 
     model: str
     dataset_tokens: int
-    epochs: int | None
+    epochs: float | None
     training_tokens: int | None
     price_per_million: float | None
     dollars: float | None
@@ -80,15 +81,15 @@ class TuningCost:
 def estimate(
     model: str,
     dataset_tokens: int,
-    epochs: int | None,
+    epochs: float | None,
     *,
     counted_by: str,
     examples: int = 0,
     prices: Mapping[str, float] | None = None,
 ) -> TuningCost:
     """Prices ``dataset_tokens`` x ``epochs`` training tokens of ``model`` (None epochs: not known)."""
-    epochs = int(epochs) if epochs else None
-    training = dataset_tokens * epochs if epochs else None
+    epochs = (int(epochs) if float(epochs).is_integer() else round(float(epochs), 3)) if epochs else None
+    training = round(dataset_tokens * epochs) if epochs else None
     price = tuning_price_for(model, prices)
     dollars = training * price / 1e6 if training is not None and price is not None else None
     return TuningCost(model, int(dataset_tokens), epochs, training, price, dollars, counted_by, examples)
@@ -257,6 +258,11 @@ def vertex_billed(
         after = billed(client.tunings.get(name=job_name), before.model, before.epochs)
     if after is not None:
         print(after.line("billed"), flush=True)
+    return cost_record(before, after)
+
+
+def cost_record(before: TuningCost, after: TuningCost | None) -> dict[str, Any]:
+    """What a tuning step adds to its model record (see :func:`vertex_billed`)."""
     record: dict[str, Any] = {
         "tuning_cost": {"estimate": before.to_dict(), "billed": after.to_dict() if after is not None else None}
     }
@@ -266,3 +272,26 @@ def vertex_billed(
         if found is not None and found.dollars is not None:
             record[f"{prefix}_tuning_dollars"] = found.dollars
     return record
+
+
+def local_estimate(base_model: str, train_path: str, config: Any) -> TuningCost:
+    """The estimate a local tuning step prints and records before training.
+
+    The base model's tokenizer counts the training rows; the epochs are the run's (``epochs``, or ``max_steps`` x
+    the examples a step takes, over every process, / the rows). A local run has no per-token price: it is
+    unpriced (the machine's time is its cost).
+    """
+    from transformers import AutoTokenizer
+
+    from tunekit.components.tuning.trainers import world_size
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    tokens, examples = count_local_tokens(train_path, tokenizer)
+    if getattr(config, "max_steps", 0) and examples:
+        per_step = config.batch_size * config.gradient_accumulation_steps * world_size()
+        epochs: float | None = config.max_steps * per_step / examples
+    else:
+        epochs = getattr(config, "epochs", None)
+    result = estimate(base_model, tokens, epochs, counted_by="tokenizer", examples=examples, prices={})
+    print(result.line("estimated before training"), flush=True)
+    return result

@@ -132,3 +132,39 @@ def test_the_vertex_tuning_step_prints_and_records_its_bill_before_and_after(ver
     printed = capsys.readouterr().out
     assert "tuning cost estimated before the job (countTokens): 63 tokens x 3 epochs" in printed
     assert "tuning cost billed (tuning_data_stats)" in printed and "unpriced" in printed
+
+
+def test_the_local_tuning_step_counts_with_the_tokenizer_and_is_unpriced(tmp_path, capsys):
+    pytest.importorskip("peft")
+    from transformers import AutoTokenizer
+
+    from tunekit.components.tuning.supervised.steps import run_tune
+    from tunekit.components.tuning.tiny import make_tiny_model
+
+    sizes = {"d_model": 32, "d_kv": 8, "num_heads": 4, "d_ff": 64, "num_layers": 1, "num_decoder_layers": 1}
+    base = make_tiny_model(str(tmp_path / "base"), "seq2seq", **sizes)
+    rows = [{"prompt": f"ticket {i} about my invoice", "completion": "billing"} for i in range(8)]
+    train = _write(tmp_path / "train.jsonl", rows)
+    metadata: dict = {}
+    record = run_tune(
+        backend="local",
+        base_model=base,
+        task="classification",
+        train_path=train,
+        train_uri="",
+        validation_path="",
+        validation_uri="",
+        model_path=str(tmp_path / "tuned"),
+        model_metadata=metadata,
+        train_steps=2,
+        batch_size=4,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    expected = sum(
+        len(tokenizer(r[k], add_special_tokens=False)["input_ids"]) for r in rows for k in ("prompt", "completion")
+    )
+    estimate = record["tuning_cost"]["estimate"]
+    # 2 steps x 4 examples over 8 rows: one pass over the data.
+    assert (estimate["counted_by"], estimate["dataset_tokens"], estimate["epochs"]) == ("tokenizer", expected, 1)
+    assert metadata["estimated_training_tokens"] == expected and estimate["dollars"] is None
+    assert "tuning cost estimated before training (tokenizer)" in capsys.readouterr().out

@@ -135,6 +135,10 @@ def run_tune(
         )
         config = LocalTuningConfig.from_dict(options)
         every = max(1, config.max_steps // 20) if config.max_steps else 10
+        from tunekit.components.tuning import cost
+
+        # The bill before training: the tokenizer's count x the run's epochs (unpriced: no per-token price here).
+        estimate = cost.local_estimate(base_model, train_path, config)
 
         def progress(step: int, total: int, loss: float) -> None:
             if step == 1 or step % every == 0 or step == total:
@@ -144,6 +148,7 @@ def run_tune(
             base_model, train_path, validation_path or None, model_path, config, progress=progress
         )
         summary = {"backend": "local", "base_model": base_model, "model_dir": model_path, "training": training}
+        summary.update(cost.cost_record(estimate, None))
     else:
         raise UserError(f"unknown backend '{backend}'; use 'vertex' or 'local'", field="backend")
     return ModelRecord.from_dict(summary).write(model_path, model_metadata)
