@@ -97,11 +97,23 @@ def vertex_base_model(backend: str = "backend", values: Any = "vertex") -> Check
 # -- managed open-model tuning and continuous tuning (Vertex AI) -------------------------------------------------
 
 
+def _vertex_only(value: Any, config: Any) -> None:
+    """A Vertex setting set with another backend would be dropped: refused instead."""
+    from tunekit.components.common.errors import UserError
+
+    backend = getattr(config, "backend", "vertex")
+    if value and backend != "vertex":
+        raise UserError(
+            f"is a Vertex AI tuning setting; the local trainer has no such option (backend is {backend})"
+        )
+
+
 def _open_model_setting(value: Any, config: Any) -> None:
     """A setting only open models take is set while ``base_model`` is Gemini (the job would be refused)."""
     from tunekit.components.common.errors import UserError
     from tunekit.components.tuning.gemini import is_open_model
 
+    _vertex_only(value, config)
     if value and not is_open_model(getattr(config, "base_model", "")):
         raise UserError(f"is an open-model setting; base_model '{config.base_model}' is not an open model")
 
@@ -141,6 +153,7 @@ def check_start_from(value: str, config: Any) -> None:
 
     if not value:
         return
+    _vertex_only(value, config)
     check_start_model(value)
     if is_open_model(getattr(config, "base_model", "")):
         raise UserError(
@@ -158,9 +171,8 @@ def tuning_mode() -> Any:
             one_of("tunekit.components.tuning.gemini:TUNING_MODES", extra=("",)),
             checked_by(
                 "tunekit.pipelines.shared_fields:check_tuning_mode",
-                "only for an open model, and a mode it takes",
+                "only for an open model on Vertex, and a mode it takes",
                 with_config=True,
-                when={"backend": "vertex"},
             ),
         ],
     )
@@ -175,9 +187,8 @@ def custom_base_model() -> Any:
         checks=[
             checked_by(
                 "tunekit.pipelines.shared_fields:check_custom_base_model",
-                "a gs:// folder, only for an open model",
+                "a gs:// folder, only for an open model on Vertex",
                 with_config=True,
-                when={"backend": "vertex"},
             )
         ],
     )
@@ -193,9 +204,8 @@ def start_from() -> Any:
         checks=[
             checked_by(
                 "tunekit.pipelines.shared_fields:check_start_from",
-                "a tuned Model Registry entry (Gemini)",
+                "a tuned Model Registry entry (Gemini, backend vertex)",
                 with_config=True,
-                when={"backend": "vertex"},
             )
         ],
     )
@@ -225,6 +235,7 @@ def check_needs_start_from(value: str, config: Any) -> None:
 
     if value and not getattr(config, "start_from", ""):
         raise UserError("names a checkpoint of start_from: set start_from too")
+    _vertex_only(value, config)
 
 
 def current_gemini(**when: Any) -> Check:

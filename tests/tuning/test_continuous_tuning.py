@@ -151,6 +151,16 @@ def test_config_preflight_of_start_from(tmp_path):
         _config(tmp_path, start_from=model, base_model="meta/llama3_1@llama-3.1-8b", output_uri="gs://b/o")
 
 
+def test_vertex_settings_are_refused_with_the_local_backend_not_dropped(tmp_path, prepared):
+    model = "projects/p/locations/us-central1/models/123@champion"
+    for values in ({"start_from": model}, {"tuning_mode": "lora"}, {"custom_base_model": "gs://b/w"}):
+        with pytest.raises(UserError, match="Vertex AI tuning setting"):
+            _config(tmp_path, backend="local", base_model="tiny-random:t5", **values)
+    with pytest.raises(UserError, match="Vertex AI tuning setting") as info:
+        _tune(prepared, "local", backend="local", base_model="tiny-random:t5", start_from=model)
+    assert info.value.field == "start_from"
+
+
 def test_the_continuous_example_config_loads():
     import os
 

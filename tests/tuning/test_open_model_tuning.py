@@ -103,6 +103,27 @@ def test_full_tuning_and_a_retry_reattaches_instead_of_paying_twice(tmp_path, fa
     assert again["job_name"] == first["job_name"] and again["resumed"] is True
 
 
+def test_evaluation_of_a_managed_open_model_tuning_is_one_clear_line_naming_the_weights(tmp_path, fake):
+    from tunekit.components.evaluation.supervised.steps import run_evaluate
+
+    _prepare(tmp_path)
+    _tune(tmp_path)
+    with pytest.raises(UserError, match="checkpoints/final") as info:
+        run_evaluate(
+            backend="vertex",
+            task="classification",
+            base_model=LLAMA,
+            model_path=str(tmp_path / "tuned_model"),
+            model_metadata={},
+            validation_path=str(tmp_path / "prepared_val.jsonl"),
+            predictions_path=str(tmp_path / "pred.jsonl"),
+            summary_path=str(tmp_path / "summary.md"),
+            project="test-project",
+            location="us-central1",
+        )
+    assert info.value.field == "base_model"
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [

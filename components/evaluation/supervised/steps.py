@@ -42,6 +42,15 @@ def _clients(
 
         return {BASE: HFLocalClient(base_model), CANDIDATE: HFLocalClient(base_model, adapter_dir=model_path)}
     if backend == "vertex":
+        if tuned.get("open_model"):
+            # Managed open-model tuning writes weights, not an endpoint: nothing serves the base or the tuned model.
+            raise UserError(
+                f"the open model {base_model} was tuned (weights in {tuned.model_dir}), but tunekit does not yet "
+                "serve managed open-model tunings for evaluation; deploy those weights with a serving container "
+                "(gcloud ai model-garden models deploy --model=...) and compare them by hand, or tune it with "
+                "backend: local on the GPU image",
+                field="base_model",
+            )
         return {
             BASE: vertex_client(base_model, project, location, cache_dir),
             CANDIDATE: vertex_client(tuned.endpoint, project, location, cache_dir, base_model=base_model),

@@ -91,6 +91,16 @@ def run_tune(
     Local: LoRA with transformers and PEFT; the adapter and tokenizer are written under ``model_path``.
     """
     defaults.check_task(task)
+    vertex_only = {
+        "start_from": start_from,
+        "pre_tuned_model_checkpoint_id": pre_tuned_model_checkpoint_id,
+        "tuning_mode": tuning_mode,
+        "custom_base_model": custom_base_model,
+    }
+    for name, value in vertex_only.items():
+        if value and backend != "vertex":
+            # Never dropped silently: the local trainer has no such option.
+            raise UserError(f"{name} is a Vertex AI tuning setting; backend is {backend}", field=name)
     os.makedirs(model_path, exist_ok=True)
     if backend == "vertex":
         from tunekit.components.tuning import cost
