@@ -281,10 +281,16 @@ def local_estimate(base_model: str, train_path: str, config: Any) -> TuningCost:
     the examples a step takes, over every process, / the rows). A local run has no per-token price: it is
     unpriced (the machine's time is its cost).
     """
+    import os
+
     from transformers import AutoTokenizer
 
+    from tunekit.components.common.errors import UserError
     from tunekit.components.tuning.trainers import world_size
 
+    if not os.path.isdir(base_model):
+        # The trainer's own check, first: nothing is downloaded at run time.
+        raise UserError("base model directory not found; give a local model directory", path=base_model)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     tokens, examples = count_local_tokens(train_path, tokenizer)
     if getattr(config, "max_steps", 0) and examples:

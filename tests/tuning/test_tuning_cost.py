@@ -168,3 +168,11 @@ def test_the_local_tuning_step_counts_with_the_tokenizer_and_is_unpriced(tmp_pat
     assert (estimate["counted_by"], estimate["dataset_tokens"], estimate["epochs"]) == ("tokenizer", expected, 1)
     assert metadata["estimated_training_tokens"] == expected and estimate["dollars"] is None
     assert "tuning cost estimated before training (tokenizer)" in capsys.readouterr().out
+
+
+def test_a_missing_local_base_model_is_one_user_error_before_any_counting(tmp_path):
+    from tunekit.components.tuning.lora import LocalTuningConfig
+
+    train = _write(tmp_path / "train.jsonl", [{"prompt": "p", "completion": "c"}])
+    with pytest.raises(UserError, match="base model directory not found"):
+        cost.local_estimate(str(tmp_path / "nope"), train, LocalTuningConfig())
