@@ -154,7 +154,8 @@ def check_start_from(value: str, config: Any) -> None:
     if not value:
         return
     _vertex_only(value, config)
-    check_start_model(value)
+    if value.strip() != "champion":  # resolved when the run starts (retraining.resolve_start_from)
+        check_start_model(value)
     if is_open_model(getattr(config, "base_model", "")):
         raise UserError(
             "continuous tuning is documented for Gemini models only; base_model is an open model (leave start_from "
@@ -198,9 +199,10 @@ def start_from() -> Any:
     """``start_from``: continuous tuning from a tuned model, one of its versions, or an alias such as ``champion``."""
     return field(
         "",
-        "Vertex: continue tuning from this tuned model, projects/P/locations/L/models/M[@VERSION or @ALIAS] "
-        "(M@champion: the purpose's champion), instead of base_model ('' tunes base_model); it must have been "
-        "tuned on or after 2025-07-11, with the same encryption_key.",
+        "Vertex: continue tuning from this tuned model, projects/P/locations/L/models/M[@VERSION or @ALIAS], "
+        "or 'champion' (the version serving `purpose` when the run starts; the base model while there is none), "
+        "instead of base_model ('' tunes base_model); it must have been tuned on or after 2025-07-11, with the "
+        "same encryption_key.",
         checks=[
             checked_by(
                 "tunekit.pipelines.shared_fields:check_start_from",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from tunekit.components.data_validation.component import validate_data
 from tunekit.components.evaluation.supervised.component import evaluate_supervised
+from tunekit.components.retraining.component import resolve_start_model
 from tunekit.components.tuning.supervised.component import (
     gpu_training_op,
     prepare_supervised_data,
@@ -139,8 +140,17 @@ def build_pipeline(gpu: dict | None = None):
         prepared = wire(prepare_supervised_data, p, normalised_dataset=validation.outputs["normalised_dataset"])
         prepared.set_caching_options(False)
         data = prepared.outputs
+        # start_from: champion means the version serving `purpose` when this run starts (a schedule's runs keep
+        # continuing from the last deploy); any other value passes through.
+        start = wire(resolve_start_model, p).set_display_name("resolve-start-model")
+        start.set_caching_options(False)  # the champion changes between runs of the same parameters
+        start.set_retry(num_retries=2, backoff_duration="30s", backoff_factor=2.0)
         tuning = wire(
-            tune_op, p, train_dataset=data["train_dataset"], validation_dataset=data["validation_dataset"]
+            tune_op,
+            p,
+            train_dataset=data["train_dataset"],
+            validation_dataset=data["validation_dataset"],
+            start_from=start.output,
         )
         # A tuning job is paid work: retrying the step re-attaches to the job it started (see tuning.steps).
         retried(tuning)

@@ -43,3 +43,12 @@ def check_data_fingerprint(
     with open(reason, "w", encoding="utf-8") as handle:
         handle.write(decision.reason)
     return decision.proceed
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def resolve_start_model(start_from: str, purpose: str, backend: str, project: str, location: str) -> str:
+    """``start_from`` with ``champion`` replaced by the purpose's champion when the run starts ('' for none yet)."""
+    from tunekit.components.common.artifacts import call
+    from tunekit.components.retraining.start_model import resolve_start_from
+
+    return call(resolve_start_from, locals())

@@ -133,6 +133,38 @@ def test_the_fake_refuses_what_vertex_refuses_of_a_continuation(prepared, fake):
         client.tunings.tune(base_model=tuned, training_dataset=types.TuningDataset(gcs_uri="gs://b/t.jsonl"))
 
 
+def test_start_from_champion_resolves_to_the_version_serving_the_purpose_then_continues(prepared, fake):
+    from tunekit.components.deployment.champion import PURPOSE_LABEL, purpose_label
+    from tunekit.components.retraining.start_model import resolve_start_from
+
+    where = {"project": ON_FAKE_VERTEX["project"], "location": ON_FAKE_VERTEX["location"]}
+    # The first scheduled run: no champion yet, the base model is tuned.
+    assert resolve_start_from("champion", purpose="support", backend="vertex", **where) == ""
+    tuned = _seed(fake, prepared)
+    fake.models[tuned.split("@")[0]]["labels"][PURPOSE_LABEL] = purpose_label("support")
+    start = resolve_start_from("champion", purpose="support", backend="vertex", **where)
+    assert start == tuned  # the champion's version, pinned for this run
+    _tune(prepared, "second", start_from=start)
+    assert {k.replace("_", "").lower(): v for k, v in created_jobs(fake)[-1]["preTunedModel"].items()} == {
+        "tunedmodelname": tuned
+    }
+    # Any other value passes through; an open-model champion cannot be continued.
+    assert resolve_start_from(tuned, purpose="support", backend="vertex", **where) == tuned
+    fake.models[tuned.split("@")[0]]["labels"].pop(PURPOSE_LABEL)
+    fake.add_open_model("open", labels={PURPOSE_LABEL: purpose_label("support")})
+    with pytest.raises(UserError, match="open model"):
+        resolve_start_from("champion", purpose="support", backend="vertex", **where)
+
+
+def test_the_pipeline_resolves_start_from_before_tuning(tmp_path):
+    from pipeline_helpers import compile_spec, spec_tasks
+
+    tasks = spec_tasks(compile_spec("supervised-tuning", tmp_path / "spec.yaml"))
+    assert tasks["resolve-start-model"]["cachingOptions"] == {}  # never cached: the champion changes
+    tuning_inputs = tasks["tune-supervised"]["inputs"]["parameters"]
+    assert tuning_inputs["start_from"]["taskOutputParameter"]["producerTask"] == "resolve-start-model"
+
+
 def _config(tmp_path, **values):
     path = tmp_path / "config.yaml"
     lines = {"train_dataset_uri": "gs://bucket/train.jsonl", "backend": "vertex", **values}
@@ -143,6 +175,7 @@ def _config(tmp_path, **values):
 def test_config_preflight_of_start_from(tmp_path):
     model = "projects/p/locations/us-central1/models/123@champion"
     assert _config(tmp_path, start_from=model, pre_tuned_model_checkpoint_id="3").start_from == model
+    assert _config(tmp_path, start_from="champion").start_from == "champion"
     with pytest.raises(UserError, match="start_from"):
         _config(tmp_path, start_from="tunedModels/123")
     with pytest.raises(UserError, match="set start_from too"):
@@ -166,4 +199,5 @@ def test_the_continuous_example_config_loads():
 
     example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "supervised_tuning_continuous.yaml")
     config = load_config(SupervisedTuningConfig, example)
-    assert gemini.check_start_model(config.start_from).endswith("@champion")
+    assert config.start_from == "champion" and config.purpose == "support-ticket-routing"
+    assert gemini.check_start_model("projects/p/locations/l/models/1@champion").endswith("@champion")
