@@ -141,6 +141,33 @@ def count_gemini_tokens(
     return total, len(rows)
 
 
+def count_preference_tokens(
+    path: str, model: str, client: Any, *, batch_rows: int = COUNT_BATCH_ROWS
+) -> tuple[int, int]:
+    """``(training tokens of one pass, examples)`` of a Gemini preference file, counted by ``countTokens``.
+
+    Each row's prompt (``systemInstruction`` and ``contents``) counts twice, once with each of its scored
+    ``completions``, and the completions once each (:func:`preference_example_tokens`).
+    """
+    prompts: list[list[dict]] = []
+    completions: list[list[dict]] = []
+    for _, row in iter_jsonl(path):
+        prompts.append(_gemini_contents(row))
+        completions.append(
+            [
+                dict(c["completion"])
+                for c in row.get("completions") or []
+                if isinstance(c, dict) and c.get("completion")
+            ]
+        )
+    prompt_total = completion_total = 0
+    for batch in _batches(iter(prompts), batch_rows):
+        prompt_total += int(client.models.count_tokens(model=model, contents=batch).total_tokens or 0)
+    for batch in _batches(iter(completions), batch_rows):
+        completion_total += int(client.models.count_tokens(model=model, contents=batch).total_tokens or 0)
+    return preference_example_tokens(prompt_total, completion_total, 0), len(prompts)
+
+
 def count_local_tokens(path: str, tokenizer: Any) -> tuple[int, int]:
     """``(tokens, examples)`` of a prompt/completion file, counted by an open model's tokenizer."""
     total = examples = 0
@@ -210,16 +237,31 @@ def _is_gemini(model: str) -> bool:
 
 
 def vertex_estimate(
-    base_model: str, train_path: str, epochs: int | None, *, project: str, location: str, client: Any = None
+    base_model: str,
+    train_path: str,
+    epochs: int | None,
+    *,
+    project: str,
+    location: str,
+    client: Any = None,
+    preference: bool = False,
 ) -> TuningCost:
     """The estimate a Vertex tuning step prints and records before its job.
 
     A Gemini model's tokens are counted by its ``countTokens``; an open model (``{publisher}/{family}@{version}``)
     has no countTokens on Vertex's publisher endpoint, so its tokens are the model-free estimate of about four
     characters a token (:func:`~tunekit.components.model_clients.pricing.estimate_tokens`, ``counted_by``
-    ``characters/4``); the billed count after the job replaces it.
+    ``characters/4``); the billed count after the job replaces it. ``preference``: the file is Gemini preference
+    data (:func:`count_preference_tokens`).
     """
-    if _is_gemini(base_model):
+    if preference:
+        if client is None:
+            from tunekit.components.model_clients.vertex import make_genai_client
+
+            client = make_genai_client(project, location)
+        tokens, examples = count_preference_tokens(train_path, base_model, client)
+        result = estimate(base_model, tokens, epochs, counted_by="countTokens", examples=examples)
+    elif _is_gemini(base_model):
         if client is None:
             from tunekit.components.model_clients.vertex import make_genai_client
 
@@ -240,7 +282,14 @@ def vertex_estimate(
 
 
 def vertex_billed(
-    before: TuningCost, job_name: str, *, project: str, location: str, client: Any = None
+    before: TuningCost | None,
+    job_name: str,
+    *,
+    project: str,
+    location: str,
+    client: Any = None,
+    model: str = "",
+    epochs: int | None = None,
 ) -> dict[str, Any]:
     """The tuning step's record of its cost; prints the billed line.
 
@@ -248,6 +297,7 @@ def vertex_billed(
     read from the finished job, None when it reports no tuning_data_stats), and the numbers the artifact's
     metadata shows are flat beside it: ``estimated_training_tokens``, ``estimated_tuning_dollars``,
     ``billed_training_tokens``, ``billed_tuning_dollars`` (absent when not known: unpriced is not zero).
+    ``model`` and ``epochs`` price the billed tokens when there was no estimate (``before`` None).
     """
     after = None
     if job_name:
@@ -255,16 +305,21 @@ def vertex_billed(
             from tunekit.components.model_clients.vertex import make_genai_client
 
             client = make_genai_client(project, location)
-        after = billed(client.tunings.get(name=job_name), before.model, before.epochs)
+        model = before.model if before is not None else model
+        epochs = before.epochs if before is not None else epochs
+        after = billed(client.tunings.get(name=job_name), model, epochs)
     if after is not None:
         print(after.line("billed"), flush=True)
     return cost_record(before, after)
 
 
-def cost_record(before: TuningCost, after: TuningCost | None) -> dict[str, Any]:
+def cost_record(before: TuningCost | None, after: TuningCost | None) -> dict[str, Any]:
     """What a tuning step adds to its model record (see :func:`vertex_billed`)."""
     record: dict[str, Any] = {
-        "tuning_cost": {"estimate": before.to_dict(), "billed": after.to_dict() if after is not None else None}
+        "tuning_cost": {
+            "estimate": before.to_dict() if before is not None else None,
+            "billed": after.to_dict() if after is not None else None,
+        }
     }
     for prefix, found in (("estimated", before), ("billed", after)):
         if found is not None and found.training_tokens is not None:

@@ -176,3 +176,23 @@ def test_a_missing_local_base_model_is_one_user_error_before_any_counting(tmp_pa
     train = _write(tmp_path / "train.jsonl", [{"prompt": "p", "completion": "c"}])
     with pytest.raises(UserError, match="base model directory not found"):
         cost.local_estimate(str(tmp_path / "nope"), train, LocalTuningConfig())
+
+
+def test_preference_data_counts_each_prompt_once_per_completion(vertex, tmp_path):
+    rows = [
+        {
+            "contents": [{"role": "user", "parts": [{"text": "which team for ticket seven"}]}],
+            "completions": [
+                {"score": 1, "completion": {"role": "model", "parts": [{"text": "billing"}]}},
+                {"score": 0, "completion": {"role": "model", "parts": [{"text": "the shipping team"}]}},
+            ],
+        }
+    ] * 3
+    path = _write(tmp_path / "preference.jsonl", rows)
+    tokens, examples = cost.count_preference_tokens(path, "gemini-2.5-flash", vertex.genai_client())
+    # Per row: the prompt (5 words) twice, and both completions (1 + 3 words).
+    assert (tokens, examples) == (3 * (2 * 5 + 1 + 3), 3)
+    before = cost.vertex_estimate(
+        "gemini-2.5-flash", path, 2, project=vertex.project, location=vertex.location, preference=True
+    )
+    assert before.training_tokens == 2 * tokens and before.counted_by == "countTokens"

@@ -301,9 +301,23 @@ def run_tune_preference(
             "reward_final_loss": record["reward_final_loss"],
         }
     else:
+        from tunekit.components.tuning import cost
         from tunekit.components.tuning.gemini import job_options, jsonl_dataset_uri
         from tunekit.components.tuning.preference.vertex import tune_gemini_preference
 
+        # The bill before the job: 2 x prompt + completions, counted by countTokens, x epochs x the price.
+        gemini = start.get("base_model") or base_model
+        # The data is read where this step sees it: its local copy, or the /gcs mount of its URI on Vertex.
+        readable = preference_path or (preference_uri if os.path.isfile(preference_uri) else "")
+        estimate = None
+        if readable:
+            estimate = cost.vertex_estimate(
+                gemini, readable, epoch_count, project=project, location=location, preference=True
+            )
+        else:
+            print(
+                "tuning cost: no readable copy of the preference data here; the billed tokens are recorded after the job"
+            )
         result = tune_gemini_preference(
             start_model=start_model,
             base_model=start.get("base_model") or base_model,
@@ -316,6 +330,12 @@ def run_tune_preference(
         )
         info = {"backend": "vertex", "reference_model": start_model, "algorithm": "PREFERENCE_TUNING"}
         info.update(result.to_dict())
+        # ... and after it: the billed tokens of the job's tuning_data_stats.
+        info.update(
+            cost.vertex_billed(
+                estimate, result.job_name, project=project, location=location, model=gemini, epochs=epoch_count
+            )
+        )
         reward_info = {"backend": "vertex", "note": "Vertex preference tuning trains no separate reward model"}
     ModelRecord.from_dict(reward_info).write(reward_path, reward_metadata)
     return ModelRecord.from_dict(info).write(model_path, model_metadata)
