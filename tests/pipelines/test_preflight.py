@@ -310,7 +310,7 @@ def test_every_example_still_loads(example):
     if _named_by_a_config(example):
         pytest.skip("a data file that an example config names (its config loads it)")
     name = os.path.basename(example).removesuffix(".yaml")
-    for suffix in ("_vertex", "_openai"):
+    for suffix in ("_vertex", "_openai", "_open_model", "_continuous"):
         name = name.removesuffix(suffix)
     cls = _cls(name)
     if example.endswith("_openai.yaml"):
