@@ -36,11 +36,16 @@ def _clients(
     project: str,
     location: str,
     cache_dir: str = "",
+    candidate: bool = True,
 ):
+    """The base's client and, with ``candidate``, the tuned model's (not built when its checkpoints answer)."""
     if backend == "local":
         from tunekit.components.model_clients.hf import HFLocalClient
 
-        return {BASE: HFLocalClient(base_model), CANDIDATE: HFLocalClient(base_model, adapter_dir=model_path)}
+        models = {BASE: HFLocalClient(base_model)}
+        if candidate:
+            models[CANDIDATE] = HFLocalClient(base_model, adapter_dir=model_path)
+        return models
     if backend == "vertex":
         if tuned.get("open_model"):
             # Managed open-model tuning writes weights, not an endpoint: nothing serves the base or the tuned model.
@@ -51,10 +56,10 @@ def _clients(
                 "backend: local on the GPU image",
                 field="base_model",
             )
-        return {
-            BASE: vertex_client(base_model, project, location, cache_dir),
-            CANDIDATE: vertex_client(tuned.endpoint, project, location, cache_dir, base_model=base_model),
-        }
+        models = {BASE: vertex_client(base_model, project, location, cache_dir)}
+        if candidate:
+            models[CANDIDATE] = vertex_client(tuned.endpoint, project, location, cache_dir, base_model=base_model)
+        return models
     raise ValueError(f"unknown backend '{backend}'")
 
 
@@ -227,7 +232,9 @@ def run_evaluate(
     models = (
         dict(clients)
         if clients
-        else _clients(backend, base_model, tuned, model_path, project, location, cache_dir)
+        else _clients(
+            backend, base_model, tuned, model_path, project, location, cache_dir, candidate=not select_checkpoint
+        )
     )
     checkpoints: list = []
     if select_checkpoint:
