@@ -112,6 +112,21 @@ def _gemini_contents(row: Mapping[str, Any]) -> list[dict]:
     return contents
 
 
+def _row_texts(row: Mapping[str, Any]) -> list[str]:
+    """Every text of a training row in any layout tuning sends.
+
+    Gemini ``contents`` (and its system instruction), chat ``messages`` (``content``), or ``prompt``/``completion``.
+    """
+    texts = [
+        str(p.get("text", "")) for c in _gemini_contents(row) for p in c.get("parts", []) if isinstance(p, dict)
+    ]
+    for message in row.get("messages") or []:
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            texts.append(message["content"])
+    texts += [str(row[k]) for k in ("prompt", "completion") if isinstance(row.get(k), str)]
+    return texts
+
+
 def _batches(rows: Iterable[list[dict]], size: int) -> Iterable[list[dict]]:
     batch: list[dict] = []
     count = 0
@@ -272,9 +287,7 @@ def vertex_estimate(
 
         tokens = examples = 0
         for _, row in iter_jsonl(train_path):
-            tokens += sum(
-                estimate_tokens(str(p.get("text", ""))) for c in _gemini_contents(row) for p in c.get("parts", [])
-            )
+            tokens += sum(estimate_tokens(text) for text in _row_texts(row))
             examples += 1
         result = estimate(base_model, tokens, epochs, counted_by="characters/4", examples=examples)
     print(result.line("estimated before the job"), flush=True)

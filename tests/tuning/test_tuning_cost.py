@@ -196,3 +196,13 @@ def test_preference_data_counts_each_prompt_once_per_completion(vertex, tmp_path
         "gemini-2.5-flash", path, 2, project=vertex.project, location=vertex.location, preference=True
     )
     assert before.training_tokens == 2 * tokens and before.counted_by == "countTokens"
+
+
+def test_an_open_model_in_the_chat_layout_is_estimated_from_its_characters(tmp_path, capsys):
+    rows = [{"messages": [{"role": "user", "content": "x" * 40}, {"role": "assistant", "content": "y" * 8}]}] * 5
+    path = _write(tmp_path / "open.jsonl", rows)
+    before = cost.vertex_estimate("meta/llama3_1@llama-3.1-8b-instruct", path, 2, project="p", location="l")
+    # About four characters a token: 10 + 2 per row.
+    assert (before.counted_by, before.dataset_tokens, before.training_tokens) == ("characters/4", 60, 120)
+    assert before.dollars == pytest.approx(120 * 0.67 / 1e6)
+    assert "characters/4" in capsys.readouterr().out
