@@ -152,10 +152,12 @@ class DistillingStepByStepConfig:
     )
     student_model: str = field(
         "gemini-3.1-flash-lite",
-        "A tunable Gemini model, or a local model directory (T5-style seq2seq or causal; 'tiny-random:t5' builds "
-        "a tiny random one for demos).",
+        "A tunable Gemini model; with student_backend vertex also an open model id ({publisher}/{family}@{version}: "
+        "Vertex AI's managed open-model tuning, `finetuning` its tuning mode, `output_uri` required); or a local "
+        "model directory (T5-style seq2seq or causal; 'tiny-random:t5' builds a tiny random one for demos).",
         checks=[
-            shared.gemini_base_model("student_backend", ("vertex", "vertex_distillation")),
+            shared.vertex_base_model("student_backend", "vertex"),
+            shared.gemini_base_model("student_backend", "vertex_distillation"),
             model_folder(
                 ["tunekit.components.tuning.distillation.steps:TINY_PREFIX"], when={"student_backend": "local"}
             ),
@@ -167,16 +169,22 @@ class DistillingStepByStepConfig:
     train_steps: int = field(
         0, "Local: optimizer steps (0: the middle of the SPEC's distillation range for the task).", ge=0
     )
-    learning_rate: float = field(0.0, "Local: learning rate (0: the trainer's default).", ge=0)
-    batch_size: int = field(0, "Local: inputs per step (0: the trainer's default).", ge=0)
+    learning_rate: float = field(
+        0.0, "Local, and Vertex open-model students: learning rate (0: the trainer's or Vertex's default).", ge=0
+    )
+    batch_size: int = field(
+        0, "Local, and Vertex open-model students: inputs per step (0: the trainer's or Vertex's default).", ge=0
+    )
     lora_rank: int = field(0, "Local: LoRA rank (0: the trainer's default).", ge=0)
     finetuning: str = field(
         "lora",
-        "Local: lora, or full (every weight; small students, students from scratch).",
+        "Local: lora, or full (every weight; small students, students from scratch). Vertex open-model students: "
+        "the tuning mode (lora or full).",
         choices=[
             "tunekit.components.tuning.distillation.local:LORA",
             "tunekit.components.tuning.distillation.local:FULL",
         ],
+        checks=[shared.open_student_mode()],
     )
     local_options: dict = field(
         {},
@@ -188,7 +196,7 @@ class DistillingStepByStepConfig:
     adapter_size: int = shared.adapter_size()
     tuned_model_display_name: str = field("", "Vertex: display name of the tuned student.")
     labels: dict = shared.labels("tuning jobs")
-    output_uri: str = shared.output_uri()
+    output_uri: str = shared.output_uri(open_models=True, backend="student_backend")
     evaluate_teacher: bool = field(True, "Score the teacher on the evaluation rows too (teacher calls are paid).")
     max_eval_examples: int = field(200, "Evaluation rows scored (0 for all).", ge=0)
     max_prediction_tokens: int = field(64, "Tokens a student generates per answer (at least 256 for cot).", ge=1)

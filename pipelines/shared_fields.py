@@ -137,12 +137,17 @@ def check_custom_base_model(value: str, config: Any) -> None:
             raise UserError(f"'{value}' must be a gs:// folder of .safetensors weights; upload it first")
 
 
+def _tuned_model(config: Any) -> str:
+    """The model a config tunes: ``base_model``, or a distillation's ``student_model``."""
+    return str(getattr(config, "base_model", None) or getattr(config, "student_model", "") or "")
+
+
 def check_open_model_output(value: str, config: Any) -> None:
     """``output_uri`` is required to tune an open model on Vertex (types.py ``TuningJob.output_uri``)."""
     from tunekit.components.common.errors import UserError
     from tunekit.components.tuning.gemini import is_open_model
 
-    if not value and is_open_model(getattr(config, "base_model", "")) and not getattr(config, "start_from", ""):
+    if not value and is_open_model(_tuned_model(config)) and not getattr(config, "start_from", ""):
         raise UserError("must be set to tune an open model: the gs:// folder the tuned weights are written to")
 
 
@@ -161,6 +166,24 @@ def check_start_from(value: str, config: Any) -> None:
             "continuous tuning is documented for Gemini models only; base_model is an open model (leave start_from "
             "empty, or give custom_base_model the weights to start from)"
         )
+
+
+def check_open_student_mode(value: str, config: Any) -> None:
+    """A distillation's ``finetuning`` is the tuning mode of an open-model student on Vertex: one it takes."""
+    from tunekit.components.tuning.gemini import is_open_model, tuning_mode_enum
+
+    if value and is_open_model(_tuned_model(config)):
+        tuning_mode_enum(value, _tuned_model(config))
+
+
+def open_student_mode() -> Check:
+    """The check of ``finetuning`` as the tuning mode of an open-model student (student_backend vertex)."""
+    return checked_by(
+        "tunekit.pipelines.shared_fields:check_open_student_mode",
+        "with an open-model student on Vertex: a tuning mode the model takes",
+        with_config=True,
+        when={"student_backend": "vertex"},
+    )
 
 
 def tuning_mode() -> Any:
@@ -262,10 +285,11 @@ def encryption_key() -> Any:
     return field("", "Vertex: Cloud KMS key name for CMEK ('' for Google-managed keys).")
 
 
-def output_uri(jobs: str = "job's", open_models: bool = False) -> Any:
+def output_uri(jobs: str = "job's", open_models: bool = False, backend: str = "backend") -> Any:
     """``output_uri``: the folder of the tuning ``jobs``' outputs ("job's" or "jobs'").
 
-    ``open_models``: the method tunes open models on Vertex too, which need it (the tuned weights are written there).
+    ``open_models``: the method tunes open models on Vertex too (when the field ``backend`` is ``vertex``), which
+    need it (the tuned weights are written there).
     """
     if not open_models:
         return field("", f"Vertex: gs:// folder for the tuning {jobs} outputs ('' for the default).")
@@ -278,7 +302,7 @@ def output_uri(jobs: str = "job's", open_models: bool = False) -> Any:
                 "tunekit.pipelines.shared_fields:check_open_model_output",
                 "set for an open model",
                 with_config=True,
-                when={"backend": "vertex"},
+                when={backend: "vertex"},
             )
         ],
     )

@@ -202,3 +202,70 @@ def test_the_open_model_example_config_loads():
     example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "supervised_tuning_open_model.yaml")
     config = load_config(SupervisedTuningConfig, example)
     assert gemini.is_open_model(config.base_model) and config.output_uri.startswith("gs://")
+
+
+STUDENT_ROWS = [
+    {
+        "input_text": f"Mia has {i} pens, buys 2 more. How many?",
+        "output_text": str(i + 2),
+        "rationale": f"{i} + 2 = {i + 2}.",
+        "rationale_kept": True,
+        "teacher_answer": str(i + 2),
+        "status": "ok",
+    }
+    for i in range(12)
+]
+
+
+def test_an_open_model_student_is_tuned_by_the_managed_service_on_the_multitask_data(tmp_path, fake):
+    from tunekit.components.tuning.distillation.steps import run_build_student_dataset, run_tune_student
+
+    source = tmp_path / "rationales.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in STUDENT_ROWS))
+    data = tmp_path / "student"
+    run_build_student_dataset(
+        rationale_path=str(source),
+        validation_path="",
+        output_dir=str(data),
+        eval_path=str(tmp_path / "eval.jsonl"),
+        validation_split=0.2,
+        student_backend="vertex",
+        alpha=0.5,
+    )
+    record = run_tune_student(
+        student_backend="vertex",
+        student_model="meta/llama3-2@llama-3.2-1b-instruct",
+        task="generic",
+        dataset_dir=str(data),
+        dataset_uri="/gcs/bucket/root/build/student_dataset",
+        model_path=str(tmp_path / "model"),
+        model_metadata={},
+        finetuning="full",
+        learning_rate=1e-5,
+        output_uri=OUTPUT,
+        pipeline_job_name="dss-run-1",
+        **ON_FAKE_VERTEX,
+    )
+    (body,) = created_jobs(fake)
+    assert body["baseModel"] == "meta/llama3-2@llama-3.2-1b-instruct"
+    spec = body["supervisedTuningSpec"]
+    assert spec["tuningMode"] == "TUNING_MODE_FULL" and spec["hyperParameters"] == {"learningRate": 1e-5}
+    assert spec["trainingDatasetUri"] == "gs://bucket/root/build/student_dataset/train_gemini.jsonl.messages.jsonl"
+    with open(fake.gcs_path(spec["trainingDatasetUri"])) as handle:
+        prompts = [json.loads(line)["messages"][0]["content"] for line in handle]
+    # The same multi-task rows as a Gemini student's, task prefixes included.
+    assert sum(p.startswith("predict: ") for p in prompts) == sum(p.startswith("explain: ") for p in prompts) > 0
+    assert (
+        record["backend"] == "vertex" and record["open_model"] is True and record["serving_prefix"] == "predict: "
+    )
+    assert record["model_dir"] == f"{OUTPUT}/postprocess/node-0/checkpoints/final"
+    # The student's default finetuning (lora) is refused for a full-only model, statically.
+    from tunekit.pipelines.distilling_step_by_step import DistillingStepByStepConfig
+
+    path = tmp_path / "dss.yaml"
+    path.write_text(
+        "train_dataset_uri: gs://b/t.jsonl\nstudent_backend: vertex\n"
+        "student_model: meta/llama3-2@llama-3.2-1b-instruct\noutput_uri: gs://b/o\n"
+    )
+    with pytest.raises(UserError, match="full only"):
+        load_config(DistillingStepByStepConfig, str(path))

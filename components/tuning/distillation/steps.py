@@ -336,7 +336,7 @@ def run_tune_student(
         training = distill.tune_student(student_model, train_file, None, model_path, config)
         record.update(model_dir=model_path, training=training, backend="local")
     elif student_backend in (VERTEX_SFT, VERTEX_DISTILLATION):
-        from tunekit.components.tuning.gemini import job_options
+        from tunekit.components.tuning.gemini import is_open_model, job_options
 
         base = uris.fuse_to_gcs(dataset_uri).rstrip("/")
         common = job_options(
@@ -357,6 +357,23 @@ def run_tune_student(
             # The service's student answers the plain input: it never saw a task prefix.
             record["serving_prefix"] = ""
             record["mode"] = "vertex_distillation"
+        elif is_open_model(student_model):
+            from tunekit.components.tuning.distillation.vertex import tune_open_student
+
+            # An open-model student: Vertex AI's managed open-model tuning (no endpoint: the weights' folder).
+            record.update(
+                tune_open_student(
+                    student_model=student_model,
+                    dataset_base_uri=base,
+                    dataset_dir=dataset_dir,
+                    baseline=baseline,
+                    finetuning=finetuning,
+                    learning_rate=learning_rate,
+                    batch_size=batch_size,
+                    **{k: v for k, v in common.items() if k != "validation_dataset_uri"},
+                )
+            )
+            result = None
         else:
             from tunekit.components.tuning.gemini import tune_gemini
 
@@ -365,7 +382,8 @@ def run_tune_student(
                 training_dataset_uri=f"{base}/{'baseline_train' if baseline else 'train'}_gemini.jsonl",
                 **common,
             )
-        record.update(result.to_dict())
+        if result is not None:
+            record.update(result.to_dict())
         record["backend"] = "vertex"
     else:
         raise UserError(

@@ -132,3 +132,45 @@ def distill_gemini(*, student_model: str, teacher_model: str, prompt_dataset_uri
         on_create_error=lambda exc: UserError(f"{exc.message}. {ACCESS_HINT}", field="student_backend"),
         **job,
     )
+
+
+def tune_open_student(
+    *,
+    student_model: str,
+    dataset_base_uri: str,
+    dataset_dir: str,
+    baseline: bool,
+    finetuning: str = "",
+    learning_rate: float = 0.0,
+    batch_size: int = 0,
+    **job: Any,
+) -> dict[str, Any]:
+    """An open-model student tuned by Vertex AI's managed open-model tuning on the distilling step-by-step data.
+
+    The same Gemini-layout files a Gemini student is tuned on (label and rationale examples with their task
+    prefixes, the baseline's label examples) go in the chat ``messages`` layout open models are tuned on
+    (:func:`~tunekit.components.tuning.supervised.vertex.messages_dataset_uri`); ``finetuning`` (``lora`` or
+    ``full``) is the job's tuning mode. Like a Gemini student, ``alpha`` is approximated by example counts.
+
+    Returns:
+        The model record's fields (:func:`~tunekit.components.tuning.supervised.vertex.tune_open_model`'s).
+    """
+    import os
+
+    from tunekit.components.tuning.supervised.vertex import messages_dataset_uri, tune_open_model
+
+    train = "baseline_train_gemini.jsonl" if baseline else "train_gemini.jsonl"
+    validation = "validation_gemini.jsonl"
+    return tune_open_model(
+        base_model=student_model,
+        tuning_mode=finetuning,
+        learning_rate=learning_rate or None,
+        batch_size=batch_size or None,
+        training_dataset_uri=messages_dataset_uri(f"{dataset_base_uri}/{train}", os.path.join(dataset_dir, train)),
+        **{
+            **job,
+            "validation_dataset_uri": messages_dataset_uri(
+                f"{dataset_base_uri}/{validation}", os.path.join(dataset_dir, validation)
+            ),
+        },
+    )
