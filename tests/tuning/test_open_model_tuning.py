@@ -259,6 +259,23 @@ def test_an_open_model_student_is_tuned_by_the_managed_service_on_the_multitask_
         record["backend"] == "vertex" and record["open_model"] is True and record["serving_prefix"] == "predict: "
     )
     assert record["model_dir"] == f"{OUTPUT}/postprocess/node-0/checkpoints/final"
+    # Its evaluation says in one line that nothing serves it yet (it was a ValueError: "no endpoint is recorded").
+    from tunekit.components.evaluation.distillation.steps import evaluate_student
+
+    with pytest.raises(UserError, match="checkpoints/final") as info:
+        evaluate_student(
+            "student",
+            ModelRecord.read(str(tmp_path / "model")),
+            str(tmp_path / "model"),
+            [],
+            task="generic",
+            task_type="generic",
+            max_output_tokens=8,
+            price_table=None,
+            student_cost_per_hour=0.0,
+            **{k: ON_FAKE_VERTEX[k] for k in ("project", "location")},
+        )
+    assert info.value.field == "student_model"
     # The student's default finetuning (lora) is refused for a full-only model, statically.
     from tunekit.pipelines.distilling_step_by_step import DistillingStepByStepConfig
 

@@ -209,6 +209,14 @@ def _student_client(record: ModelRecord, model_path: str, project: str, location
         from tunekit.components.model_clients.hf import HFLocalClient
 
         return HFLocalClient(model_path)
+    if record.get("open_model"):
+        # Managed open-model tuning writes weights, not an endpoint: nothing serves the student yet.
+        raise UserError(
+            f"the open-model student {record.base_model} was tuned (weights in {record.model_dir}), but tunekit does "
+            "not yet serve managed open-model tunings for evaluation; deploy those weights with a serving container "
+            "(gcloud ai model-garden models deploy --model=...), or train the student with student_backend: local",
+            field="student_model",
+        )
     endpoint = require_endpoint(record.endpoint, model_path)
     from tunekit.components.model_clients.vertex import VertexGeminiClient
 
