@@ -74,7 +74,7 @@ def validate(tmp_path, rewards, rows=ROWS, **kwargs):
     return out, counts
 
 
-def warm(tmp_path, enabled=True):
+def warm(tmp_path, enabled=True, **kwargs):
     return steps.run_warm_start(
         backend="vertex",
         base_model="gemini-2.5-flash",
@@ -85,6 +85,7 @@ def warm(tmp_path, enabled=True):
         model_metadata={},
         pipeline_job_name="rl-run-1",
         **ON_FAKE_VERTEX,
+        **kwargs,
     )
 
 
@@ -157,7 +158,8 @@ def test_each_reward_kind_goes_into_the_jobs_request(fake, tmp_path, kind):
 
 
 def test_warm_start_then_reinforcement_tuning_with_a_composite_reward(fake, tmp_path):
-    start = warm(tmp_path)
+    # Three epochs: the warm start's tuned model has checkpoints 1, 2 and 3 to continue from.
+    start = warm(tmp_path, epoch_count=3)
     info = tune(
         tmp_path,
         reward_file(tmp_path, "exact_match", "numeric", "length"),
