@@ -550,3 +550,22 @@ def describe(cls: type) -> str:
         allowed = "; ".join(check.describe() for check in f.metadata.get("checks", ()))
         rows.append(f"| `{f.name}` | `{default}` | {f.metadata.get('help', '')} | {allowed} |")
     return "\n".join(rows)
+
+
+def check_region(region: str) -> str:
+    """Returns ``region`` when aiplatform knows it as a Vertex AI region (its ``utils.validate_region``).
+
+    Raises:
+        UserError: It does not (aiplatform raises a ValueError listing every region, deep in its client set-up).
+    """
+    from google.cloud.aiplatform import utils
+
+    try:
+        utils.validate_region(region)
+    except ValueError:
+        raise UserError(
+            f"'{region}' is not a Vertex AI region: give one such as us-central1 or europe-west4 (see "
+            "https://cloud.google.com/vertex-ai/docs/general/locations)",
+            field="--region",
+        ) from None
+    return region

@@ -480,7 +480,7 @@ class Doctor:
             if echo is not None:
                 echo(check.line())
 
-        from tunekit.pipelines.submit import check_region
+        from tunekit.pipelines.config import check_region
 
         check_region(self.options.region)
         credentials = self.check_credentials()

@@ -14,7 +14,7 @@ from tunekit.components.common import vertex_jobs
 from tunekit.components.common.errors import UserError
 from tunekit.components.common.image import chosen_images, names_unpublished_image, unpublished_image_error
 from tunekit.pipelines.compile import compile_method
-from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, parameter_values
+from tunekit.pipelines.config import LOCATION_PLACEHOLDER, PROJECT_PLACEHOLDER, check_region, parameter_values
 from tunekit.pipelines.registry import Method
 
 
@@ -60,25 +60,6 @@ class SubmitOptions:
     job_id: str = ""
     api_endpoint: str = ""
     doctor: bool = False
-
-
-def check_region(region: str) -> str:
-    """Returns ``region`` when aiplatform knows it as a Vertex AI region (its ``utils.validate_region``).
-
-    Raises:
-        UserError: It does not (aiplatform raises a ValueError listing every region, deep in its client set-up).
-    """
-    from google.cloud.aiplatform import utils
-
-    try:
-        utils.validate_region(region)
-    except ValueError:
-        raise UserError(
-            f"'{region}' is not a Vertex AI region: give one such as us-central1 or europe-west4 (see "
-            "https://cloud.google.com/vertex-ai/docs/general/locations)",
-            field="--region",
-        ) from None
-    return region
 
 
 def connect(options: SubmitOptions, credentials=None):
