@@ -358,7 +358,17 @@ def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     for status, count in (report.get("statuses") or {}).items():
         metrics[f"rows_{status}"] = float(count)
     engine = report.get("engine") or {}
-    for key in ("calls", "attempts", "retries", "cache_hits", "input_tokens", "output_tokens", "rate_limited"):
+    for key in (
+        "calls",
+        "billed_calls",
+        "unanswered_billed",
+        "attempts",
+        "retries",
+        "cache_hits",
+        "input_tokens",
+        "output_tokens",
+        "rate_limited",
+    ):
         if key in engine:
             metrics[key] = float(engine[key])
     if engine.get("cost") is not None:

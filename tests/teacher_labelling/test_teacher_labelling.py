@@ -264,3 +264,11 @@ def test_component_passes_rows_through_in_cot_mode(tmp_path, monkeypatch):
         teacher_backend="vertex",  # no project: would be refused if a backend were built
     )
     assert open(run()).read() == (folder / "train.jsonl").read_text()
+
+
+def test_labelling_metrics_count_calls_that_may_have_been_billed():
+    # A call that timed out after it was sent may be billed: the step's metrics show it beside the answered calls.
+    from tunekit.components.teacher_labelling.label import report_metrics
+
+    metrics = report_metrics({"rows": 3, "engine": {"calls": 2, "unanswered_billed": 1, "billed_calls": 3}})
+    assert metrics["calls"] == 2.0 and metrics["unanswered_billed"] == 1.0 and metrics["billed_calls"] == 3.0
