@@ -6,7 +6,8 @@ It gathers what the run's steps left behind and renders it with the Jinja2 templ
 - teacher usage and cost (rationale extraction's or teacher labelling's ``metrics``: calls, tokens, estimated
   cost), for distillation runs;
 - training curves (the tuned model's ``training_log.json``: training loss, per-task losses, evaluation loss,
-  learning rate), or the tuning summary (its :class:`~tunekit.components.common.model_record.ModelRecord`,
+  learning rate; a reinforcement run's rewards per step on a chart of their own: :func:`step_rewards`), or the
+  tuning summary (its :class:`~tunekit.components.common.model_record.ModelRecord`,
   ``tunekit_model.json``) when a backend records no per-step log;
 - evaluation tables and plots (the evaluation's ``metrics`` metadata, as
   :class:`~tunekit.components.evaluation.result.EvaluationResult` logs it: the declared schema names the models
@@ -142,6 +143,7 @@ class Training:
     source: str
     loss_chart: charts.LineChart | None = None
     lr_chart: charts.LineChart | None = None
+    reward_chart: charts.LineChart | None = None
     summary: list[tuple[str, Any]] = field(default_factory=list)
     note: str = ""
 
@@ -365,6 +367,32 @@ def declared_schema(metadata: dict) -> dict | None:
     return None
 
 
+#: The reward chart's line of the weighted mean reward per step.
+MEAN_REWARD = "mean reward"
+
+
+def _is_reward_key(key: str) -> bool:
+    """A ``task_losses`` key the reinforcement trainer uses for a reward: ``reward`` or ``reward NAME``."""
+    return key == "reward" or key.startswith("reward ")
+
+
+def step_rewards(entry: dict) -> dict[str, float]:
+    """One logged step's rewards by line name: :data:`MEAN_REWARD` and each reward's own mean.
+
+    Read from the entry's ``rewards`` (``{"mean": x, NAME: y}``), and from the reinforcement trainer's
+    ``task_losses`` keys ``reward`` (the mean) and ``reward NAME`` (components/tuning/reinforcement/local.py
+    ``write_training_log``), which are rewards, not losses.
+    """
+    found: dict[str, float] = {}
+    for key, value in (entry.get("task_losses") or {}).items():
+        if _is_reward_key(key) and _is_number(value):
+            found[MEAN_REWARD if key == "reward" else key.removeprefix("reward ")] = value
+    for key, value in (entry.get("rewards") or {}).items() if isinstance(entry.get("rewards"), dict) else ():
+        if _is_number(value):
+            found[MEAN_REWARD if key == "mean" else key] = value
+    return found
+
+
 def training_section(model_dir: str, model: str, notes: list[str]) -> Training | None:
     """Training curves from ``training_log.json`` in ``model_dir``, else the summary in its model record.
 
@@ -379,7 +407,7 @@ def training_section(model_dir: str, model: str, notes: list[str]) -> Training |
         series: list[tuple[str, list[tuple[float, float]]]] = [
             ("training loss", [(e["step"], e["loss"]) for e in steps if _is_number(e.get("loss"))])
         ]
-        task_names = sorted({t for e in steps for t in (e.get("task_losses") or {})})
+        task_names = sorted({t for e in steps for t in (e.get("task_losses") or {}) if not _is_reward_key(t)})
         for task in task_names:
             series.append(
                 (
@@ -403,6 +431,13 @@ def training_section(model_dir: str, model: str, notes: list[str]) -> Training |
             )
         )
         lr = [(e["step"], e["learning_rate"]) for e in steps if _is_number(e.get("learning_rate"))]
+        rewards = [(e["step"], step_rewards(e)) for e in steps]
+        reward_names = sorted(
+            {name for _, values in rewards for name in values}, key=lambda n: (n != MEAN_REWARD, n)
+        )
+        reward_series = [
+            (name, [(step, values[name]) for step, values in rewards if name in values]) for name in reward_names
+        ]
         summary = _scalar_items(log.get("summary") or {})
         summary = [(k, v) for k, v in summary if k not in ("output_dir",)]
         return Training(
@@ -413,6 +448,12 @@ def training_section(model_dir: str, model: str, notes: list[str]) -> Training |
             ),
             lr_chart=charts.line_chart(
                 f"Learning rate ({model})", [("learning rate", lr)], y_label="rate", height=180
+            ),
+            reward_chart=charts.line_chart(
+                f"Rewards ({model})",
+                reward_series,
+                y_label="reward",
+                dashed=[n for n in reward_names if n != MEAN_REWARD],
             ),
             summary=summary,
         )

@@ -145,6 +145,29 @@ def test_training_curves_with_task_losses_and_eval_points(tmp_path):
     assert notes == []
 
 
+def test_reinforcement_rewards_get_their_own_chart_not_the_loss_chart(tmp_path):
+    from tunekit.components.tuning.reinforcement.local import write_training_log
+
+    # TRL GRPOTrainer's log_history keys: reward (the weighted mean) and rewards/NAME/mean per reward function.
+    history = [
+        {"step": s, "loss": 0.01 * s, "reward": 0.1 * s, "rewards/exact/mean": 0.2 * s, "rewards/format/mean": 0.5}
+        for s in range(1, 6)
+    ]
+    write_training_log(str(tmp_path), {"stage": "grpo"}, history)
+    section = training_section(str(tmp_path), "tuned", [])
+    assert [line.name for line in section.loss_chart.lines] == ["training loss"]
+    assert "reward" not in section.loss_chart.title.lower()
+    chart = section.reward_chart
+    assert chart.title == "Rewards (tuned)" and chart.y_label == "reward"
+    assert [line.name for line in chart.lines] == ["mean reward", "exact", "format"]
+    assert [line.dashed for line in chart.lines] == [False, True, True]
+    assert all(len(line.points.split()) == 5 for line in chart.lines)
+    page = render_html(build_report(pipeline_name="reinforcement-tuning", models=[("tuned", str(tmp_path))]))
+    assert "Rewards (tuned)" in page and "reward exact loss" not in page
+    # A log of losses only has no reward chart.
+    assert training_section(write_log(tmp_path / "sft"), "sft", []).reward_chart is None
+
+
 def test_training_summary_only_skipped_and_unreadable(tmp_path):
     vertex = tmp_path / "vertex"
     vertex.mkdir()
