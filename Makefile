@@ -5,14 +5,18 @@ PY := $(VENV)/bin/python
 TUNEKIT := $(VENV)/bin/tunekit
 STAMP := $(VENV)/.tunekit-installed
 DEMO_DIR ?= runs/demo
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: install demo test lint format compile check-compiled ci-local bench image-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first, on its own: this exact pin takes the CPU build; any other spec pulls CUDA packages.
-	$(PY) -m pip install --quiet torch==2.13.0
+	# torch first, on its own, from PyTorch's CPU index (on PyPI torch==2.13.0 is the CUDA build, gigabytes);
+	# where that index is not reachable, the plain pin (this project's machines carry the CPU wheel locally).
+	# For a CUDA build on a GPU machine: make install TORCH_INDEX_URL=https://pypi.org/simple
+	$(PY) -m pip install --quiet --timeout 30 --retries 1 --index-url $(TORCH_INDEX_URL) torch==2.13.0 \
+		|| $(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[local,dev]'
 	touch $(STAMP)
 
