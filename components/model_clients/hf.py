@@ -103,6 +103,66 @@ def encode_prompt(
     return bos + ids[:room], len(ids) > room
 
 
+def _added_around(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special token ids a plain ``tokenizer(text)`` call puts before and after a text (a ``bos``, an ``eos``)."""
+    probe = "a"
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe)["input_ids"])
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return [], []
+
+
+def prompt_string(tokenizer: Any, text: str, *, max_length: int = 1024) -> str:
+    """:func:`encode_prompt`'s ids as a string a plain ``tokenizer(string)`` call turns back into exactly them.
+
+    For a decoder-only model, the form to hand a library that tokenizes prompt *strings* itself (TRL's trainers on
+    "standard", not "conversational", datasets call ``processing_class(text=prompt)`` with the tokenizer's own
+    special tokens; the Vertex vLLM container tokenizes its ``prompt`` field the same way): the chat template
+    already applied, and no ``bos`` written twice (a ``bos`` the tokenizer adds itself is left out of the string).
+
+    Args:
+        tokenizer: A Hugging Face tokenizer (a decoder-only model's).
+        text: The rendered prompt (:func:`prompt_text`).
+        max_length: As :func:`encode_prompt`'s (the local client's default ``max_input_length``).
+
+    Raises:
+        UserError: The tokenizer cannot give these ids back from any string (it appends special tokens to every
+            text, or adds a ``bos`` the chat template does not write).
+    """
+    ids, truncated = encode_prompt(tokenizer, text, is_encoder_decoder=False, max_length=max_length)
+    lead, trail = _added_around(tokenizer)
+    if trail or ids[: len(lead)] != lead:
+        raise UserError(
+            "this tokenizer adds special tokens the prompt's rendering does not have "
+            f"(before: {lead}, after: {trail}); give a tokenizer that adds none after a text"
+        )
+    body = ids[len(lead) :]
+    candidates = []
+    if not truncated:
+        if chat_template(tokenizer) is not None:
+            candidates.append(
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+                )
+            )
+        else:
+            bos = tokenizer.bos_token if tokenizer.bos_token_id is not None else None
+            candidates.append((bos or "") + text)
+    candidates.append(tokenizer.decode(body, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+    for candidate in candidates:
+        if lead:
+            head = tokenizer.decode(lead, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            candidate = candidate[len(head) :] if candidate.startswith(head) else candidate
+        if list(tokenizer(candidate)["input_ids"]) == ids:
+            return candidate
+    raise UserError(
+        "the prompt's tokens cannot be written as text this tokenizer reads back the same; "
+        "use a tokenizer whose special tokens are written as their own strings"
+    )
+
+
 def resolve_device(device: str) -> str:
     """``auto`` becomes ``cuda`` when a GPU is visible and ``cpu`` otherwise; other values are kept.
 

@@ -110,3 +110,87 @@ def test_a_tokenizer_without_a_template_gets_the_bare_text(tmp_path):
     ids, truncated = encode_prompt(tokenizer, "abc", is_encoder_decoder=False, max_length=64)
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     assert (ids, truncated) == (bos + tokenizer("abc", add_special_tokens=False)["input_ids"], False)
+
+
+def _record_trl_prompts(monkeypatch) -> dict[str, list[list[int]]]:
+    """TRL trainers' ``train`` replaced by a recorder of the prompt ids TRL itself made of the dataset's prompts.
+
+    SFT: the ids its tokenizer made before the labels start (the loss is on the completion only); DPO: its ``prompt_ids`` column; RLOO and
+    GRPO: what their ``_tokenize_prompts`` (the call before each ``generate``) makes of the ``prompt`` column.
+    """
+    import trl
+
+    seen: dict[str, list[list[int]]] = {}
+
+    def sft(self):
+        rows = self.train_dataset
+        seen["sft"] = [
+            ids[: next(i for i, label in enumerate(labels) if label != -100)]
+            for ids, labels in zip(rows["input_ids"], rows["labels"], strict=True)
+        ]
+
+    def dpo(self):
+        seen["dpo"] = list(self.train_dataset["prompt_ids"])
+
+    def sampling(name):
+        def train(self):
+            seen[name] = [list(ids) for ids in self._tokenize_prompts(list(self.train_dataset["prompt"]))[0]]
+
+        return train
+
+    monkeypatch.setattr(trl.SFTTrainer, "train", sft)
+    monkeypatch.setattr(trl.DPOTrainer, "train", dpo)
+    monkeypatch.setattr(trl.RLOOTrainer, "train", sampling("rloo"))
+    monkeypatch.setattr(trl.GRPOTrainer, "train", sampling("grpo"))
+    monkeypatch.setattr(trl.RewardTrainer, "train", lambda self: None)
+    return seen
+
+
+def test_preference_and_reinforcement_trainers_train_on_the_ids_evaluation_and_serve_send(
+    chat_model, tmp_path, monkeypatch
+):
+    """SFT warm starts, DPO, RLOO and GRPO hand TRL prompts it tokenizes into exactly encode_prompt's ids."""
+    from tunekit.components.data_validation.preference_convert import PreferencePair
+    from tunekit.components.model_clients.base import Turn
+    from tunekit.components.tuning.preference import local as preference
+    from tunekit.components.tuning.reinforcement import local as reinforcement
+    from tunekit.components.tuning.rewards import parse_rewards
+
+    seen = _record_trl_prompts(monkeypatch)
+    turns = [Turn(role, text) for role, text in HISTORY] + [Turn("user", QUESTION)]
+    pairs = [PreferencePair(turns=turns, system=SYSTEM, line=1, chosen=ANSWER, rejected="shipping")]
+    config = preference.PreferenceLocalConfig(
+        sft_steps=1, reward_steps=1, rl_steps=1, batch_size=2, num_generations=2, max_new_tokens=2
+    )
+    preference.train_sft(chat_model, pairs, str(tmp_path / "sft"), config)
+    preference.train_reward_model(chat_model, pairs, str(tmp_path / "rm"), config)
+    preference.train_rloo(chat_model, str(tmp_path / "rm"), pairs, str(tmp_path / "rloo"), config)
+    preference.train_dpo(chat_model, pairs, str(tmp_path / "dpo"), config)
+    seen["preference_sft"] = seen.pop("sft")
+
+    row = {
+        "contents": [{"role": "user", "parts": [{"text": QUESTION}]}],
+        "systemInstruction": {"parts": [{"text": SYSTEM}]},
+        "references": {"answer": ANSWER},
+    }
+    rl_config = reinforcement.ReinforcementLocalConfig(
+        sft_steps=1, rl_steps=1, batch_size=2, num_generations=2, max_new_tokens=2
+    )
+    rl_prompt = reinforcement.row_prompt(row)
+    reinforcement.train_sft(
+        chat_model, [{"prompt": rl_prompt, "completion": ANSWER}], str(tmp_path / "w"), rl_config
+    )
+    rewards = parse_rewards("rewards:\n  - name: short\n    length: {max_chars: 200}\n    parse: none\n")
+    reinforcement.train_grpo(chat_model, [row], rewards, str(tmp_path / "grpo"), rl_config)
+
+    # What evaluation (HFLocalClient) and serve generate from, for the same prompts.
+    client = HFLocalClient(chat_model, device="cpu")
+    seen_by_client = _recording(client)
+    client.generate([Prompt(QUESTION, system=SYSTEM, history=HISTORY)], GenerationConfig(max_output_tokens=1))
+    client.generate([Prompt(QUESTION, system=SYSTEM)], GenerationConfig(max_output_tokens=1))
+    pair_ids, row_ids = seen_by_client
+    assert client.tokenizer.decode(pair_ids).startswith("<|im_start|>user\n")  # the template is applied
+    assert seen["preference_sft"] == seen["dpo"] == [pair_ids]
+    assert seen["rloo"] == [pair_ids]
+    assert seen["sft"] == [row_ids]
+    assert seen["grpo"] == [row_ids]

@@ -11,7 +11,9 @@ The two ways (``algorithm``):
   DPO's KL temperature). A reward model is still trained when evaluation needs a judge.
 
 Input columns: pairs as :class:`~tunekit.components.data_validation.preference_convert.PreferencePair` (rendered
-to TRL's ``prompt``/``chosen``/``rejected``), prompts as ``PromptRow`` (TRL's ``prompt``). Output: Hugging Face
+to TRL's ``prompt``/``chosen``/``rejected``), prompts as ``PromptRow`` (TRL's ``prompt``). A policy's prompts are
+:func:`~tunekit.components.model_clients.hf.encode_prompt`'s text (:func:`~.hf.prompt_string`: its chat template
+applied), the text evaluation and ``tunekit serve`` send; the reward model's are the bare prompt text it scores. Output: Hugging Face
 model directories (``save_pretrained``, tokenizer included) and a ``training_log.json`` per stage.
 
 Nothing is silently dropped: TRL filters over-long pairs out when ``max_length`` is set, so lengths are left
@@ -31,6 +33,7 @@ from tunekit.components.data_validation.preference_convert import (
     PromptRow,
     to_trl_pair,
 )
+from tunekit.components.model_clients.hf import prompt_string
 from tunekit.components.model_clients.reward import RewardModelScorer, load_tokenizer
 
 RLOO = "rloo"
@@ -131,6 +134,18 @@ def _prompt_text(row: PromptRow, max_chars: int) -> str:
     return (text or row.text)[-max_chars:]
 
 
+def _policy_prompt(tokenizer: Any, row: PromptRow, max_chars: int) -> str:
+    """The prompt a policy trains on: :func:`~tunekit.components.model_clients.hf.encode_prompt`'s text form.
+
+    TRL gets it as a "standard" (string) dataset, so it applies no chat template of its own and tokenizes it with
+    a plain ``tokenizer(prompt)`` call (trl 1.16.0 ``data_utils._tokenize``; ``DPOTrainer._prepare_dataset``,
+    ``SFTTrainer`` and ``RLOOTrainer``/``GRPOTrainer._tokenize_prompts``): the ids are exactly those evaluation's
+    :class:`~tunekit.components.model_clients.hf.HFLocalClient` and ``tunekit serve`` generate from, the model's
+    own chat template included when its tokenizer has one, and a ``bos`` not written twice.
+    """
+    return prompt_string(tokenizer, _prompt_text(row, max_chars))
+
+
 def _setup(config: PreferenceLocalConfig) -> None:
     import torch
 
@@ -194,7 +209,9 @@ def train_sft(model_dir: str, pairs: list[PreferencePair], output_dir: str, conf
 
     _setup(config)
     tokenizer = load_tokenizer(model_dir)
-    rows = [{"prompt": _prompt_text(p, config.max_prompt_chars), "completion": p.chosen} for p in pairs]
+    rows = [
+        {"prompt": _policy_prompt(tokenizer, p, config.max_prompt_chars), "completion": p.chosen} for p in pairs
+    ]
     args = SFTConfig(
         **_common_args(output_dir, config.sft_steps, config.sft_learning_rate, config.batch_size, config.seed),
         max_length=None,
@@ -248,12 +265,17 @@ def train_rloo(
     tokenizer = load_tokenizer(policy_dir)
     scorer = RewardModelScorer(reward_dir)
 
+    # The policy's prompts carry its chat template; the reward model (the evaluation's judge too) was trained on,
+    # and scores, the bare prompt text.
+    policy_prompts = [_policy_prompt(tokenizer, p, config.max_prompt_chars) for p in prompts]
+    bare = dict(zip(policy_prompts, (_prompt_text(p, config.max_prompt_chars) for p in prompts), strict=True))
+
     def reward_model(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
         # A function rather than the module itself: TRL would score prompt + completion without the eos token
         # the reward model was trained with.
-        return scorer(prompts, completions)
+        return scorer([bare.get(p, p) for p in prompts], completions)
 
-    rows = [{"prompt": _prompt_text(p, config.max_prompt_chars)} for p in prompts]
+    rows = [{"prompt": prompt} for prompt in policy_prompts]
     batch = max(config.batch_size - config.batch_size % config.num_generations, config.num_generations)
     args = RLOOConfig(
         **_common_args(output_dir, config.rl_steps, config.rl_learning_rate, batch, config.seed),
@@ -279,7 +301,7 @@ def train_dpo(
 
     _setup(config)
     tokenizer = load_tokenizer(policy_dir)
-    rows = [{**to_trl_pair(p), "prompt": _prompt_text(p, config.max_prompt_chars)} for p in pairs]
+    rows = [{**to_trl_pair(p), "prompt": _policy_prompt(tokenizer, p, config.max_prompt_chars)} for p in pairs]
     args = DPOConfig(
         **_common_args(output_dir, config.rl_steps, config.rl_learning_rate, config.batch_size, config.seed),
         max_length=None,

@@ -6,8 +6,9 @@ moves the policy towards the completions that score above their group's mean, wi
 the model it started from (the warm start, or the base model).
 
 Input: prompts in Vertex's reinforcement layout (``contents``, ``systemInstruction``?, ``references``),
-rendered to the plain text an open model sees (:func:`~tunekit.components.model_clients.hf.prompt_text`, the
-layout the evaluation and the deployed model use too). Output: Hugging Face model folders (``save_pretrained``,
+rendered to the plain text an open model sees (:func:`~tunekit.components.model_clients.hf.prompt_text`), then
+to :func:`~tunekit.components.model_clients.hf.encode_prompt`'s text (the model's chat template when it has one):
+the text evaluation and the deployed model see too. Output: Hugging Face model folders (``save_pretrained``,
 tokenizer included) with a ``training_log.json`` in the run report's layout: the loss, and the mean reward and
 each reward's mean per logged step as the curves.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.base import Prompt
-from tunekit.components.model_clients.hf import prompt_text
+from tunekit.components.model_clients.hf import prompt_string, prompt_text
 from tunekit.components.model_clients.reward import load_tokenizer
 from tunekit.components.tuning.rewards import RewardSet, example_json, response_text
 
@@ -149,7 +150,11 @@ def write_training_log(output_dir: str, record: dict, history: list[dict]) -> di
 
 
 def train_sft(model_dir: str, rows: list[dict], output_dir: str, config: ReinforcementLocalConfig) -> dict:
-    """The warm start: TRL ``SFTTrainer`` on ``prompt``/``completion`` rows (loss on the completion only)."""
+    """The warm start: TRL ``SFTTrainer`` on ``prompt``/``completion`` rows (loss on the completion only).
+
+    ``prompt`` is the rendered prompt (:func:`row_prompt`); the model trains on its
+    :func:`~tunekit.components.model_clients.hf.encode_prompt` text (:func:`~.hf.prompt_string`), as GRPO does.
+    """
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
@@ -163,6 +168,7 @@ def train_sft(model_dir: str, rows: list[dict], output_dir: str, config: Reinfor
         max_length=None,
         completion_only_loss=True,
     )
+    rows = [{**row, "prompt": prompt_string(tokenizer, row["prompt"])} for row in rows]
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     trainer.train()
@@ -196,7 +202,10 @@ def train_grpo(
     funcs, weights = rewards.trl_reward_funcs(judge_clients)
     data = [
         {
-            "prompt": row_prompt(row, config.max_prompt_chars),
+            # encode_prompt's text (its chat template applied): TRL tokenizes this "standard" prompt with a plain
+            # tokenizer(prompt) call (trl 1.16.0 GRPOTrainer._tokenize_prompts), no template of its own, so the
+            # ids are those evaluation and `tunekit serve` generate from.
+            "prompt": prompt_string(tokenizer, row_prompt(row, config.max_prompt_chars)),
             "references": example_json({k: v for k, v in row.items() if k != "line"}),
         }
         for row in rows
