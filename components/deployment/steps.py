@@ -92,6 +92,49 @@ def record_deployment(
     return record
 
 
+def _managed_open_model_weights(info: dict, output_dir: str, export_root: str) -> str:
+    """The ``gs://`` folder to serve a managed open-model tuning from: its tuned weights, or them merged.
+
+    A full model (``config.json``) is served from where the tuning job wrote it (``model_dir``). A LoRA adapter
+    is merged into the base weights the job started from (``custom_base_model``; the adapter's own record names
+    the service's copy of the base, which this worker cannot read) and served from ``export_root/serving_model``,
+    as the adapters of our own open models are. Both folders are read through the ``/gcs`` mount.
+
+    Raises:
+        UserError: The weights are not there, or an adapter has no base weights to merge into.
+    """
+    from tunekit.components.common import uris
+    from tunekit.components.model_clients.hf import ADAPTER_CONFIG
+
+    weights_uri = str(info.get("model_dir") or "")
+    weights_dir = uris.gcs_to_fuse(weights_uri)
+    if not os.path.isfile(os.path.join(weights_dir, ADAPTER_CONFIG)):
+        if not os.path.isfile(os.path.join(weights_dir, "config.json")):
+            raise UserError(
+                f"no tuned weights in {weights_uri} (read at {weights_dir}); the tuning job writes them there",
+                path=weights_dir,
+            )
+        return weights_uri
+    base_uri = str(info.get("custom_base_model") or "")
+    if not base_uri or not export_root:
+        raise UserError(
+            f"the tuned LoRA adapter in {weights_uri} is merged into its base to serve it: set custom_base_model "
+            "to the gs:// folder of the base weights",
+            field="custom_base_model",
+        )
+    from tunekit.components.common.state import replace_directory
+    from tunekit.components.deployment.export import MERGED_DIR
+    from tunekit.components.model_clients.hf import load_model_and_tokenizer
+
+    target = os.path.join(output_dir, MERGED_DIR)
+    if not os.path.isfile(os.path.join(target, "config.json")):  # a retried step finds the merge it made
+        model, tokenizer = load_model_and_tokenizer(uris.gcs_to_fuse(base_uri), weights_dir)
+        with replace_directory(target) as folder:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+    return export_root + "/" + SERVING_DIR
+
+
 def run_deploy(
     *,
     backend: str,
@@ -159,7 +202,7 @@ def run_deploy(
 
         labels = {**lineage, **vertex.lineage_labels(purpose=purpose, base_model=str(info.get("base_model", "")))}
         state_path = os.path.join(output_dir, STATE_FILE)
-        if info.get("endpoint") or info.get("tuned_model"):
+        if (info.get("endpoint") or info.get("tuned_model")) and not info.get("open_model"):
             return vertex.deploy_gemini(
                 info, purpose=purpose, labels=labels, metrics=metrics, state_path=state_path, client=model_client
             )
@@ -167,15 +210,22 @@ def run_deploy(
             raise UserError("deploying an open model to Vertex needs the project and location", field="project")
         from tunekit.components.deployment.export import LORA_DIR, export_for_serving
 
-        # The merged model is what the vLLM container serves; an adapter is also exported in vLLM's multi-LoRA
-        # layout beside it (lora/<name>/), for a server of many adapters on one base.
-        exported = export_for_serving(model_path, output_dir, name=champion.purpose_label(purpose))
-        serving = exported["merged"]
         export_root = deployment_uri.rsplit("/", 1)[0] if deployment_uri else ""
-        if serving == model_path:
-            artifact_uri = model_uri
+        if info.get("open_model"):
+            # Vertex AI's managed open-model tuning registers the tuned model but deploys nothing (its record has
+            # no endpoint); its weights in Cloud Storage are uploaded with the serving container and deployed as
+            # our own open models are, so the champion lookup finds them as one of those next run.
+            exported = {"adapter": None}
+            artifact_uri = _managed_open_model_weights(info, output_dir, export_root)
         else:
-            artifact_uri = export_root + "/" + SERVING_DIR if export_root else ""
+            # The merged model is what the vLLM container serves; an adapter is also exported in vLLM's
+            # multi-LoRA layout beside it (lora/<name>/), for a server of many adapters on one base.
+            exported = export_for_serving(model_path, output_dir, name=champion.purpose_label(purpose))
+            serving = exported["merged"]
+            if serving == model_path:
+                artifact_uri = model_uri
+            else:
+                artifact_uri = export_root + "/" + SERVING_DIR if export_root else ""
         adapter = exported["adapter"]
         if adapter is not None and export_root:
             adapter["uri"] = f"{export_root}/{LORA_DIR}/{adapter['name']}"

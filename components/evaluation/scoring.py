@@ -201,6 +201,85 @@ def open_model_client(champion, endpoint: str, *, location: str, cache_dir: str 
     return make_engine("vertex_vllm", endpoint, options={"location": location}, cache_dir=cache_dir or None)
 
 
+def managed_open_model_dirs(record) -> tuple[str, str]:
+    """``(base weights, tuned weights)`` of a managed open-model tuning, as this worker reads them.
+
+    Vertex AI's managed open-model tuning writes the tuned weights under the job's ``output_uri``
+    (``record.model_dir``, ``.../postprocess/node-0/checkpoints/final``, Hugging Face format) and serves nothing;
+    the base is scored from ``custom_base_model``, the user's copy of its weights in Cloud Storage (types.py
+    ``CreateTuningJobConfig.custom_base_model``: ".safetensors format along with associated model metadata files").
+    Inside Vertex AI Pipelines both are read through the worker's ``/gcs`` mount (:func:`uris.gcs_to_fuse`), as the
+    open models of our own GPU custom job are.
+
+    Raises:
+        UserError: No base weights in Cloud Storage (config preflight refuses this before the tuning job), or a
+            folder this worker cannot read.
+    """
+    from tunekit.components.common import uris
+
+    base_uri = str(record.get("custom_base_model", "") or "")
+    if not base_uri:
+        raise UserError(
+            f"the open model {record.base_model} was tuned, but its base cannot be scored beside it: tunekit reads "
+            "the base from its weights in Cloud Storage; set custom_base_model to a gs:// folder of "
+            f"{record.base_model}'s .safetensors weights and re-run (the tuned weights are in {record.model_dir})",
+            field="custom_base_model",
+        )
+    base_dir = uris.gcs_to_fuse(base_uri)
+    if not os.path.isfile(os.path.join(base_dir, "config.json")):
+        raise UserError(
+            f"no model in custom_base_model {base_uri} (read at {base_dir}): the evaluation reads open-model "
+            "weights through the /gcs mount of Vertex AI Pipelines; run it there, with the base weights in that folder",
+            path=base_dir,
+        )
+    return base_dir, uris.gcs_to_fuse(str(record.model_dir or ""))
+
+
+def managed_open_model_client(record, base_dir: str = "") -> ModelClient:
+    """The tuned model of a managed open-model tuning, loaded from its weights (``record.model_dir``, ``/gcs``).
+
+    A LoRA tuning's folder may hold an adapter: it is loaded onto ``base_dir`` (its own ``adapter_config.json``
+    names the service's copy of the base, which this worker cannot read).
+
+    Raises:
+        UserError: The folder holds no model, or an adapter with no ``base_dir`` to load it onto.
+    """
+    from tunekit.components.common import uris
+    from tunekit.components.model_clients.hf import ADAPTER_CONFIG, HFLocalClient
+
+    tuned_dir = uris.gcs_to_fuse(str(record.model_dir or ""))
+    if os.path.isfile(os.path.join(tuned_dir, ADAPTER_CONFIG)):
+        if not base_dir:
+            raise UserError(
+                f"the tuned weights in {record.model_dir} are a LoRA adapter and no base weights are at hand to "
+                "load it onto; tune with tuning mode full (finetuning: full for a distillation student)",
+                path=tuned_dir,
+            )
+        return HFLocalClient(base_dir, adapter_dir=tuned_dir)
+    if not os.path.isfile(os.path.join(tuned_dir, "config.json")):
+        raise UserError(
+            f"no model in {record.model_dir} (read at {tuned_dir}): the evaluation reads open-model weights "
+            "through the /gcs mount of Vertex AI Pipelines; run it there, after the tuning job wrote them",
+            path=tuned_dir,
+        )
+    return HFLocalClient(tuned_dir)
+
+
+def managed_open_model_clients(record, *, candidate: bool = True) -> dict[str, ModelClient]:
+    """The base's and (with ``candidate``) the tuned model's clients for a managed open-model tuning.
+
+    Both answer from their weights (:func:`managed_open_model_dirs`) through the local Hugging Face client, on
+    the step's accelerator when it has one (:func:`managed_open_model_client` for the tuned one).
+    """
+    from tunekit.components.model_clients.hf import HFLocalClient
+
+    base_dir, _ = managed_open_model_dirs(record)
+    models: dict[str, ModelClient] = {BASE: HFLocalClient(base_dir)}
+    if candidate:
+        models[CANDIDATE] = managed_open_model_client(record, base_dir)
+    return models
+
+
 #: The fewest rows one call of a client gets when the rows are asked in parts for progress (engine-backed clients
 #: answer a call's prompts concurrently: parts smaller than its concurrency would slow it down).
 MIN_PART_ROWS = 32

@@ -392,6 +392,10 @@ class FakeVertex(LoadFeatures):
         self.validated: list[dict] = []
         #: Tuning jobs' endpoints whose model was undeployed (``:undeployModel``).
         self.undeployed: set[str] = set()
+        #: Writes an open model's tuned weights when its tuning job succeeds: called with the local folder standing
+        #: for ``OUTPUT/postprocess/node-0/checkpoints/final`` under ``gcs_root`` (tests build tiny weights there,
+        #: as the service writes Hugging Face weights); None writes nothing.
+        self.open_model_weights: Callable[[str], None] | None = None
 
     # --- scripting ---------------------------------------------------------------------------------------------
 
@@ -1122,6 +1126,8 @@ class FakeVertex(LoadFeatures):
             job["tunedModel"].pop("endpoint", None)
             model["deployedModels"] = []
             model["artifactUri"] = job["outputUri"].rstrip("/") + "/postprocess/node-0/checkpoints/final"
+            if self.open_model_weights is not None and self.gcs_root:
+                self.open_model_weights(self.gcs_path(model["artifactUri"]))
 
     # --- batch prediction jobs ---------------------------------------------------------------------------------
 

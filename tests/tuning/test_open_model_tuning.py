@@ -103,12 +103,14 @@ def test_full_tuning_and_a_retry_reattaches_instead_of_paying_twice(tmp_path, fa
     assert again["job_name"] == first["job_name"] and again["resumed"] is True
 
 
-def test_evaluation_of_a_managed_open_model_tuning_is_one_clear_line_naming_the_weights(tmp_path, fake):
+def test_evaluation_of_a_managed_open_model_tuning_without_base_weights_names_custom_base_model(tmp_path, fake):
+    """The base is scored from its weights in Cloud Storage (tests/evaluation/test_open_model_evaluation.py scores
+    both); without custom_base_model the step says so in one line instead of gating without the base."""
     from tunekit.components.evaluation.supervised.steps import run_evaluate
 
     _prepare(tmp_path)
     _tune(tmp_path)
-    with pytest.raises(UserError, match="checkpoints/final") as info:
+    with pytest.raises(UserError, match="custom_base_model") as info:
         run_evaluate(
             backend="vertex",
             task="classification",
@@ -121,7 +123,7 @@ def test_evaluation_of_a_managed_open_model_tuning_is_one_clear_line_naming_the_
             project="test-project",
             location="us-central1",
         )
-    assert info.value.field == "base_model"
+    assert info.value.field == "custom_base_model"
 
 
 @pytest.mark.parametrize(
@@ -217,9 +219,14 @@ STUDENT_ROWS = [
 ]
 
 
-def test_an_open_model_student_is_tuned_by_the_managed_service_on_the_multitask_data(tmp_path, fake):
+def test_an_open_model_student_is_tuned_by_the_managed_service_on_the_multitask_data(tmp_path, fake, monkeypatch):
+    from tunekit.components.common import uris
     from tunekit.components.tuning.distillation.steps import run_build_student_dataset, run_tune_student
+    from tunekit.components.tuning.tiny import CAUSAL, make_tiny_model
 
+    # The service writes the tuned student's Hugging Face weights under output_uri (a tiny model here).
+    tiny = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    fake.open_model_weights = lambda folder: make_tiny_model(folder, CAUSAL, num_key_value_heads=2, **tiny)
     source = tmp_path / "rationales.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in STUDENT_ROWS))
     data = tmp_path / "student"
@@ -259,23 +266,25 @@ def test_an_open_model_student_is_tuned_by_the_managed_service_on_the_multitask_
         record["backend"] == "vertex" and record["open_model"] is True and record["serving_prefix"] == "predict: "
     )
     assert record["model_dir"] == f"{OUTPUT}/postprocess/node-0/checkpoints/final"
-    # Its evaluation says in one line that nothing serves it yet (it was a ValueError: "no endpoint is recorded").
+    # Its evaluation scores those weights, read through the worker's /gcs mount (it was a ValueError: "no endpoint
+    # is recorded", then a UserError saying nothing serves it).
     from tunekit.components.evaluation.distillation.steps import evaluate_student
 
-    with pytest.raises(UserError, match="checkpoints/final") as info:
-        evaluate_student(
-            "student",
-            ModelRecord.read(str(tmp_path / "model")),
-            str(tmp_path / "model"),
-            [],
-            task="generic",
-            task_type="generic",
-            max_output_tokens=8,
-            price_table=None,
-            student_cost_per_hour=0.0,
-            **{k: ON_FAKE_VERTEX[k] for k in ("project", "location")},
-        )
-    assert info.value.field == "student_model"
+    monkeypatch.setattr(uris, "GCS_FUSE_ROOT", str(tmp_path / "gcs"))
+    rows = [json.loads(line) for line in open(tmp_path / "eval.jsonl")][:2]
+    scored = evaluate_student(
+        "student",
+        ModelRecord.read(str(tmp_path / "model")),
+        str(tmp_path / "model"),
+        rows,
+        task="generic",
+        task_type="generic",
+        max_output_tokens=4,
+        price_table=None,
+        student_cost_per_hour=0.0,
+        **{k: ON_FAKE_VERTEX[k] for k in ("project", "location")},
+    )
+    assert len(scored.predictions) == 2 and sum(scored.statuses.values()) == 2
     # The student's default finetuning (lora) is refused for a full-only model, statically.
     from tunekit.pipelines.distilling_step_by_step import DistillingStepByStepConfig
 

@@ -210,13 +210,11 @@ def _student_client(record: ModelRecord, model_path: str, project: str, location
 
         return HFLocalClient(model_path)
     if record.get("open_model"):
-        # Managed open-model tuning writes weights, not an endpoint: nothing serves the student yet.
-        raise UserError(
-            f"the open-model student {record.base_model} was tuned (weights in {record.model_dir}), but tunekit does "
-            "not yet serve managed open-model tunings for evaluation; deploy those weights with a serving container "
-            "(gcloud ai model-garden models deploy --model=...), or train the student with student_backend: local",
-            field="student_model",
-        )
+        # Managed open-model tuning writes weights, not an endpoint: the student answers from its weights in Cloud
+        # Storage (the /gcs mount), as open students from our own GPU custom job do.
+        from tunekit.components.evaluation.scoring import managed_open_model_client
+
+        return managed_open_model_client(record)
     endpoint = require_endpoint(record.endpoint, model_path)
     from tunekit.components.model_clients.vertex import VertexGeminiClient
 

@@ -22,6 +22,7 @@ from tunekit.components.evaluation.scoring import (
     champion_client,
     evaluate_models,
     load_eval_rows,
+    managed_open_model_clients,
     render_markdown,
     vertex_client,
 )
@@ -48,14 +49,9 @@ def _clients(
         return models
     if backend == "vertex":
         if tuned.get("open_model"):
-            # Managed open-model tuning writes weights, not an endpoint: nothing serves the base or the tuned model.
-            raise UserError(
-                f"the open model {base_model} was tuned (weights in {tuned.model_dir}), but tunekit does not yet "
-                "serve managed open-model tunings for evaluation; deploy those weights with a serving container "
-                "(gcloud ai model-garden models deploy --model=...) and compare them by hand, or tune it with "
-                "backend: local on the GPU image",
-                field="base_model",
-            )
+            # Managed open-model tuning writes weights, not an endpoint: base and tuned model answer from their
+            # weights in Cloud Storage (the /gcs mount), as open models from our own GPU custom job do.
+            return managed_open_model_clients(tuned, candidate=candidate)
         models = {BASE: vertex_client(base_model, project, location, cache_dir)}
         if candidate:
             models[CANDIDATE] = vertex_client(tuned.endpoint, project, location, cache_dir, base_model=base_model)
