@@ -3,7 +3,9 @@
 Each check prints ``ok`` and what it found, or ``FAIL``, the problem and the exact command that fixes it:
 credentials and account, the APIs a run uses, the images the spec names, the pipeline root, the service account,
 the Gemini models the config names (served in the region: a countTokens call, which Vertex does not bill), the
-embedding template's declared parameters against the ones tunekit sends, and what the run's model calls cost.
+embedding template's declared parameters against the ones tunekit sends, the open model a managed tuning tunes
+(offered in the region), a reinforcement run's reward file (Vertex's ``validate_reward`` on a row of the prompt
+dataset), and what the run's model calls cost.
 ``tunekit submit`` and ``tunekit schedule create`` run it first (``--skip-doctor`` skips it).
 
 The calls are the documented REST or client-library ones (each cited where it is made). Every Google endpoint
@@ -36,6 +38,10 @@ APIS = ("aiplatform.googleapis.com", "storage.googleapis.com", "artifactregistry
 CLOUDBUILD_API = "cloudbuild.googleapis.com"
 #: Config fields that name a model a run calls on Vertex.
 MODEL_FIELDS = ("base_model", "teacher_model", "student_model", "judge_model")
+#: Config fields naming an open model a managed tuning tunes, and the field choosing that step's backend.
+OPEN_MODEL_FIELDS = (("base_model", "backend"), ("student_model", "student_backend"))
+#: Where a ready project's reward check finds no row to score: a prompt of this text with every reference blank.
+SAMPLE_PROMPT = "tunekit doctor"
 #: Permissions the pipeline root needs: Vertex writes and reads the run's artifacts there.
 ROOT_PERMISSIONS = ("storage.objects.create", "storage.objects.get", "storage.objects.list")
 PRICING_PAGE = "https://cloud.google.com/vertex-ai/generative-ai/pricing"
@@ -437,6 +443,152 @@ class Doctor:
             )
         return Check("embedding template", True, f"{uri} declares all {len(sent)} parameters tunekit sends")
 
+    def open_models(self) -> list[str]:
+        """The open models the config tunes with Vertex AI's managed tuning (``publisher/family@version``)."""
+        from tunekit.components.tuning.gemini import is_open_model
+
+        config = self.options.config
+        found = set()
+        for name, backend in OPEN_MODEL_FIELDS:
+            value = getattr(config, name, "")
+            if isinstance(value, str) and getattr(config, backend, "vertex") == "vertex" and is_open_model(value):
+                found.add(value.strip())
+        return sorted(found)
+
+    def check_open_models(self) -> Check:
+        """Each open model to tune is a documented id, tuned in the region, and offered there by Model Garden.
+
+        Sources: the regions and ids of Google's "Tune an open model" page
+        (https://docs.cloud.google.com/vertex-ai/generative-ai/docs/models/open-model-tuning, as
+        ``tuning.gemini.OPEN_MODEL_REGIONS`` / ``OPEN_MODELS`` encode it), and Model Garden's publisher model GET
+        on the region's endpoint, ``GET https://{region}-aiplatform.googleapis.com/v1beta1/publishers/{publisher}/models/{model}``
+        (https://cloud.google.com/vertex-ai/docs/reference/rest/v1beta1/publishers.models/get; the name may end in
+        ``@{version_id}``, as ExportPublisherModelResponse.publisher_model gives it): 404 for a model it does not offer.
+        """
+        from tunekit.components.tuning.gemini import OPEN_MODEL_REGIONS, check_open_model
+
+        options = self.options
+        models = self.open_models()
+        if not models:
+            return Check("open models", True, "no open model tuned on Vertex in the config", skipped=True)
+        problems = []
+        for model in models:
+            try:
+                check_open_model(model)
+            except UserError as exc:
+                problems.append(f"{exc.message}: fix the config's {exc.field or 'base_model'}")
+                continue
+            if options.region not in OPEN_MODEL_REGIONS:
+                problems.append(
+                    f"{model}: open-model tuning is offered in {' and '.join(OPEN_MODEL_REGIONS)} only, not "
+                    f"{options.region} (Google's 'Tune an open model' page): pass --region "
+                    f"{OPEN_MODEL_REGIONS[0]} or another listed region"
+                )
+                continue
+            publisher, _, rest = model.partition("/")
+            url = (
+                f"https://{options.region}-aiplatform.googleapis.com/v1beta1/publishers/{publisher}/models/{rest}"
+            )
+            response = self.get(url)
+            if response.status_code == 404:
+                problems.append(
+                    f"{model} is not offered by Model Garden in {options.region}: pick an id of the 'Tune an open "
+                    "model' page (https://docs.cloud.google.com/vertex-ai/generative-ai/docs/models/open-model-tuning)"
+                )
+            elif response.status_code != 200:
+                problems.append(self._http_problem(response, f"publisher model {model}"))
+        if problems:
+            return Check("open models", False, "; ".join(problems))
+        return Check("open models", True, f"offered in {options.region}: {', '.join(models)}")
+
+    def reward_row(self, needed: list[str]) -> tuple[dict, str]:
+        """A row of the config's prompt dataset (Vertex's layout) and where it came from.
+
+        The dataset's first row when it can be read; otherwise a prompt of :data:`SAMPLE_PROMPT` with each
+        reference the rewards read left blank.
+
+        Raises:
+            UserError: The dataset was read and a row is bad (file, line, field).
+        """
+        from tunekit.components.common import uris
+        from tunekit.components.data_validation.reinforcement import read_prompt_rows, vertex_row
+
+        uri = getattr(self.options.config, "train_dataset_uri", "")
+        reason = "no train_dataset_uri"
+        if uri:
+            try:
+                with uris.local_copy(uri) as local:
+                    if not os.path.exists(local):
+                        raise FileNotFoundError(uri)
+                    rows = read_prompt_rows(local, needed)
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an unreadable dataset falls back to a sample row
+                reason = f"{uri} could not be read ({type(exc).__name__})"
+            else:
+                if rows:
+                    return vertex_row(rows[0]), f"the first row of {uri}"
+                reason = f"{uri} has no rows"
+        row = {
+            "contents": [{"role": "user", "parts": [{"text": SAMPLE_PROMPT}]}],
+            "references": {key: "" for key in needed},
+        }
+        return row, f"a sample row ({reason})"
+
+    def check_rewards(self) -> Check:
+        """A reinforcement run's reward file, as Vertex would score it: ``validate_reward`` on a row of the data.
+
+        The reward module's own check (``tuning.rewards.load_rewards`` then ``check_backend("vertex")``), then
+        ``tuning.reinforcement.vertex.validate_rewards`` of the row with an empty answer and each reference as the
+        answer (docs/reinforcement_tuning.md, "For tunekit doctor"): ``client.tunings.validate_reward``, ``POST
+        {parent}/tuningJobs:validateReinforcementTuningReward`` (https://docs.cloud.google.com/gemini-enterprise-agent-platform/reference/rest/v1beta1/projects.locations.tuningJobs/validateReinforcementTuningReward),
+        a dry run that starts no job.
+        """
+        from tunekit.components.tuning.reinforcement.steps import sample_completions
+        from tunekit.components.tuning.reinforcement.vertex import validate_rewards
+        from tunekit.components.tuning.rewards import load_rewards
+
+        options = self.options
+        config = options.config
+        uri = getattr(config, "reward_config_uri", "")
+        if (
+            getattr(options.method, "name", "") != "reinforcement-tuning"
+            or getattr(config, "backend", "") != "vertex"
+        ):
+            return Check("rewards", True, "not a reinforcement tuning run on Vertex", skipped=True)
+        if not uri:
+            return Check(
+                "rewards", False, "no reward_config_uri: set it to the reward file (docs/reinforcement_tuning.md)"
+            )
+        try:
+            rewards = load_rewards(uri)
+            rewards.check_backend("vertex")
+            row, where = self.reward_row(rewards.references())
+            texts = sample_completions(rewards, row)
+            if self.genai_client is None:
+                from tunekit.components.model_clients.vertex import make_genai_client
+
+                self.genai_client = make_genai_client(options.project, options.region)
+            values = validate_rewards(
+                rewards,
+                [row] * len(texts),
+                texts,
+                project=options.project,
+                location=options.region,
+                client=self.genai_client,
+            )
+        except UserError as exc:
+            return Check(
+                "rewards", False, f"{exc.format()}: fix the reward file or the data, then run doctor again"
+            )
+        scores = ", ".join(f"{v['overall']:g}" if _is_number(v.get("overall")) else "?" for v in values)
+        return Check(
+            "rewards",
+            True,
+            f"{len(rewards.rewards)} reward(s) of {uri} scored by Vertex's validate_reward on {where} "
+            f"(overall {scores} for {len(texts)} sample answer(s))",
+        )
+
     def check_cost(self) -> Check:
         """What the run's model calls cost per million tokens.
 
@@ -488,7 +640,8 @@ class Doctor:
             raise UserError(credentials.detail)
         add(credentials)
         ordered = [self.check_images, self.check_apis, self.check_pipeline_root, self.check_service_account]
-        ordered += [self.check_models, self.check_embedding_template, self.check_cost]
+        ordered += [self.check_models, self.check_open_models, self.check_embedding_template, self.check_rewards]
+        ordered += [self.check_cost]
         for step in ordered:
             name = step.__name__.removeprefix("check_").replace("_", " ")
             try:
@@ -496,6 +649,10 @@ class Doctor:
             except Exception as exc:  # noqa: BLE001 - a check that breaks is a failed check, not a traceback
                 add(Check(name, False, self._failure(exc)))
         return checks
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def doctor(options: DoctorOptions, *, echo: Callable[[str], None] = print, **kwargs) -> list[Check]:

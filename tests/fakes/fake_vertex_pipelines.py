@@ -36,8 +36,11 @@ Serves on ``127.0.0.1`` (random port), paths under ``/v1/``:
   ``services.get``, Artifact Registry ``packages.tags.get`` / ``versions.get`` of Docker images, the KFP template
   download (``GET /LOCATION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``: the spec as YAML), IAM
   ``serviceAccounts.get``, Cloud Storage ``buckets.testIamPermissions`` (``/storage/v1/b/BUCKET/iam/...``) and
-  ``{publisher model}:countTokens``; each is scripted by an attribute (:attr:`FakeVertexPipelines.disabled_services`,
-  ``images``, ``templates``, ``service_accounts``, ``buckets``, ``served_models``, ``revoked``).
+  ``{publisher model}:countTokens``, Model Garden's ``publishers.models.get`` of an open model (v1beta1, on the
+  region's endpoint) and ``tuningJobs:validateReinforcementTuningReward`` (the reward dry run, as
+  fake_vertex.py answers it); each is scripted by an attribute (:attr:`FakeVertexPipelines.disabled_services`,
+  ``images``, ``templates``, ``service_accounts``, ``buckets``, ``served_models``, ``publisher_models``,
+  ``reward_service``, ``revoked``).
 
 aiplatform's REST clients reach it with ``client_options={"api_endpoint": fake.url}``: the transport keeps an
 explicit ``http://`` scheme. Every request is recorded in :attr:`FakeVertexPipelines.requests`.
@@ -54,7 +57,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from fake_vertex import LoopbackFake, label_filter, read_body, serve_fake
+from fake_vertex import FakeVertex, LoopbackFake, label_filter, read_body, serve_fake
 
 PROJECT = "test-project"
 LOCATION = "us-central1"
@@ -87,6 +90,10 @@ _SERVICE_ACCOUNT = re.compile(
 )
 _TEST_PERMISSIONS = re.compile(r"^/storage/v1/b/(?P<bucket>[^/]+)/iam/testPermissions$")
 # google-genai's Vertex client calls v1beta1 (google/genai/_api_client.py: the default api_version).
+_VALIDATE_REWARD = re.compile(rf"^/v1(?:beta1)?/{_PARENT}/tuningJobs:validateReinforcementTuningReward$")
+_PUBLISHER_MODEL = re.compile(
+    r"^/(?P<location>[a-z0-9-]+)-aiplatform\.googleapis\.com/v1beta1/publishers/(?P<model>[^:]+)$"
+)
 _COUNT_TOKENS = re.compile(rf"^/v1(?:beta1)?/{_PARENT}/publishers/google/models/(?P<model>[^/:]+):countTokens$")
 
 #: Google's text-embedding tuning template and the parameters it declares (v1.1.3+), written out here rather than
@@ -215,6 +222,15 @@ class FakeVertexPipelines(LoopbackFake):
                 "gemini-3.5-flash-lite",
             }
         }
+        #: Model Garden publisher models (``publisher/model[@version]``) offered per region: the open models of
+        #: Google's "Tune an open model" page in the regions it lists (components/tuning/gemini.py OPEN_MODELS).
+        self.publisher_models: dict[str, set[str]] = {
+            region: {"google/gemma-3-27b-it", "meta/llama3_1@llama-3.1-8b", "meta/llama3-2@llama-3.2-1b-instruct"}
+            for region in (LOCATION, "europe-west4")
+        }
+        #: The fake Vertex API's reward dry run, served here too (``validateReinforcementTuningReward``): its
+        #: ``validated`` holds the request bodies, its ``set_responder`` answers judge rewards.
+        self.reward_service = FakeVertex()
         #: The OAuth refresh token is revoked: the token endpoint answers invalid_grant.
         self.revoked = False
 
@@ -358,6 +374,19 @@ class FakeVertexPipelines(LoopbackFake):
                 "kind": "storage#testIamPermissionsResponse",
                 "permissions": [p for p in asked if p in held],
             }
+        if method == "POST" and _VALIDATE_REWARD.match(path):
+            # tuningJobs.validateReinforcementTuningReward, answered as the fake Vertex API answers it (its
+            # sources cited there: fake_vertex.py FakeVertex._validate_reward).
+            return self.reward_service._validate_reward(body or {})
+        if method == "GET" and (m := _PUBLISHER_MODEL.match(path)):
+            # Model Garden publishers.models.get on the region's endpoint:
+            # https://cloud.google.com/vertex-ai/docs/reference/rest/v1beta1/publishers.models/get (a PublisherModel:
+            # name publishers/{publisher}/models/{model}, versionId; NOT_FOUND for a model not offered there).
+            model = m["model"].replace("/models/", "/", 1)
+            if model not in self.publisher_models.get(m["location"], set()):
+                return self._error(404, "NOT_FOUND", f"Publisher model publishers/{m['model']} not found.")
+            name, _, version = m["model"].partition("@")
+            return 200, {"name": f"publishers/{name}", "versionId": version or "001"}
         if method == "POST" and (m := _COUNT_TOKENS.match(path)):
             # countTokens: https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/count-tokens
             # (a model not served in the region is NOT_FOUND).

@@ -112,7 +112,7 @@ def fake(monkeypatch, tmp_path, private_key):
 def supervised(**overrides):
     from pipeline_helpers import supervised_config
 
-    return supervised_config(base_model="gemini-3.1-flash-lite", **overrides)
+    return supervised_config(**{"base_model": "gemini-3.1-flash-lite", **overrides})
 
 
 def embedding(**overrides):
@@ -169,7 +169,8 @@ def test_a_ready_project_passes_every_check_from_the_cli(fake, capsys):
     lines = out.splitlines()
     names = [line.split(":", 1)[0].split(None, 1)[1] for line in lines]
     assert names == [
-        "credentials", "images", "apis", "pipeline root", "service account", "models", "embedding template", "cost",
+        "credentials", "images", "apis", "pipeline root", "service account", "models", "open models",
+        "embedding template", "rewards", "cost",
     ]  # fmt: skip
     assert all(line.startswith(("ok  ", "skip")) for line in lines), out
     assert CALLER in lines[0] and "served in us-central1: gemini-" in out
@@ -288,6 +289,108 @@ def test_embedding_template_parameters_are_checked_against_the_template_read(fak
     assert not check.ok and "HTTP 404" in check.detail, (url, check.detail)
     skipped = make_doctor().check_embedding_template()
     assert skipped.skipped
+
+
+def test_an_open_model_is_checked_as_offered_in_the_region(fake):
+    open_model = supervised(base_model="meta/llama3_1@llama-3.1-8b", output_uri="gs://bucket/out")
+    check = make_doctor(config=open_model).check_open_models()
+    assert check.ok and "offered in us-central1: meta/llama3_1@llama-3.1-8b" in check.detail, check.detail
+    # Asked of Model Garden's publisher model GET on the region's endpoint (v1beta1).
+    assert any(
+        p == "/us-central1-aiplatform.googleapis.com/v1beta1/publishers/meta/models/llama3_1@llama-3.1-8b"
+        for _, p, _ in fake.requests
+    )
+    # Model Garden does not offer it there.
+    fake.publisher_models["us-central1"].discard("meta/llama3_1@llama-3.1-8b")
+    check = make_doctor(config=open_model).check_open_models()
+    assert not check.ok and "is not offered by Model Garden in us-central1" in check.detail
+    # A region the tuning page does not list: named, with the region to pass, before any call.
+    asked = len(fake.requests)
+    check = make_doctor(config=open_model, region="asia-northeast1").check_open_models()
+    assert not check.ok and "us-central1 and europe-west4 only, not asia-northeast1" in check.detail
+    assert "--region us-central1" in check.detail
+    assert not any("publishers/meta" in p for _, p, _ in fake.requests[asked:])
+    # An id without its @version (a config the loader did not check) is refused with the family's documented ids.
+    from types import SimpleNamespace
+
+    check = make_doctor(config=SimpleNamespace(backend="vertex", base_model="meta/llama3_1")).check_open_models()
+    assert not check.ok and "meta/llama3_1@llama-3.1-8b" in check.detail and "base_model" in check.detail
+    assert make_doctor().check_open_models().skipped  # Gemini
+
+
+def reinforcement(tmp_path, rewards: str, rows=None, **overrides):
+    import json
+
+    from tunekit.pipelines.config import load_config
+    from tunekit.pipelines.registry import get_method
+
+    reward_file = tmp_path / "rewards.yaml"
+    reward_file.write_text(rewards)
+    data = tmp_path / "prompts.jsonl"
+    rows = (
+        rows
+        if rows is not None
+        else [{"prompt": "What is 2 + 2? Reply as Answer: N", "references": {"answer": "4"}}]
+    )
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, cls = get_method("reinforcement-tuning").load()
+    values = {
+        "backend": "vertex",
+        "base_model": "gemini-3.1-flash-lite",
+        "train_dataset_uri": str(data),
+        "reward_config_uri": str(reward_file),
+        **overrides,
+    }
+    return load_config(cls, None, [f"{k}={v}" for k, v in values.items()])
+
+
+EXACT = "rewards:\n  - name: exact_answer\n    exact_match: {reference: answer}\n"
+
+
+def test_reward_file_is_validated_by_vertex_on_a_row_of_the_prompts(fake, tmp_path):
+    config = reinforcement(tmp_path, EXACT)
+    check = make_doctor("reinforcement-tuning", config).check_rewards()
+    assert check.ok, check.detail
+    assert "validate_reward on the first row of" in check.detail and "overall 0, 1" in check.detail
+    # The row sent is the dataset's, in Vertex's layout, with an empty answer and its reference as the answer.
+    sent = fake.reward_service.validated
+    assert [b["sampleResponse"]["parts"][0]["text"] for b in sent] == ["", "4"]
+    assert sent[1]["example"]["references"] == {"answer": "4"}
+    assert sent[1]["example"]["contents"][0]["parts"][0]["text"].startswith("What is 2 + 2?")
+    assert sent[1]["singleRewardConfig"]["rewardName"] == "exact_answer"
+    assert any(p.endswith("/tuningJobs:validateReinforcementTuningReward") for _, p, _ in fake.requests)
+    # Data that cannot be read: a sample row with the references blank still checks the rewards.
+    import dataclasses
+
+    unreadable = dataclasses.replace(config, train_dataset_uri=str(tmp_path / "gone.jsonl"))
+    check = make_doctor("reinforcement-tuning", unreadable).check_rewards()
+    assert check.ok and "a sample row (" in check.detail and "could not be read" in check.detail, check.detail
+    assert make_doctor().check_rewards().skipped
+
+
+def test_a_reward_vertex_refuses_fails_the_check_naming_the_reward(fake, tmp_path):
+    (tmp_path / "doctor_reward.py").write_text("def evaluate(example, response):\n    return example['x']\n")
+    rewards = (
+        EXACT + "  - name: custom\n    python: {function: 'doctor_reward:evaluate', file: doctor_reward.py}\n"
+    )
+    check = make_doctor("reinforcement-tuning", reinforcement(tmp_path, rewards)).check_rewards()
+    assert not check.ok and "reward 'custom' failed on sample 1" in check.detail, check.detail
+    assert "rewards.yaml:4" in check.detail and "fix the reward file" in check.detail
+    # A pattern Vertex's RE2 cannot run fails before any call, naming the file and line.
+    asked = len(fake.reward_service.validated)
+    # (the config loader checks a local reward file already; a gs:// one is first read here)
+    import dataclasses
+
+    bad = tmp_path / "re2.yaml"
+    bad.write_text("rewards:\n  - name: r\n    regex: {pattern: 'Answer: (?=[0-9])'}\n")
+    config = dataclasses.replace(reinforcement(tmp_path, EXACT), reward_config_uri=str(bad))
+    check = make_doctor("reinforcement-tuning", config).check_rewards()
+    assert not check.ok and "RE2" in check.detail and "re2.yaml:2" in check.detail, check.detail
+    assert len(fake.reward_service.validated) == asked
+    # A row missing a reference a reward reads: the data's file and line.
+    bad_rows = [{"prompt": "What is 2 + 2?", "references": {"answr": "4"}}]
+    check = make_doctor("reinforcement-tuning", reinforcement(tmp_path, EXACT, rows=bad_rows)).check_rewards()
+    assert not check.ok and "prompts.jsonl:1" in check.detail, check.detail
 
 
 def test_cost_uses_the_project_price_table(fake):
