@@ -105,20 +105,26 @@ class VertexOnlineBackend(Backend):
         await self._client.aio.aclose()
 
 
-def vllm_instance(prompt: Prompt, config: GenerationConfig) -> dict[str, Any]:
+def vllm_instance(prompt: Prompt, config: GenerationConfig, tokenizer: Any = None) -> dict[str, Any]:
     """One ``:predict`` instance for Model Garden's vLLM container: the prompt as the open model sees it.
 
-    The prompt is rendered as the local client renders it for the same model (:func:`~.hf.prompt_text`: the
-    training-time layout, no chat template), and ``raw_response`` asks for the generated text alone rather than
-    the container's "Prompt: ... Output: ..." layout. Source: Google's Model Garden vLLM notebook (GoogleCloudPlatform/vertex-ai-samples,
-    notebooks/community/model_garden/model_garden_pytorch_llama3_1_deployment.ipynb, "Raw predict": instances of
-    ``prompt``, ``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``raw_response``; ``response.predictions``
-    one text per instance), the container tunekit deploys open models with (``deployment.rollout``).
+    With the model's ``tokenizer``, the prompt is :func:`~.hf.encode_prompt`'s text (:func:`~.hf.prompt_string`:
+    the model's chat template applied, as at training and behind ``tunekit serve``), without a ``bos`` the tokenizer
+    adds itself: vLLM tokenizes a text ``prompt`` with ``tokenizer.encode(prompt)``, special tokens included
+    (vllm-project/vllm, vllm/inputs/preprocess.py, ``InputPreprocessor._tokenize_prompt``), so the container sees
+    exactly the trained ids. Without one, the bare rendered text (:func:`~.hf.prompt_text`), right only for a
+    tokenizer with no chat template and no ``bos``. ``raw_response`` asks for the generated text alone rather than
+    the container's "Prompt: ... Output: ..." layout. Source: Google's Model Garden vLLM notebook
+    (GoogleCloudPlatform/vertex-ai-samples, notebooks/community/model_garden/model_garden_pytorch_llama3_1_deployment.ipynb,
+    "Raw predict": instances of ``prompt``, ``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``raw_response``;
+    ``response.predictions`` one text per instance), the container tunekit deploys open models with
+    (``deployment.rollout``).
     """
-    from tunekit.components.model_clients.hf import prompt_text
+    from tunekit.components.model_clients.hf import prompt_string, prompt_text
 
+    text = prompt_text(prompt)
     instance: dict[str, Any] = {
-        "prompt": prompt_text(prompt),
+        "prompt": prompt_string(tokenizer, text) if tokenizer is not None else text,
         "max_tokens": config.max_output_tokens,
         "temperature": config.temperature,
         "raw_response": True,
@@ -126,6 +132,64 @@ def vllm_instance(prompt: Prompt, config: GenerationConfig) -> dict[str, Any]:
     if config.temperature > 0:
         instance["top_p"] = config.top_p
     return instance
+
+
+#: The files of a Hugging Face model folder that make its tokenizer (never its weights).
+TOKENIZER_FILES = (
+    "config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+
+
+def load_served_tokenizer(folder: str) -> Any:
+    """The tokenizer of an open model's folder (local, ``/gcs/...`` or ``gs://``): its tokenizer files only.
+
+    A ``gs://`` folder is read through the Cloud Storage FUSE mount when there is one (Vertex AI custom jobs and
+    pipeline steps), else only :data:`TOKENIZER_FILES` are downloaded (kilobytes to a few megabytes, no weights).
+
+    Raises:
+        UserError: The folder has no tokenizer.
+    """
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    from tunekit.components.common import uris
+
+    def load(path: str) -> Any:
+        try:
+            return AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as error:
+            raise UserError(
+                f"no tokenizer could be loaded from the model's folder ({error}); give the folder the model was "
+                "uploaded from (its tokenizer files)",
+                path=folder,
+                field="tokenizer",
+            ) from error
+
+    if not uris.is_gcs(folder):
+        return load(folder)
+    if os.path.isdir(uris.gcs_to_fuse(folder)):
+        return load(uris.gcs_to_fuse(folder))
+    from google.cloud import storage  # only off Vertex, where no FUSE mount exists
+
+    bucket_name, _, prefix = folder[len("gs://") :].partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    bucket = storage.Client().bucket(bucket_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in TOKENIZER_FILES:
+            blob = bucket.blob(prefix + name)
+            if blob.exists():
+                blob.download_to_filename(os.path.join(tmp, name))
+        return load(tmp)
 
 
 def vllm_text(prediction: Any, prompt_text: str) -> str:
@@ -148,14 +212,17 @@ class VertexVLLMBackend(Backend):
         endpoint: ``projects/P/locations/L/endpoints/E``.
         location: The Vertex AI region (the regional API root).
         auth: httpx authentication (tests); by default :class:`~.vertex.GoogleBearerAuth`.
+        tokenizer: The served model's folder (its tokenizer files: :func:`load_served_tokenizer`), or a loaded
+            tokenizer; prompts are then rendered as at training (:func:`vllm_instance`). None: the bare text.
     """
 
     name = "vertex_vllm"
     cache_namespace = "vertex_vllm"
 
-    def __init__(self, endpoint: str, location: str, auth: Any = None):
+    def __init__(self, endpoint: str, location: str, auth: Any = None, tokenizer: Any = None):
         from tunekit.components.model_clients.vertex import GoogleBearerAuth, vertex_api_root
 
+        self.tokenizer = load_served_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self.model = endpoint
         self.url = f"{vertex_api_root(location)}/v1/{endpoint}:predict"
         self._auth = auth if auth is not None else GoogleBearerAuth()
@@ -173,7 +240,7 @@ class VertexVLLMBackend(Backend):
         (prompt,) = prompts
         if self._client is None:
             self._client = httpx.AsyncClient(auth=self._auth)
-        instance = vllm_instance(prompt, config)
+        instance = vllm_instance(prompt, config, self.tokenizer)
         count = max(1, config.candidate_count)
         payload, failed = await post_json(self._client, self.url, {"instances": [instance] * count}, timeout_s)
         if failed is not None:
@@ -257,7 +324,8 @@ def make_engine(
             name for the fake.
         options: Backend options. ``vertex``/``vertex_batch``: ``project``, ``location``, ``staging_uri`` (a
             ``gs://`` prefix for batch input and output), ``batch_threshold`` (``vertex`` only; 0 never batches),
-            ``poll_interval_s``. ``openai``: ``base_url``, ``api_key_env``, ``headers``. ``hf``:
+            ``poll_interval_s``. ``vertex_vllm``: ``location``, ``tokenizer`` (the served model's folder, whose
+            tokenizer renders prompts as at training). ``openai``: ``base_url``, ``api_key_env``, ``headers``. ``hf``:
             ``adapter_dir``, ``batch_size``, ``device``. ``fake``: ``answers`` (prompt or input text -> answer),
             ``default``, ``echo``.
         engine_options: :class:`EngineConfig` fields.
@@ -289,7 +357,9 @@ def make_engine(
                 raise UserError("batch prediction needs a staging_uri (gs://...)", field="options")
             primary = _batch_backend(model, project, location, staging, state_dir, options)
     elif backend == "vertex_vllm":
-        primary = VertexVLLMBackend(model, str(options.get("location", "")))
+        primary = VertexVLLMBackend(
+            model, str(options.get("location", "")), tokenizer=options.get("tokenizer") or None
+        )
     elif backend == "openai":
         from tunekit.components.model_clients.openai_compat import OpenAICompatBackend
 

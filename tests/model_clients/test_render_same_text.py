@@ -194,3 +194,71 @@ def test_preference_and_reinforcement_trainers_train_on_the_ids_evaluation_and_s
     assert seen["rloo"] == [pair_ids]
     assert seen["sft"] == [row_ids]
     assert seen["grpo"] == [row_ids]
+
+
+def _bos_tokenizer(folder: str, template: str | None) -> str:
+    """A Llama-like tokenizer (one token per character) that adds ``<s>`` before every text it encodes."""
+    import string
+
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    vocab = {token: i for i, token in enumerate(specials + list(string.printable))}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        additional_special_tokens=specials[3:],
+    )
+    if template is not None:
+        tokenizer.chat_template = template
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def vertex(monkeypatch):
+    from fake_vertex import serve_fake_vertex
+
+    yield from serve_fake_vertex(monkeypatch)
+
+
+@pytest.mark.parametrize("template", ["{{ bos_token }}" + TEMPLATE, None], ids=["chat-template", "no-template"])
+def test_a_vllm_endpoint_gets_the_trained_text_with_one_bos(tmp_path, vertex, template):
+    """vLLM tokenizes the ``prompt`` with ``tokenizer.encode`` (its bos added): the text sent is encode_prompt's."""
+    from fake_vertex import LOCATION
+    from transformers import AutoTokenizer
+
+    from tunekit.components.model_clients.backends import make_engine
+
+    folder = _bos_tokenizer(str(tmp_path / "model"), template)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    _, endpoint = vertex.add_open_model("tunekit-chat")
+    sent: list[str] = []
+    vertex.set_responder(lambda p: sent.append(p) or "billing", model=endpoint)
+    engine = make_engine("vertex_vllm", endpoint, options={"location": LOCATION, "tokenizer": folder})
+    prompt = Prompt(QUESTION, system=SYSTEM, history=HISTORY)
+    (answer,) = engine.generate([prompt], GenerationConfig(max_output_tokens=3))
+    engine.close()
+    assert answer.text == "billing"
+    trained, _ = encode_prompt(tokenizer, prompt_text(prompt), is_encoder_decoder=False, max_length=1024)
+    (text,) = sent
+    # What vLLM makes of the text (tokenizer.encode, special tokens added) is what the model trained on.
+    assert tokenizer.encode(text) == trained and trained.count(tokenizer.bos_token_id) == 1
+    assert not text.startswith("<s>")
+    if template is not None:
+        assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
+
+
+def test_a_folder_without_a_tokenizer_is_one_clear_error(tmp_path):
+    from tunekit.components.common.errors import UserError
+    from tunekit.components.model_clients.backends import make_engine
+
+    with pytest.raises(UserError, match="no tokenizer could be loaded"):
+        make_engine("vertex_vllm", "projects/p/locations/l/endpoints/1", options={"tokenizer": str(tmp_path)})
