@@ -179,7 +179,7 @@ class DistillingStepByStepConfig:
     finetuning: str = field(
         "lora",
         "Local: lora, or full (every weight; small students, students from scratch). Vertex open-model students: "
-        "the tuning mode (lora or full).",
+        "the tuning mode (full: its evaluation and deployment load the tuned weights as they are).",
         choices=[
             "tunekit.components.tuning.distillation.local:LORA",
             "tunekit.components.tuning.distillation.local:FULL",

@@ -135,6 +135,21 @@ def check_custom_base_model(value: str, config: Any) -> None:
         _open_model_setting(value, config)
         if not value.startswith("gs://"):
             raise UserError(f"'{value}' must be a gs:// folder of .safetensors weights; upload it first")
+    elif _open_model_on_vertex(config) and not getattr(config, "start_from", ""):
+        # Refused before the tuning job is paid for: the evaluation step scores the base beside the tuned weights
+        # from the base's weights in Cloud Storage (evaluation.scoring.managed_open_model_dirs); Model Garden's
+        # published weights are not read, and deploying the base only to score it would bill an endpoint.
+        raise UserError(
+            "must be set to tune an open model on Vertex: the evaluation scores the base model beside the tuned "
+            f"one from its weights in Cloud Storage; give the gs:// folder of {config.base_model}'s .safetensors "
+            "weights and config files"
+        )
+
+
+def _open_model_on_vertex(config: Any) -> bool:
+    from tunekit.components.tuning.gemini import is_open_model
+
+    return getattr(config, "backend", "vertex") == "vertex" and is_open_model(getattr(config, "base_model", ""))
 
 
 def _tuned_model(config: Any) -> str:
@@ -174,13 +189,22 @@ def check_open_student_mode(value: str, config: Any) -> None:
 
     if value and is_open_model(_tuned_model(config)):
         tuning_mode_enum(value, _tuned_model(config))
+        if value != "full":
+            from tunekit.components.common.errors import UserError
+
+            # Refused before the job: a LoRA tuning may leave an adapter, and the student's evaluation has no
+            # base weights to load it onto (evaluation.scoring.managed_open_model_client).
+            raise UserError(
+                f"is '{value}': an open-model student on Vertex is tuned with finetuning: full, whose weights its "
+                "evaluation and deployment load as they are"
+            )
 
 
 def open_student_mode() -> Check:
     """The check of ``finetuning`` as the tuning mode of an open-model student (student_backend vertex)."""
     return checked_by(
         "tunekit.pipelines.shared_fields:check_open_student_mode",
-        "with an open-model student on Vertex: a tuning mode the model takes",
+        "with an open-model student on Vertex: full (its evaluation loads the tuned weights as they are)",
         with_config=True,
         when={"student_backend": "vertex"},
     )
@@ -206,12 +230,12 @@ def custom_base_model() -> Any:
     """``custom_base_model``: the user's own weights of an open model, in Cloud Storage."""
     return field(
         "",
-        "Vertex, open models: gs:// folder of your own .safetensors weights derived from base_model ('' for the "
-        "published weights).",
+        "Vertex, open models: gs:// folder of base_model's .safetensors weights (or your own derived from it); "
+        "required, since the evaluation scores the base from them.",
         checks=[
             checked_by(
                 "tunekit.pipelines.shared_fields:check_custom_base_model",
-                "a gs:// folder, only for an open model on Vertex",
+                "a gs:// folder, only for an open model on Vertex and required for one",
                 with_config=True,
             )
         ],

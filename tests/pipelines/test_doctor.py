@@ -292,7 +292,9 @@ def test_embedding_template_parameters_are_checked_against_the_template_read(fak
 
 
 def test_an_open_model_is_checked_as_offered_in_the_region(fake):
-    open_model = supervised(base_model="meta/llama3_1@llama-3.1-8b", output_uri="gs://bucket/out")
+    open_model = supervised(
+        base_model="meta/llama3_1@llama-3.1-8b", output_uri="gs://bucket/out", custom_base_model="gs://bucket/w"
+    )
     check = make_doctor(config=open_model).check_open_models()
     assert check.ok and "offered in us-central1: meta/llama3_1@llama-3.1-8b" in check.detail, check.detail
     # Asked of Model Garden's publisher model GET on the region's endpoint (v1beta1).

@@ -187,8 +187,20 @@ def _config(tmp_path, **values):
 
 
 def test_config_preflight_checks_the_open_model_statically(tmp_path):
-    config = _config(tmp_path, base_model=LLAMA, tuning_mode="lora", output_uri=OUTPUT, learning_rate=1e-4)
+    weights = "gs://bucket/weights/llama-3.1-8b-instruct"
+    config = _config(
+        tmp_path,
+        base_model=LLAMA,
+        tuning_mode="lora",
+        output_uri=OUTPUT,
+        learning_rate=1e-4,
+        custom_base_model=weights,
+    )
     assert config.base_model == LLAMA
+    # Without the base's weights its evaluation could not score the base: refused before the job is paid for.
+    with pytest.raises(UserError, match="custom_base_model") as info:
+        _config(tmp_path, base_model=LLAMA, tuning_mode="lora", output_uri=OUTPUT)
+    assert "scores the base model" in str(info.value) and "config.yaml" in str(info.value)
     with pytest.raises(UserError, match="@version") as info:
         _config(tmp_path, base_model="qwen/qwen3", output_uri=OUTPUT)
     assert "base_model" in str(info.value) and "config.yaml" in str(info.value)
@@ -295,3 +307,13 @@ def test_an_open_model_student_is_tuned_by_the_managed_service_on_the_multitask_
     )
     with pytest.raises(UserError, match="full only"):
         load_config(DistillingStepByStepConfig, str(path))
+    # A LoRA student that takes LoRA is refused too, before the job: its evaluation has no base weights to load
+    # an adapter onto, so the student is tuned full.
+    path.write_text(
+        "train_dataset_uri: gs://b/t.jsonl\nstudent_backend: vertex\n"
+        f"student_model: {LLAMA}\noutput_uri: gs://b/o\nfinetuning: lora\n"
+    )
+    with pytest.raises(UserError, match="finetuning: full"):
+        load_config(DistillingStepByStepConfig, str(path))
+    path.write_text(path.read_text().replace("finetuning: lora", "finetuning: full"))
+    assert load_config(DistillingStepByStepConfig, str(path)).finetuning == "full"
