@@ -145,6 +145,20 @@ def check_config(select_checkpoint: bool, config: Any) -> None:
             "told to keep them: set local_options.keep_checkpoints: true (and eval_steps, save_total_limit)",
             field="select_checkpoint",
         )
+    from tunekit.components.tuning.gemini import is_open_model
+
+    if (
+        select_checkpoint
+        and getattr(config, "backend", "") == "vertex"
+        and is_open_model(getattr(config, "base_model", ""))
+    ):
+        # Refused before the job is paid for: a managed open-model tuning's weights are scored from Cloud Storage
+        # (evaluation.scoring.managed_open_model_client); its checkpoints have no endpoints to compare here.
+        raise UserError(
+            "select_checkpoint compares a tuned Gemini model's checkpoints on their endpoints; a managed open-model "
+            "tuning is evaluated from its final weights: set select_checkpoint: false",
+            field="select_checkpoint",
+        )
 
 
 # --- finding the checkpoints ----------------------------------------------------------------------------------

@@ -201,6 +201,9 @@ def test_config_preflight_checks_the_open_model_statically(tmp_path):
     with pytest.raises(UserError, match="custom_base_model") as info:
         _config(tmp_path, base_model=LLAMA, tuning_mode="lora", output_uri=OUTPUT)
     assert "scores the base model" in str(info.value) and "config.yaml" in str(info.value)
+    # Checkpoint selection compares a tuned Gemini model's checkpoint endpoints: refused for an open model.
+    with pytest.raises(UserError, match="select_checkpoint: false"):
+        _config(tmp_path, base_model=LLAMA, output_uri=OUTPUT, custom_base_model=weights, select_checkpoint=True)
     with pytest.raises(UserError, match="@version") as info:
         _config(tmp_path, base_model="qwen/qwen3", output_uri=OUTPUT)
     assert "base_model" in str(info.value) and "config.yaml" in str(info.value)
