@@ -262,3 +262,35 @@ def test_a_folder_without_a_tokenizer_is_one_clear_error(tmp_path):
 
     with pytest.raises(UserError, match="no tokenizer could be loaded"):
         make_engine("vertex_vllm", "projects/p/locations/l/endpoints/1", options={"tokenizer": str(tmp_path)})
+
+
+def test_the_preference_evaluation_asks_the_policy_what_training_and_serve_send(chat_model):
+    # Win rates and KL were measured on the bare prompt while the policy trained on its chat template.
+    from tunekit.components.evaluation.preference.steps import CausalPolicy
+
+    text = prompt_text(Prompt(QUESTION))
+    expected, _ = encode_prompt(
+        HFLocalClient(chat_model).tokenizer, text, is_encoder_decoder=False, max_length=1024
+    )
+    policy = CausalPolicy(chat_model)
+    seen: list[list[int]] = []
+    generate = policy.model.generate
+
+    def record(*, input_ids, attention_mask, **kwargs):
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
+            seen.append([i for i, m in zip(ids, mask, strict=True) if m])
+        return generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    policy.model.generate = record
+    policy.generate([text], max_new_tokens=2)
+    assert seen == [expected]
+    # log p(answer | prompt) is taken after the same prompt ids.
+    import torch
+
+    answer_ids = policy.tokenizer(ANSWER, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = policy.model(input_ids=torch.tensor([expected + answer_ids])).logits[0, len(expected) - 1 : -1]
+    by_hand = float(
+        torch.log_softmax(logits.float(), dim=-1).gather(1, torch.tensor(answer_ids).unsqueeze(1)).sum()
+    )
+    assert policy.logprobs([text], [ANSWER])[0] == pytest.approx(by_hand, abs=1e-4)

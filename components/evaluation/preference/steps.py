@@ -129,6 +129,12 @@ class CausalPolicy:
         self.model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
         self.batch_size = batch_size
 
+    def _asked(self, prompt: str) -> str:
+        """The text the policy was trained on and is served with (its chat template, one bos): hf.prompt_string."""
+        from tunekit.components.model_clients.hf import prompt_string
+
+        return prompt_string(self.tokenizer, prompt)
+
     def generate(
         self, prompts: Sequence[str], max_new_tokens: int, sample: bool = False, seed: int = 0
     ) -> list[str]:
@@ -138,7 +144,9 @@ class CausalPolicy:
         with self.torch.no_grad():
             for start in range(0, len(prompts), self.batch_size):
                 enc = self.tokenizer(
-                    list(prompts[start : start + self.batch_size]), return_tensors="pt", padding=True
+                    [self._asked(p) for p in prompts[start : start + self.batch_size]],
+                    return_tensors="pt",
+                    padding=True,
                 )
                 ids = self.model.generate(
                     **enc,
@@ -157,8 +165,8 @@ class CausalPolicy:
         out = []
         with self.torch.no_grad():
             for prompt, answer in zip(prompts, answers, strict=True):
-                p_ids = self.tokenizer(prompt)["input_ids"]
-                a_ids = self.tokenizer(answer)["input_ids"]
+                p_ids = self.tokenizer(self._asked(prompt))["input_ids"]
+                a_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
                 if not a_ids:
                     out.append(0.0)
                     continue
