@@ -100,7 +100,7 @@ def vertex_parameters(config) -> dict:
     return values
 
 
-def check_images(template: str, options: SubmitOptions) -> None:
+def check_images(template: str, options: SubmitOptions, *, compiled_here: bool = False) -> None:
     """Refuses a compiled spec (a local file) that names the unpublished default image.
 
     A template in Artifact Registry (``https://...``) is not read here: ``tunekit doctor`` checks its images.
@@ -112,7 +112,8 @@ def check_images(template: str, options: SubmitOptions) -> None:
         return
     with open(template, encoding="utf-8") as handle:
         if names_unpublished_image(handle.read()):
-            shown = None if template.startswith(tempfile.gettempdir()) else template
+            # A spec this submission compiled in its own temporary folder is not the user's file to name.
+            shown = None if compiled_here else template
             raise unpublished_image_error(options.project, options.region, path=shown)
 
 
@@ -134,7 +135,7 @@ def build_pipeline_job(method: Method, config, options: SubmitOptions, *, creden
                 raise unpublished_image_error(options.project, options.region)
             template = os.path.join(folder, method.compiled_name)
             compile_method(method, template, image=image, gpu_image=gpu_image or None)
-        check_images(template, options)
+        check_images(template, options, compiled_here=not options.template_path)
         labels = {"tunekit-method": method.name, **(options.labels or {})}
         display_name = options.display_name or method.name
         return aiplatform.PipelineJob(
