@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tunekit.components.common.errors import UserError
 from tunekit.components.common.jsonl import write_jsonl
 from tunekit.components.evaluation.distillation.steps import run_evaluate_distillation
 from tunekit.components.model_clients.base import FakeClient
@@ -179,3 +180,10 @@ def test_gate_fails_below_the_threshold_or_the_baseline():
     assert gate("classification", min_student_metric=0.6, min_improvement_over_baseline=0.1).passed
     decision = gate("generic", min_student_metric=0, min_improvement_over_baseline=0.2)
     assert not decision.passed and "baseline 0.5000" in decision.reason
+
+
+def test_keep_checkpoints_is_refused_for_the_student_not_ignored(tiny, tmp_path):
+    # The shared trainer config accepts it; only supervised tuning selects among checkpoints, so the student says so.
+    train = write(tmp_path / "train.jsonl", [{"input": "q", "label": "a", "rationale": "r"}])
+    with pytest.raises(UserError, match="keep_checkpoints"):
+        distill.tune_student(tiny, train, None, str(tmp_path / "out"), config(keep_checkpoints=True))

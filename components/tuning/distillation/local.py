@@ -573,6 +573,13 @@ def tune_student(
         raise UserError(f"unknown finetuning '{config.finetuning}'; use 'lora' or 'full'", field="finetuning")
     if config.packing:
         raise UserError("packing is not available for the student: each task is a forward pass", field="packing")
+    if config.keep_checkpoints:
+        # Accepted by the shared trainer config, but only supervised tuning's evaluation selects among checkpoints.
+        raise UserError(
+            "keep_checkpoints is for supervised tuning's select_checkpoint; the student's checkpoints are not "
+            "selected: remove it",
+            field="keep_checkpoints",
+        )
     if not os.path.isdir(base_model):
         raise UserError("student model directory not found; give a local model directory", path=base_model)
     if config.max_steps <= 0 and config.epochs <= 0:
