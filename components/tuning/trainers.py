@@ -337,3 +337,36 @@ def final_eval_loss(trainer: Any, evals: list[dict[str, Any]]) -> float | None:
 def write_training_log(output_dir: str, payload: dict[str, Any]) -> None:
     """Writes ``training_log.json`` (``log``, ``eval``, ``summary`` and what the caller adds) whole."""
     write_text(os.path.join(output_dir, TRAINING_LOG), json.dumps(payload, indent=2))
+
+
+# -- the TRL trainers of preference and reinforcement tuning (CPU, short, no checkpoints) -------------------------
+
+
+def set_threads(threads: int) -> None:
+    """Torch's intra-op threads for a local TRL run (at least 1)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def trl_arguments(
+    output_dir: str, steps: int, learning_rate: float, batch_size: int, seed: int, *, log_every: int = 10
+) -> dict:
+    """The ``TrainingArguments`` fields the local TRL trainers share (preference and reinforcement tuning).
+
+    ``steps`` at a constant learning rate on the CPU, no checkpoints, about ``log_every`` log lines a run.
+    """
+    return {
+        "output_dir": output_dir,
+        "max_steps": steps,
+        "learning_rate": learning_rate,
+        "per_device_train_batch_size": batch_size,
+        "logging_steps": max(1, steps // log_every),
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": seed,
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "lr_scheduler_type": "constant",
+        "dataloader_num_workers": 0,
+    }

@@ -35,6 +35,7 @@ from tunekit.components.data_validation.preference_convert import (
 )
 from tunekit.components.model_clients.hf import prompt_string
 from tunekit.components.model_clients.reward import RewardModelScorer, load_tokenizer
+from tunekit.components.tuning import trainers
 
 RLOO = "rloo"
 DPO = "dpo"
@@ -146,29 +147,6 @@ def _policy_prompt(tokenizer: Any, row: PromptRow, max_chars: int) -> str:
     return prompt_string(tokenizer, _prompt_text(row, max_chars))
 
 
-def _setup(config: PreferenceLocalConfig) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, config.threads))
-
-
-def _common_args(output_dir: str, steps: int, learning_rate: float, batch_size: int, seed: int) -> dict:
-    return {
-        "output_dir": output_dir,
-        "max_steps": steps,
-        "learning_rate": learning_rate,
-        "per_device_train_batch_size": batch_size,
-        "logging_steps": max(1, steps // 10),
-        "save_strategy": "no",
-        "report_to": [],
-        "seed": seed,
-        "use_cpu": True,
-        "disable_tqdm": True,
-        "lr_scheduler_type": "constant",
-        "dataloader_num_workers": 0,
-    }
-
-
 def _fit(
     trainer_class: Any,
     model: Any,
@@ -207,13 +185,15 @@ def train_sft(model_dir: str, pairs: list[PreferencePair], output_dir: str, conf
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    _setup(config)
+    trainers.set_threads(config.threads)
     tokenizer = load_tokenizer(model_dir)
     rows = [
         {"prompt": _policy_prompt(tokenizer, p, config.max_prompt_chars), "completion": p.chosen} for p in pairs
     ]
     args = SFTConfig(
-        **_common_args(output_dir, config.sft_steps, config.sft_learning_rate, config.batch_size, config.seed),
+        **trainers.trl_arguments(
+            output_dir, config.sft_steps, config.sft_learning_rate, config.batch_size, config.seed
+        ),
         max_length=None,
         completion_only_loss=True,
     )
@@ -233,12 +213,12 @@ def train_reward_model(
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    _setup(config)
+    trainers.set_threads(config.threads)
     tokenizer = load_tokenizer(model_dir)
     tokenizer.padding_side = "right"
     rows = [{**to_trl_pair(p), "prompt": _prompt_text(p, config.max_prompt_chars)} for p in pairs]
     args = RewardConfig(
-        **_common_args(
+        **trainers.trl_arguments(
             output_dir, config.reward_steps, config.reward_learning_rate, config.batch_size, config.seed
         ),
         max_length=None,
@@ -261,7 +241,7 @@ def train_rloo(
     from transformers import AutoModelForCausalLM
     from trl import RLOOConfig, RLOOTrainer
 
-    _setup(config)
+    trainers.set_threads(config.threads)
     tokenizer = load_tokenizer(policy_dir)
     scorer = RewardModelScorer(reward_dir)
 
@@ -278,7 +258,7 @@ def train_rloo(
     rows = [{"prompt": prompt} for prompt in policy_prompts]
     batch = max(config.batch_size - config.batch_size % config.num_generations, config.num_generations)
     args = RLOOConfig(
-        **_common_args(output_dir, config.rl_steps, config.rl_learning_rate, batch, config.seed),
+        **trainers.trl_arguments(output_dir, config.rl_steps, config.rl_learning_rate, batch, config.seed),
         num_generations=config.num_generations,
         max_completion_length=config.max_new_tokens,
         temperature=config.temperature,
@@ -299,11 +279,13 @@ def train_dpo(
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
-    _setup(config)
+    trainers.set_threads(config.threads)
     tokenizer = load_tokenizer(policy_dir)
     rows = [{**to_trl_pair(p), "prompt": _policy_prompt(tokenizer, p, config.max_prompt_chars)} for p in pairs]
     args = DPOConfig(
-        **_common_args(output_dir, config.rl_steps, config.rl_learning_rate, config.batch_size, config.seed),
+        **trainers.trl_arguments(
+            output_dir, config.rl_steps, config.rl_learning_rate, config.batch_size, config.seed
+        ),
         max_length=None,
         beta=config.beta,
     )

@@ -24,6 +24,7 @@ from tunekit.components.common.errors import UserError
 from tunekit.components.model_clients.base import Prompt
 from tunekit.components.model_clients.hf import prompt_string, prompt_text
 from tunekit.components.model_clients.reward import load_tokenizer
+from tunekit.components.tuning import trainers
 from tunekit.components.tuning.rewards import RewardSet, example_json, response_text
 
 
@@ -97,29 +98,6 @@ def row_prompt(row: dict, max_chars: int = 0) -> str:
     return text[-max_chars:] if max_chars else text
 
 
-def _setup(config: ReinforcementLocalConfig) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, config.threads))
-
-
-def _args(output_dir: str, steps: int, learning_rate: float, batch_size: int, seed: int) -> dict:
-    return {
-        "output_dir": output_dir,
-        "max_steps": steps,
-        "learning_rate": learning_rate,
-        "per_device_train_batch_size": batch_size,
-        "logging_steps": max(1, steps // 20),
-        "save_strategy": "no",
-        "report_to": [],
-        "seed": seed,
-        "use_cpu": True,
-        "disable_tqdm": True,
-        "lr_scheduler_type": "constant",
-        "dataloader_num_workers": 0,
-    }
-
-
 def _tokenizer(model_dir: str):
     # With a pad token, left padding, and no eos appended to a prompt encoded alone (TRL encodes prompts on
     # their own; ByT5's tokenizer would end each with "end of sequence", unlike the prompts the model answers).
@@ -161,10 +139,12 @@ def train_sft(model_dir: str, rows: list[dict], output_dir: str, config: Reinfor
 
     if not rows:
         raise UserError("the warm start has no rows to train on", field="sft_dataset_uri")
-    _setup(config)
+    trainers.set_threads(config.threads)
     tokenizer = _tokenizer(model_dir)
     args = SFTConfig(
-        **_args(output_dir, config.sft_steps, config.sft_learning_rate, config.batch_size, config.seed),
+        **trainers.trl_arguments(
+            output_dir, config.sft_steps, config.sft_learning_rate, config.batch_size, config.seed, log_every=20
+        ),
         max_length=None,
         completion_only_loss=True,
     )
@@ -197,7 +177,7 @@ def train_grpo(
 
     if not rows:
         raise UserError("no prompts to train on", field="train_dataset_uri")
-    _setup(config)
+    trainers.set_threads(config.threads)
     tokenizer = _tokenizer(policy_dir)
     funcs, weights = rewards.trl_reward_funcs(judge_clients)
     data = [
@@ -212,7 +192,9 @@ def train_grpo(
     ]
     batch = max(config.batch_size - config.batch_size % config.num_generations, config.num_generations)
     args = GRPOConfig(
-        **_args(output_dir, config.rl_steps, config.rl_learning_rate, batch, config.seed),
+        **trainers.trl_arguments(
+            output_dir, config.rl_steps, config.rl_learning_rate, batch, config.seed, log_every=20
+        ),
         num_generations=config.num_generations,
         max_completion_length=config.max_new_tokens,
         temperature=config.temperature,
