@@ -660,6 +660,24 @@ def run_labels(
     return sanitize_labels(merged)
 
 
+def sft_warm_start(step: Mapping[str, Any], *, method: str) -> dict[str, Any]:
+    """The SFT warm start of a tuning method on Vertex, and the model record's fields for it.
+
+    ``step`` is the warm-start step's arguments (its ``locals()``): ``base_model``, ``sft_uri`` and ``sft_path``
+    (the SFT rows), ``tuned_model_display_name`` and what :func:`job_options` reads. The job is labelled with
+    ``method`` and the stage ``sft-warm-start``; its display name gets ``-sft``.
+    """
+    name = step.get("tuned_model_display_name") or ""
+    result = tune_gemini(
+        base_model=step["base_model"],
+        training_dataset_uri=jsonl_dataset_uri(step["sft_uri"], step["sft_path"]),
+        **job_options(
+            step, method=method, stage="sft-warm-start", tuned_model_display_name=f"{name}-sft" if name else ""
+        ),
+    )
+    return {"backend": "vertex", "warm_start": True, "model": result.tuned_model, **result.to_dict()}
+
+
 def job_options(step: Mapping[str, Any], *, method: str, stage: str = "", **settings: Any) -> dict[str, Any]:
     """The keyword arguments a tuning step gives its job (:func:`tune_gemini` and the methods' front-ends).
 

@@ -206,19 +206,9 @@ def run_warm_start(
             "sft_steps": log["steps"],
         }
     else:
-        from tunekit.components.tuning.gemini import job_options, jsonl_dataset_uri, tune_gemini
+        from tunekit.components.tuning.gemini import sft_warm_start
 
-        result = tune_gemini(
-            base_model=base_model,
-            training_dataset_uri=jsonl_dataset_uri(sft_uri, sft_path),
-            **job_options(
-                locals(),
-                method=METHOD,
-                stage="sft-warm-start",
-                tuned_model_display_name=f"{tuned_model_display_name}-sft" if tuned_model_display_name else "",
-            ),
-        )
-        info = {"backend": "vertex", "warm_start": True, "model": result.tuned_model, **result.to_dict()}
+        info = sft_warm_start(locals(), method=METHOD)
     return ModelRecord.from_dict(info).write(model_path, model_metadata)
 
 
