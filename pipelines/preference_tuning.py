@@ -29,7 +29,7 @@ from tunekit.components.tuning.preference.component import (
     warm_start_supervised,
 )
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import checked_by, field, in_range, known_keys, model_folder
+from tunekit.pipelines.config import checked_by, field, in_range, known_keys
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import Parameters, config_pipeline, wire
@@ -84,14 +84,7 @@ class PreferenceTuningConfig:
         "'vertex' (Gemini SFT + PREFERENCE_TUNING) or 'local' (TRL on an open model).",
         choices="tunekit.components.tuning.preference.steps:BACKENDS",
     )
-    base_model: str = field(
-        "gemini-3.5-flash",
-        "Vertex: a tunable Gemini model id. Local: a causal model directory ('tiny-random:causal' builds a tiny one).",
-        checks=[
-            shared.gemini_base_model(),
-            model_folder(["tunekit.pipelines.local_run:TINY_PREFIX"], when={"backend": "local"}),
-        ],
-    )
+    base_model: str = shared.gemini_or_causal_base_model()
     algorithm: str = field(
         "rloo",
         "Local: 'rloo' (reward model, then RL with a KL penalty) or 'dpo' (one stage).",

@@ -26,7 +26,7 @@ from tunekit.components.tuning.reinforcement.component import (
     warm_start_reinforcement,
 )
 from tunekit.pipelines import shared_fields as shared
-from tunekit.pipelines.config import checked_by, field, in_range, known_keys, model_folder, required_when
+from tunekit.pipelines.config import checked_by, field, in_range, known_keys, required_when
 from tunekit.pipelines.graphs import deploy_and_report, evaluation_step, gate_and_deploy, retried, validation_step
 from tunekit.pipelines.retraining import retrain_on_new_data
 from tunekit.pipelines.wiring import Parameters, wire
@@ -87,14 +87,7 @@ class ReinforcementTuningConfig:
         "'vertex' (Gemini REINFORCEMENT_TUNING) or 'local' (TRL GRPO on an open model).",
         choices="tunekit.components.tuning.reinforcement.steps:BACKENDS",
     )
-    base_model: str = field(
-        "gemini-3.5-flash",
-        "Vertex: a tunable Gemini model id. Local: a causal model directory ('tiny-random:causal' builds a tiny one).",
-        checks=[
-            shared.gemini_base_model(),
-            model_folder(["tunekit.pipelines.local_run:TINY_PREFIX"], when={"backend": "local"}),
-        ],
-    )
+    base_model: str = shared.gemini_or_causal_base_model()
     samples_per_prompt: int = field(
         0, "Responses sampled per prompt (Vertex's samples_per_prompt, GRPO's num_generations; 0: default).", ge=0
     )

@@ -22,6 +22,7 @@ from tunekit.pipelines.config import (
     Check,
     checked_by,
     field,
+    model_folder,
     one_of,
 )
 
@@ -62,6 +63,18 @@ def adapter_size(note: str = "") -> Any:
         0,
         f"Vertex: LoRA adapter size 1, 2, 4, 8 or 16 (0 lets Vertex choose{note}).",
         checks=[one_of("tunekit.components.tuning.gemini:ADAPTER_SIZES", extra=(0,))],
+    )
+
+
+def gemini_or_causal_base_model() -> Any:
+    """``base_model`` of a method tuned as Gemini on Vertex or as a local causal model (preference, reinforcement)."""
+    return field(
+        "gemini-3.5-flash",
+        "Vertex: a tunable Gemini model id. Local: a causal model directory ('tiny-random:causal' builds a tiny one).",
+        checks=[
+            gemini_base_model(),
+            model_folder(["tunekit.pipelines.local_run:TINY_PREFIX"], when={"backend": "local"}),
+        ],
     )
 
 
